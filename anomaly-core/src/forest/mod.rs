@@ -1,0 +1,20 @@
+//! Isolation forest (Liu, Ting & Zhou, ICDM 2008) with scikit-learn 1.9's definitions.
+//!
+//! [`IsolationForestParams`] holds the unfitted parameters; [`IsolationForestParams::fit`] grows the trees in
+//! parallel and returns an immutable [`IsolationForest`].
+
+mod grow;
+mod model;
+mod parallel;
+mod params;
+mod path_length;
+mod quantile;
+mod tree;
+
+pub use model::IsolationForest;
+pub use params::{Contamination, IsolationForestParams, MaxFeatures, MaxSamples};
+pub use path_length::average_path_length;
+pub(crate) use grow::grow_tree;
+pub(crate) use model::{credit_splits, rank_attributions, typical_ranges};
+pub(crate) use quantile::percentile;
+pub(crate) use tree::Tree;

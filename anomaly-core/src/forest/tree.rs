@@ -1,0 +1,282 @@
+//! The scoring layout of one isolation tree.
+//!
+//! Trees up to [`DENSE_MAX_DEPTH`] levels (every tree with the default 256 samples per tree has 8) are stored as a
+//! complete binary tree in flat arrays: node `i` has children `2i + 1` and `2i + 2`, a leaf above the bottom level is
+//! reached through pass-through nodes whose threshold is `f64::MAX` (every finite value goes left), and the leaf's
+//! path length sits at the bottom. Traversal is then a fixed number of branch-free steps, which lets the CPU overlap
+//! several rows. Deeper trees fall back to a sparse node array.
+
+use serde::{Deserialize, Serialize};
+
+use super::grow::GrowNode;
+use super::path_length::average_path_length;
+
+/// Deepest tree stored in the dense layout (4095 internal nodes, 4096 leaves).
+pub(crate) const DENSE_MAX_DEPTH: u32 = 12;
+
+/// Threshold of a pass-through node: every finite value goes left.
+const PASS: f64 = f64::MAX;
+
+/// One fitted isolation tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "layout", rename_all = "snake_case")]
+pub(crate) enum Tree {
+    /// Complete binary tree of `depth` levels of internal nodes.
+    Dense {
+        depth: u32,
+        /// Split feature of each internal node (`2^depth − 1`).
+        features: Vec<u32>,
+        /// Split threshold of each internal node; `f64::MAX` for pass-through nodes.
+        thresholds: Vec<f64>,
+        /// Path length (depth + c(leaf size)) of each bottom-level slot (`2^depth`).
+        leaves: Vec<f64>,
+        /// Training rows that reached each node, internal nodes then leaves (for attributions).
+        counts: Vec<u32>,
+    },
+    /// Node array for deep trees: children of node `i` are `left[i]` and `left[i] + 1`; `left[i] == 0` marks a leaf
+    /// whose path length is stored in `values[i]`.
+    Sparse {
+        features: Vec<u32>,
+        values: Vec<f64>,
+        left: Vec<u32>,
+        counts: Vec<u32>,
+    },
+}
+
+impl Tree {
+    /// Converts a grown tree into its scoring layout.
+    pub(crate) fn from_grown(nodes: &[GrowNode]) -> Tree {
+        let depth = nodes.iter().map(|n| n.depth).max().unwrap_or(0);
+        let leaf_value = |n: &GrowNode| n.depth as f64 + average_path_length(n.n_samples as f64);
+        if depth <= DENSE_MAX_DEPTH {
+            let n_internal = (1usize << depth) - 1;
+            let mut features = vec![0u32; n_internal];
+            let mut thresholds = vec![PASS; n_internal];
+            let mut leaves = vec![0.0; n_internal + 1];
+            let mut counts = vec![0u32; 2 * n_internal + 1];
+            let mut stack = vec![(0usize, 0usize)];
+            while let Some((g, d)) = stack.pop() {
+                let node = &nodes[g];
+                counts[d] = node.n_samples;
+                match node.feature {
+                    Some(f) => {
+                        features[d] = f;
+                        thresholds[d] = node.threshold;
+                        stack.push((node.left as usize, 2 * d + 1));
+                        stack.push((node.right as usize, 2 * d + 2));
+                    }
+                    None => {
+                        let mut slot = d;
+                        while slot < n_internal {
+                            counts[slot] = node.n_samples;
+                            slot = 2 * slot + 1;
+                        }
+                        counts[slot] = node.n_samples;
+                        leaves[slot - n_internal] = leaf_value(node);
+                    }
+                }
+            }
+            Tree::Dense {
+                depth,
+                features,
+                thresholds,
+                leaves,
+                counts,
+            }
+        } else {
+            let n = nodes.len();
+            let mut features = vec![0u32; n];
+            let mut values = vec![0.0; n];
+            let mut left = vec![0u32; n];
+            let counts = nodes.iter().map(|n| n.n_samples).collect();
+            for (i, node) in nodes.iter().enumerate() {
+                match node.feature {
+                    Some(f) => {
+                        features[i] = f;
+                        values[i] = node.threshold;
+                        left[i] = node.left;
+                    }
+                    None => values[i] = leaf_value(node),
+                }
+            }
+            Tree::Sparse {
+                features,
+                values,
+                left,
+                counts,
+            }
+        }
+    }
+
+    /// Path length h(x) of one row. The row must have been validated against the model's width.
+    #[inline]
+    pub(crate) fn path_length(&self, row: &[f64]) -> f64 {
+        match self {
+            Tree::Dense {
+                depth,
+                features,
+                thresholds,
+                leaves,
+                ..
+            } => {
+                let mut i = 0usize;
+                for _ in 0..*depth {
+                    let go_right = row[features[i] as usize] > thresholds[i];
+                    i = 2 * i + 1 + go_right as usize;
+                }
+                leaves[i - features.len()]
+            }
+            Tree::Sparse {
+                features,
+                values,
+                left,
+                ..
+            } => {
+                let mut i = 0usize;
+                while left[i] != 0 {
+                    let go_right = row[features[i] as usize] > values[i];
+                    i = left[i] as usize + go_right as usize;
+                }
+                values[i]
+            }
+        }
+    }
+
+    /// Adds h(x) of each row of a row-major block (`width` values a row) to `acc`.
+    ///
+    /// Rows are walked in groups of eight in lockstep so their independent loads overlap.
+    #[inline]
+    pub(crate) fn accumulate(&self, block: &[f64], width: usize, acc: &mut [f64]) {
+        match self {
+            Tree::Dense {
+                depth,
+                features,
+                thresholds,
+                leaves,
+                ..
+            } => {
+                const LANES: usize = 8;
+                let n_internal = features.len();
+                let rows = acc.len();
+                let full = rows - rows % LANES;
+                for base in (0..full).step_by(LANES) {
+                    let mut idx = [0usize; LANES];
+                    let offs: [usize; LANES] = std::array::from_fn(|k| (base + k) * width);
+                    for _ in 0..*depth {
+                        for k in 0..LANES {
+                            let i = idx[k];
+                            let go_right = block[offs[k] + features[i] as usize] > thresholds[i];
+                            idx[k] = 2 * i + 1 + go_right as usize;
+                        }
+                    }
+                    for k in 0..LANES {
+                        acc[base + k] += leaves[idx[k] - n_internal];
+                    }
+                }
+                for r in full..rows {
+                    acc[r] += self.path_length(&block[r * width..(r + 1) * width]);
+                }
+            }
+            Tree::Sparse { .. } => {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a += self.path_length(&block[r * width..(r + 1) * width]);
+                }
+            }
+        }
+    }
+
+    /// Walks a row's path and calls `visit(feature, node_count, child_count)` for every real split on it; returns
+    /// the path length.
+    pub(crate) fn walk(&self, row: &[f64], mut visit: impl FnMut(usize, u32, u32)) -> f64 {
+        match self {
+            Tree::Dense {
+                depth,
+                features,
+                thresholds,
+                leaves,
+                counts,
+            } => {
+                let mut i = 0usize;
+                for _ in 0..*depth {
+                    let go_right = row[features[i] as usize] > thresholds[i];
+                    let child = 2 * i + 1 + go_right as usize;
+                    if thresholds[i] != PASS {
+                        visit(features[i] as usize, counts[i], counts[child]);
+                    }
+                    i = child;
+                }
+                leaves[i - features.len()]
+            }
+            Tree::Sparse {
+                features,
+                values,
+                left,
+                counts,
+            } => {
+                let mut i = 0usize;
+                while left[i] != 0 {
+                    let go_right = row[features[i] as usize] > values[i];
+                    let child = left[i] as usize + go_right as usize;
+                    visit(features[i] as usize, counts[i], counts[child]);
+                    i = child;
+                }
+                values[i]
+            }
+        }
+    }
+
+    /// Checks the structure of a tree restored from bytes, so scoring cannot index out of bounds.
+    pub(crate) fn check(&self, width: usize) -> Result<(), String> {
+        let feature_ok = |f: &u32| (*f as usize) < width;
+        match self {
+            Tree::Dense {
+                depth,
+                features,
+                thresholds,
+                leaves,
+                counts,
+            } => {
+                if *depth > DENSE_MAX_DEPTH {
+                    return Err(format!("dense tree of depth {depth}"));
+                }
+                let n_internal = (1usize << depth) - 1;
+                if features.len() != n_internal
+                    || thresholds.len() != n_internal
+                    || leaves.len() != n_internal + 1
+                    || counts.len() != 2 * n_internal + 1
+                {
+                    return Err("dense tree arrays of the wrong length".into());
+                }
+                if !features.iter().all(feature_ok) {
+                    return Err("tree splits on a feature the model does not have".into());
+                }
+                if !thresholds.iter().chain(leaves).all(|v| !v.is_nan()) {
+                    return Err("NaN in a tree".into());
+                }
+                Ok(())
+            }
+            Tree::Sparse {
+                features,
+                values,
+                left,
+                counts,
+            } => {
+                let n = features.len();
+                if n == 0 || values.len() != n || left.len() != n || counts.len() != n {
+                    return Err("sparse tree arrays of the wrong length".into());
+                }
+                for i in 0..n {
+                    let l = left[i] as usize;
+                    // Children come after their parent, so every walk terminates.
+                    if l != 0 && (l <= i || l + 1 >= n || !feature_ok(&features[i])) {
+                        return Err("sparse tree with an invalid node".into());
+                    }
+                    if values[i].is_nan() {
+                        return Err("NaN in a tree".into());
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+
+pub mod alert;
+mod error;
+mod explanation;
+pub mod forest;
+pub mod snapshot;
+pub mod stream;
+mod validate;
+
+pub use alert::{AlertRule, AlertState};
+pub use error::{Error, Result};
+pub use explanation::{Attribution, Details, Explanation, ThresholdRule, Verdict};
+pub use forest::{
+    Contamination, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
+};
+pub use snapshot::{Model, Snapshot};
+pub use stream::{
+    Ema, EmaParams, MovingAverage, MovingAverageParams, StreamingDetector,
+    StreamingIsolationForest, StreamingIsolationForestParams,
+};

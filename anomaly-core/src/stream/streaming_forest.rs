@@ -1,0 +1,475 @@
+//! Streaming isolation forest: a forest over a rolling window, EMA-smoothed scores, an adaptive threshold and a
+//! minimum streak before reporting.
+
+use std::collections::VecDeque;
+
+use ndarray::ArrayView2;
+use rand::SeedableRng;
+use rand::seq::index;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::rolling::RollingStats;
+use super::{StreamingDetector, check_observation};
+use crate::error::{Error, Result};
+use crate::explanation::{Details, Explanation, Verdict, describe_attribution, fmt_num};
+use crate::forest::{
+    Tree, average_path_length, credit_splits, grow_tree, percentile, rank_attributions,
+    typical_ranges,
+};
+
+/// Most rows any tree is grown on, as in the batch forest's `max_samples = auto`.
+const MAX_TREE_SAMPLES: usize = 256;
+
+/// Parameters of a [`StreamingIsolationForest`], named as the metric-stream system names them.
+///
+/// | parameter | default | meaning |
+/// | --- | --- | --- |
+/// | `batch_size` | 20 | points between two refits |
+/// | `window_size` | 256 | most recent points the forest is grown on |
+/// | `warmup` | 100 | points before the first forest is grown |
+/// | `n_estimators` | 50 | trees |
+/// | `smoothing_alpha` | 0.25 | EMA weight of each new raw score |
+/// | `threshold_sigma` | 3 | adaptive threshold = rolling mean + k · rolling std of the smoothed scores |
+/// | `threshold_window` | 100 | smoothed scores the adaptive threshold is computed over |
+/// | `min_consecutive` | 3 | anomalous points in a row before one is reported |
+/// | `contamination` | 0.1 | a point is a candidate only if its raw score is in the top share of recent raw scores |
+/// | `seed` | 0 | every random draw derives from it |
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamingIsolationForestParams {
+    batch_size: usize,
+    window_size: usize,
+    warmup: usize,
+    n_estimators: usize,
+    smoothing_alpha: f64,
+    threshold_sigma: f64,
+    threshold_window: usize,
+    min_consecutive: usize,
+    contamination: f64,
+    seed: u64,
+}
+
+impl Default for StreamingIsolationForestParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta] $name:ident: $ty:ty),* $(,)?) => {$(
+        #[$doc]
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    )*};
+}
+
+impl StreamingIsolationForestParams {
+    /// The defaults in the table above.
+    pub fn new() -> Self {
+        StreamingIsolationForestParams {
+            batch_size: 20,
+            window_size: 256,
+            warmup: 100,
+            n_estimators: 50,
+            smoothing_alpha: 0.25,
+            threshold_sigma: 3.0,
+            threshold_window: 100,
+            min_consecutive: 3,
+            contamination: 0.1,
+            seed: 0,
+        }
+    }
+
+    setter!(
+        /// Points between two refits (default 20).
+        batch_size: usize,
+        /// Most recent points the forest is grown on (default 256).
+        window_size: usize,
+        /// Points before the first forest is grown (default 100).
+        warmup: usize,
+        /// Number of trees (default 50).
+        n_estimators: usize,
+        /// EMA weight of each new raw score (default 0.25).
+        smoothing_alpha: f64,
+        /// k of the adaptive threshold (default 3).
+        threshold_sigma: f64,
+        /// Smoothed scores the adaptive threshold is computed over (default 100).
+        threshold_window: usize,
+        /// Anomalous points in a row before reporting (default 3).
+        min_consecutive: usize,
+        /// Share of recent raw scores a candidate must be in (default 0.1).
+        contamination: f64,
+        /// Seed (default 0).
+        seed: u64,
+    );
+
+    /// Checks the parameters and builds an empty detector.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the first bad parameter.
+    pub fn build(self) -> Result<StreamingIsolationForest> {
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch_size", "must be at least 1"));
+        }
+        if self.window_size < 2 {
+            return Err(Error::invalid("window_size", "must be at least 2"));
+        }
+        if self.warmup < 2 || self.warmup > self.window_size {
+            return Err(Error::invalid("warmup", "must be between 2 and window_size"));
+        }
+        if self.n_estimators == 0 {
+            return Err(Error::invalid("n_estimators", "must be at least 1"));
+        }
+        if !(self.smoothing_alpha > 0.0 && self.smoothing_alpha <= 1.0) {
+            return Err(Error::invalid("smoothing_alpha", "must be in (0, 1]"));
+        }
+        if !(self.threshold_sigma.is_finite() && self.threshold_sigma >= 0.0) {
+            return Err(Error::invalid("threshold_sigma", "must be finite and non-negative"));
+        }
+        if self.threshold_window < 2 {
+            return Err(Error::invalid("threshold_window", "must be at least 2"));
+        }
+        if self.min_consecutive == 0 {
+            return Err(Error::invalid("min_consecutive", "must be at least 1"));
+        }
+        if !(self.contamination > 0.0 && self.contamination <= 0.5) {
+            return Err(Error::invalid("contamination", "must be in (0, 0.5]"));
+        }
+        Ok(StreamingIsolationForest {
+            rng: ChaCha8Rng::seed_from_u64(self.seed),
+            smoothed_stats: RollingStats::new(self.threshold_window),
+            raw_recent: VecDeque::with_capacity(self.window_size),
+            recent: VecDeque::with_capacity(self.batch_size),
+            params: self,
+            dims: None,
+            window: Vec::new(),
+            window_len: 0,
+            window_head: 0,
+            trees: Vec::new(),
+            next_replace: 0,
+            since_refit: 0,
+            raw_gate: 0.0,
+            smoothed: None,
+            consecutive: 0,
+            seen: 0,
+        })
+    }
+}
+
+/// One tree with the normaliser c(m) of the sample it was grown on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WindowTree {
+    tree: Tree,
+    normaliser: f64,
+}
+
+/// A buffered point with its scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Recent {
+    point: Vec<f64>,
+    raw: f64,
+    smoothed: f64,
+}
+
+/// What the detector concludes about one point, before it is learnt.
+#[derive(Debug, Clone, Copy)]
+struct Assessment {
+    raw: f64,
+    smoothed: f64,
+    mean: f64,
+    std: f64,
+    threshold: f64,
+    consecutive: usize,
+    is_anomaly: bool,
+    warm: bool,
+}
+
+/// An isolation forest over a rolling window of a stream.
+///
+/// The first forest is grown once `warmup` points are in the window. After that, every `batch_size` points the
+/// oldest `ceil(n_estimators · batch_size / window_size)` trees are replaced by trees grown on the current window, so
+/// the whole forest is renewed once per window and a refit costs a few trees, not a whole forest. Each point's raw
+/// score (in `(0, 1]`, as [`IsolationForest`](crate::IsolationForest)) is smoothed by an EMA (`smoothing_alpha`);
+/// the point is a candidate when the smoothed score exceeds the adaptive threshold (rolling mean + `threshold_sigma`
+/// rolling standard deviations of past smoothed scores) and its raw score is in the top `contamination` share of
+/// recent raw scores; it is reported (`is_anomaly`) once `min_consecutive` candidates come in a row.
+///
+/// Score: the smoothed score, in `(0, 1]`. Warm-up: until the forest exists and `batch_size` smoothed scores have
+/// been seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamingIsolationForest {
+    params: StreamingIsolationForestParams,
+    dims: Option<usize>,
+    /// Ring of the last `window_size` points, row-major.
+    window: Vec<f64>,
+    window_len: usize,
+    window_head: usize,
+    trees: Vec<WindowTree>,
+    next_replace: usize,
+    since_refit: usize,
+    rng: ChaCha8Rng,
+    smoothed_stats: RollingStats,
+    raw_recent: VecDeque<f64>,
+    raw_gate: f64,
+    smoothed: Option<f64>,
+    consecutive: usize,
+    recent: VecDeque<Recent>,
+    seen: u64,
+}
+
+impl StreamingIsolationForest {
+    /// The parameters.
+    pub fn params(&self) -> &StreamingIsolationForestParams {
+        &self.params
+    }
+
+    /// Points learnt so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    fn window_view(&self) -> ArrayView2<'_, f64> {
+        let d = self.dims.unwrap_or(1);
+        ArrayView2::from_shape((self.window_len, d), &self.window[..self.window_len * d])
+            .expect("window ring holds window_len rows")
+    }
+
+    /// Raw forest score of a validated point.
+    fn raw_score(&self, x: &[f64]) -> f64 {
+        let mut sum = 0.0;
+        for t in &self.trees {
+            sum += t.tree.path_length(x) / t.normaliser;
+        }
+        (-sum / self.trees.len() as f64).exp2()
+    }
+
+    fn assess(&self, x: &[f64]) -> Option<Assessment> {
+        if self.trees.is_empty() {
+            return None;
+        }
+        let raw = self.raw_score(x);
+        let a = self.params.smoothing_alpha;
+        let smoothed = match self.smoothed {
+            Some(s) => s + a * (raw - s),
+            None => raw,
+        };
+        let (mean, std) = (self.smoothed_stats.mean(), self.smoothed_stats.std());
+        let threshold = mean + self.params.threshold_sigma * std;
+        let warm = self.smoothed_stats.len() >= self.params.batch_size.min(self.params.threshold_window);
+        let candidate = warm && smoothed > threshold && raw > self.raw_gate;
+        let consecutive = if candidate { self.consecutive + 1 } else { 0 };
+        Some(Assessment {
+            raw,
+            smoothed,
+            mean,
+            std,
+            threshold,
+            consecutive,
+            is_anomaly: consecutive >= self.params.min_consecutive,
+            warm,
+        })
+    }
+
+    fn verdict(a: &Assessment) -> Option<Verdict> {
+        a.warm.then_some(Verdict {
+            score: a.smoothed,
+            threshold: a.threshold,
+            is_anomaly: a.is_anomaly,
+        })
+    }
+
+    /// Learns a validated point whose assessment is `a`.
+    fn learn(&mut self, x: &[f64], a: Option<Assessment>) {
+        let d = x.len();
+        if self.dims.is_none() {
+            self.dims = Some(d);
+            self.window = vec![0.0; self.params.window_size * d];
+        }
+        if let Some(a) = a {
+            self.smoothed = Some(a.smoothed);
+            self.smoothed_stats.push(a.smoothed);
+            if self.raw_recent.len() == self.params.window_size {
+                self.raw_recent.pop_front();
+            }
+            self.raw_recent.push_back(a.raw);
+            self.consecutive = a.consecutive;
+            if self.recent.len() == self.params.batch_size {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(Recent {
+                point: x.to_vec(),
+                raw: a.raw,
+                smoothed: a.smoothed,
+            });
+        }
+        let slot = self.window_head * d;
+        self.window[slot..slot + d].copy_from_slice(x);
+        self.window_head = (self.window_head + 1) % self.params.window_size;
+        self.window_len = (self.window_len + 1).min(self.params.window_size);
+        self.seen += 1;
+        self.since_refit += 1;
+        if self.trees.is_empty() {
+            if self.window_len >= self.params.warmup {
+                self.grow(self.params.n_estimators);
+                let raws: Vec<f64> = (0..self.window_len)
+                    .map(|r| self.raw_score(self.window_view().row(r).to_slice().unwrap_or(&[])))
+                    .collect();
+                self.raw_recent.extend(raws);
+                self.refresh_gate();
+                self.since_refit = 0;
+            }
+        } else if self.since_refit >= self.params.batch_size {
+            let per_batch = (self.params.n_estimators * self.params.batch_size)
+                .div_ceil(self.params.window_size)
+                .clamp(1, self.params.n_estimators);
+            self.grow(per_batch);
+            self.refresh_gate();
+            self.since_refit = 0;
+        }
+    }
+
+    /// Grows `count` trees on the window, replacing the oldest ones once the forest is complete.
+    fn grow(&mut self, count: usize) {
+        let m = self.window_len.min(MAX_TREE_SAMPLES);
+        let max_depth = (m.max(2) as f64).log2().ceil() as u32;
+        let features: Vec<usize> = (0..self.dims.unwrap_or(1)).collect();
+        for _ in 0..count {
+            let rows = if self.window_len > m {
+                index::sample(&mut self.rng, self.window_len, m).into_vec()
+            } else {
+                (0..self.window_len).collect()
+            };
+            let d = features.len();
+            let view = ArrayView2::from_shape((self.window_len, d), &self.window[..self.window_len * d])
+                .expect("window ring holds window_len rows");
+            let nodes = grow_tree(view, &rows, &features, max_depth, &mut self.rng);
+            let tree = WindowTree {
+                tree: Tree::from_grown(&nodes),
+                normaliser: average_path_length(m as f64),
+            };
+            if self.trees.len() < self.params.n_estimators {
+                self.trees.push(tree);
+            } else {
+                self.trees[self.next_replace] = tree;
+                self.next_replace = (self.next_replace + 1) % self.params.n_estimators;
+            }
+        }
+    }
+
+    fn refresh_gate(&mut self) {
+        let raws: Vec<f64> = self.raw_recent.iter().copied().collect();
+        if !raws.is_empty() {
+            self.raw_gate = percentile(&raws, 100.0 * (1.0 - self.params.contamination));
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let p = &self.params;
+        if p.clone().build().is_err() {
+            return Err("invalid streaming forest parameters".into());
+        }
+        let d = self.dims.unwrap_or(0);
+        if self.window.len() != p.window_size * d
+            || self.window_len > p.window_size
+            || self.window_head >= p.window_size
+            || self.trees.len() > p.n_estimators
+            || (self.trees.is_empty() && self.next_replace != 0)
+            || self.next_replace >= p.n_estimators
+        {
+            return Err("streaming forest state of inconsistent size".into());
+        }
+        for t in &self.trees {
+            t.tree.check(d)?;
+            if !(t.normaliser > 0.0) {
+                return Err("invalid tree normaliser".into());
+            }
+        }
+        if self.recent.iter().any(|r| r.point.len() != d) {
+            return Err("buffered point of the wrong width".into());
+        }
+        self.smoothed_stats.check()
+    }
+}
+
+impl StreamingDetector for StreamingIsolationForest {
+    fn dims(&self) -> Option<usize> {
+        self.dims
+    }
+
+    fn score(&self, x: &[f64]) -> Result<Option<Verdict>> {
+        check_observation(self.dims, x)?;
+        Ok(self.assess(x).as_ref().and_then(Self::verdict))
+    }
+
+    fn update(&mut self, x: &[f64]) -> Result<()> {
+        check_observation(self.dims, x)?;
+        let a = self.assess(x);
+        self.learn(x, a);
+        Ok(())
+    }
+
+    fn score_and_update(&mut self, x: &[f64]) -> Result<Option<Verdict>> {
+        check_observation(self.dims, x)?;
+        let a = self.assess(x);
+        self.learn(x, a);
+        Ok(a.as_ref().and_then(Self::verdict))
+    }
+
+    fn explain(&self, x: &[f64]) -> Result<Option<Explanation>> {
+        check_observation(self.dims, x)?;
+        let Some(a) = self.assess(x).filter(|a| a.warm) else {
+            return Ok(None);
+        };
+        let mut credit = vec![0.0; x.len()];
+        let trees: Vec<Tree> = self.trees.iter().map(|t| t.tree.clone()).collect();
+        credit_splits(&trees, x, &mut credit);
+        let typical = typical_ranges(self.window_view(), self.params.seed);
+        let attributions = rank_attributions(&credit, x, &typical, None);
+        let lead = attributions
+            .first()
+            .filter(|a| a.contribution > 0.0)
+            .map(|a| format!("; mostly {}", describe_attribution(a)))
+            .unwrap_or_default();
+        let candidate = a.consecutive > 0;
+        let rationale = format!(
+            "{}: smoothed score {} (raw {}) {} the adaptive threshold {} (rolling mean {} + {} × std {}){}{}.",
+            if a.is_anomaly { "Anomalous" } else { "Normal" },
+            fmt_num(a.smoothed),
+            fmt_num(a.raw),
+            if a.smoothed > a.threshold { "exceeds" } else { "does not exceed" },
+            fmt_num(a.threshold),
+            fmt_num(a.mean),
+            fmt_num(self.params.threshold_sigma),
+            fmt_num(a.std),
+            if candidate {
+                format!(
+                    ", {} anomalous point(s) in a row ({} needed)",
+                    a.consecutive, self.params.min_consecutive
+                )
+            } else {
+                String::new()
+            },
+            lead,
+        );
+        Ok(Some(Explanation {
+            score: a.smoothed,
+            threshold: a.threshold,
+            is_anomaly: a.is_anomaly,
+            attributions,
+            details: Details::StreamingIsolationForest {
+                raw_score: a.raw,
+                smoothed_score: a.smoothed,
+                threshold_mean: a.mean,
+                threshold_std: a.std,
+                consecutive: a.consecutive,
+                reported: a.is_anomaly,
+                buffer: self.recent.iter().map(|r| r.point.clone()).collect(),
+                raw_scores: self.recent.iter().map(|r| r.raw).collect(),
+                smoothed_scores: self.recent.iter().map(|r| r.smoothed).collect(),
+            },
+            rationale,
+        }))
+    }
+}

@@ -1,0 +1,54 @@
+//! Input checks shared by every detector: shape and finiteness.
+
+use ndarray::ArrayView2;
+
+use crate::error::{Error, Result};
+
+/// Checks that `x` has rows and columns and only finite values.
+pub(crate) fn matrix(x: ArrayView2<'_, f64>) -> Result<()> {
+    if x.nrows() == 0 {
+        return Err(Error::EmptyInput { what: "no rows" });
+    }
+    if x.ncols() == 0 {
+        return Err(Error::EmptyInput { what: "no columns" });
+    }
+    for (row, r) in x.outer_iter().enumerate() {
+        if let Some(column) = r.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                row,
+                column,
+                value: r[column],
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a matrix against the expected number of features.
+pub(crate) fn matrix_with_width(x: ArrayView2<'_, f64>, expected: usize) -> Result<()> {
+    if x.ncols() != expected && x.nrows() > 0 {
+        return Err(Error::DimensionMismatch {
+            expected,
+            got: x.ncols(),
+        });
+    }
+    matrix(x)
+}
+
+/// Checks one row: width and finiteness. `row` is reported in the error.
+pub(crate) fn row(x: &[f64], expected: usize, row: usize) -> Result<()> {
+    if x.len() != expected {
+        return Err(Error::DimensionMismatch {
+            expected,
+            got: x.len(),
+        });
+    }
+    if let Some(column) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            row,
+            column,
+            value: x[column],
+        });
+    }
+    Ok(())
+}
