@@ -120,9 +120,17 @@ mod tests {
 
     #[test]
     fn needs_a_streak_and_raises_once_per_incident() {
-        let rule = AlertRule { min_consecutive: 3, cooldown: 2 };
+        let rule = AlertRule {
+            min_consecutive: 3,
+            cooldown: 2,
+        };
         let t = run(rule, "xx.xxx.x.xxxx..xxx");
-        let raised: Vec<usize> = t.iter().enumerate().filter(|(_, t)| **t == AlertTransition::Raised).map(|(i, _)| i).collect();
+        let raised: Vec<usize> = t
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == AlertTransition::Raised)
+            .map(|(i, _)| i)
+            .collect();
         // Raised at the third x of "xxx"; the flicker after it stays in the incident; two quiet points close it.
         assert_eq!(raised, vec![5, 17]);
         assert_eq!(t[14], AlertTransition::Resolved);
@@ -130,6 +138,13 @@ mod tests {
 
     #[test]
     fn zero_streak_is_rejected() {
-        assert!(AlertRule { min_consecutive: 0, cooldown: 0 }.start().is_err());
+        assert!(
+            AlertRule {
+                min_consecutive: 0,
+                cooldown: 0
+            }
+            .start()
+            .is_err()
+        );
     }
 }

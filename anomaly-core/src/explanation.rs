@@ -168,7 +168,7 @@ pub(crate) fn fmt_num(v: f64) -> String {
         return "0".to_string();
     }
     let a = v.abs();
-    if a >= 1000.0 && a < 1e15 {
+    if (1000.0..1e15).contains(&a) {
         let s = format!("{:.0}", a);
         let mut out = String::new();
         for (i, ch) in s.chars().enumerate() {
@@ -194,11 +194,20 @@ pub(crate) fn describe_attribution(a: &Attribution) -> String {
     let name = a.label();
     let range = format!("{}–{}", fmt_num(a.typical_low), fmt_num(a.typical_high));
     if a.value > a.typical_high {
-        format!("`{name}` = {} is above the typical {range}", fmt_num(a.value))
+        format!(
+            "`{name}` = {} is above the typical {range}",
+            fmt_num(a.value)
+        )
     } else if a.value < a.typical_low {
-        format!("`{name}` = {} is below the typical {range}", fmt_num(a.value))
+        format!(
+            "`{name}` = {} is below the typical {range}",
+            fmt_num(a.value)
+        )
     } else {
-        format!("`{name}` = {} is within the typical {range}", fmt_num(a.value))
+        format!(
+            "`{name}` = {} is within the typical {range}",
+            fmt_num(a.value)
+        )
     }
 }
 

@@ -4,6 +4,7 @@ pub mod alert;
 mod error;
 mod explanation;
 pub mod forest;
+pub mod metrics;
 pub mod snapshot;
 pub mod stream;
 mod validate;
@@ -11,9 +12,7 @@ mod validate;
 pub use alert::{AlertRule, AlertState};
 pub use error::{Error, Result};
 pub use explanation::{Attribution, Details, Explanation, ThresholdRule, Verdict};
-pub use forest::{
-    Contamination, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
-};
+pub use forest::{Contamination, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples};
 pub use snapshot::{Model, Snapshot};
 pub use stream::{
     Ema, EmaParams, MovingAverage, MovingAverageParams, StreamingDetector,

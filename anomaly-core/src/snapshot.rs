@@ -19,6 +19,7 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // one model per snapshot: size is not a concern
 pub enum Model {
     /// A fitted isolation forest.
     IsolationForest(IsolationForest),
@@ -102,8 +103,8 @@ impl Snapshot {
                 header.version
             )));
         }
-        let snapshot: Snapshot =
-            serde_json::from_slice(bytes).map_err(|e| unsupported(format!("corrupt snapshot: {e}")))?;
+        let snapshot: Snapshot = serde_json::from_slice(bytes)
+            .map_err(|e| unsupported(format!("corrupt snapshot: {e}")))?;
         snapshot
             .model
             .check()

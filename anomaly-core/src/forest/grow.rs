@@ -55,7 +55,8 @@ pub(crate) fn grow_tree<R: Rng>(
         if end - start <= 1 || depth >= max_depth {
             continue;
         }
-        let Some((fi, threshold)) = draw_split(&data, m, &order[start..end], &mut feature_draw, rng)
+        let Some((fi, threshold)) =
+            draw_split(&data, m, &order[start..end], &mut feature_draw, rng)
         else {
             continue;
         };

@@ -11,10 +11,10 @@ mod path_length;
 mod quantile;
 mod tree;
 
+pub(crate) use grow::grow_tree;
 pub use model::IsolationForest;
+pub(crate) use model::{credit_splits, rank_attributions, typical_ranges};
 pub use params::{Contamination, IsolationForestParams, MaxFeatures, MaxSamples};
 pub use path_length::average_path_length;
-pub(crate) use grow::grow_tree;
-pub(crate) use model::{credit_splits, rank_attributions, typical_ranges};
 pub(crate) use quantile::percentile;
 pub(crate) use tree::Tree;

@@ -10,13 +10,15 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::grow::grow_tree;
-use super::params::{Contamination, IsolationForestParams};
 use super::parallel::install;
+use super::params::{Contamination, IsolationForestParams};
 use super::path_length::average_path_length;
 use super::quantile::{percentile, percentile_sorted};
 use super::tree::Tree;
 use crate::error::{Error, Result};
-use crate::explanation::{Attribution, Details, Explanation, Verdict, describe_attribution, fmt_num};
+use crate::explanation::{
+    Attribution, Details, Explanation, Verdict, describe_attribution, fmt_num,
+};
 use crate::validate;
 
 /// Rows scored together against one tree at a time: small enough to stay in L1 with the tree.
@@ -105,7 +107,10 @@ impl IsolationForest {
         let n = x.nrows();
         let max_samples = self.params.resolve_max_samples(n);
         if max_samples < 2 {
-            return Err(Error::invalid("max_samples", "each tree needs at least 2 rows"));
+            return Err(Error::invalid(
+                "max_samples",
+                "each tree needs at least 2 rows",
+            ));
         }
         let n_sub_features = self.params.resolve_max_features(self.n_features)?;
         let max_depth = (max_samples.max(2) as f64).log2().ceil() as u32;
@@ -316,13 +321,27 @@ impl IsolationForest {
             .iter()
             .filter(|a| a.contribution > 0.0)
             .take(2)
-            .map(|a| format!("{} ({:.0}%)", describe_attribution(a), 100.0 * a.contribution))
+            .map(|a| {
+                format!(
+                    "{} ({:.0}%)",
+                    describe_attribution(a),
+                    100.0 * a.contribution
+                )
+            })
             .collect();
         let rationale = format!(
             "{}: score {} {} the threshold {} (isolated after {} splits on average, {} is typical){}.",
-            if verdict.is_anomaly { "Anomalous" } else { "Normal" },
+            if verdict.is_anomaly {
+                "Anomalous"
+            } else {
+                "Normal"
+            },
             fmt_num(verdict.score),
-            if verdict.is_anomaly { "exceeds" } else { "does not exceed" },
+            if verdict.is_anomaly {
+                "exceeds"
+            } else {
+                "does not exceed"
+            },
             fmt_num(verdict.threshold),
             fmt_num(mean_path_length),
             fmt_num(normaliser),
@@ -429,7 +448,10 @@ pub(crate) fn typical_ranges(x: ArrayView2<'_, f64>, seed: u64) -> Vec<(f64, f64
             column.clear();
             column.extend(rows.iter().map(|&r| x[[r, f]]));
             column.sort_by(f64::total_cmp);
-            (percentile_sorted(&column, 5.0), percentile_sorted(&column, 95.0))
+            (
+                percentile_sorted(&column, 5.0),
+                percentile_sorted(&column, 95.0),
+            )
         })
         .collect()
 }
@@ -442,7 +464,9 @@ mod tests {
 
     fn grid(n: usize) -> Array2<f64> {
         // Quasi-random (additive recurrence) points: every value distinct.
-        Array2::from_shape_fn((n, 2), |(i, j)| (i as f64 * [0.618_034, 0.754_878][j]).fract())
+        Array2::from_shape_fn((n, 2), |(i, j)| {
+            (i as f64 * [0.618_034, 0.754_878][j]).fract()
+        })
     }
 
     #[test]

@@ -175,21 +175,34 @@ impl IsolationForestParams {
             return Err(Error::invalid("n_estimators", "must be at least 1"));
         }
         match self.max_samples {
-            MaxSamples::Count(0) => return Err(Error::invalid("max_samples", "must be at least 1")),
+            MaxSamples::Count(0) => {
+                return Err(Error::invalid("max_samples", "must be at least 1"));
+            }
             MaxSamples::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
-                return Err(Error::invalid("max_samples", format!("fraction {f} is not in (0, 1]")));
+                return Err(Error::invalid(
+                    "max_samples",
+                    format!("fraction {f} is not in (0, 1]"),
+                ));
             }
             _ => {}
         }
         if let Contamination::Fraction(c) = self.contamination {
             if !(c > 0.0 && c <= 0.5) {
-                return Err(Error::invalid("contamination", format!("{c} is not in (0, 0.5]")));
+                return Err(Error::invalid(
+                    "contamination",
+                    format!("{c} is not in (0, 0.5]"),
+                ));
             }
         }
         match self.max_features {
-            MaxFeatures::Count(0) => return Err(Error::invalid("max_features", "must be at least 1")),
+            MaxFeatures::Count(0) => {
+                return Err(Error::invalid("max_features", "must be at least 1"));
+            }
             MaxFeatures::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
-                return Err(Error::invalid("max_features", format!("fraction {f} is not in (0, 1]")));
+                return Err(Error::invalid(
+                    "max_features",
+                    format!("fraction {f} is not in (0, 1]"),
+                ));
             }
             _ => {}
         }
@@ -205,7 +218,11 @@ impl IsolationForestParams {
             MaxSamples::Auto => n.min(256),
             MaxSamples::Count(c) => {
                 if c > n {
-                    tracing::warn!(max_samples = c, n_samples = n, "max_samples exceeds the number of rows; using all rows");
+                    tracing::warn!(
+                        max_samples = c,
+                        n_samples = n,
+                        "max_samples exceeds the number of rows; using all rows"
+                    );
                 }
                 c.min(n)
             }

@@ -212,8 +212,16 @@ impl StreamingDetector for Ema {
         let (mean, std) = (self.mean[lead], self.var[lead].sqrt());
         let rationale = format!(
             "{}: {} is {} weighted standard deviations from the moving mean {} (std {}); the threshold is {}.",
-            if verdict.is_anomaly { "Anomalous" } else { "Normal" },
-            if x.len() == 1 { format!("value {}", fmt_num(x[0])) } else { format!("`x{lead}` = {}", fmt_num(x[lead])) },
+            if verdict.is_anomaly {
+                "Anomalous"
+            } else {
+                "Normal"
+            },
+            if x.len() == 1 {
+                format!("value {}", fmt_num(x[0]))
+            } else {
+                format!("`x{lead}` = {}", fmt_num(x[lead]))
+            },
             fmt_num(zs[lead]),
             fmt_num(mean),
             fmt_num(std),

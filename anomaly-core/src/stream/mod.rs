@@ -150,7 +150,9 @@ impl<T: StreamingDetector + ?Sized> StreamingDetector for &mut T {
 /// Checks one observation against the fixed width (or any non-zero width before the first).
 pub(crate) fn check_observation(dims: Option<usize>, x: &[f64]) -> Result<()> {
     if x.is_empty() {
-        return Err(Error::EmptyInput { what: "observation" });
+        return Err(Error::EmptyInput {
+            what: "observation",
+        });
     }
     validate::row(x, dims.unwrap_or(x.len()), 0)
 }

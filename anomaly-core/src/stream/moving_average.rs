@@ -168,7 +168,8 @@ impl MovingAverage {
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
-        if self.params.window == 0 || !(self.params.threshold > 0.0) {
+        if self.params.window == 0 || self.params.threshold.is_nan() || self.params.threshold <= 0.0
+        {
             return Err("invalid moving-average parameters".into());
         }
         self.stats.iter().try_for_each(RollingStats::check)
@@ -257,8 +258,16 @@ impl StreamingDetector for MovingAverage {
         let rule = self.rule();
         let rationale = format!(
             "{}: {} deviates {} from the mean {} of the last {} observations ({} standard deviations); the {} threshold is {}.",
-            if verdict.is_anomaly { "Anomalous" } else { "Normal" },
-            if x.len() == 1 { format!("value {}", fmt_num(x[0])) } else { format!("`x{lead}` = {}", fmt_num(x[lead])) },
+            if verdict.is_anomaly {
+                "Anomalous"
+            } else {
+                "Normal"
+            },
+            if x.len() == 1 {
+                format!("value {}", fmt_num(x[0]))
+            } else {
+                format!("`x{lead}` = {}", fmt_num(x[lead]))
+            },
             fmt_num(d.deviation),
             fmt_num(d.mean),
             self.params.window,

@@ -52,7 +52,6 @@ impl RollingStats {
     }
 
     /// The window's values, oldest first.
-    #[cfg(test)]
     pub(crate) fn values(&self) -> impl Iterator<Item = f64> + '_ {
         let (a, b) = self.window.split_at(self.head.min(self.window.len()));
         b.iter().chain(a).copied()
@@ -91,7 +90,9 @@ impl RollingStats {
         if self.capacity == 0 || self.window.len() > self.capacity || self.head >= self.capacity {
             return Err("rolling window of inconsistent size".into());
         }
-        if !(self.mean.is_finite() && self.m2.is_finite()) || self.window.iter().any(|v| !v.is_finite()) {
+        if !(self.mean.is_finite() && self.m2.is_finite())
+            || self.window.iter().any(|v| !v.is_finite())
+        {
             return Err("non-finite rolling statistics".into());
         }
         Ok(())
@@ -115,6 +116,9 @@ mod tests {
             assert!((r.mean() - mean).abs() < 1e-6, "mean at {i}");
             assert!((r.std() - var.sqrt()).abs() < 1e-6, "std at {i}");
         }
-        assert_eq!(r.values().collect::<Vec<_>>(), data[data.len() - 5..].to_vec());
+        assert_eq!(
+            r.values().collect::<Vec<_>>(),
+            data[data.len() - 5..].to_vec()
+        );
     }
 }

@@ -33,7 +33,7 @@ const MAX_TREE_SAMPLES: usize = 256;
 /// | `threshold_sigma` | 3 | adaptive threshold = rolling mean + k · rolling std of the smoothed scores |
 /// | `threshold_window` | 100 | smoothed scores the adaptive threshold is computed over |
 /// | `min_consecutive` | 3 | anomalous points in a row before one is reported |
-/// | `contamination` | 0.1 | a point is a candidate only if its raw score is in the top share of recent raw scores |
+/// | `contamination` | 0.1 | the threshold is never below the `1 − contamination` quantile of recent smoothed scores |
 /// | `seed` | 0 | every random draw derives from it |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamingIsolationForestParams {
@@ -99,7 +99,7 @@ impl StreamingIsolationForestParams {
         threshold_window: usize,
         /// Anomalous points in a row before reporting (default 3).
         min_consecutive: usize,
-        /// Share of recent raw scores a candidate must be in (default 0.1).
+        /// At most this share of recent smoothed scores can exceed the threshold (default 0.1).
         contamination: f64,
         /// Seed (default 0).
         seed: u64,
@@ -117,7 +117,10 @@ impl StreamingIsolationForestParams {
             return Err(Error::invalid("window_size", "must be at least 2"));
         }
         if self.warmup < 2 || self.warmup > self.window_size {
-            return Err(Error::invalid("warmup", "must be between 2 and window_size"));
+            return Err(Error::invalid(
+                "warmup",
+                "must be between 2 and window_size",
+            ));
         }
         if self.n_estimators == 0 {
             return Err(Error::invalid("n_estimators", "must be at least 1"));
@@ -126,7 +129,10 @@ impl StreamingIsolationForestParams {
             return Err(Error::invalid("smoothing_alpha", "must be in (0, 1]"));
         }
         if !(self.threshold_sigma.is_finite() && self.threshold_sigma >= 0.0) {
-            return Err(Error::invalid("threshold_sigma", "must be finite and non-negative"));
+            return Err(Error::invalid(
+                "threshold_sigma",
+                "must be finite and non-negative",
+            ));
         }
         if self.threshold_window < 2 {
             return Err(Error::invalid("threshold_window", "must be at least 2"));
@@ -140,7 +146,6 @@ impl StreamingIsolationForestParams {
         Ok(StreamingIsolationForest {
             rng: ChaCha8Rng::seed_from_u64(self.seed),
             smoothed_stats: RollingStats::new(self.threshold_window),
-            raw_recent: VecDeque::with_capacity(self.window_size),
             recent: VecDeque::with_capacity(self.batch_size),
             params: self,
             dims: None,
@@ -150,7 +155,7 @@ impl StreamingIsolationForestParams {
             trees: Vec::new(),
             next_replace: 0,
             since_refit: 0,
-            raw_gate: 0.0,
+            quantile_floor: f64::NEG_INFINITY,
             smoothed: None,
             consecutive: 0,
             seen: 0,
@@ -158,11 +163,39 @@ impl StreamingIsolationForestParams {
     }
 }
 
-/// One tree with the normaliser c(m) of the sample it was grown on.
+/// One tree with the normaliser c(m) and the bounding box of the sample it was grown on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct WindowTree {
     tree: Tree,
     normaliser: f64,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+impl WindowTree {
+    /// Path length with the range extension: a point outside the sample's box would be cut off by the first split
+    /// with probability `p = extension / (range + extension)` (summed over dimensions, as a random cut forest
+    /// chooses cuts in proportion to range), so `E[h] = p · 1 + (1 − p) · h(x)`. Inside the box this is `h(x)`.
+    #[inline]
+    fn path_length(&self, x: &[f64]) -> f64 {
+        let h = self.tree.path_length(x);
+        let mut extension = 0.0;
+        let mut range = 0.0;
+        for ((&v, &lo), &hi) in x.iter().zip(&self.lo).zip(&self.hi) {
+            extension += (lo - v).max(0.0) + (v - hi).max(0.0);
+            range += hi - lo;
+        }
+        if extension > 0.0 {
+            let p = (extension / (range + extension)).min(1.0);
+            if p.is_finite() {
+                p + (1.0 - p) * h
+            } else {
+                1.0
+            }
+        } else {
+            h
+        }
+    }
 }
 
 /// A buffered point with its scores.
@@ -188,13 +221,19 @@ struct Assessment {
 
 /// An isolation forest over a rolling window of a stream.
 ///
+/// Unlike the batch forest, which keeps scikit-learn's definition, path lengths here include a range extension (see
+/// `WindowTree::path_length`): a plain isolation tree routes every value beyond its sample's maximum to the same
+/// leaf, so a spike far outside the window would score no higher than the window's largest normal point.
+///
 /// The first forest is grown once `warmup` points are in the window. After that, every `batch_size` points the
 /// oldest `ceil(n_estimators · batch_size / window_size)` trees are replaced by trees grown on the current window, so
 /// the whole forest is renewed once per window and a refit costs a few trees, not a whole forest. Each point's raw
 /// score (in `(0, 1]`, as [`IsolationForest`](crate::IsolationForest)) is smoothed by an EMA (`smoothing_alpha`);
-/// the point is a candidate when the smoothed score exceeds the adaptive threshold (rolling mean + `threshold_sigma`
-/// rolling standard deviations of past smoothed scores) and its raw score is in the top `contamination` share of
-/// recent raw scores; it is reported (`is_anomaly`) once `min_consecutive` candidates come in a row.
+/// the point is a candidate when the smoothed score exceeds the adaptive threshold: the rolling mean +
+/// `threshold_sigma` rolling standard deviations of past smoothed scores, and never less than their
+/// `1 − contamination` quantile (refreshed every batch). It is reported (`is_anomaly`) once `min_consecutive`
+/// candidates come in a row, so a one-point spike is reported only with `min_consecutive = 1`: the rule exists to
+/// report sustained deviations, and smoothing carries a single spike above the threshold for about two points.
 ///
 /// Score: the smoothed score, in `(0, 1]`. Warm-up: until the forest exists and `batch_size` smoothed scores have
 /// been seen.
@@ -209,10 +248,11 @@ pub struct StreamingIsolationForest {
     trees: Vec<WindowTree>,
     next_replace: usize,
     since_refit: usize,
+    #[serde(with = "rng_state")]
     rng: ChaCha8Rng,
     smoothed_stats: RollingStats,
-    raw_recent: VecDeque<f64>,
-    raw_gate: f64,
+    /// Floor of the adaptive threshold: the `1 − contamination` quantile of recent smoothed scores.
+    quantile_floor: f64,
     smoothed: Option<f64>,
     consecutive: usize,
     recent: VecDeque<Recent>,
@@ -240,7 +280,7 @@ impl StreamingIsolationForest {
     fn raw_score(&self, x: &[f64]) -> f64 {
         let mut sum = 0.0;
         for t in &self.trees {
-            sum += t.tree.path_length(x) / t.normaliser;
+            sum += t.path_length(x) / t.normaliser;
         }
         (-sum / self.trees.len() as f64).exp2()
     }
@@ -256,9 +296,10 @@ impl StreamingIsolationForest {
             None => raw,
         };
         let (mean, std) = (self.smoothed_stats.mean(), self.smoothed_stats.std());
-        let threshold = mean + self.params.threshold_sigma * std;
-        let warm = self.smoothed_stats.len() >= self.params.batch_size.min(self.params.threshold_window);
-        let candidate = warm && smoothed > threshold && raw > self.raw_gate;
+        let threshold = (mean + self.params.threshold_sigma * std).max(self.quantile_floor);
+        let warm =
+            self.smoothed_stats.len() >= self.params.batch_size.min(self.params.threshold_window);
+        let candidate = warm && smoothed > threshold;
         let consecutive = if candidate { self.consecutive + 1 } else { 0 };
         Some(Assessment {
             raw,
@@ -290,10 +331,6 @@ impl StreamingIsolationForest {
         if let Some(a) = a {
             self.smoothed = Some(a.smoothed);
             self.smoothed_stats.push(a.smoothed);
-            if self.raw_recent.len() == self.params.window_size {
-                self.raw_recent.pop_front();
-            }
-            self.raw_recent.push_back(a.raw);
             self.consecutive = a.consecutive;
             if self.recent.len() == self.params.batch_size {
                 self.recent.pop_front();
@@ -313,11 +350,6 @@ impl StreamingIsolationForest {
         if self.trees.is_empty() {
             if self.window_len >= self.params.warmup {
                 self.grow(self.params.n_estimators);
-                let raws: Vec<f64> = (0..self.window_len)
-                    .map(|r| self.raw_score(self.window_view().row(r).to_slice().unwrap_or(&[])))
-                    .collect();
-                self.raw_recent.extend(raws);
-                self.refresh_gate();
                 self.since_refit = 0;
             }
         } else if self.since_refit >= self.params.batch_size {
@@ -325,7 +357,7 @@ impl StreamingIsolationForest {
                 .div_ceil(self.params.window_size)
                 .clamp(1, self.params.n_estimators);
             self.grow(per_batch);
-            self.refresh_gate();
+            self.refresh_floor();
             self.since_refit = 0;
         }
     }
@@ -342,12 +374,22 @@ impl StreamingIsolationForest {
                 (0..self.window_len).collect()
             };
             let d = features.len();
-            let view = ArrayView2::from_shape((self.window_len, d), &self.window[..self.window_len * d])
-                .expect("window ring holds window_len rows");
+            let view =
+                ArrayView2::from_shape((self.window_len, d), &self.window[..self.window_len * d])
+                    .expect("window ring holds window_len rows");
             let nodes = grow_tree(view, &rows, &features, max_depth, &mut self.rng);
+            let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
+            for &r in &rows {
+                for (j, &v) in view.row(r).iter().enumerate() {
+                    lo[j] = lo[j].min(v);
+                    hi[j] = hi[j].max(v);
+                }
+            }
             let tree = WindowTree {
                 tree: Tree::from_grown(&nodes),
                 normaliser: average_path_length(m as f64),
+                lo,
+                hi,
             };
             if self.trees.len() < self.params.n_estimators {
                 self.trees.push(tree);
@@ -358,10 +400,10 @@ impl StreamingIsolationForest {
         }
     }
 
-    fn refresh_gate(&mut self) {
-        let raws: Vec<f64> = self.raw_recent.iter().copied().collect();
-        if !raws.is_empty() {
-            self.raw_gate = percentile(&raws, 100.0 * (1.0 - self.params.contamination));
+    fn refresh_floor(&mut self) {
+        let recent: Vec<f64> = self.smoothed_stats.values().collect();
+        if !recent.is_empty() {
+            self.quantile_floor = percentile(&recent, 100.0 * (1.0 - self.params.contamination));
         }
     }
 
@@ -382,8 +424,8 @@ impl StreamingIsolationForest {
         }
         for t in &self.trees {
             t.tree.check(d)?;
-            if !(t.normaliser > 0.0) {
-                return Err("invalid tree normaliser".into());
+            if t.normaliser.is_nan() || t.normaliser <= 0.0 || t.lo.len() != d || t.hi.len() != d {
+                return Err("invalid tree normaliser or box".into());
             }
         }
         if self.recent.iter().any(|r| r.point.len() != d) {
@@ -438,7 +480,11 @@ impl StreamingDetector for StreamingIsolationForest {
             if a.is_anomaly { "Anomalous" } else { "Normal" },
             fmt_num(a.smoothed),
             fmt_num(a.raw),
-            if a.smoothed > a.threshold { "exceeds" } else { "does not exceed" },
+            if a.smoothed > a.threshold {
+                "exceeds"
+            } else {
+                "does not exceed"
+            },
             fmt_num(a.threshold),
             fmt_num(a.mean),
             fmt_num(self.params.threshold_sigma),
@@ -471,5 +517,40 @@ impl StreamingDetector for StreamingIsolationForest {
             },
             rationale,
         }))
+    }
+}
+
+/// Serialises the generator as seed, stream and word position (split into two `u64`s: the snapshot format holds no
+/// 128-bit integers).
+mod rng_state {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct State {
+        seed: [u8; 32],
+        stream: u64,
+        word_pos_hi: u64,
+        word_pos_lo: u64,
+    }
+
+    pub(super) fn serialize<S: Serializer>(rng: &ChaCha8Rng, s: S) -> Result<S::Ok, S::Error> {
+        let pos = rng.get_word_pos();
+        State {
+            seed: rng.get_seed(),
+            stream: rng.get_stream(),
+            word_pos_hi: (pos >> 64) as u64,
+            word_pos_lo: pos as u64,
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ChaCha8Rng, D::Error> {
+        let state = State::deserialize(d)?;
+        let mut rng = ChaCha8Rng::from_seed(state.seed);
+        rng.set_stream(state.stream);
+        rng.set_word_pos(((state.word_pos_hi as u128) << 64) | state.word_pos_lo as u128);
+        Ok(rng)
     }
 }

@@ -1,0 +1,241 @@
+//! Invariants of the isolation forest, checked on generated data.
+
+use anomaly_core::{
+    Contamination, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
+};
+use ndarray::{Array2, Axis};
+use proptest::prelude::*;
+
+/// Matrices of 2–60 rows and 1–5 columns, values over a wide range, some columns constant.
+fn matrix() -> impl Strategy<Value = Array2<f64>> {
+    (2usize..60, 1usize..5).prop_flat_map(|(n, d)| {
+        prop::collection::vec(prop_oneof![-1e6f64..1e6, -1.0f64..1.0, Just(0.0)], n * d)
+            .prop_map(move |v| Array2::from_shape_vec((n, d), v).unwrap())
+    })
+}
+
+fn params(seed: u64) -> IsolationForestParams {
+    IsolationForestParams::new().n_estimators(25).seed(seed)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn scores_are_finite_and_in_range(x in matrix(), seed in 0u64..1000) {
+        let model = params(seed).fit(x.view()).unwrap();
+        for s in model.score(x.view()).unwrap() {
+            prop_assert!(s.is_finite() && s > 0.0 && s <= 1.0, "score {s}");
+        }
+        let far: Vec<f64> = vec![1e300; x.ncols()];
+        let s = model.score_row(&far).unwrap();
+        prop_assert!(s.is_finite() && s > 0.0 && s <= 1.0);
+    }
+
+    #[test]
+    fn fit_is_deterministic_per_seed(x in matrix(), seed in 0u64..1000) {
+        let a = params(seed).fit(x.view()).unwrap();
+        let b = params(seed).fit(x.view()).unwrap();
+        prop_assert_eq!(&a, &b);
+    }
+
+    #[test]
+    fn snapshot_round_trip_scores_identically(x in matrix(), seed in 0u64..1000, frac in 0.05f64..0.5) {
+        let model = params(seed).contamination(Contamination::Fraction(frac)).fit(x.view()).unwrap();
+        let restored = IsolationForest::from_snapshot_bytes(&model.to_snapshot_bytes()).unwrap();
+        prop_assert_eq!(&restored, &model);
+        let (a, b) = (model.score(x.view()).unwrap(), restored.score(x.view()).unwrap());
+        for (p, q) in a.iter().zip(&b) {
+            prop_assert_eq!(p.to_bits(), q.to_bits());
+        }
+        prop_assert_eq!(model.offset().to_bits(), restored.offset().to_bits());
+    }
+
+    #[test]
+    fn a_rows_score_does_not_depend_on_the_other_rows(x in matrix(), seed in 0u64..1000) {
+        let model = params(seed).fit(x.view()).unwrap();
+        let all = model.score(x.view()).unwrap();
+        let reversed = x.slice(ndarray::s![..;-1, ..]).to_owned();
+        let rev = model.score(reversed.view()).unwrap();
+        let n = x.nrows();
+        for i in 0..n {
+            prop_assert_eq!(all[i].to_bits(), rev[n - 1 - i].to_bits());
+            let one = model.score_row(x.row(i).as_slice().unwrap()).unwrap();
+            prop_assert_eq!(all[i].to_bits(), one.to_bits());
+        }
+    }
+
+    #[test]
+    fn sklearn_views_agree(x in matrix(), frac in 0.01f64..0.5) {
+        let model = params(3).contamination(Contamination::Fraction(frac)).fit(x.view()).unwrap();
+        let s = model.score(x.view()).unwrap();
+        let samples = model.score_samples(x.view()).unwrap();
+        let decision = model.decision_function(x.view()).unwrap();
+        let predicted = model.predict(x.view()).unwrap();
+        for i in 0..x.nrows() {
+            prop_assert_eq!(samples[i], -s[i]);
+            prop_assert_eq!(decision[i], samples[i] - model.offset());
+            let verdict = model.verdict_row(x.row(i).as_slice().unwrap()).unwrap();
+            prop_assert_eq!(predicted[i] == -1, verdict.is_anomaly);
+        }
+    }
+}
+
+#[test]
+fn one_and_many_threads_give_the_same_bits() {
+    let x = crate::gaussian(5_000, 6, 11);
+    let base = IsolationForestParams::new()
+        .seed(5)
+        .contamination(Contamination::Fraction(0.05));
+    let serial = base.clone().n_threads(Some(1)).fit(x.view()).unwrap();
+    for threads in [Some(2), Some(3), None] {
+        let parallel = base.clone().n_threads(threads).fit(x.view()).unwrap();
+        let a = serial.score(x.view()).unwrap();
+        let b = parallel.score(x.view()).unwrap();
+        assert!(
+            a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{threads:?}"
+        );
+        assert_eq!(serial.offset().to_bits(), parallel.offset().to_bits());
+    }
+}
+
+#[test]
+fn a_planted_outlier_outranks_99_percent_of_inliers() {
+    for seed in 0..5 {
+        let mut x = crate::gaussian(1_000, 5, 100 + seed);
+        x.row_mut(0).fill(6.0);
+        let model = IsolationForestParams::new()
+            .seed(seed)
+            .fit(x.view())
+            .unwrap();
+        let s = model.score(x.view()).unwrap();
+        let beaten = s.iter().skip(1).filter(|&&v| v < s[0]).count();
+        assert!(
+            beaten as f64 >= 0.99 * 999.0,
+            "seed {seed}: outlier beats {beaten} of 999"
+        );
+        let why = model.explain_row(x.row(0).as_slice().unwrap()).unwrap();
+        assert!(why.is_anomaly, "{}", why.rationale);
+        assert!(why.attributions.iter().all(|a| a.contribution >= 0.0));
+        let total: f64 = why.attributions.iter().map(|a| a.contribution).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn attributions_name_the_feature_that_isolates() {
+    let mut x = crate::gaussian(500, 4, 9);
+    x[[0, 2]] = 12.0;
+    let names: Vec<String> = ["cpu", "mem", "latency", "errors"]
+        .map(String::from)
+        .to_vec();
+    let model = IsolationForestParams::new()
+        .feature_names(Some(names))
+        .fit(x.view())
+        .unwrap();
+    let why = model.explain_row(x.row(0).as_slice().unwrap()).unwrap();
+    assert_eq!(why.attributions[0].name.as_deref(), Some("latency"));
+    assert!(
+        why.attributions[0].contribution > 0.4,
+        "{:?}",
+        why.attributions
+    );
+    assert!(why.attributions[0].is_atypical());
+    assert!(
+        why.rationale
+            .contains("`latency` = 12 is above the typical"),
+        "{}",
+        why.rationale
+    );
+}
+
+#[test]
+fn warm_start_equals_fitting_all_trees_at_once() {
+    let x = crate::gaussian(2_000, 3, 4);
+    let p = IsolationForestParams::new().seed(9);
+    let grown = p
+        .clone()
+        .n_estimators(60)
+        .fit(x.view())
+        .unwrap()
+        .grow(x.view(), 40)
+        .unwrap();
+    let direct = p.n_estimators(100).fit(x.view()).unwrap();
+    assert_eq!(grown, direct);
+    assert_eq!(grown.n_estimators(), 100);
+}
+
+#[test]
+fn contamination_sets_the_matching_share_of_anomalies() {
+    let x = crate::gaussian(4_000, 4, 2);
+    for c in [0.01, 0.05, 0.1, 0.25] {
+        let model = IsolationForestParams::new()
+            .contamination(Contamination::Fraction(c))
+            .fit(x.view())
+            .unwrap();
+        let flagged = model
+            .predict(x.view())
+            .unwrap()
+            .iter()
+            .filter(|&&p| p == -1)
+            .count();
+        let share = flagged as f64 / 4_000.0;
+        assert!(
+            (share - c).abs() < 0.002,
+            "contamination {c}: flagged {share}"
+        );
+    }
+    let auto = IsolationForestParams::new().fit(x.view()).unwrap();
+    assert_eq!(auto.offset(), -0.5);
+    assert_eq!(auto.threshold(), 0.5);
+}
+
+#[test]
+fn parameters_resolve_as_scikit_learn() {
+    let x = crate::gaussian(1_000, 10, 3);
+    let m = IsolationForestParams::new().fit(x.view()).unwrap();
+    assert_eq!(m.max_samples(), 256);
+    let m = IsolationForestParams::new()
+        .max_samples(MaxSamples::Fraction(0.5))
+        .fit(x.view())
+        .unwrap();
+    assert_eq!(m.max_samples(), 500);
+    let m = IsolationForestParams::new()
+        .max_samples(MaxSamples::Count(5_000))
+        .fit(x.view())
+        .unwrap();
+    assert_eq!(m.max_samples(), 1_000);
+    let small = crate::gaussian(100, 2, 3);
+    assert_eq!(
+        IsolationForestParams::new()
+            .fit(small.view())
+            .unwrap()
+            .max_samples(),
+        100
+    );
+    // Subsets of features and bootstrap still score every row sensibly.
+    for p in [
+        IsolationForestParams::new().max_features(MaxFeatures::Count(3)),
+        IsolationForestParams::new().max_features(MaxFeatures::Fraction(0.5)),
+        IsolationForestParams::new().bootstrap(true),
+    ] {
+        let m = p.fit(x.view()).unwrap();
+        let s = m.score(x.view()).unwrap();
+        assert!(s.iter().all(|v| v.is_finite() && *v > 0.0 && *v <= 1.0));
+    }
+}
+
+#[test]
+fn column_major_input_scores_like_row_major() {
+    let x = crate::gaussian(300, 4, 8);
+    let model = IsolationForestParams::new().fit(x.view()).unwrap();
+    let fortran = x.t().as_standard_layout().into_owned().reversed_axes();
+    assert!(!fortran.is_standard_layout());
+    let a = model.score(x.view()).unwrap();
+    let b = model.score(fortran.view()).unwrap();
+    assert_eq!(a, b);
+    let refit = IsolationForestParams::new().fit(fortran.view()).unwrap();
+    assert_eq!(refit, model);
+    let _ = x.len_of(Axis(0));
+}
