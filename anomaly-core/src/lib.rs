@@ -18,3 +18,8 @@ pub use stream::{
     Ema, EmaParams, MovingAverage, MovingAverageParams, StreamingDetector,
     StreamingIsolationForest, StreamingIsolationForestParams,
 };
+
+/// The workspace README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct WorkspaceReadme;
