@@ -192,7 +192,14 @@ pub(crate) fn fmt_num(v: f64) -> String {
 /// A sentence fragment describing where an attributed value lies against its typical range.
 pub(crate) fn describe_attribution(a: &Attribution) -> String {
     let name = a.label();
-    let range = format!("{}–{}", fmt_num(a.typical_low), fmt_num(a.typical_high));
+    let (low, high) = (fmt_num(a.typical_low), fmt_num(a.typical_high));
+    let range = if a.typical_low == a.typical_high {
+        format!("value {low}")
+    } else if a.typical_low < 0.0 || a.typical_high < 0.0 {
+        format!("{low} to {high}")
+    } else {
+        format!("{low}–{high}")
+    };
     if a.value > a.typical_high {
         format!(
             "`{name}` = {} is above the typical {range}",
@@ -238,6 +245,26 @@ mod tests {
         assert_eq!(
             describe_attribution(&a),
             "`amount` = 99,812 is above the typical 12–480"
+        );
+        let b = Attribution {
+            value: 15.1,
+            typical_low: -0.06,
+            typical_high: -0.06,
+            ..a.clone()
+        };
+        assert_eq!(
+            describe_attribution(&b),
+            "`amount` = 15.1 is above the typical value -0.06"
+        );
+        let c = Attribution {
+            value: -3.0,
+            typical_low: -1.7,
+            typical_high: 1.5,
+            ..a
+        };
+        assert_eq!(
+            describe_attribution(&c),
+            "`amount` = -3 is below the typical -1.7 to 1.5"
         );
     }
 }

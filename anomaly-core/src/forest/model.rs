@@ -13,7 +13,7 @@ use super::grow::grow_tree;
 use super::parallel::install;
 use super::params::{Contamination, IsolationForestParams};
 use super::path_length::average_path_length;
-use super::quantile::{percentile, percentile_sorted};
+use super::quantile::{percentile, percentile_select};
 use super::tree::Tree;
 use crate::error::{Error, Result};
 use crate::explanation::{
@@ -317,20 +317,8 @@ impl IsolationForest {
         let attributions = self.attributions(row)?;
         let normaliser = self.normaliser();
         let mean_path_length = -verdict.score.log2() * normaliser;
-        let lead: Vec<String> = attributions
-            .iter()
-            .filter(|a| a.contribution > 0.0)
-            .take(2)
-            .map(|a| {
-                format!(
-                    "{} ({:.0}%)",
-                    describe_attribution(a),
-                    100.0 * a.contribution
-                )
-            })
-            .collect();
         let rationale = format!(
-            "{}: score {} {} the threshold {} (isolated after {} splits on average, {} is typical){}.",
+            "{}: score {} {} the threshold {} (mean path length {}, {} expected for a typical row){}.",
             if verdict.is_anomaly {
                 "Anomalous"
             } else {
@@ -345,11 +333,7 @@ impl IsolationForest {
             fmt_num(verdict.threshold),
             fmt_num(mean_path_length),
             fmt_num(normaliser),
-            if lead.is_empty() {
-                String::new()
-            } else {
-                format!("; mostly {}", lead.join(", and "))
-            }
+            lead_features(&attributions),
         );
         Ok(Explanation {
             score: verdict.score,
@@ -385,6 +369,34 @@ impl IsolationForest {
             tree.check(self.n_features)?;
         }
         Ok(())
+    }
+}
+
+/// The rationale's closing clause: the most credited features that lie outside their typical range, or, when none
+/// does, the most credited feature and the note that the combination is what is unusual.
+pub(crate) fn lead_features(attributions: &[Attribution]) -> String {
+    let atypical: Vec<String> = attributions
+        .iter()
+        .filter(|a| a.contribution > 0.0 && a.is_atypical())
+        .take(2)
+        .map(|a| {
+            format!(
+                "{} ({:.0}% of the isolation)",
+                describe_attribution(a),
+                100.0 * a.contribution
+            )
+        })
+        .collect();
+    if !atypical.is_empty() {
+        return format!("; {}", atypical.join(", and "));
+    }
+    match attributions.first().filter(|a| a.contribution > 0.0) {
+        Some(a) => format!(
+            "; every feature is within its typical range, so the combination is what stands out, led by `{}` ({:.0}%)",
+            a.label(),
+            100.0 * a.contribution
+        ),
+        None => String::new(),
     }
 }
 
@@ -447,11 +459,8 @@ pub(crate) fn typical_ranges(x: ArrayView2<'_, f64>, seed: u64) -> Vec<(f64, f64
         .map(|f| {
             column.clear();
             column.extend(rows.iter().map(|&r| x[[r, f]]));
-            column.sort_by(f64::total_cmp);
-            (
-                percentile_sorted(&column, 5.0),
-                percentile_sorted(&column, 95.0),
-            )
+            let low = percentile_select(&mut column, 5.0);
+            (low, percentile_select(&mut column, 95.0))
         })
         .collect()
 }
@@ -477,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn identical_rows_score_one() {
+    fn identical_rows_score_one_half() {
         let x = Array2::from_elem((10, 3), 1.0);
         let m = IsolationForestParams::new().fit(x.view()).unwrap();
         // Every tree is a single leaf of 10 rows: h = c(10) = normaliser, so s = 0.5.

@@ -18,6 +18,25 @@ pub(crate) fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// The `q`-th percentile of `values` (non-empty, reordered in place) in linear time, equal to
+/// [`percentile_sorted`] of the sorted values.
+pub(crate) fn percentile_select(values: &mut [f64], q: f64) -> f64 {
+    let n = values.len();
+    let virtual_index = (n - 1) as f64 * (q / 100.0);
+    let i = (virtual_index.floor() as usize).min(n - 1);
+    let (_, &mut a, above) = values.select_nth_unstable_by(i, f64::total_cmp);
+    let b = above.iter().copied().min_by(f64::total_cmp).unwrap_or(a);
+    let pair = [a, b];
+    // Reuse the interpolation rule on the two neighbours.
+    let gamma = virtual_index - virtual_index.floor();
+    let diff = pair[1] - pair[0];
+    if gamma >= 0.5 {
+        pair[1] - diff * (1.0 - gamma)
+    } else {
+        pair[0] + diff * gamma
+    }
+}
+
 /// Sorts a copy of `values` and returns the `q`-th percentile.
 pub(crate) fn percentile(values: &[f64], q: f64) -> f64 {
     let mut v = values.to_vec();
@@ -39,5 +58,22 @@ mod tests {
         assert!((percentile_sorted(&v, 90.0) - 7.6).abs() < 1e-12);
         // np.percentile([1,2,3,4,10], 10) == 1.4
         assert!((percentile_sorted(&v, 10.0) - 1.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn selection_equals_sorting() {
+        let v: Vec<f64> = (0..1000)
+            .map(|i| ((i * 7919) % 1009) as f64 * 0.37)
+            .collect();
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        for q in [0.0, 5.0, 12.5, 50.0, 95.0, 99.9, 100.0] {
+            let mut w = v.clone();
+            assert_eq!(
+                percentile_select(&mut w, q),
+                percentile_sorted(&sorted, q),
+                "q = {q}"
+            );
+        }
     }
 }

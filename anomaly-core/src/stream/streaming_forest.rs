@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::rolling::RollingStats;
 use super::{StreamingDetector, check_observation};
 use crate::error::{Error, Result};
-use crate::explanation::{Details, Explanation, Verdict, describe_attribution, fmt_num};
+use crate::explanation::{Details, Explanation, Verdict, fmt_num};
 use crate::forest::{
-    Tree, average_path_length, credit_splits, grow_tree, percentile, rank_attributions,
-    typical_ranges,
+    Tree, average_path_length, credit_splits, grow_tree, lead_features, percentile,
+    rank_attributions, typical_ranges,
 };
 
 /// Most rows any tree is grown on, as in the batch forest's `max_samples = auto`.
@@ -469,11 +469,7 @@ impl StreamingDetector for StreamingIsolationForest {
         credit_splits(&trees, x, &mut credit);
         let typical = typical_ranges(self.window_view(), self.params.seed);
         let attributions = rank_attributions(&credit, x, &typical, None);
-        let lead = attributions
-            .first()
-            .filter(|a| a.contribution > 0.0)
-            .map(|a| format!("; mostly {}", describe_attribution(a)))
-            .unwrap_or_default();
+        let lead = lead_features(&attributions);
         let candidate = a.consecutive > 0;
         let rationale = format!(
             "{}: smoothed score {} (raw {}) {} the adaptive threshold {} (rolling mean {} + {} × std {}){}{}.",
