@@ -53,6 +53,18 @@ pub enum Error {
         /// Why the snapshot was refused.
         reason: String,
     },
+    /// A record that cannot be vectorised: not a JSON object, nested too deeply, or with too many fields.
+    #[error("invalid record: {reason}")]
+    InvalidRecord {
+        /// What is wrong with the record.
+        reason: String,
+    },
+    /// The engine's persistence layer failed.
+    #[error("persistence failed: {reason}")]
+    Persistence {
+        /// What failed, as the persistence layer reported it.
+        reason: String,
+    },
 }
 
 /// Shorthand for `Result<T, anomaly_core::Error>`.

@@ -1,13 +1,18 @@
 #![doc = include_str!("../README.md")]
 
 pub mod alert;
+pub mod drift;
 mod error;
 mod explanation;
 pub mod forest;
 pub mod metrics;
+pub mod records;
 pub mod snapshot;
+pub mod stats;
 pub mod stream;
+pub mod synth;
 mod validate;
+pub mod window;
 
 pub use alert::{AlertRule, AlertState};
 pub use error::{Error, Result};

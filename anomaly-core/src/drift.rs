@@ -1,0 +1,1 @@
+//! Drift detection on feature and score distributions.

@@ -1,0 +1,225 @@
+//! Flattening a JSON record into `(path, leaf)` pairs.
+//!
+//! Rules:
+//! - nested objects flatten to dotted paths (`{"a": {"b": 1}}` → `a.b`); a key containing a dot is kept as is;
+//! - an array contributes its length as `path.len`, and when every element is a number, `path.min`, `path.max` and
+//!   `path.mean`; elements are not descended into (an array of objects is summarised by its length);
+//! - `null` is a leaf of its own (treated as missing downstream);
+//! - records nested deeper than [`Limits::max_depth`] or with more than [`Limits::max_fields`] leaves are refused
+//!   with [`Error::InvalidRecord`], so a hostile record cannot exhaust the stack or memory.
+//!
+//! `serde_json::Value` cannot hold NaN or infinity, so every number here is finite.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Bounds on what one record may contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Deepest nesting of objects (default 32).
+    pub max_depth: usize,
+    /// Most leaves one record may produce (default 10,000).
+    pub max_fields: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 32,
+            max_fields: 10_000,
+        }
+    }
+}
+
+/// One flattened value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf<'a> {
+    /// JSON `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A (finite) number, or a numeric summary of an array.
+    Number(f64),
+    /// A string.
+    String(&'a str),
+}
+
+/// Flattens `record` (which must be a JSON object) into `(path, leaf)` pairs, keys in sorted order at each level.
+///
+/// # Errors
+/// [`Error::InvalidRecord`] if the record is not an object or exceeds `limits`.
+pub fn flatten<'a>(record: &'a Value, limits: &Limits) -> Result<Vec<(String, Leaf<'a>)>> {
+    let mut out = Vec::new();
+    flatten_into(record, limits, &mut out)?;
+    Ok(out)
+}
+
+/// As [`flatten`], appending to `out` (cleared first) so a caller can reuse the allocation.
+///
+/// # Errors
+/// As [`flatten`].
+pub fn flatten_into<'a>(
+    record: &'a Value,
+    limits: &Limits,
+    out: &mut Vec<(String, Leaf<'a>)>,
+) -> Result<()> {
+    out.clear();
+    let Value::Object(map) = record else {
+        return Err(Error::InvalidRecord {
+            reason: format!("expected a JSON object, got {}", type_name(record)),
+        });
+    };
+    let mut path = String::new();
+    walk_object(map, &mut path, 1, limits, out)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn walk_object<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    path: &mut String,
+    depth: usize,
+    limits: &Limits,
+    out: &mut Vec<(String, Leaf<'a>)>,
+) -> Result<()> {
+    if depth > limits.max_depth {
+        return Err(Error::InvalidRecord {
+            reason: format!("nested deeper than {} levels", limits.max_depth),
+        });
+    }
+    for (key, value) in map {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        match value {
+            Value::Object(inner) => walk_object(inner, path, depth + 1, limits, out)?,
+            Value::Array(items) => {
+                push(
+                    out,
+                    limits,
+                    format!("{path}.len"),
+                    Leaf::Number(items.len() as f64),
+                )?;
+                let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
+                if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
+                    let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    // Summing finite values can overflow; the mean of finite values cannot exceed their range.
+                    let mean = numbers
+                        .iter()
+                        .map(|v| v / numbers.len() as f64)
+                        .sum::<f64>();
+                    push(out, limits, format!("{path}.min"), Leaf::Number(min))?;
+                    push(out, limits, format!("{path}.max"), Leaf::Number(max))?;
+                    push(
+                        out,
+                        limits,
+                        format!("{path}.mean"),
+                        Leaf::Number(mean.clamp(min, max)),
+                    )?;
+                }
+            }
+            Value::Null => push(out, limits, path.clone(), Leaf::Null)?,
+            Value::Bool(b) => push(out, limits, path.clone(), Leaf::Bool(*b))?,
+            Value::Number(n) => push(
+                out,
+                limits,
+                path.clone(),
+                Leaf::Number(n.as_f64().unwrap_or(0.0)),
+            )?,
+            Value::String(s) => push(out, limits, path.clone(), Leaf::String(s))?,
+        }
+        path.truncate(len);
+    }
+    Ok(())
+}
+
+fn push<'a>(
+    out: &mut Vec<(String, Leaf<'a>)>,
+    limits: &Limits,
+    path: String,
+    leaf: Leaf<'a>,
+) -> Result<()> {
+    if out.len() >= limits.max_fields {
+        return Err(Error::InvalidRecord {
+            reason: format!("more than {} fields", limits.max_fields),
+        });
+    }
+    out.push((path, leaf));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_objects_and_arrays() {
+        let r = json!({"a": {"b": 1, "c": {"d": "x"}}, "tags": ["p", "q"], "v": [1, 2, 6], "n": null, "ok": true});
+        let f = flatten(&r, &Limits::default()).unwrap();
+        let paths: Vec<&str> = f.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "a.b", "a.c.d", "n", "ok", "tags.len", "v.len", "v.min", "v.max", "v.mean"
+            ]
+        );
+        assert_eq!(f[1].1, Leaf::String("x"));
+        assert_eq!(f[8].1, Leaf::Number(3.0));
+        assert_eq!(f[2].1, Leaf::Null);
+    }
+
+    #[test]
+    fn refuses_non_objects_and_hostile_shapes() {
+        assert!(matches!(
+            flatten(&json!([1, 2]), &Limits::default()),
+            Err(Error::InvalidRecord { .. })
+        ));
+        assert!(matches!(
+            flatten(&json!("x"), &Limits::default()),
+            Err(Error::InvalidRecord { .. })
+        ));
+        let mut deep = json!({"leaf": 1});
+        for _ in 0..40 {
+            deep = json!({ "n": deep });
+        }
+        assert!(matches!(
+            flatten(&deep, &Limits::default()),
+            Err(Error::InvalidRecord { .. })
+        ));
+        let wide: serde_json::Map<String, Value> =
+            (0..20).map(|i| (format!("f{i}"), json!(i))).collect();
+        let limits = Limits {
+            max_depth: 4,
+            max_fields: 10,
+        };
+        assert!(matches!(
+            flatten(&Value::Object(wide), &limits),
+            Err(Error::InvalidRecord { .. })
+        ));
+    }
+
+    #[test]
+    fn huge_numbers_stay_finite() {
+        let r: Value =
+            serde_json::from_str(r#"{"v": [1e308, 1e308], "u": 18446744073709551615}"#).unwrap();
+        let f = flatten(&r, &Limits::default()).unwrap();
+        assert!(
+            f.iter()
+                .all(|(_, l)| !matches!(l, Leaf::Number(v) if !v.is_finite()))
+        );
+    }
+}

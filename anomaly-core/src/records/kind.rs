@@ -1,0 +1,200 @@
+//! The observed type of a field's value, with numeric and date/time strings recognised.
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
+use serde::{Deserialize, Serialize};
+
+use super::flatten::Leaf;
+
+/// What a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    /// Numbers, and strings that parse as finite numbers.
+    Number,
+    /// `true` / `false`.
+    Bool,
+    /// Date/time strings (RFC 3339, RFC 2822 and common layouts).
+    DateTime,
+    /// Any other string.
+    Category,
+    /// Only `null` seen.
+    Null,
+}
+
+/// A leaf interpreted by its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Typed<'a> {
+    /// Missing value.
+    Null,
+    /// A number (from a number, or a numeric string).
+    Number(f64),
+    /// A boolean as 0 or 1.
+    Bool(bool),
+    /// A date/time.
+    DateTime(Moment),
+    /// A category.
+    Category(&'a str),
+}
+
+impl Typed<'_> {
+    /// The kind of this value.
+    pub fn kind(&self) -> FieldKind {
+        match self {
+            Typed::Null => FieldKind::Null,
+            Typed::Number(_) => FieldKind::Number,
+            Typed::Bool(_) => FieldKind::Bool,
+            Typed::DateTime(_) => FieldKind::DateTime,
+            Typed::Category(_) => FieldKind::Category,
+        }
+    }
+}
+
+/// A point in time, with the calendar features the vectoriser uses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Moment {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    pub epoch_seconds: f64,
+    /// Hour of the day with its fraction, in `[0, 24)`, in the timestamp's own offset.
+    pub hour: f64,
+    /// Day of the week, Monday = 0.
+    pub weekday: u32,
+}
+
+impl Moment {
+    /// `(sin, cos)` of the hour of day on the unit circle.
+    pub fn hour_cycle(&self) -> (f64, f64) {
+        let a = self.hour / 24.0 * std::f64::consts::TAU;
+        (a.sin(), a.cos())
+    }
+
+    /// `(sin, cos)` of the day of week on the unit circle.
+    pub fn weekday_cycle(&self) -> (f64, f64) {
+        let a = self.weekday as f64 / 7.0 * std::f64::consts::TAU;
+        (a.sin(), a.cos())
+    }
+}
+
+/// Interprets a flattened leaf.
+pub fn interpret<'a>(leaf: &Leaf<'a>) -> Typed<'a> {
+    match *leaf {
+        Leaf::Null => Typed::Null,
+        Leaf::Bool(b) => Typed::Bool(b),
+        Leaf::Number(v) => Typed::Number(v),
+        Leaf::String(s) => interpret_str(s),
+    }
+}
+
+/// Interprets a string: a finite number, a date/time, or a category. `"NaN"` and `"inf"` stay categories.
+pub fn interpret_str(s: &str) -> Typed<'_> {
+    let t = s.trim();
+    if let Some(first) = t.as_bytes().first() {
+        if first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.') {
+            if let Ok(v) = t.parse::<f64>() {
+                if v.is_finite() {
+                    return Typed::Number(v);
+                }
+            }
+        }
+        if (8..=40).contains(&t.len()) {
+            if let Some(m) = parse_moment(t) {
+                return Typed::DateTime(m);
+            }
+        }
+    }
+    Typed::Category(s)
+}
+
+/// Parses RFC 3339, RFC 2822 and common date/time layouts; times without an offset are taken as UTC.
+pub fn parse_moment(s: &str) -> Option<Moment> {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(moment(dt.timestamp_micros(), dt.naive_local()));
+    }
+    if s.as_bytes()[0].is_ascii_alphabetic() {
+        if let Ok(dt) = DateTime::parse_from_rfc2822(s) {
+            return Some(moment(dt.timestamp_micros(), dt.naive_local()));
+        }
+        return None;
+    }
+    const WITH_OFFSET: &[&str] = &[
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+    ];
+    for f in WITH_OFFSET {
+        if let Ok(dt) = DateTime::parse_from_str(s, f) {
+            return Some(moment(dt.timestamp_micros(), dt.naive_local()));
+        }
+    }
+    const NAIVE: &[&str] = &[
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M:%S%.f",
+        "%Y/%m/%d %H:%M",
+    ];
+    for f in NAIVE {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(moment(n.and_utc().timestamp_micros(), n));
+        }
+    }
+    for f in ["%Y-%m-%d", "%Y/%m/%d"] {
+        if let Ok(d) = NaiveDate::parse_from_str(s, f) {
+            let n = d.and_hms_opt(0, 0, 0)?;
+            return Some(moment(n.and_utc().timestamp_micros(), n));
+        }
+    }
+    None
+}
+
+fn moment(micros: i64, local: NaiveDateTime) -> Moment {
+    Moment {
+        epoch_seconds: micros as f64 / 1e6,
+        hour: local.hour() as f64 + local.minute() as f64 / 60.0 + local.second() as f64 / 3600.0,
+        weekday: local.weekday().num_days_from_monday(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_recognised() {
+        assert_eq!(interpret_str("42.5"), Typed::Number(42.5));
+        assert_eq!(interpret_str(" -3 "), Typed::Number(-3.0));
+        assert_eq!(interpret_str("NaN"), Typed::Category("NaN"));
+        assert_eq!(interpret_str("inf"), Typed::Category("inf"));
+        assert_eq!(interpret_str("1e999"), Typed::Category("1e999"));
+        assert_eq!(interpret_str("KP"), Typed::Category("KP"));
+        assert_eq!(interpret_str(""), Typed::Category(""));
+    }
+
+    #[test]
+    fn date_times_in_common_layouts() {
+        // 2024-03-05 is a Tuesday; 1709647200 is 2024-03-05T14:00:00Z.
+        for s in [
+            "2024-03-05T14:00:00Z",
+            "2024-03-05T15:00:00+01:00",
+            "2024-03-05 14:00:00",
+            "2024-03-05T14:00:00.000",
+            "2024/03/05 14:00",
+            "Tue, 05 Mar 2024 14:00:00 +0000",
+        ] {
+            let Typed::DateTime(m) = interpret_str(s) else {
+                panic!("{s}")
+            };
+            assert_eq!(m.epoch_seconds, 1_709_647_200.0, "{s}");
+            assert_eq!(m.weekday, 1, "{s}");
+        }
+        let Typed::DateTime(m) = interpret_str("2024-03-05") else {
+            panic!()
+        };
+        assert_eq!(m.hour, 0.0);
+        let Typed::DateTime(m) = interpret_str("2024-03-05T15:30:00+01:00") else {
+            panic!()
+        };
+        assert_eq!(m.hour, 15.5, "hour of day in the timestamp's own offset");
+        assert!(matches!(interpret_str("2024-13-45"), Typed::Category(_)));
+    }
+}

@@ -1,0 +1,13 @@
+//! From schemaless JSON records to what the detectors consume.
+//!
+//! - [`flatten`]: a record (a JSON object) becomes a list of `(dotted.path, leaf)` pairs.
+//! - [`kind`]: each leaf's observed type (number, boolean, date/time, category, null), with numeric and date/time
+//!   strings recognised.
+//! - [`hashing`]: signed feature hashing with MurmurHash3, as scikit-learn's `FeatureHasher`.
+//! - [`vectorizer`]: the learned schema that turns records into fixed-width feature vectors and explains them in
+//!   field names.
+
+pub mod flatten;
+pub mod hashing;
+pub mod kind;
+pub mod vectorizer;

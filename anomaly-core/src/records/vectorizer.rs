@@ -1,0 +1,1 @@
+//! The learned schema that turns records into feature vectors.

@@ -1,0 +1,1 @@
+//! Dataset statistics per field, and the comparison of a new batch with history.

@@ -1,0 +1,1 @@
+//! Synthetic traffic with labelled incidents, for tests and examples.

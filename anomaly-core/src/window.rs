@@ -1,0 +1,1 @@
+//! Time windows: event records to one row per service per window.
