@@ -10,6 +10,8 @@
 //!
 //! `serde_json::Value` cannot hold NaN or infinity, so every number here is finite.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -49,7 +51,7 @@ pub enum Leaf<'a> {
 ///
 /// # Errors
 /// [`Error::InvalidRecord`] if the record is not an object or exceeds `limits`.
-pub fn flatten<'a>(record: &'a Value, limits: &Limits) -> Result<Vec<(String, Leaf<'a>)>> {
+pub fn flatten<'a>(record: &'a Value, limits: &Limits) -> Result<Vec<(Cow<'a, str>, Leaf<'a>)>> {
     let mut out = Vec::new();
     flatten_into(record, limits, &mut out)?;
     Ok(out)
@@ -62,7 +64,7 @@ pub fn flatten<'a>(record: &'a Value, limits: &Limits) -> Result<Vec<(String, Le
 pub fn flatten_into<'a>(
     record: &'a Value,
     limits: &Limits,
-    out: &mut Vec<(String, Leaf<'a>)>,
+    out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
 ) -> Result<()> {
     out.clear();
     let Value::Object(map) = record else {
@@ -90,7 +92,7 @@ fn walk_object<'a>(
     path: &mut String,
     depth: usize,
     limits: &Limits,
-    out: &mut Vec<(String, Leaf<'a>)>,
+    out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
 ) -> Result<()> {
     if depth > limits.max_depth {
         return Err(Error::InvalidRecord {
@@ -109,7 +111,7 @@ fn walk_object<'a>(
                 push(
                     out,
                     limits,
-                    format!("{path}.len"),
+                    format!("{path}.len").into(),
                     Leaf::Number(items.len() as f64),
                 )?;
                 let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
@@ -121,35 +123,44 @@ fn walk_object<'a>(
                         .iter()
                         .map(|v| v / numbers.len() as f64)
                         .sum::<f64>();
-                    push(out, limits, format!("{path}.min"), Leaf::Number(min))?;
-                    push(out, limits, format!("{path}.max"), Leaf::Number(max))?;
+                    push(out, limits, format!("{path}.min").into(), Leaf::Number(min))?;
+                    push(out, limits, format!("{path}.max").into(), Leaf::Number(max))?;
                     push(
                         out,
                         limits,
-                        format!("{path}.mean"),
+                        format!("{path}.mean").into(),
                         Leaf::Number(mean.clamp(min, max)),
                     )?;
                 }
             }
-            Value::Null => push(out, limits, path.clone(), Leaf::Null)?,
-            Value::Bool(b) => push(out, limits, path.clone(), Leaf::Bool(*b))?,
+            Value::Null => push(out, limits, leaf_path(key, path, depth), Leaf::Null)?,
+            Value::Bool(b) => push(out, limits, leaf_path(key, path, depth), Leaf::Bool(*b))?,
             Value::Number(n) => push(
                 out,
                 limits,
-                path.clone(),
+                leaf_path(key, path, depth),
                 Leaf::Number(n.as_f64().unwrap_or(0.0)),
             )?,
-            Value::String(s) => push(out, limits, path.clone(), Leaf::String(s))?,
+            Value::String(s) => push(out, limits, leaf_path(key, path, depth), Leaf::String(s))?,
         }
         path.truncate(len);
     }
     Ok(())
 }
 
+/// A top-level key is its own path and is borrowed; nested paths are built.
+fn leaf_path<'a>(key: &'a str, path: &str, depth: usize) -> Cow<'a, str> {
+    if depth == 1 {
+        Cow::Borrowed(key)
+    } else {
+        Cow::Owned(path.to_string())
+    }
+}
+
 fn push<'a>(
-    out: &mut Vec<(String, Leaf<'a>)>,
+    out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
     limits: &Limits,
-    path: String,
+    path: Cow<'a, str>,
     leaf: Leaf<'a>,
 ) -> Result<()> {
     if out.len() >= limits.max_fields {
@@ -170,7 +181,7 @@ mod tests {
     fn nested_objects_and_arrays() {
         let r = json!({"a": {"b": 1, "c": {"d": "x"}}, "tags": ["p", "q"], "v": [1, 2, 6], "n": null, "ok": true});
         let f = flatten(&r, &Limits::default()).unwrap();
-        let paths: Vec<&str> = f.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = f.iter().map(|(p, _)| p.as_ref()).collect();
         assert_eq!(
             paths,
             [
