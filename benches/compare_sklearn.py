@@ -78,14 +78,19 @@ def make_data(rows: int, cols: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def build_detect() -> Path:
     """Builds the release `detect` binary once and returns its path."""
     print("$ cargo build --release --bin detect", flush=True)
-    subprocess.run(["cargo", "build", "--release", "--bin", "detect"], cwd=REPO, check=True)
-    meta = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        subprocess.run(["cargo", "build", "--release", "--bin", "detect"], cwd=REPO, check=True)
+        meta = subprocess.run(
+            ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        sys.exit("error: cargo is not on PATH (or pass --detect PATH to a built binary)")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"error: `{' '.join(e.cmd)}` failed with exit status {e.returncode}")
     target = Path(json.loads(meta.stdout)["target_directory"])
     exe = target / "release" / ("detect.exe" if os.name == "nt" else "detect")
     if not exe.is_file():
@@ -133,7 +138,9 @@ def time_detect(exe: Path, npy: Path, labels_path: Path, labels: np.ndarray, thr
             "--threads", str(threads),
             "--top", "0",
         ]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if run.returncode != 0:
+            sys.exit(f"error: detect exited with status {run.returncode}: {run.stderr.strip()}")
         report = json.loads(report_path.read_text())
         fit_s.append(report["fit_seconds"])
         score_s.append(report["score_seconds"])
