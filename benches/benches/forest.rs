@@ -53,8 +53,9 @@ const FULL_SHAPES: [Shape; 3] = [
     Shape::new(100_000, 10),
     // The headline size (80 MB, streamed from memory); scikit-learn 1.9 scores it at 230k–300k rows/s on one thread.
     Shape::new(1_000_000, 10),
-    // Wide rows (800 MB): a tree reads at most 8 of the 100 features of a row, so the scoring cost per row should
-    // barely grow with the width, while the O(rows × features) work (input validation, copies) becomes visible.
+    // Wide rows (800 MB): a tree reads at most 8 of the 100 features of a row, so the traversal work per row does
+    // not grow with the width; what does is cache pressure (a 128-row scoring block is 100 KB, past L1) and the
+    // O(rows × features) work (input validation, copies).
     Shape::new(1_000_000, 100),
 ];
 
