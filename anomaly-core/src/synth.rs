@@ -1,1 +1,0 @@
-//! Synthetic traffic with labelled incidents, for tests and examples.

@@ -1,1 +1,0 @@
-//! Time windows: event records to one row per service per window.
