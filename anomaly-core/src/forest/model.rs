@@ -14,15 +14,28 @@ use super::parallel::install;
 use super::params::{Contamination, IsolationForestParams};
 use super::path_length::average_path_length;
 use super::quantile::{percentile, percentile_select};
-use super::tree::Tree;
+use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree};
 use crate::error::{Error, Result};
 use crate::explanation::{
     Attribution, Details, Explanation, Verdict, describe_attribution, fmt_num,
 };
 use crate::validate;
 
-/// Rows scored together against one tree at a time: small enough to stay in L1 with the tree.
+/// Rows a thread takes at a time.
 const BLOCK_ROWS: usize = 128;
+/// Widest model whose 128-row column block (8 bytes a value) still fits in a 48 KiB L1 cache; wider models use
+/// 32-row blocks.
+const WIDE: usize = 48;
+
+thread_local! {
+    /// Each thread's column-major block for the scoring kernel (256 KiB, allocated once per thread).
+    static COLUMNS: std::cell::RefCell<Box<[f64; COLUMN_BUFFER]>> = std::cell::RefCell::new(
+        vec![0.0; COLUMN_BUFFER]
+            .into_boxed_slice()
+            .try_into()
+            .expect("a boxed slice of COLUMN_BUFFER values"),
+    );
+}
 /// Rows sampled to estimate each feature's typical range.
 const TYPICAL_SAMPLE: usize = 4096;
 /// Stream of the random generator reserved for the typical-range sample (trees use streams 0, 1, 2, …).
@@ -216,8 +229,14 @@ impl IsolationForest {
                 Some(s) => Cow::Borrowed(s),
                 None => Cow::Owned(rows.iter().copied().collect()),
             };
-            for tree in &self.trees {
-                tree.accumulate(&block, d, acc);
+            if d <= WIDE {
+                self.score_columns::<128>(&block, d, acc);
+            } else if d <= KERNEL_MAX_FEATURES {
+                self.score_columns::<32>(&block, d, acc);
+            } else {
+                for tree in &self.trees {
+                    tree.accumulate(&block, d, acc);
+                }
             }
         };
         if self.params.n_threads == Some(1) {
@@ -228,6 +247,34 @@ impl IsolationForest {
             })?;
         }
         Ok(out)
+    }
+
+    /// Adds every tree's path lengths for the rows of a row-major block (`d ≤ 256` values a row) to `acc`, through
+    /// the column kernel in sub-blocks of `B` rows. Trees are summed in order for every row, as in
+    /// [`score_row`](Self::score_row), so the result is bit-identical to it.
+    fn score_columns<const B: usize>(&self, block: &[f64], d: usize, acc: &mut [f64]) {
+        COLUMNS.with_borrow_mut(|cols| {
+            let shift = B.trailing_zeros();
+            for (sub, out) in block.chunks(B * d).zip(acc.chunks_mut(B)) {
+                for (r, row) in sub.chunks_exact(d).enumerate() {
+                    for (f, &v) in row.iter().enumerate() {
+                        cols[(f << shift) | r] = v;
+                    }
+                }
+                // Rows past the end of a short block hold stale finite values; their sums are discarded.
+                let mut local = [0.0; B];
+                for tree in &self.trees {
+                    if !tree.accumulate_columns::<B>(cols, &mut local) {
+                        for (r, row) in sub.chunks_exact(d).enumerate() {
+                            local[r] += tree.path_length(row);
+                        }
+                    }
+                }
+                for (o, l) in out.iter_mut().zip(&local) {
+                    *o += l;
+                }
+            }
+        });
     }
 
     /// Anomaly score s(x) in `(0, 1]` of every row; higher is more anomalous.

@@ -17,16 +17,22 @@ pub(crate) const DENSE_MAX_DEPTH: u32 = 12;
 /// Threshold of a pass-through node: every finite value goes left.
 const PASS: f64 = f64::MAX;
 
+/// Widest model the column kernel handles: split features are masked to 8 bits.
+pub(crate) const KERNEL_MAX_FEATURES: usize = 256;
+/// Size of the column-major block the kernel reads: 256 features × at most 128 rows.
+pub(crate) const COLUMN_BUFFER: usize = KERNEL_MAX_FEATURES * 128;
+
 /// One fitted isolation tree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "layout", rename_all = "snake_case")]
 pub(crate) enum Tree {
-    /// Complete binary tree of `depth` levels of internal nodes.
+    /// Complete binary tree of `depth` levels of internal nodes. Node arrays are padded to `N = 2^depth` entries
+    /// (the last is never visited), so indices masked with `N − 1` are provably in bounds.
     Dense {
         depth: u32,
-        /// Split feature of each internal node (`2^depth − 1`).
+        /// Split feature of each internal node (`2^depth − 1`, plus one pad).
         features: Vec<u32>,
-        /// Split threshold of each internal node; `f64::MAX` for pass-through nodes.
+        /// Split threshold of each internal node; `f64::MAX` for pass-through nodes (plus one pad).
         thresholds: Vec<f64>,
         /// Path length (depth + c(leaf size)) of each bottom-level slot (`2^depth`).
         leaves: Vec<f64>,
@@ -50,8 +56,8 @@ impl Tree {
         let leaf_value = |n: &GrowNode| n.depth as f64 + average_path_length(n.n_samples as f64);
         if depth <= DENSE_MAX_DEPTH {
             let n_internal = (1usize << depth) - 1;
-            let mut features = vec![0u32; n_internal];
-            let mut thresholds = vec![PASS; n_internal];
+            let mut features = vec![0u32; n_internal + 1];
+            let mut thresholds = vec![PASS; n_internal + 1];
             let mut leaves = vec![0.0; n_internal + 1];
             let mut counts = vec![0u32; 2 * n_internal + 1];
             let mut stack = vec![(0usize, 0usize)];
@@ -124,7 +130,7 @@ impl Tree {
                     let go_right = row[features[i] as usize] > thresholds[i];
                     i = 2 * i + 1 + go_right as usize;
                 }
-                leaves[i - features.len()]
+                leaves[i + 1 - features.len()]
             }
             Tree::Sparse {
                 features,
@@ -156,7 +162,7 @@ impl Tree {
                 ..
             } => {
                 const LANES: usize = 8;
-                let n_internal = features.len();
+                let n_internal = features.len() - 1;
                 let rows = acc.len();
                 let full = rows - rows % LANES;
                 for base in (0..full).step_by(LANES) {
@@ -185,6 +191,37 @@ impl Tree {
         }
     }
 
+    /// Adds h(x) of each row of a column-major block to `acc`: the value of feature `f` of row `r` is
+    /// `cols[(f << log2(B)) | r]`. Every split feature must be below [`KERNEL_MAX_FEATURES`] (the caller checks the
+    /// model's width). Returns `false`, adding nothing, for a sparse tree.
+    ///
+    /// The tree is walked one level at a time over all `B` rows: the steps of the inner loop are independent, so
+    /// the CPU overlaps many rows' loads, and with fixed-size arrays and masked indices the compiler removes every
+    /// bounds check.
+    #[inline]
+    pub(crate) fn accumulate_columns<const B: usize>(&self, cols: &[f64; COLUMN_BUFFER], acc: &mut [f64; B]) -> bool {
+        let Tree::Dense {
+            depth,
+            features,
+            thresholds,
+            leaves,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        macro_rules! dispatch {
+            ($($d:literal => $n:literal),*) => {
+                match *depth {
+                    $($d => column_kernel::<$n, B>($d, features, thresholds, leaves, cols, acc),)*
+                    _ => false,
+                }
+            };
+        }
+        dispatch!(0 => 1, 1 => 2, 2 => 4, 3 => 8, 4 => 16, 5 => 32, 6 => 64, 7 => 128, 8 => 256, 9 => 512,
+            10 => 1024, 11 => 2048, 12 => 4096)
+    }
+
     /// Walks a row's path and calls `visit(feature, node_count, child_count)` for every real split on it; returns
     /// the path length.
     pub(crate) fn walk(&self, row: &[f64], mut visit: impl FnMut(usize, u32, u32)) -> f64 {
@@ -205,7 +242,7 @@ impl Tree {
                     }
                     i = child;
                 }
-                leaves[i - features.len()]
+                leaves[i + 1 - features.len()]
             }
             Tree::Sparse {
                 features,
@@ -240,8 +277,8 @@ impl Tree {
                     return Err(format!("dense tree of depth {depth}"));
                 }
                 let n_internal = (1usize << depth) - 1;
-                if features.len() != n_internal
-                    || thresholds.len() != n_internal
+                if features.len() != n_internal + 1
+                    || thresholds.len() != n_internal + 1
                     || leaves.len() != n_internal + 1
                     || counts.len() != 2 * n_internal + 1
                 {
@@ -279,4 +316,38 @@ impl Tree {
             }
         }
     }
+}
+
+/// The column kernel for a dense tree of `N = 2^depth` slots over a block of `B` rows (`B` a power of two ≤ 128).
+#[inline]
+fn column_kernel<const N: usize, const B: usize>(
+    depth: u32,
+    features: &[u32],
+    thresholds: &[f64],
+    leaves: &[f64],
+    cols: &[f64; COLUMN_BUFFER],
+    acc: &mut [f64; B],
+) -> bool {
+    let (Ok(f), Ok(t), Ok(l)) = (
+        <&[u32; N]>::try_from(features),
+        <&[f64; N]>::try_from(thresholds),
+        <&[f64; N]>::try_from(leaves),
+    ) else {
+        return false;
+    };
+    let shift = B.trailing_zeros();
+    let mut idx = [0usize; B];
+    for _ in 0..depth {
+        for (r, i) in idx.iter_mut().enumerate() {
+            let j = *i & (N - 1);
+            let column = ((f[j] as usize) & (KERNEL_MAX_FEATURES - 1)) << shift;
+            let go_right = cols[column | (r & (B - 1))] > t[j];
+            *i = 2 * j + 1 + go_right as usize;
+        }
+    }
+    // After `depth` steps the slot is in [N − 1, 2N − 2]; its leaf is slot − (N − 1).
+    for (a, &i) in acc.iter_mut().zip(&idx) {
+        *a += l[(i + 1) & (N - 1)];
+    }
+    true
 }

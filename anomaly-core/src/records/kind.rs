@@ -109,7 +109,7 @@ pub fn parse_moment(s: &str) -> Option<Moment> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(moment(dt.timestamp_micros(), dt.naive_local()));
     }
-    if s.as_bytes()[0].is_ascii_alphabetic() {
+    if s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
         if let Ok(dt) = DateTime::parse_from_rfc2822(s) {
             return Some(moment(dt.timestamp_micros(), dt.naive_local()));
         }
@@ -196,5 +196,8 @@ mod tests {
         };
         assert_eq!(m.hour, 15.5, "hour of day in the timestamp's own offset");
         assert!(matches!(interpret_str("2024-13-45"), Typed::Category(_)));
+        for s in ["", " ", "T", "2024", "--", "\u{0}"] {
+            assert!(parse_moment(s).is_none(), "{s:?}");
+        }
     }
 }

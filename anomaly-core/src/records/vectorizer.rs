@@ -322,6 +322,9 @@ pub struct FieldAttribution {
     pub value: Option<Value>,
     /// For example "`amount` = 99,812 is above the typical 12–480".
     pub description: String,
+    /// Whether the value itself is unusual: outside the typical range, an unseen or rare category, missing where
+    /// it is usually present, of another type than learnt, or a field never seen.
+    pub unusual: bool,
 }
 
 /// A fitted record vectoriser: the schema learnt from training records.
@@ -649,12 +652,13 @@ impl Vectorizer {
                     .iter()
                     .sum();
                 let value = value_of(&f.path);
-                let description = self.describe(f, value.as_ref(), &notes);
+                let (description, unusual) = self.describe(f, value.as_ref(), &notes);
                 FieldAttribution {
                     field: f.path.clone(),
                     contribution,
                     value,
                     description,
+                    unusual,
                 }
             })
             .collect();
@@ -669,26 +673,36 @@ impl Vectorizer {
                 contribution: 0.0,
                 value: value_of(path),
                 description: format!("new field `{path}`"),
+                unusual: true,
             });
         }
         Ok(out)
     }
 
-    fn describe(&self, f: &FieldSpec, value: Option<&Value>, notes: &RecordNotes) -> String {
+    fn describe(
+        &self,
+        f: &FieldSpec,
+        value: Option<&Value>,
+        notes: &RecordNotes,
+    ) -> (String, bool) {
         let p = &f.path;
         let Some(value) = value else {
-            return format!(
-                "`{p}` is missing (present in {:.0}% of training records)",
-                100.0 * f.presence
+            return (
+                format!(
+                    "`{p}` is missing (present in {:.0}% of training records)",
+                    100.0 * f.presence
+                ),
+                f.presence >= 0.9,
             );
         };
         if let Some((_, learned, got)) = notes.type_changes.iter().find(|(path, _, _)| path == p) {
             if *learned != FieldKind::Category {
-                return format!(
+                let text = format!(
                     "`{p}` = {value} is {} where {} was learnt",
                     kind_phrase(*got),
                     kind_phrase(*learned)
                 );
+                return (text, true);
             }
         }
         match f.kind {
@@ -698,16 +712,16 @@ impl Vectorizer {
                     other => other.to_string(),
                 };
                 match f.categories.get(&t) {
-                    None => format!("`{p}` = '{t}' was never seen"),
-                    Some(&c) => format!(
-                        "`{p}` = '{t}' is {} ({} of training values)",
-                        if (c as f64) < 0.01 * f.category_total as f64 {
-                            "rare"
-                        } else {
-                            "known"
-                        },
-                        pct(c as f64 / f.category_total.max(1) as f64)
-                    ),
+                    None => (format!("`{p}` = '{t}' was never seen"), true),
+                    Some(&c) => {
+                        let rare = (c as f64) < 0.01 * f.category_total as f64;
+                        let text = format!(
+                            "`{p}` = '{t}' is {} ({} of training values)",
+                            if rare { "rare" } else { "known" },
+                            pct(c as f64 / f.category_total.max(1) as f64)
+                        );
+                        (text, rare)
+                    }
                 }
             }
             FieldKind::Number | FieldKind::Bool => {
@@ -716,18 +730,19 @@ impl Vectorizer {
                     Value::Number(n) => n.as_f64().unwrap_or(0.0),
                     Value::String(s) => match interpret_str(s) {
                         Typed::Number(v) => v,
-                        _ => return format!("`{p}` = {value}"),
+                        _ => return (format!("`{p}` = {value}"), false),
                     },
-                    _ => return format!("`{p}` = {value}"),
+                    _ => return (format!("`{p}` = {value}"), false),
                 };
-                describe_attribution(&Attribution {
+                let a = Attribution {
                     feature: f.offset,
                     name: Some(p.clone()),
                     value: v,
                     contribution: 0.0,
                     typical_low: f.typical.0,
                     typical_high: f.typical.1,
-                })
+                };
+                (describe_attribution(&a), a.is_atypical())
             }
             FieldKind::DateTime => {
                 let m = match value {
@@ -737,35 +752,28 @@ impl Vectorizer {
                 };
                 match m {
                     Some(m) => {
-                        let when = if m.epoch_seconds < f.typical.0 {
-                            format!(
-                                "before the typical {} to {}",
-                                date(f.typical.0),
-                                date(f.typical.1)
-                            )
+                        let (lo, hi) = (date(f.typical.0), date(f.typical.1));
+                        let (when, outside) = if m.epoch_seconds < f.typical.0 {
+                            (format!("before the typical {lo} to {hi}"), true)
                         } else if m.epoch_seconds > f.typical.1 {
-                            format!(
-                                "after the typical {} to {}",
-                                date(f.typical.0),
-                                date(f.typical.1)
-                            )
+                            (format!("after the typical {lo} to {hi}"), true)
                         } else {
-                            format!(
-                                "within the typical {} to {}",
-                                date(f.typical.0),
-                                date(f.typical.1)
-                            )
+                            (format!("within the typical {lo} to {hi}"), false)
                         };
-                        format!(
-                            "`{p}` = {value} (at {:02}:{:02}) is {when}",
-                            m.hour as u32,
-                            ((m.hour.fract()) * 60.0) as u32
+                        let minutes = (m.hour * 60.0) as u32;
+                        (
+                            format!(
+                                "`{p}` = {value} (at {:02}:{:02}) is {when}",
+                                minutes / 60,
+                                minutes % 60
+                            ),
+                            outside,
                         )
                     }
-                    None => format!("`{p}` = {value}"),
+                    None => (format!("`{p}` = {value}"), false),
                 }
             }
-            FieldKind::Null => format!("`{p}` = {value} where only nulls were seen"),
+            FieldKind::Null => (format!("`{p}` = {value} where only nulls were seen"), true),
         }
     }
 
