@@ -1,1 +1,0 @@
-//! Drift detection on feature and score distributions.

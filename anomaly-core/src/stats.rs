@@ -1,1 +1,0 @@
-//! Dataset statistics per field, and the comparison of a new batch with history.
