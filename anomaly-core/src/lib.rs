@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod drift;
+pub mod engine;
 mod error;
 mod explanation;
 pub mod forest;

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::RecordModel;
 use crate::error::{Error, Result};
 use crate::forest::IsolationForest;
 use crate::stream::{Ema, MovingAverage, StreamingIsolationForest};
@@ -29,6 +30,8 @@ pub enum Model {
     Ema(Ema),
     /// A streaming isolation forest with its buffers and forest.
     StreamingIsolationForest(StreamingIsolationForest),
+    /// A record model: learned schema and forest.
+    RecordModel(RecordModel),
 }
 
 impl Model {
@@ -39,6 +42,7 @@ impl Model {
             Model::MovingAverage(_) => "moving_average",
             Model::Ema(_) => "ema",
             Model::StreamingIsolationForest(_) => "streaming_isolation_forest",
+            Model::RecordModel(_) => "record_model",
         }
     }
 
@@ -48,6 +52,7 @@ impl Model {
             Model::MovingAverage(m) => m.check(),
             Model::Ema(m) => m.check(),
             Model::StreamingIsolationForest(m) => m.check(),
+            Model::RecordModel(m) => m.check(),
         }
     }
 }
@@ -148,4 +153,5 @@ snapshot_conversions!(
     MovingAverage => MovingAverage,
     Ema => Ema,
     StreamingIsolationForest => StreamingIsolationForest,
+    RecordModel => RecordModel,
 );

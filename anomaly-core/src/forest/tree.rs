@@ -199,7 +199,11 @@ impl Tree {
     /// the CPU overlaps many rows' loads, and with fixed-size arrays and masked indices the compiler removes every
     /// bounds check.
     #[inline]
-    pub(crate) fn accumulate_columns<const B: usize>(&self, cols: &[f64; COLUMN_BUFFER], acc: &mut [f64; B]) -> bool {
+    pub(crate) fn accumulate_columns<const B: usize>(
+        &self,
+        cols: &[f64; COLUMN_BUFFER],
+        acc: &mut [f64; B],
+    ) -> bool {
         let Tree::Dense {
             depth,
             features,

@@ -809,7 +809,7 @@ impl Vectorizer {
             || self
                 .scale
                 .iter()
-                .any(|(c, s)| !c.is_finite() || !(s.is_finite() && *s != 0.0))
+                .any(|(c, s)| !(c.is_finite() && s.is_finite() && *s != 0.0))
         {
             return Err("invalid vectoriser parameters".into());
         }

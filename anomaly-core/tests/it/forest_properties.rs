@@ -245,7 +245,10 @@ fn every_scoring_path_matches_single_rows() {
     // 10 features: 128-row column blocks; 60: 32-row blocks; 300: the row-major path. 333 rows leave short blocks.
     for d in [10, 60, 300] {
         let x = crate::gaussian(333, d, d as u64);
-        let model = IsolationForestParams::new().n_estimators(20).fit(x.view()).unwrap();
+        let model = IsolationForestParams::new()
+            .n_estimators(20)
+            .fit(x.view())
+            .unwrap();
         let batch = model.score(x.view()).unwrap();
         for (i, row) in x.outer_iter().enumerate() {
             let one = model.score_row(row.as_slice().unwrap()).unwrap();

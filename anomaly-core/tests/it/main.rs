@@ -4,8 +4,10 @@
 #![allow(clippy::print_stderr)]
 
 mod accuracy;
+mod engine;
 mod errors;
 mod forest_properties;
+mod records_e2e;
 mod streaming;
 
 use ndarray::Array2;

@@ -1,0 +1,650 @@
+//! An engine of per-key record models that train, score and retrain by themselves.
+//!
+//! One [`Engine`] holds a model per key (a query, a data source, a series, a tenant). For each key it keeps a
+//! bounded uniform sample of the history ([`EngineParams::max_history`], reservoir sampling), reports
+//! [`Outcome::Learning`] until [`EngineParams::min_training_records`] records are in, then trains a
+//! [`RecordModel`] and scores every record with it. It retrains after [`EngineParams::retrain_every`] new records,
+//! when drift is detected on the vectors or the scores, and when the key's sensitivity changes; each training makes
+//! a new model version.
+//!
+//! Concurrency: scoring reads the current model through an atomic pointer (`arc-swap`), so readers never wait,
+//! not even while a retrain runs; the new model is swapped in whole when it is ready. One retrain runs per key at a
+//! time, outside every lock. Many threads may score the same or different keys at once.
+
+mod model;
+mod persistence;
+mod reservoir;
+
+pub use model::{RecordExplanation, RecordModel, RecordVerdict};
+pub use persistence::{InMemoryPersistence, ModelMeta, Persistence, StoredModel};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::drift::{DriftDetector, DriftParams, DriftReport};
+use crate::error::{Error, Result};
+use crate::forest::{Contamination, IsolationForestParams};
+use crate::records::flatten::{Limits, flatten};
+use crate::records::hashing::murmur3_32;
+use crate::records::vectorizer::{RecordNotes, VectorizerParams};
+use reservoir::Reservoir;
+
+/// Parameters of an [`Engine`].
+///
+/// | parameter | default | meaning |
+/// | --- | --- | --- |
+/// | `min_training_records` | 100 | records before the first model |
+/// | `max_history` | 100,000 | history kept per key (a uniform sample once exceeded) |
+/// | `retrain_every` | 1,000 | new records between retrains |
+/// | `sensitivity` | `Auto` | default contamination of every key |
+/// | `forest` | 100 trees, seed 0 | the forest trained per key |
+/// | `vectorizer` | defaults | how records become vectors |
+/// | `drift` | on, defaults | drift detection that triggers a retrain (`None` turns it off); active for models trained on at least two drift windows of records |
+/// | `seed` | 0 | seeds the history samples |
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineParams {
+    min_training_records: usize,
+    max_history: usize,
+    retrain_every: usize,
+    sensitivity: Contamination,
+    forest: IsolationForestParams,
+    vectorizer: VectorizerParams,
+    drift: Option<DriftParams>,
+    seed: u64,
+}
+
+impl Default for EngineParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EngineParams {
+    /// The defaults in the table above.
+    pub fn new() -> Self {
+        EngineParams {
+            min_training_records: 100,
+            max_history: 100_000,
+            retrain_every: 1_000,
+            sensitivity: Contamination::Auto,
+            forest: IsolationForestParams::new(),
+            vectorizer: VectorizerParams::new(),
+            drift: Some(DriftParams::default()),
+            seed: 0,
+        }
+    }
+
+    /// Records before the first model (default 100, at least 2).
+    pub fn min_training_records(mut self, n: usize) -> Self {
+        self.min_training_records = n;
+        self
+    }
+
+    /// History kept per key (default 100,000).
+    pub fn max_history(mut self, n: usize) -> Self {
+        self.max_history = n;
+        self
+    }
+
+    /// New records between retrains (default 1,000).
+    pub fn retrain_every(mut self, n: usize) -> Self {
+        self.retrain_every = n;
+        self
+    }
+
+    /// Default contamination of every key (default `Auto`).
+    pub fn sensitivity(mut self, c: Contamination) -> Self {
+        self.sensitivity = c;
+        self
+    }
+
+    /// The forest trained per key (its contamination is replaced by the key's sensitivity).
+    pub fn forest(mut self, p: IsolationForestParams) -> Self {
+        self.forest = p;
+        self
+    }
+
+    /// How records become vectors.
+    pub fn vectorizer(mut self, p: VectorizerParams) -> Self {
+        self.vectorizer = p;
+        self
+    }
+
+    /// Drift detection that triggers retraining; `None` turns it off.
+    pub fn drift(mut self, p: Option<DriftParams>) -> Self {
+        self.drift = p;
+        self
+    }
+
+    /// Seed of the history samples (default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.min_training_records < 2 {
+            return Err(Error::invalid("min_training_records", "must be at least 2"));
+        }
+        if self.max_history < self.min_training_records {
+            return Err(Error::invalid(
+                "max_history",
+                "must be at least min_training_records",
+            ));
+        }
+        if self.retrain_every == 0 {
+            return Err(Error::invalid("retrain_every", "must be at least 1"));
+        }
+        self.forest
+            .clone()
+            .contamination(self.sensitivity)
+            .validate()
+    }
+}
+
+/// What the engine says about one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// No model yet: `seen` of the `needed` records are in.
+    Learning {
+        /// Records in the key's history, this one included.
+        seen: usize,
+        /// Records needed before the first model.
+        needed: usize,
+    },
+    /// Scored by the key's current model.
+    Scored(RecordVerdict),
+}
+
+impl Outcome {
+    /// The verdict, if the record was scored.
+    pub fn verdict(&self) -> Option<&RecordVerdict> {
+        match self {
+            Outcome::Scored(v) => Some(v),
+            Outcome::Learning { .. } => None,
+        }
+    }
+
+    /// Whether the record was scored and found anomalous.
+    pub fn is_anomaly(&self) -> bool {
+        self.verdict().is_some_and(|v| v.is_anomaly)
+    }
+}
+
+/// Why a key was (re)trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum TrainReason {
+    /// Enough records for a first model.
+    FirstModel,
+    /// `retrain_every` new records since the last training.
+    NewRecords,
+    /// Drift was detected.
+    Drift(DriftReport),
+    /// The key's sensitivity changed.
+    Sensitivity,
+    /// A caller asked for it.
+    Requested,
+}
+
+/// A summary of a key's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Current version.
+    pub version: u64,
+    /// Records it was trained on.
+    pub trained_on: usize,
+    /// When, in seconds since the Unix epoch.
+    pub trained_at: f64,
+    /// Its input columns.
+    pub features: Vec<String>,
+    /// The threshold its scores are compared with.
+    pub threshold: f64,
+    /// Why it was trained.
+    pub reason: TrainReason,
+}
+
+/// Counters of one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyStats {
+    /// Records in the history sample.
+    pub history: usize,
+    /// Records seen since the engine started or the history was loaded.
+    pub seen: u64,
+    /// Records scored.
+    pub scored: u64,
+    /// Records found anomalous.
+    pub anomalies: u64,
+    /// Trainings.
+    pub trainings: u64,
+    /// Persistence calls that failed (the engine carried on in memory).
+    pub persistence_failures: u64,
+}
+
+struct KeyState {
+    model: ArcSwapOption<RecordModel>,
+    reason: Mutex<Option<TrainReason>>,
+    history: Mutex<Reservoir>,
+    since_train: AtomicU64,
+    training: AtomicBool,
+    sensitivity: Mutex<Contamination>,
+    drift: Mutex<Option<DriftDetector>>,
+    pending_drift: Mutex<Option<DriftReport>>,
+    scored: AtomicU64,
+    anomalies: AtomicU64,
+    trainings: AtomicU64,
+    persistence_failures: AtomicU64,
+}
+
+/// Per-key models over JSON records; see the [module documentation](self).
+pub struct Engine {
+    params: EngineParams,
+    keys: RwLock<HashMap<String, Arc<KeyState>>>,
+    persistence: Arc<dyn Persistence>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("params", &self.params)
+            .field("keys", &self.keys().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data half-updated in a way that matters more than
+    // losing the engine, so recover the guard.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// An engine that keeps everything in memory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for bad parameters.
+    pub fn in_memory(params: EngineParams) -> Result<Engine> {
+        let persistence = Arc::new(InMemoryPersistence::new(params.max_history));
+        Engine::new(params, persistence)
+    }
+
+    /// An engine over the given persistence. Keys found there are restored on first use.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for bad parameters.
+    pub fn new(params: EngineParams, persistence: Arc<dyn Persistence>) -> Result<Engine> {
+        params.validate()?;
+        Ok(Engine {
+            params,
+            keys: RwLock::new(HashMap::new()),
+            persistence,
+        })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &EngineParams {
+        &self.params
+    }
+
+    /// Keys the engine holds in memory.
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    }
+
+    fn state(&self, key: &str) -> Arc<KeyState> {
+        if let Some(s) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return Arc::clone(s);
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = keys.get(key) {
+            return Arc::clone(s);
+        }
+        let state = Arc::new(self.restore(key));
+        keys.insert(key.to_string(), Arc::clone(&state));
+        state
+    }
+
+    /// Builds a key's state from persistence (history and latest model), or empty.
+    fn restore(&self, key: &str) -> KeyState {
+        let seed = self.params.seed ^ (murmur3_32(key.as_bytes(), 0) as u32 as u64);
+        let mut history = Reservoir::new(self.params.max_history, seed);
+        let mut failures = 0;
+        match self.persistence.load_history(key, self.params.max_history) {
+            Ok(records) => records.into_iter().for_each(|r| history.push(r)),
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(key, error = %e, "could not load history; starting empty");
+            }
+        }
+        let model = match self.persistence.load_model(key, None) {
+            Ok(Some(stored)) => match model::restore(&stored.snapshot) {
+                Ok(m) => Some(Arc::new(m.with_version(stored.meta.version))),
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(key, error = %e, "could not restore the latest model; it will be retrained");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(key, error = %e, "could not load the latest model");
+                None
+            }
+        };
+        let state = KeyState {
+            model: ArcSwapOption::new(model.clone()),
+            reason: Mutex::new(model.as_ref().map(|_| TrainReason::Requested)),
+            history: Mutex::new(history),
+            since_train: AtomicU64::new(0),
+            training: AtomicBool::new(false),
+            sensitivity: Mutex::new(self.params.sensitivity),
+            drift: Mutex::new(None),
+            pending_drift: Mutex::new(None),
+            scored: AtomicU64::new(0),
+            anomalies: AtomicU64::new(0),
+            trainings: AtomicU64::new(0),
+            persistence_failures: AtomicU64::new(failures),
+        };
+        if let Some(m) = &model {
+            *lock(&state.drift) = self.drift_detector(m, lock(&state.history).records());
+        }
+        state
+    }
+
+    /// Scores `record` with the key's model (if there is one), adds it to the history, and trains or retrains when
+    /// due. Training runs in the calling thread, outside every lock; other threads keep scoring with the previous
+    /// model meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecord`] for a record that is not an object or exceeds the limits (it is not learnt);
+    /// training errors. Persistence failures are logged and counted, not returned: the engine carries on in memory.
+    pub fn observe(&self, key: &str, record: &Value) -> Result<Outcome> {
+        let state = self.state(key);
+        let outcome = self.score_state(&state, record, true)?;
+        let len = {
+            let mut h = lock(&state.history);
+            h.push(record.clone());
+            h.len()
+        };
+        if let Err(e) = self.persistence.append_history(key, record) {
+            state.persistence_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key, error = %e, "could not persist a history record");
+        }
+        let since = state.since_train.fetch_add(1, Ordering::AcqRel) + 1;
+        let outcome = match outcome {
+            Outcome::Learning { needed, .. } => Outcome::Learning { seen: len, needed },
+            scored => scored,
+        };
+        let reason = if state.model.load().is_none() {
+            (len >= self.params.min_training_records).then_some(TrainReason::FirstModel)
+        } else if let Some(report) = lock(&state.pending_drift).take() {
+            Some(TrainReason::Drift(report))
+        } else {
+            (since >= self.params.retrain_every as u64).then_some(TrainReason::NewRecords)
+        };
+        if let Some(reason) = reason {
+            self.train_state(key, &state, reason)?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`observe`](Self::observe) for each record in order.
+    ///
+    /// # Errors
+    /// As [`observe`](Self::observe); records before the failing one have been observed.
+    pub fn observe_many(&self, key: &str, records: &[Value]) -> Result<Vec<Outcome>> {
+        records.iter().map(|r| self.observe(key, r)).collect()
+    }
+
+    /// Scores `record` without learning it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecord`] for a record that is not an object or exceeds the limits.
+    pub fn score(&self, key: &str, record: &Value) -> Result<Outcome> {
+        let state = self.state(key);
+        self.score_state(&state, record, false)
+    }
+
+    fn score_state(&self, state: &KeyState, record: &Value, track: bool) -> Result<Outcome> {
+        let Some(model) = state.model.load_full() else {
+            // Validate the record even while learning, so bad input never enters the history.
+            flatten(record, &self.vectorizer_limits())?;
+            return Ok(Outcome::Learning {
+                seen: lock(&state.history).len(),
+                needed: self.params.min_training_records,
+            });
+        };
+        let mut buf = Vec::new();
+        let mut notes = RecordNotes::default();
+        let verdict = model.score_with(record, &mut buf, &mut notes)?;
+        if track {
+            state.scored.fetch_add(1, Ordering::Relaxed);
+            if verdict.is_anomaly {
+                state.anomalies.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut drift = lock(&state.drift);
+            if let Some(d) = drift.as_mut() {
+                if let Some(report) = d.observe(&buf, verdict.score)? {
+                    if report.drifted {
+                        tracing::info!(max_psi = report.max_psi, "drift detected; retraining");
+                        *lock(&state.pending_drift) = Some(report);
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Scored(verdict))
+    }
+
+    fn vectorizer_limits(&self) -> Limits {
+        Limits::default()
+    }
+
+    /// Scores and explains `record` in field names with the key's model; `None` while the key is learning.
+    ///
+    /// # Errors
+    /// As [`score`](Self::score).
+    pub fn explain(&self, key: &str, record: &Value) -> Result<Option<RecordExplanation>> {
+        let state = self.state(key);
+        match state.model.load_full() {
+            Some(m) => Ok(Some(m.explain(record)?)),
+            None => {
+                flatten(record, &self.vectorizer_limits())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Trains the key now, whatever the counters say; returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::NotEnoughSamples`] with fewer than two records; training errors.
+    pub fn train(&self, key: &str) -> Result<u64> {
+        let state = self.state(key);
+        self.train_state(key, &state, TrainReason::Requested)?;
+        state
+            .model
+            .load()
+            .as_ref()
+            .map(|m| m.version())
+            .ok_or(Error::NotEnoughSamples {
+                needed: 2,
+                got: lock(&state.history).len(),
+            })
+    }
+
+    /// Trains a key unless a training of it is already running.
+    fn train_state(&self, key: &str, state: &KeyState, reason: TrainReason) -> Result<()> {
+        if state.training.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.train_now(key, state, reason);
+        state.training.store(false, Ordering::Release);
+        result
+    }
+
+    fn train_now(&self, key: &str, state: &KeyState, reason: TrainReason) -> Result<()> {
+        let records: Vec<Value> = lock(&state.history).records().to_vec();
+        if records.len() < 2 {
+            return Ok(());
+        }
+        let contamination = *lock(&state.sensitivity);
+        let forest = self.params.forest.clone().contamination(contamination);
+        let previous = state.model.load().as_ref().map_or(0, |m| m.version());
+        let model = RecordModel::fit(&records, &self.params.vectorizer, &forest, previous + 1)?;
+        let meta = ModelMeta {
+            version: previous + 1,
+            kind: "record_model".into(),
+            records_trained_on: records.len(),
+            features: model.vectorizer().feature_names(),
+            trained_at: model.trained_at(),
+            metrics: serde_json::json!({
+                "threshold": model.forest().threshold(),
+                "reason": &reason,
+            }),
+        };
+        let version = match self
+            .persistence
+            .save_model(key, &meta, &model.to_snapshot_bytes())
+        {
+            Ok(v) => v,
+            Err(e) => {
+                state.persistence_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key, error = %e, "could not persist the model; keeping it in memory");
+                previous + 1
+            }
+        };
+        let model = Arc::new(model.with_version(version));
+        *lock(&state.drift) = self.drift_detector(&model, &records);
+        lock(&state.pending_drift).take();
+        *lock(&state.reason) = Some(reason);
+        state.model.store(Some(model));
+        state.since_train.store(0, Ordering::Release);
+        state.trainings.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(key, version, records = records.len(), "trained");
+        Ok(())
+    }
+
+    /// A drift detector whose reference is the model's training data and scores.
+    ///
+    /// Only when the training data holds at least two drift windows: PSI against a small reference is mostly noise
+    /// (its expected value under no drift is about `(bins − 1)(1/n_reference + 1/n_window)` per feature), so a model
+    /// trained on fewer records is watched from its next retrain on.
+    fn drift_detector(&self, model: &RecordModel, records: &[Value]) -> Option<DriftDetector> {
+        let params = self.params.drift.clone()?;
+        if records.len() < 2 * params.get_window() {
+            tracing::debug!(
+                records = records.len(),
+                "too few training records to watch for drift yet"
+            );
+            return None;
+        }
+        let build = || -> Result<DriftDetector> {
+            let x = model.vectorizer().transform_many(records)?;
+            let scores = model.forest().score(x.view())?;
+            DriftDetector::new(
+                params,
+                x.view(),
+                scores.as_slice().unwrap_or(&[]),
+                Some(model.vectorizer().feature_names()),
+            )
+        };
+        match build() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "drift detection is off for this model");
+                None
+            }
+        }
+    }
+
+    /// Sets how many anomalies to expect for a key (its contamination) and retrains it if it has a model.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a contamination outside `(0, 0.5]`; training errors.
+    pub fn set_sensitivity(&self, key: &str, contamination: Contamination) -> Result<()> {
+        self.params
+            .forest
+            .clone()
+            .contamination(contamination)
+            .validate()?;
+        let state = self.state(key);
+        *lock(&state.sensitivity) = contamination;
+        if state.model.load().is_some() {
+            self.train_state(key, &state, TrainReason::Sensitivity)?;
+        }
+        Ok(())
+    }
+
+    /// The key's current model, if any.
+    pub fn model(&self, key: &str) -> Option<Arc<RecordModel>> {
+        self.state(key).model.load_full()
+    }
+
+    /// A summary of the key's current model, if any.
+    pub fn model_info(&self, key: &str) -> Option<ModelInfo> {
+        let state = self.state(key);
+        let m = state.model.load_full()?;
+        Some(ModelInfo {
+            version: m.version(),
+            trained_on: m.trained_on(),
+            trained_at: m.trained_at(),
+            features: m.vectorizer().feature_names(),
+            threshold: m.forest().threshold(),
+            reason: lock(&state.reason)
+                .clone()
+                .unwrap_or(TrainReason::Requested),
+        })
+    }
+
+    /// The key's counters.
+    pub fn stats(&self, key: &str) -> KeyStats {
+        let s = self.state(key);
+        let h = lock(&s.history);
+        KeyStats {
+            history: h.len(),
+            seen: h.seen(),
+            scored: s.scored.load(Ordering::Relaxed),
+            anomalies: s.anomalies.load(Ordering::Relaxed),
+            trainings: s.trainings.load(Ordering::Relaxed),
+            persistence_failures: s.persistence_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A copy of the key's history sample.
+    pub fn history(&self, key: &str) -> Vec<Value> {
+        lock(&self.state(key).history).records().to_vec()
+    }
+
+    /// Forgets a key's history (memory and persistence) and its current model; stored model versions stay.
+    ///
+    /// # Errors
+    /// [`Error::Persistence`] if the stored history cannot be removed.
+    pub fn clear(&self, key: &str) -> Result<usize> {
+        let state = self.state(key);
+        lock(&state.history).clear();
+        state.model.store(None);
+        state.since_train.store(0, Ordering::Release);
+        *lock(&state.drift) = None;
+        self.persistence.clear_history(key)
+    }
+
+    /// The persistence the engine writes to.
+    pub fn persistence(&self) -> &Arc<dyn Persistence> {
+        &self.persistence
+    }
+}

@@ -1,0 +1,395 @@
+//! The record engine: learning, training, retraining, versioning, persistence and concurrency.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use anomaly_core::drift::DriftParams;
+use anomaly_core::engine::{
+    Engine, EngineParams, InMemoryPersistence, ModelMeta, Outcome, Persistence, StoredModel,
+    TrainReason,
+};
+use anomaly_core::{Contamination, Error, IsolationForestParams};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+/// Orders with a stable shape: amount ~ 100 ± 10, a few countries, an express flag.
+fn orders(n: usize, seed: u64, amount_mean: f64) -> Vec<Value> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let z = crate::normals(&mut rng, n);
+    (0..n)
+        .map(|i| {
+            let country = ["FR", "DE", "ES", "IT"][rng.random_range(0..4)];
+            json!({
+                "amount": (amount_mean + 10.0 * z[i]).round(),
+                "country": country,
+                "express": rng.random::<f64>() < 0.3,
+                "items": rng.random_range(1..5),
+            })
+        })
+        .collect()
+}
+
+fn params() -> EngineParams {
+    EngineParams::new()
+        .min_training_records(100)
+        .retrain_every(10_000)
+        .forest(IsolationForestParams::new().n_estimators(50))
+}
+
+#[test]
+fn learns_then_trains_then_scores() {
+    let engine = Engine::in_memory(params()).unwrap();
+    let data = orders(150, 1, 100.0);
+    for (i, r) in data.iter().enumerate().take(99) {
+        assert_eq!(
+            engine.observe("q", r).unwrap(),
+            Outcome::Learning {
+                seen: i + 1,
+                needed: 100
+            }
+        );
+    }
+    engine.observe("q", &data[99]).unwrap();
+    let info = engine.model_info("q").unwrap();
+    assert_eq!(info.version, 1);
+    assert_eq!(info.trained_on, 100);
+    assert_eq!(info.reason, TrainReason::FirstModel);
+    assert!(info.features.contains(&"amount".to_string()));
+    let outcome = engine.observe("q", &data[100]).unwrap();
+    assert_eq!(outcome.verdict().unwrap().model_version, 1);
+    // Another key is independent.
+    assert!(matches!(
+        engine.score("other", &data[0]).unwrap(),
+        Outcome::Learning { seen: 0, .. }
+    ));
+}
+
+#[test]
+fn flags_and_explains_in_field_names() {
+    let engine = Engine::in_memory(params()).unwrap();
+    engine.observe_many("q", &orders(400, 2, 100.0)).unwrap();
+    let odd = json!({"amount": 99_812, "country": "KP", "express": false, "items": 2, "debug_token": "x"});
+    assert!(engine.score("q", &odd).unwrap().is_anomaly());
+    let normal = json!({"amount": 101, "country": "FR", "express": false, "items": 2});
+    assert!(!engine.score("q", &normal).unwrap().is_anomaly());
+    let why = engine.explain("q", &odd).unwrap().unwrap();
+    assert!(why.verdict.is_anomaly);
+    assert!(
+        why.rationale
+            .contains("`amount` = 99,812 is above the typical"),
+        "{}",
+        why.rationale
+    );
+    assert!(
+        why.rationale.contains("`country` = 'KP' was never seen"),
+        "{}",
+        why.rationale
+    );
+    assert!(
+        why.rationale.contains("new field `debug_token`"),
+        "{}",
+        why.rationale
+    );
+}
+
+#[test]
+fn retrains_after_new_records_with_a_new_version() {
+    let engine = Engine::in_memory(params().retrain_every(200)).unwrap();
+    engine.observe_many("q", &orders(100, 3, 100.0)).unwrap();
+    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    engine.observe_many("q", &orders(199, 4, 100.0)).unwrap();
+    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    engine.observe("q", &orders(1, 5, 100.0)[0]).unwrap();
+    let info = engine.model_info("q").unwrap();
+    assert_eq!(
+        (info.version, info.trained_on, info.reason),
+        (2, 300, TrainReason::NewRecords)
+    );
+    let versions = engine.persistence().model_versions("q").unwrap();
+    assert_eq!(
+        versions.iter().map(|m| m.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(engine.stats("q").trainings, 2);
+}
+
+#[test]
+fn history_is_capped_by_reservoir_sampling() {
+    let engine = Engine::in_memory(
+        params()
+            .max_history(500)
+            .min_training_records(100)
+            .retrain_every(1_000_000),
+    )
+    .unwrap();
+    // Amounts encode arrival order; a uniform sample keeps early and late records alike.
+    let records: Vec<Value> = (0..5_000).map(|i| json!({"amount": i})).collect();
+    engine.observe_many("q", &records).unwrap();
+    let stats = engine.stats("q");
+    assert_eq!((stats.history, stats.seen), (500, 5_000));
+    let kept: Vec<i64> = engine
+        .history("q")
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap())
+        .collect();
+    let first_half = kept.iter().filter(|&&a| a < 2_500).count();
+    // Binomial(500, 0.5): sd ≈ 11; allow 5 sd.
+    assert!(
+        (195..=305).contains(&first_half),
+        "{first_half} of 500 from the first half"
+    );
+}
+
+#[test]
+fn a_restart_keeps_models_and_history() {
+    let store = Arc::new(InMemoryPersistence::default());
+    let first = Engine::new(params(), store.clone()).unwrap();
+    let data = orders(300, 6, 100.0);
+    first.observe_many("q", &data).unwrap();
+    let probe = json!({"amount": 180, "country": "FR", "express": true, "items": 1});
+    let before = first.score("q", &probe).unwrap();
+    drop(first);
+    let second = Engine::new(params(), store).unwrap();
+    assert_eq!(
+        second.score("q", &probe).unwrap(),
+        before,
+        "same model version, same bits"
+    );
+    assert_eq!(second.stats("q").history, 300);
+    assert_eq!(second.model_info("q").unwrap().version, 1);
+}
+
+#[test]
+fn scoring_continues_on_the_old_model_during_a_retrain() {
+    let engine = Arc::new(
+        Engine::in_memory(
+            params()
+                .forest(IsolationForestParams::new().n_estimators(300))
+                .max_history(200_000)
+                .retrain_every(1_000_000)
+                .drift(None),
+        )
+        .unwrap(),
+    );
+    engine.observe_many("q", &orders(30_000, 7, 100.0)).unwrap();
+    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    let training = Arc::new(AtomicBool::new(true));
+    let during = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(4));
+    let probe = json!({"amount": 100, "country": "DE", "express": false, "items": 3});
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (engine, training, during, start, probe) = (
+                engine.clone(),
+                training.clone(),
+                during.clone(),
+                start.clone(),
+                probe.clone(),
+            );
+            std::thread::spawn(move || {
+                start.wait();
+                let mut last_version = 0;
+                while training.load(Ordering::Acquire) {
+                    let v = *engine.score("q", &probe).unwrap().verdict().unwrap();
+                    assert!(v.model_version >= last_version, "versions never go back");
+                    last_version = v.model_version;
+                    if v.model_version == 1 {
+                        during.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                last_version
+            })
+        })
+        .collect();
+    start.wait();
+    let version = engine.train("q").unwrap();
+    training.store(false, Ordering::Release);
+    assert_eq!(version, 2);
+    for r in readers {
+        assert!(r.join().unwrap() >= 1);
+    }
+    assert!(
+        during.load(Ordering::Relaxed) > 0,
+        "readers scored with version 1 while version 2 trained"
+    );
+    assert_eq!(
+        engine
+            .score("q", &probe)
+            .unwrap()
+            .verdict()
+            .unwrap()
+            .model_version,
+        2
+    );
+}
+
+#[test]
+fn many_threads_observe_many_keys() {
+    let engine = Arc::new(Engine::in_memory(params().retrain_every(150)).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for (i, r) in orders(400, 10 + t, 100.0).iter().enumerate() {
+                    // Two threads per key, so keys are shared too.
+                    engine
+                        .observe(&format!("key{}", (t + i as u64) % 2), r)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    for key in ["key0", "key1"] {
+        let s = engine.stats(key);
+        assert_eq!(s.seen, 800);
+        assert!(s.trainings >= 2, "{key}: {s:?}");
+        let versions = engine.persistence().model_versions(key).unwrap();
+        let numbers: Vec<u64> = versions.iter().map(|m| m.version).collect();
+        assert_eq!(
+            numbers,
+            (1..=numbers.len() as u64).collect::<Vec<_>>(),
+            "versions are 1, 2, … without gaps"
+        );
+    }
+}
+
+#[test]
+fn sensitivity_is_per_key_and_retrains() {
+    let engine = Engine::in_memory(params()).unwrap();
+    let data = orders(400, 8, 100.0);
+    engine.observe_many("a", &data).unwrap();
+    engine.observe_many("b", &data).unwrap();
+    engine
+        .set_sensitivity("a", Contamination::Fraction(0.1))
+        .unwrap();
+    let (a, b) = (
+        engine.model_info("a").unwrap(),
+        engine.model_info("b").unwrap(),
+    );
+    assert_eq!((a.version, a.reason.clone()), (2, TrainReason::Sensitivity));
+    assert_eq!(b.threshold, 0.5, "key b keeps the default");
+    assert_ne!(a.threshold, 0.5);
+    let flagged = data
+        .iter()
+        .filter(|r| engine.score("a", r).unwrap().is_anomaly())
+        .count();
+    assert!(
+        (30..=50).contains(&flagged),
+        "{flagged} of 400 flagged at 10%"
+    );
+    assert!(matches!(
+        engine.set_sensitivity("a", Contamination::Fraction(0.9)),
+        Err(Error::InvalidParameter {
+            name: "contamination",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn drift_triggers_a_retrain() {
+    // Drift is watched once a model's reference holds two windows (2 × 200 records here).
+    let engine = Engine::in_memory(
+        params()
+            .min_training_records(1_000)
+            .drift(Some(DriftParams::new().window(200).check_every(50))),
+    )
+    .unwrap();
+    engine.observe_many("q", &orders(1_000, 9, 100.0)).unwrap();
+    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    // The same distribution: no retrain.
+    engine.observe_many("q", &orders(1_000, 10, 100.0)).unwrap();
+    assert_eq!(
+        engine.model_info("q").unwrap().version,
+        1,
+        "no drift on the same distribution"
+    );
+    // A level shift of amounts: drift, and a retrain that says why.
+    engine.observe_many("q", &orders(1_000, 11, 160.0)).unwrap();
+    let info = engine.model_info("q").unwrap();
+    assert!(info.version >= 2);
+    let versions = engine.persistence().model_versions("q").unwrap();
+    assert!(
+        versions
+            .iter()
+            .any(|m| m.metrics["reason"]["reason"] == "drift"),
+        "{:?}",
+        versions.iter().map(|m| &m.metrics).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn hostile_records_are_refused_and_not_learnt() {
+    let engine = Engine::in_memory(params()).unwrap();
+    for bad in [json!([1, 2, 3]), json!("text"), json!(null), json!(42)] {
+        assert!(matches!(
+            engine.observe("q", &bad),
+            Err(Error::InvalidRecord { .. })
+        ));
+    }
+    let mut deep = json!({"x": 1});
+    for _ in 0..100 {
+        deep = json!({ "n": deep });
+    }
+    assert!(matches!(
+        engine.observe("q", &deep),
+        Err(Error::InvalidRecord { .. })
+    ));
+    assert_eq!(engine.stats("q").history, 0);
+}
+
+/// Persistence that always fails, as a database that is down.
+struct Down;
+
+impl Persistence for Down {
+    fn append_history(&self, _: &str, _: &Value) -> anomaly_core::Result<()> {
+        Err(Error::Persistence {
+            reason: "connection refused".into(),
+        })
+    }
+    fn load_history(&self, _: &str, _: usize) -> anomaly_core::Result<Vec<Value>> {
+        Err(Error::Persistence {
+            reason: "connection refused".into(),
+        })
+    }
+    fn clear_history(&self, _: &str) -> anomaly_core::Result<usize> {
+        Err(Error::Persistence {
+            reason: "connection refused".into(),
+        })
+    }
+    fn save_model(&self, _: &str, _: &ModelMeta, _: &[u8]) -> anomaly_core::Result<u64> {
+        Err(Error::Persistence {
+            reason: "connection refused".into(),
+        })
+    }
+    fn load_model(&self, _: &str, _: Option<u64>) -> anomaly_core::Result<Option<StoredModel>> {
+        Err(Error::Persistence {
+            reason: "connection refused".into(),
+        })
+    }
+    fn model_versions(&self, _: &str) -> anomaly_core::Result<Vec<ModelMeta>> {
+        Err(Error::Persistence {
+            reason: "connection refused".into(),
+        })
+    }
+    fn keys(&self) -> anomaly_core::Result<Vec<String>> {
+        Err(Error::Persistence {
+            reason: "connection refused".into(),
+        })
+    }
+}
+
+#[test]
+fn a_failing_store_does_not_stop_detection() {
+    let engine = Engine::new(params(), Arc::new(Down)).unwrap();
+    let outcomes = engine.observe_many("q", &orders(150, 12, 100.0)).unwrap();
+    assert!(
+        outcomes.last().unwrap().verdict().is_some(),
+        "trained and scoring in memory"
+    );
+    let s = engine.stats("q");
+    assert!(s.persistence_failures >= 150, "{s:?}");
+    assert_eq!(engine.model_info("q").unwrap().version, 1);
+}
