@@ -258,6 +258,11 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+thread_local! {
+    /// Each thread's vector and notes for scoring, so a score does not allocate.
+    static SCRATCH: std::cell::RefCell<(Vec<f64>, RecordNotes)> = std::cell::RefCell::new(Default::default());
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-updated in a way that matters more than
     // losing the engine, so recover the guard.
@@ -429,9 +434,21 @@ impl Engine {
                 needed: self.params.min_training_records,
             });
         };
-        let mut buf = Vec::new();
-        let mut notes = RecordNotes::default();
-        let verdict = model.score_with(record, &mut buf, &mut notes)?;
+        SCRATCH.with_borrow_mut(|(buf, notes)| {
+            self.score_model(state, &model, record, track, buf, notes)
+        })
+    }
+
+    fn score_model(
+        &self,
+        state: &KeyState,
+        model: &RecordModel,
+        record: &Value,
+        track: bool,
+        buf: &mut Vec<f64>,
+        notes: &mut RecordNotes,
+    ) -> Result<Outcome> {
+        let verdict = model.score_with(record, buf, notes)?;
         if track {
             state.scored.fetch_add(1, Ordering::Relaxed);
             if verdict.is_anomaly {
@@ -439,7 +456,7 @@ impl Engine {
             }
             let mut drift = lock(&state.drift);
             if let Some(d) = drift.as_mut() {
-                if let Some(report) = d.observe(&buf, verdict.score)? {
+                if let Some(report) = d.observe(buf, verdict.score)? {
                     if report.drifted {
                         tracing::info!(max_psi = report.max_psi, "drift detected; retraining");
                         *lock(&state.pending_drift) = Some(report);
@@ -505,7 +522,20 @@ impl Engine {
         let contamination = *lock(&state.sensitivity);
         let forest = self.params.forest.clone().contamination(contamination);
         let previous = state.model.load().as_ref().map_or(0, |m| m.version());
-        let model = RecordModel::fit(&records, &self.params.vectorizer, &forest, previous + 1)?;
+        let model = match RecordModel::fit(&records, &self.params.vectorizer, &forest, previous + 1)
+        {
+            Ok(m) => m,
+            // Records without a single field (`{}`) give nothing to learn: the key keeps learning.
+            Err(Error::EmptyInput { .. }) => {
+                tracing::warn!(
+                    key,
+                    records = records.len(),
+                    "the records have no fields yet; nothing to train on"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let meta = ModelMeta {
             version: previous + 1,
             kind: "record_model".into(),

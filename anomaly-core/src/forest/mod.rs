@@ -17,4 +17,4 @@ pub(crate) use model::{credit_splits, lead_features, rank_attributions, typical_
 pub use params::{Contamination, IsolationForestParams, MaxFeatures, MaxSamples};
 pub use path_length::average_path_length;
 pub(crate) use quantile::percentile;
-pub(crate) use tree::Tree;
+pub(crate) use tree::{Tree, path_lengths4};

@@ -14,7 +14,7 @@ use super::parallel::install;
 use super::params::{Contamination, IsolationForestParams};
 use super::path_length::average_path_length;
 use super::quantile::{percentile, percentile_select};
-use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree};
+use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree, path_lengths4};
 use crate::error::{Error, Result};
 use crate::explanation::{
     Attribution, Details, Explanation, Verdict, describe_attribution, fmt_num,
@@ -292,8 +292,16 @@ impl IsolationForest {
     /// [`Error::DimensionMismatch`] or [`Error::NonFinite`] (reported as row 0).
     pub fn score_row(&self, row: &[f64]) -> Result<f64> {
         validate::row(row, self.n_features, 0)?;
+        // Four trees at a time in lockstep; the sum still runs in tree order, so the bits match `score`.
         let mut sum = 0.0;
-        for tree in &self.trees {
+        let mut groups = self.trees.chunks_exact(4);
+        for group in &mut groups {
+            match path_lengths4([&group[0], &group[1], &group[2], &group[3]], row) {
+                Some(h) => h.iter().for_each(|v| sum += v),
+                None => group.iter().for_each(|t| sum += t.path_length(row)),
+            }
+        }
+        for tree in groups.remainder() {
             sum += tree.path_length(row);
         }
         Ok(self.to_score(sum))

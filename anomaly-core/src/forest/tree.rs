@@ -322,6 +322,46 @@ impl Tree {
     }
 }
 
+/// Path lengths of one row in four dense trees of the same depth, walked in lockstep so their dependent load
+/// chains overlap; `None` when the four are not all dense of one depth.
+#[inline]
+pub(crate) fn path_lengths4(trees: [&Tree; 4], row: &[f64]) -> Option<[f64; 4]> {
+    let [a, b, c, d] = trees;
+    let p = [
+        dense_parts(a)?,
+        dense_parts(b)?,
+        dense_parts(c)?,
+        dense_parts(d)?,
+    ];
+    let depth = p[0].0;
+    if p.iter().any(|q| q.0 != depth) {
+        return None;
+    }
+    let mut idx = [0usize; 4];
+    for _ in 0..depth {
+        for (k, i) in idx.iter_mut().enumerate() {
+            let (_, f, t, _) = p[k];
+            let go_right = row[f[*i] as usize] > t[*i];
+            *i = 2 * *i + 1 + go_right as usize;
+        }
+    }
+    Some(std::array::from_fn(|k| p[k].3[idx[k] + 1 - p[k].1.len()]))
+}
+
+/// Depth, features, thresholds and leaves of a dense tree.
+fn dense_parts(t: &Tree) -> Option<(u32, &[u32], &[f64], &[f64])> {
+    match t {
+        Tree::Dense {
+            depth,
+            features,
+            thresholds,
+            leaves,
+            ..
+        } => Some((*depth, features, thresholds, leaves)),
+        Tree::Sparse { .. } => None,
+    }
+}
+
 /// The column kernel for a dense tree of `N = 2^depth` slots over a block of `B` rows (`B` a power of two ≤ 128).
 #[inline]
 fn column_kernel<const N: usize, const B: usize>(

@@ -28,6 +28,11 @@ use crate::error::{Error, Result};
 use crate::explanation::{Attribution, describe_attribution, fmt_num};
 use crate::forest::percentile;
 
+thread_local! {
+    /// Scratch for the `path=value` token a category hashes, so encoding does not allocate per field.
+    static TOKEN: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// How numeric columns are scaled after encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -530,7 +535,13 @@ impl Vectorizer {
             let encoded = match f.kind {
                 FieldKind::Category => match token(leaf) {
                     Some(t) => {
-                        let (b, sign) = bucket(&format!("{}={t}", f.path), self.params.hash_width);
+                        let (b, sign) = TOKEN.with_borrow_mut(|token| {
+                            token.clear();
+                            token.push_str(&f.path);
+                            token.push('=');
+                            token.push_str(&t);
+                            bucket(token, self.params.hash_width)
+                        });
                         cols[b] += sign;
                         let count = f.categories.get(t.as_ref()).copied();
                         if self.params.frequency_encoding {

@@ -14,7 +14,7 @@ use super::{StreamingDetector, check_observation};
 use crate::error::{Error, Result};
 use crate::explanation::{Details, Explanation, Verdict, fmt_num};
 use crate::forest::{
-    Tree, average_path_length, credit_splits, grow_tree, lead_features, percentile,
+    Tree, average_path_length, credit_splits, grow_tree, lead_features, path_lengths4, percentile,
     rank_attributions, typical_ranges,
 };
 
@@ -26,7 +26,7 @@ const MAX_TREE_SAMPLES: usize = 256;
 /// | parameter | default | meaning |
 /// | --- | --- | --- |
 /// | `batch_size` | 20 | points between two refits |
-/// | `window_size` | 256 | most recent points the forest is grown on |
+/// | `window_size` | 1024 | most recent points the forest is grown on (each tree on 256 of them) |
 /// | `warmup` | 100 | points before the first forest is grown |
 /// | `n_estimators` | 50 | trees |
 /// | `smoothing_alpha` | 0.25 | EMA weight of each new raw score |
@@ -56,8 +56,8 @@ impl Default for StreamingIsolationForestParams {
 }
 
 macro_rules! setter {
-    ($(#[$doc:meta] $name:ident: $ty:ty),* $(,)?) => {$(
-        #[$doc]
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {$(
+        $(#[$doc])*
         pub fn $name(mut self, v: $ty) -> Self {
             self.$name = v;
             self
@@ -70,7 +70,7 @@ impl StreamingIsolationForestParams {
     pub fn new() -> Self {
         StreamingIsolationForestParams {
             batch_size: 20,
-            window_size: 256,
+            window_size: 1024,
             warmup: 100,
             n_estimators: 50,
             smoothing_alpha: 0.25,
@@ -85,7 +85,9 @@ impl StreamingIsolationForestParams {
     setter!(
         /// Points between two refits (default 20).
         batch_size: usize,
-        /// Most recent points the forest is grown on (default 256).
+        /// Most recent points the forest is grown on (default 1024; each tree samples 256 of them). The whole
+        /// forest is renewed once per window (`n_estimators · batch_size / window_size` trees per batch): with 1024
+        /// points that is one tree per batch of 20, which keeps a refit cheap and the forest stable.
         window_size: usize,
         /// Points before the first forest is grown (default 100).
         warmup: usize,
@@ -178,7 +180,12 @@ impl WindowTree {
     /// chooses cuts in proportion to range), so `E[h] = p · 1 + (1 − p) · h(x)`. Inside the box this is `h(x)`.
     #[inline]
     fn path_length(&self, x: &[f64]) -> f64 {
-        let h = self.tree.path_length(x);
+        self.extend(x, self.tree.path_length(x))
+    }
+
+    /// Applies the range extension to a plain path length `h` of `x`.
+    #[inline]
+    fn extend(&self, x: &[f64], h: f64) -> f64 {
         let mut extension = 0.0;
         let mut range = 0.0;
         for ((&v, &lo), &hi) in x.iter().zip(&self.lo).zip(&self.hi) {
@@ -279,7 +286,20 @@ impl StreamingIsolationForest {
     /// Raw forest score of a validated point.
     fn raw_score(&self, x: &[f64]) -> f64 {
         let mut sum = 0.0;
-        for t in &self.trees {
+        let mut groups = self.trees.chunks_exact(4);
+        for g in &mut groups {
+            match path_lengths4([&g[0].tree, &g[1].tree, &g[2].tree, &g[3].tree], x) {
+                Some(h) => {
+                    for (t, h) in g.iter().zip(h) {
+                        sum += t.extend(x, h) / t.normaliser;
+                    }
+                }
+                None => g
+                    .iter()
+                    .for_each(|t| sum += t.path_length(x) / t.normaliser),
+            }
+        }
+        for t in groups.remainder() {
             sum += t.path_length(x) / t.normaliser;
         }
         (-sum / self.trees.len() as f64).exp2()
