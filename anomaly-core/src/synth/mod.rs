@@ -6,7 +6,7 @@
 //!   latency, and [`Incident`]s planted on top (latency spikes, error bursts, level shifts, slow drifts, rare
 //!   categories, traffic drops). Each [`Event`] carries the kind of incident it falls in as a label, kept out of its
 //!   JSON form so that a detector never sees it.
-//! - [`orders`]: e-commerce order records (nested JSON) with a few clearly unusual ones, labelled.
+//! - [`orders()`]: e-commerce order records (nested JSON) with a few clearly unusual ones, labelled.
 //!
 //! Incidents are applied to the same random draws as the incident-free traffic: each candidate request consumes a
 //! fixed number of draws whatever happens to it, so the events of a run with incidents are the events of the run
