@@ -349,7 +349,10 @@ pub(crate) fn path_lengths4(trees: [&Tree; 4], row: &[f64]) -> Option<[f64; 4]> 
 }
 
 /// Depth, features, thresholds and leaves of a dense tree.
-fn dense_parts(t: &Tree) -> Option<(u32, &[u32], &[f64], &[f64])> {
+type DenseParts<'a> = (u32, &'a [u32], &'a [f64], &'a [f64]);
+
+/// The arrays of a dense tree, or `None` for a sparse one.
+fn dense_parts(t: &Tree) -> Option<DenseParts<'_>> {
     match t {
         Tree::Dense {
             depth,
