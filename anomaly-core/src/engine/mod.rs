@@ -515,6 +515,8 @@ impl Engine {
     }
 
     fn train_now(&self, key: &str, state: &KeyState, reason: TrainReason) -> Result<()> {
+        // Records that arrive while this training runs are not in it: they count toward the next one.
+        let consumed = state.since_train.load(Ordering::Acquire);
         let records: Vec<Value> = lock(&state.history).records().to_vec();
         if records.len() < 2 {
             return Ok(());
@@ -563,7 +565,12 @@ impl Engine {
         lock(&state.pending_drift).take();
         *lock(&state.reason) = Some(reason);
         state.model.store(Some(model));
-        state.since_train.store(0, Ordering::Release);
+        // Saturating: a `clear` during the training may have reset the counter already.
+        let _ = state
+            .since_train
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(consumed))
+            });
         state.trainings.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(key, version, records = records.len(), "trained");
         Ok(())

@@ -137,7 +137,7 @@ fn invalid_parameters_are_named() {
     );
     assert!(
         StreamingIsolationForestParams::new()
-            .warmup(1000)
+            .warmup(5000)
             .build()
             .is_err()
     );
