@@ -1,0 +1,79 @@
+//! The crate's one error type.
+
+/// A boxed foreign error (the database driver's), kept as a source and never part of the API.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database URL is not one this crate speaks (`sqlite:`, `postgres://`, `mysql://`).
+    #[error(
+        "unsupported database url scheme `{scheme}` (expected sqlite:, postgres:// or mysql://)"
+    )]
+    UnsupportedUrl {
+        /// The scheme found (never the whole URL, which may hold a password).
+        scheme: String,
+    },
+    /// Connecting to the database failed.
+    #[error("cannot connect to the {backend} database")]
+    Connect {
+        /// `sqlite`, `postgres` or `mysql`.
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Creating or upgrading the schema failed.
+    #[error("schema migration failed")]
+    Migration {
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A database operation failed.
+    #[error("database error while trying to {operation}")]
+    Database {
+        /// What the store was doing (`insert anomaly`, `save model`, …).
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A value read back could not be turned into a domain type (a corrupted or foreign row).
+    #[error("corrupt {what} row: {reason}")]
+    Corrupt {
+        /// Which record type.
+        what: &'static str,
+        /// Why it is unreadable.
+        reason: String,
+    },
+    /// An input the store cannot hold.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Which field.
+        field: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A blocking call made from inside an async runtime, where it would stall or panic.
+    #[error("blocking store call made from inside an async runtime; use spawn_blocking")]
+    InsideRuntime,
+}
+
+/// `Result` with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Longest key, detector, kind or query hash accepted, in characters (the indexed columns are `VARCHAR(255)`).
+pub const MAX_KEY_CHARS: usize = 255;
+
+pub(crate) fn check_key(field: &'static str, value: &str) -> Result<()> {
+    let len = value.chars().count();
+    if len > MAX_KEY_CHARS {
+        return Err(StoreError::InvalidInput {
+            field,
+            reason: format!("{len} characters, at most {MAX_KEY_CHARS} allowed"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod memory;
+mod sea;
+mod store;
+mod types;
+
+pub use error::{MAX_KEY_CHARS, Result, StoreError};
+pub use memory::InMemoryStore;
+pub use sea::SeaOrmStore;
+pub use store::Store;
+pub use types::{
+    Anomaly, AnomalyCursor, AnomalyPage, AnomalyQuery, HistoryRecord, ModelInfo, ModelMetadata,
+    QueryPattern, SavedModel, StoredAnomaly, to_micros,
+};

@@ -1,0 +1,626 @@
+//! [`SeaOrmStore`]: the store on SQLite, PostgreSQL or MySQL/MariaDB, through sea-orm.
+
+mod entities;
+mod migration;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, Func};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use serde_json::Value;
+
+use crate::error::{Result, StoreError, check_key};
+use crate::store::Store;
+use crate::types::{
+    Anomaly, AnomalyPage, AnomalyQuery, HistoryRecord, ModelInfo, ModelMetadata, QueryPattern,
+    SavedModel, StoredAnomaly, to_micros,
+};
+use entities::{detection, history, model, query_pattern};
+
+/// Rows per multi-row `INSERT` (12 columns × 1,000 stays under every backend's limit of bound parameters).
+const INSERT_CHUNK: usize = 1_000;
+/// Rows per trimming `DELETE`.
+const TRIM_CHUNK: u64 = 10_000;
+/// Attempts of an operation that lost a race (a duplicate version, a deadlock, a busy SQLite file).
+const ATTEMPTS: u32 = 10;
+
+/// Serialises schema migrations of the stores of one process (several may connect to one database at once).
+static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A [`Store`] on a database: `sqlite://path?mode=rwc` (the embedded default), `sqlite::memory:`,
+/// `postgres://user:password@host/db` or `mysql://user:password@host/db` (MariaDB too).
+///
+/// [`connect`](SeaOrmStore::connect) creates or upgrades the schema (tables prefixed `anomaly_`, migrations
+/// recorded in `anomaly_store_migrations`). Timestamps keep microseconds on every backend.
+#[derive(Clone)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+    backend: &'static str,
+    max_history: u64,
+}
+
+impl std::fmt::Debug for SeaOrmStore {
+    // Never the URL: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaOrmStore")
+            .field("backend", &self.backend)
+            .field("max_history", &self.max_history)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend_of(url: &str) -> Result<&'static str> {
+    let scheme = url
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match scheme.as_str() {
+        "sqlite" => Ok("sqlite"),
+        "postgres" | "postgresql" => Ok("postgres"),
+        "mysql" => Ok("mysql"),
+        _ => Err(StoreError::UnsupportedUrl { scheme }),
+    }
+}
+
+fn db_err(operation: &'static str) -> impl FnOnce(DbErr) -> StoreError {
+    move |e| StoreError::Database {
+        operation,
+        source: Box::new(e),
+    }
+}
+
+/// Whether an error means "lost a race, try again": a duplicate key, a deadlock, a serialisation failure, a busy
+/// SQLite file.
+fn retryable(e: &DbErr) -> bool {
+    if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        return true;
+    }
+    let msg = e.to_string().to_ascii_lowercase();
+    [
+        "deadlock",
+        "database is locked",
+        "busy",
+        "could not serialize",
+        "lock wait timeout",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
+}
+
+/// Runs `$attempt` (an expression giving `Result<T, DbErr>`) until it succeeds, fails for good, or loses
+/// [`ATTEMPTS`] races; the error becomes [`StoreError::Database`] for `$operation`.
+macro_rules! with_retries {
+    ($operation:expr, $attempt:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            match $attempt {
+                Ok(v) => break Ok(v),
+                Err(e) if attempt + 1 < ATTEMPTS && retryable(&e) => {
+                    attempt += 1;
+                    tracing::debug!(operation = $operation, attempt, error = %e, "retrying after a lost race");
+                    tokio::time::sleep(Duration::from_millis(2 * u64::from(attempt))).await;
+                }
+                Err(e) => break Err(db_err($operation)(e)),
+            }
+        }
+    }};
+}
+
+fn to_i64(field: &'static str, v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
+        field,
+        reason: format!("{v} exceeds the largest storable value {}", i64::MAX),
+    })
+}
+
+fn to_u64(what: &'static str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        what,
+        reason: format!("negative count or version {v}"),
+    })
+}
+
+impl SeaOrmStore {
+    /// Connects and creates or upgrades the schema. History is capped at 100,000 records per key (see
+    /// [`with_max_history`](SeaOrmStore::with_max_history)).
+    ///
+    /// ```no_run
+    /// # async fn f() -> anomaly_store::Result<()> {
+    /// let store = anomaly_store::SeaOrmStore::connect("sqlite://anomaly.db?mode=rwc").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedUrl`] for another scheme, [`StoreError::Connect`] when the database does not
+    /// answer, [`StoreError::Migration`] when the schema cannot be created.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = backend_of(url)?;
+        let mut options = ConnectOptions::new(url.to_string());
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30));
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| StoreError::Connect {
+                backend,
+                source: Box::new(e),
+            })?;
+        let store = SeaOrmStore {
+            db,
+            backend,
+            max_history: 100_000,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Keeps at most `max_history` history records per key (the oldest are dropped first on append).
+    pub fn with_max_history(mut self, max_history: u64) -> Self {
+        self.max_history = max_history;
+        self
+    }
+
+    /// `sqlite`, `postgres` or `mysql`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Creates or upgrades the schema (done by [`connect`](SeaOrmStore::connect); idempotent).
+    ///
+    /// # Errors
+    /// [`StoreError::Migration`] when the schema cannot be created.
+    pub async fn migrate(&self) -> Result<()> {
+        let _guard = MIGRATING.lock().await;
+        // Another process may be migrating the same database: its tables appear under our feet, so try twice.
+        let mut result = migration::Migrator::up(&self.db, None).await;
+        if result.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            result = migration::Migrator::up(&self.db, None).await;
+        }
+        result.map_err(|e| StoreError::Migration {
+            source: Box::new(e),
+        })
+    }
+}
+
+fn history_from(m: history::Model) -> HistoryRecord {
+    HistoryRecord {
+        key: m.key,
+        payload: m.payload,
+        timestamp: m.ts,
+    }
+}
+
+fn anomaly_from(m: detection::Model) -> Result<StoredAnomaly> {
+    Ok(StoredAnomaly {
+        id: m.id,
+        anomaly: Anomaly {
+            key: m.key,
+            detector: m.detector,
+            score: m.score,
+            threshold: m.threshold,
+            is_anomaly: m.is_anomaly,
+            rationale: m.rationale,
+            explanation: m.explanation,
+            context: m.context,
+            config: m.config,
+            model_version: m.model_version.map(|v| to_u64("anomaly", v)).transpose()?,
+            created_at: m.created_at,
+        },
+    })
+}
+
+fn anomaly_row(a: &Anomaly) -> Result<detection::ActiveModel> {
+    check_key("key", &a.key)?;
+    check_key("detector", &a.detector)?;
+    Ok(detection::ActiveModel {
+        id: NotSet,
+        key: Set(a.key.clone()),
+        detector: Set(a.detector.clone()),
+        score: Set(a.score),
+        threshold: Set(a.threshold),
+        is_anomaly: Set(a.is_anomaly),
+        rationale: Set(a.rationale.clone()),
+        explanation: Set(a.explanation.clone()),
+        context: Set(a.context.clone()),
+        config: Set(a.config.clone()),
+        model_version: Set(a
+            .model_version
+            .map(|v| to_i64("model_version", v))
+            .transpose()?),
+        created_at: Set(to_micros(a.created_at)),
+    })
+}
+
+type InfoRow = (
+    String,
+    i64,
+    String,
+    i64,
+    Value,
+    chrono::DateTime<Utc>,
+    Value,
+    chrono::DateTime<Utc>,
+);
+
+fn info_from(row: InfoRow) -> Result<ModelInfo> {
+    let (key, version, kind, records, features, trained_at, metrics, saved_at) = row;
+    let features: Vec<String> =
+        serde_json::from_value(features).map_err(|e| StoreError::Corrupt {
+            what: "model",
+            reason: format!("features are not a list of names: {e}"),
+        })?;
+    Ok(ModelInfo {
+        key,
+        version: to_u64("model", version)?,
+        kind,
+        metadata: ModelMetadata {
+            records_trained_on: to_u64("model", records)?,
+            features,
+            trained_at,
+            metrics,
+        },
+        saved_at,
+    })
+}
+
+fn pattern_from(m: query_pattern::Model) -> Result<QueryPattern> {
+    Ok(QueryPattern {
+        query_hash: m.query_hash,
+        text: m.text,
+        operation_name: m.operation_name,
+        variables: m.variables,
+        role: m.role,
+        count: to_u64("query pattern", m.count)?,
+        anomaly_count: to_u64("query pattern", m.anomaly_count)?,
+        anomalous: m.anomalous,
+        first_seen: m.first_seen,
+        last_seen: m.last_seen,
+    })
+}
+
+const INFO_COLUMNS: [model::Column; 8] = [
+    model::Column::Key,
+    model::Column::Version,
+    model::Column::Kind,
+    model::Column::RecordsTrainedOn,
+    model::Column::Features,
+    model::Column::TrainedAt,
+    model::Column::Metrics,
+    model::Column::SavedAt,
+];
+
+#[async_trait]
+impl Store for SeaOrmStore {
+    async fn append_history(&self, records: &[HistoryRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for r in records {
+            check_key("key", &r.key)?;
+        }
+        let keys: BTreeSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        let max_history = self.max_history;
+        with_retries!(
+            "append history",
+            async {
+                let txn = self.db.begin().await?;
+                for chunk in records.chunks(INSERT_CHUNK) {
+                    history::Entity::insert_many(chunk.iter().map(|r| history::ActiveModel {
+                        id: NotSet,
+                        key: Set(r.key.clone()),
+                        payload: Set(r.payload.clone()),
+                        ts: Set(to_micros(r.timestamp)),
+                    }))
+                    .exec_without_returning(&txn)
+                    .await?;
+                }
+                for key in &keys {
+                    loop {
+                        let excess: Vec<i64> = history::Entity::find()
+                            .select_only()
+                            .column(history::Column::Id)
+                            .filter(history::Column::Key.eq(*key))
+                            .order_by_desc(history::Column::Ts)
+                            .order_by_desc(history::Column::Id)
+                            .offset(max_history)
+                            .limit(TRIM_CHUNK)
+                            .into_tuple()
+                            .all(&txn)
+                            .await?;
+                        if excess.is_empty() {
+                            break;
+                        }
+                        let n = excess.len() as u64;
+                        history::Entity::delete_many()
+                            .filter(history::Column::Id.is_in(excess))
+                            .exec(&txn)
+                            .await?;
+                        if n < TRIM_CHUNK {
+                            break;
+                        }
+                    }
+                }
+                txn.commit().await
+            }
+            .await
+        )
+    }
+
+    async fn load_history(&self, key: &str, limit: u64) -> Result<Vec<HistoryRecord>> {
+        let mut rows = history::Entity::find()
+            .filter(history::Column::Key.eq(key))
+            .order_by_desc(history::Column::Ts)
+            .order_by_desc(history::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err("load history"))?;
+        rows.reverse();
+        Ok(rows.into_iter().map(history_from).collect())
+    }
+
+    async fn clear_history(&self, key: &str) -> Result<u64> {
+        let r = history::Entity::delete_many()
+            .filter(history::Column::Key.eq(key))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("clear history"))?;
+        Ok(r.rows_affected)
+    }
+
+    async fn insert_anomalies(&self, anomalies: &[Anomaly]) -> Result<u64> {
+        if anomalies.is_empty() {
+            return Ok(0);
+        }
+        let rows = anomalies
+            .iter()
+            .map(anomaly_row)
+            .collect::<Result<Vec<_>>>()?;
+        with_retries!(
+            "insert anomalies",
+            async {
+                let txn = self.db.begin().await?;
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    detection::Entity::insert_many(chunk.iter().cloned())
+                        .exec_without_returning(&txn)
+                        .await?;
+                }
+                txn.commit().await
+            }
+            .await
+        )?;
+        Ok(anomalies.len() as u64)
+    }
+
+    async fn insert_anomaly(&self, anomaly: &Anomaly) -> Result<i64> {
+        let row = anomaly_row(anomaly)?;
+        let r = detection::Entity::insert(row)
+            .exec(&self.db)
+            .await
+            .map_err(db_err("insert anomaly"))?;
+        Ok(r.last_insert_id)
+    }
+
+    async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage> {
+        use detection::Column as C;
+        let mut cond = Condition::all();
+        if let Some(k) = &query.key {
+            cond = cond.add(C::Key.eq(k.as_str()));
+        }
+        if let Some(d) = &query.detector {
+            cond = cond.add(C::Detector.eq(d.as_str()));
+        }
+        if let Some(s) = query.since {
+            cond = cond.add(C::CreatedAt.gte(to_micros(s)));
+        }
+        if let Some(u) = query.until {
+            cond = cond.add(C::CreatedAt.lt(to_micros(u)));
+        }
+        if let Some(m) = query.min_score {
+            cond = cond.add(C::Score.gte(m));
+        }
+        if let Some(c) = &query.after {
+            cond = cond.add(
+                Condition::any().add(C::CreatedAt.lt(c.created_at)).add(
+                    Condition::all()
+                        .add(C::CreatedAt.eq(c.created_at))
+                        .add(C::Id.lt(c.id)),
+                ),
+            );
+        }
+        let limit = query.page_size();
+        let rows = detection::Entity::find()
+            .filter(cond)
+            .order_by_desc(C::CreatedAt)
+            .order_by_desc(C::Id)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_err("query anomalies"))?;
+        let items = rows
+            .into_iter()
+            .map(anomaly_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AnomalyPage::from_items(items, limit))
+    }
+
+    async fn save_model(
+        &self,
+        key: &str,
+        kind: &str,
+        metadata: &ModelMetadata,
+        snapshot: &[u8],
+    ) -> Result<u64> {
+        check_key("key", key)?;
+        check_key("kind", kind)?;
+        let records = to_i64("records_trained_on", metadata.records_trained_on)?;
+        let features = serde_json::to_value(&metadata.features).unwrap_or(Value::Null);
+        let version: i64 = with_retries!(
+            "save model",
+            async {
+                let txn = self.db.begin().await?;
+                let latest: Option<Option<i64>> = model::Entity::find()
+                    .select_only()
+                    .expr(Func::max(Expr::col(model::Column::Version)))
+                    .filter(model::Column::Key.eq(key))
+                    .into_tuple()
+                    .one(&txn)
+                    .await?;
+                let version = latest.flatten().unwrap_or(0) + 1;
+                model::Entity::insert(model::ActiveModel {
+                    id: NotSet,
+                    key: Set(key.to_string()),
+                    version: Set(version),
+                    kind: Set(kind.to_string()),
+                    snapshot: Set(snapshot.to_vec()),
+                    records_trained_on: Set(records),
+                    features: Set(features.clone()),
+                    trained_at: Set(to_micros(metadata.trained_at)),
+                    metrics: Set(metadata.metrics.clone()),
+                    saved_at: Set(to_micros(Utc::now())),
+                })
+                .exec_without_returning(&txn)
+                .await?;
+                txn.commit().await?;
+                Ok::<_, DbErr>(version)
+            }
+            .await
+        )?;
+        to_u64("model", version)
+    }
+
+    async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
+        let mut q = model::Entity::find().filter(model::Column::Key.eq(key));
+        if let Some(v) = version {
+            let Ok(v) = i64::try_from(v) else {
+                return Ok(None);
+            };
+            q = q.filter(model::Column::Version.eq(v));
+        }
+        let Some(m) = q
+            .order_by_desc(model::Column::Version)
+            .one(&self.db)
+            .await
+            .map_err(db_err("load model"))?
+        else {
+            return Ok(None);
+        };
+        let info = info_from((
+            m.key,
+            m.version,
+            m.kind,
+            m.records_trained_on,
+            m.features,
+            m.trained_at,
+            m.metrics,
+            m.saved_at,
+        ))?;
+        Ok(Some(SavedModel {
+            info,
+            snapshot: m.snapshot,
+        }))
+    }
+
+    async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
+        let rows: Vec<InfoRow> = model::Entity::find()
+            .select_only()
+            .columns(INFO_COLUMNS)
+            .filter(model::Column::Key.eq(key))
+            .order_by_asc(model::Column::Version)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err("list model versions"))?;
+        rows.into_iter().map(info_from).collect()
+    }
+
+    async fn keys(&self) -> Result<Vec<String>> {
+        let mut keys: Vec<String> = history::Entity::find()
+            .select_only()
+            .column(history::Column::Key)
+            .distinct()
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err("list keys"))?;
+        let models: Vec<String> = model::Entity::find()
+            .select_only()
+            .column(model::Column::Key)
+            .distinct()
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err("list keys"))?;
+        keys.extend(models);
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    async fn upsert_query_pattern(&self, p: &QueryPattern) -> Result<()> {
+        check_key("query_hash", &p.query_hash)?;
+        if let Some(role) = &p.role {
+            check_key("role", role)?;
+        }
+        let count = to_i64("count", p.count)?;
+        let anomaly_count = to_i64("anomaly_count", p.anomaly_count)?;
+        with_retries!(
+            "upsert query pattern",
+            async {
+                let txn = self.db.begin().await?;
+                let old = query_pattern::Entity::find()
+                    .filter(query_pattern::Column::QueryHash.eq(p.query_hash.as_str()))
+                    .one(&txn)
+                    .await?;
+                let mut row = query_pattern::ActiveModel {
+                    id: NotSet,
+                    query_hash: Set(p.query_hash.clone()),
+                    text: Set(p.text.clone()),
+                    operation_name: Set(p.operation_name.clone()),
+                    variables: Set(p.variables.clone()),
+                    role: Set(p.role.clone()),
+                    count: Set(count),
+                    anomaly_count: Set(anomaly_count),
+                    anomalous: Set(p.anomalous),
+                    first_seen: Set(to_micros(p.first_seen)),
+                    last_seen: Set(to_micros(p.last_seen)),
+                };
+                match old {
+                    Some(old) => {
+                        row.id = Set(old.id);
+                        row.first_seen = Set(old.first_seen.min(to_micros(p.first_seen)));
+                        query_pattern::Entity::update(row).exec(&txn).await?;
+                    }
+                    None => {
+                        query_pattern::Entity::insert(row)
+                            .exec_without_returning(&txn)
+                            .await?;
+                    }
+                }
+                txn.commit().await
+            }
+            .await
+        )
+    }
+
+    async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>> {
+        query_pattern::Entity::find()
+            .filter(query_pattern::Column::QueryHash.eq(query_hash))
+            .one(&self.db)
+            .await
+            .map_err(db_err("load query pattern"))?
+            .map(pattern_from)
+            .transpose()
+    }
+}

@@ -1,0 +1,153 @@
+//! The [`Store`] trait: what every backend provides.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::types::{
+    Anomaly, AnomalyPage, AnomalyQuery, HistoryRecord, ModelInfo, ModelMetadata, QueryPattern,
+    SavedModel,
+};
+
+/// Storage for history, detections, model versions and query patterns.
+///
+/// Implementations are safe to share between tasks (`Send + Sync`); every method is one atomic operation.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Appends records to their keys' histories, then drops each key's oldest records beyond the store's
+    /// `max_history`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails,
+    /// [`StoreError::InvalidInput`](crate::StoreError::InvalidInput) for a key longer than
+    /// [`MAX_KEY_CHARS`](crate::MAX_KEY_CHARS).
+    async fn append_history(&self, records: &[HistoryRecord]) -> Result<()>;
+
+    /// The most recent `limit` records of a key (by timestamp, then insertion), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn load_history(&self, key: &str, limit: u64) -> Result<Vec<HistoryRecord>>;
+
+    /// Removes a key's history; returns how many records were removed.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn clear_history(&self, key: &str) -> Result<u64>;
+
+    /// Stores one detection; returns its id.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails,
+    /// [`StoreError::InvalidInput`](crate::StoreError::InvalidInput) for a key or detector longer than
+    /// [`MAX_KEY_CHARS`](crate::MAX_KEY_CHARS).
+    async fn insert_anomaly(&self, anomaly: &Anomaly) -> Result<i64>;
+
+    /// Stores a batch of detections in one transaction (all or none); returns how many were stored.
+    ///
+    /// # Errors
+    /// As [`insert_anomaly`](Store::insert_anomaly); nothing is stored then.
+    async fn insert_anomalies(&self, anomalies: &[Anomaly]) -> Result<u64>;
+
+    /// One page of detections matching the query, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage>;
+
+    /// Saves a new model version of `key` and returns its number: one more than the key's latest, decided
+    /// atomically, so concurrent writers get distinct versions.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn save_model(
+        &self,
+        key: &str,
+        kind: &str,
+        metadata: &ModelMetadata,
+        snapshot: &[u8],
+    ) -> Result<u64>;
+
+    /// A given version of a key's model, or the latest when `version` is `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>>;
+
+    /// Every stored version of a key's model (without snapshots), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>>;
+
+    /// Keys with history or models, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn keys(&self) -> Result<Vec<String>>;
+
+    /// Inserts a query pattern, or replaces the one with the same hash (keeping the earliest `first_seen`).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn upsert_query_pattern(&self, pattern: &QueryPattern) -> Result<()>;
+
+    /// The query pattern with this hash.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>>;
+}
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<T: Store + ?Sized> Store for $ty {
+            async fn append_history(&self, records: &[HistoryRecord]) -> Result<()> {
+                (**self).append_history(records).await
+            }
+            async fn load_history(&self, key: &str, limit: u64) -> Result<Vec<HistoryRecord>> {
+                (**self).load_history(key, limit).await
+            }
+            async fn clear_history(&self, key: &str) -> Result<u64> {
+                (**self).clear_history(key).await
+            }
+            async fn insert_anomalies(&self, anomalies: &[Anomaly]) -> Result<u64> {
+                (**self).insert_anomalies(anomalies).await
+            }
+            async fn insert_anomaly(&self, anomaly: &Anomaly) -> Result<i64> {
+                (**self).insert_anomaly(anomaly).await
+            }
+            async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage> {
+                (**self).query_anomalies(query).await
+            }
+            async fn save_model(
+                &self,
+                key: &str,
+                kind: &str,
+                metadata: &ModelMetadata,
+                snapshot: &[u8],
+            ) -> Result<u64> {
+                (**self).save_model(key, kind, metadata, snapshot).await
+            }
+            async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
+                (**self).load_model(key, version).await
+            }
+            async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
+                (**self).model_versions(key).await
+            }
+            async fn keys(&self) -> Result<Vec<String>> {
+                (**self).keys().await
+            }
+            async fn upsert_query_pattern(&self, pattern: &QueryPattern) -> Result<()> {
+                (**self).upsert_query_pattern(pattern).await
+            }
+            async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>> {
+                (**self).query_pattern(query_hash).await
+            }
+        }
+    )*};
+}
+
+forward_store!(&T, Box<T>, Arc<T>);

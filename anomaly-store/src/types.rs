@@ -1,0 +1,264 @@
+//! The domain types every store reads and writes.
+//!
+//! Timestamps are UTC with microsecond precision: stores truncate finer values on write, so what is read back
+//! equals what was written on every backend.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Truncates a timestamp to the microsecond, the precision every backend keeps.
+pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// One record of a key's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// The key (a query, a data source, a series).
+    pub key: String,
+    /// The record itself.
+    pub payload: Value,
+    /// When it was seen.
+    pub timestamp: DateTime<Utc>,
+}
+
+impl HistoryRecord {
+    /// A record seen now.
+    pub fn now(key: impl Into<String>, payload: Value) -> Self {
+        HistoryRecord {
+            key: key.into(),
+            payload,
+            timestamp: to_micros(Utc::now()),
+        }
+    }
+}
+
+/// One detection, with everything needed to answer "why was this flagged, by which model, on what data".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// The key the record belongs to.
+    pub key: String,
+    /// The detector that scored it (`isolation_forest`, `ema`, …).
+    pub detector: String,
+    /// Its score (higher = more anomalous).
+    pub score: f64,
+    /// The threshold the score was compared with.
+    pub threshold: f64,
+    /// The decision: `true` when flagged.
+    pub is_anomaly: bool,
+    /// The human-readable rationale.
+    pub rationale: String,
+    /// The structured explanation.
+    pub explanation: Value,
+    /// Context: the query, role, user, buffer, the raw record.
+    pub context: Value,
+    /// The detector's configuration at the time.
+    pub config: Value,
+    /// The model version that scored it, when a versioned model did.
+    pub model_version: Option<u64>,
+    /// When it was detected.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored [`Anomaly`] with its id (increasing in insertion order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnomaly {
+    /// Its id.
+    pub id: i64,
+    /// The detection.
+    #[serde(flatten)]
+    pub anomaly: Anomaly,
+}
+
+/// Filters and page size of an anomaly query. Results come newest first (`created_at`, then id, descending).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyQuery {
+    /// Only this key.
+    pub key: Option<String>,
+    /// Only this detector.
+    pub detector: Option<String>,
+    /// Only detections at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only detections strictly before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only scores at or above this.
+    pub min_score: Option<f64>,
+    /// Page size (default 100; 0 is treated as 1).
+    pub limit: u64,
+    /// Where the previous page ended ([`AnomalyPage::next`]); `None` for the first page.
+    pub after: Option<AnomalyCursor>,
+}
+
+impl Default for AnomalyQuery {
+    fn default() -> Self {
+        AnomalyQuery {
+            key: None,
+            detector: None,
+            since: None,
+            until: None,
+            min_score: None,
+            limit: 100,
+            after: None,
+        }
+    }
+}
+
+impl AnomalyQuery {
+    /// Every detection, 100 per page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only this key.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Only this detector.
+    pub fn detector(mut self, detector: impl Into<String>) -> Self {
+        self.detector = Some(detector.into());
+        self
+    }
+
+    /// Only detections in `[since, until)`.
+    pub fn between(mut self, since: DateTime<Utc>, until: DateTime<Utc>) -> Self {
+        self.since = Some(since);
+        self.until = Some(until);
+        self
+    }
+
+    /// Only scores at or above `score`.
+    pub fn min_score(mut self, score: f64) -> Self {
+        self.min_score = Some(score);
+        self
+    }
+
+    /// Page size.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The page after `cursor`.
+    pub fn after(mut self, cursor: Option<AnomalyCursor>) -> Self {
+        self.after = cursor;
+        self
+    }
+
+    pub(crate) fn page_size(&self) -> u64 {
+        self.limit.max(1)
+    }
+
+    /// Whether `a` passes the filters and comes after the cursor (the in-memory store's reference semantics).
+    pub(crate) fn matches(&self, a: &StoredAnomaly) -> bool {
+        let x = &a.anomaly;
+        self.key.as_ref().is_none_or(|k| *k == x.key)
+            && self.detector.as_ref().is_none_or(|d| *d == x.detector)
+            && self.since.is_none_or(|s| x.created_at >= to_micros(s))
+            && self.until.is_none_or(|u| x.created_at < to_micros(u))
+            && self.min_score.is_none_or(|m| x.score >= m)
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|c| (x.created_at, a.id) < (c.created_at, c.id))
+    }
+}
+
+/// Where a page of anomalies ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnomalyCursor {
+    /// `created_at` of the last item.
+    pub created_at: DateTime<Utc>,
+    /// Id of the last item.
+    pub id: i64,
+}
+
+/// One page of anomalies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyPage {
+    /// The items, newest first.
+    pub items: Vec<StoredAnomaly>,
+    /// The cursor of the next page, `None` when this is the last.
+    pub next: Option<AnomalyCursor>,
+}
+
+impl AnomalyPage {
+    pub(crate) fn from_items(mut items: Vec<StoredAnomaly>, limit: u64) -> Self {
+        // Stores fetch one item more than the page size to know whether a next page exists.
+        let more = items.len() as u64 > limit;
+        items.truncate(limit as usize);
+        let next = if more {
+            items.last().map(|a| AnomalyCursor {
+                created_at: a.anomaly.created_at,
+                id: a.id,
+            })
+        } else {
+            None
+        };
+        AnomalyPage { items, next }
+    }
+}
+
+/// What a model was trained on and how well.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetadata {
+    /// Records it was trained on.
+    pub records_trained_on: u64,
+    /// Names of its input features.
+    pub features: Vec<String>,
+    /// When it was trained.
+    pub trained_at: DateTime<Utc>,
+    /// Anything else worth keeping (threshold, contamination, the drift that caused the retrain, …).
+    pub metrics: Value,
+}
+
+/// One stored model version, without its snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The key.
+    pub key: String,
+    /// Version, from 1, increasing per key.
+    pub version: u64,
+    /// Snapshot kind (`record_model`, `isolation_forest`, …).
+    pub kind: String,
+    /// Its metadata.
+    pub metadata: ModelMetadata,
+    /// When this version was saved.
+    pub saved_at: DateTime<Utc>,
+}
+
+/// A stored model version with its snapshot bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedModel {
+    /// Its description.
+    pub info: ModelInfo,
+    /// The snapshot bytes ([`anomaly_core::Snapshot`]).
+    pub snapshot: Vec<u8>,
+}
+
+/// A GraphQL query shape and what was seen of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryPattern {
+    /// Hash of the normalised query text (the pattern's identity).
+    pub query_hash: String,
+    /// The query text.
+    pub text: String,
+    /// Its operation name.
+    pub operation_name: Option<String>,
+    /// Variables of the latest call (or their shape).
+    pub variables: Value,
+    /// Role of the latest caller.
+    pub role: Option<String>,
+    /// Times it was seen.
+    pub count: u64,
+    /// Times it was flagged.
+    pub anomaly_count: u64,
+    /// Whether the pattern itself is considered anomalous.
+    pub anomalous: bool,
+    /// First seen.
+    pub first_seen: DateTime<Utc>,
+    /// Last seen.
+    pub last_seen: DateTime<Utc>,
+}

@@ -1,0 +1,420 @@
+//! The conformance suite: every function takes a fresh store and must pass on every backend.
+//!
+//! Backends on a server share one database between runs and between the tests of a run, so every test works
+//! under keys of its own ([`unique`]) and never counts rows it did not write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anomaly_store::{
+    Anomaly, AnomalyQuery, HistoryRecord, MAX_KEY_CHARS, ModelMetadata, QueryPattern, Store,
+    StoreError, to_micros,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use crate::backends::MAX_HISTORY;
+
+/// A key prefix no other test, run or process uses.
+fn unique(test: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!(
+        "{test}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A time with a sub-second part that needs all six digits.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 14, 15, 9, 26).unwrap() + Duration::microseconds(535_897)
+}
+
+fn anomaly(key: &str, detector: &str, score: f64, created_at: DateTime<Utc>) -> Anomaly {
+    Anomaly {
+        key: key.to_string(),
+        detector: detector.to_string(),
+        score,
+        threshold: 0.6,
+        is_anomaly: score > 0.6,
+        rationale: format!("score {score} against 0.6"),
+        explanation: json!({"attributions": [{"feature": "amount", "weight": 0.75}]}),
+        context: json!({"query": "{ orders { id } }", "role": "admin", "buffer": [1.5, 2.25, -3.0]}),
+        config: json!({"contamination": "auto", "trees": 100}),
+        model_version: Some(7),
+        created_at,
+    }
+}
+
+fn metadata(records: u64) -> ModelMetadata {
+    ModelMetadata {
+        records_trained_on: records,
+        features: vec!["amount".into(), "country=FR".into(), "ünïcödé".into()],
+        trained_at: t0() + Duration::nanoseconds(123),
+        metrics: json!({"threshold": 0.5123456789012345, "auc": null}),
+    }
+}
+
+pub(crate) async fn history_round_trip_and_cap(s: Arc<dyn Store>) {
+    let key = unique("history");
+    let other = unique("history-other");
+    let records: Vec<HistoryRecord> = (0..15)
+        .map(|i| HistoryRecord {
+            key: key.clone(),
+            payload: json!({"i": i, "amount": 10.5 * f64::from(i), "tags": ["a", "b"], "nested": {"ok": true}}),
+            timestamp: t0() + Duration::microseconds(i64::from(i) * 1_001),
+        })
+        .collect();
+    s.append_history(&records[..5]).await.unwrap();
+    s.append_history(&[HistoryRecord::now(&other, json!({"x": 1}))])
+        .await
+        .unwrap();
+
+    let last3 = s.load_history(&key, 3).await.unwrap();
+    assert_eq!(last3, records[2..5].to_vec(), "most recent 3, oldest first");
+
+    // The cap keeps the most recent MAX_HISTORY records of each key, whatever the batch size.
+    s.append_history(&records[5..]).await.unwrap();
+    let all = s.load_history(&key, 1_000).await.unwrap();
+    assert_eq!(all.len() as u64, MAX_HISTORY);
+    assert_eq!(all, records[15 - MAX_HISTORY as usize..].to_vec());
+    assert_eq!(s.load_history(&other, 10).await.unwrap().len(), 1);
+
+    let keys = s.keys().await.unwrap();
+    assert!(keys.contains(&key) && keys.contains(&other));
+
+    assert_eq!(s.clear_history(&key).await.unwrap(), MAX_HISTORY);
+    assert!(s.load_history(&key, 10).await.unwrap().is_empty());
+    assert_eq!(s.clear_history(&key).await.unwrap(), 0);
+    assert_eq!(s.load_history(&other, 10).await.unwrap().len(), 1);
+    assert!(
+        s.load_history(&unique("never"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub(crate) async fn anomaly_round_trip(s: Arc<dyn Store>) {
+    let key = unique("anomaly");
+    let mut a = anomaly(&key, "isolation_forest", 0.812_345_678_901_234_5, t0());
+    a.created_at = t0() + Duration::nanoseconds(999); // finer than a microsecond: truncated
+    a.explanation = json!({"big": 12345678901234_i64, "neg": -0.000001, "unicode": "café ✓ 日本"});
+    let id = s.insert_anomaly(&a).await.unwrap();
+    let mut b = anomaly(&key, "ema", 0.1, t0());
+    b.model_version = None;
+    b.is_anomaly = false;
+    let id_b = s.insert_anomaly(&b).await.unwrap();
+    assert!(id_b > id, "ids increase");
+
+    let page = s
+        .query_anomalies(&AnomalyQuery::new().key(&key))
+        .await
+        .unwrap();
+    assert!(page.next.is_none());
+    assert_eq!(page.items.len(), 2);
+    // Equal created_at: the later id comes first.
+    assert_eq!(page.items[0].id, id_b);
+    assert_eq!(page.items[0].anomaly, b);
+    assert_eq!(page.items[1].id, id);
+    let expected = Anomaly {
+        created_at: to_micros(a.created_at),
+        ..a
+    };
+    assert_eq!(page.items[1].anomaly, expected);
+    assert_eq!(
+        page.items[1].anomaly.score.to_bits(),
+        expected.score.to_bits()
+    );
+}
+
+pub(crate) async fn anomaly_pagination_and_filters(s: Arc<dyn Store>) {
+    let key = unique("pages");
+    let other = unique("pages-other");
+    // 25 detections; every third pair shares a timestamp, so the id breaks ties.
+    let batch: Vec<Anomaly> = (0..25)
+        .map(|i| {
+            let at = t0() + Duration::milliseconds(i64::from(i / 2) * 10);
+            let detector = if i % 2 == 0 { "forest" } else { "ema" };
+            anomaly(&key, detector, f64::from(i) / 25.0, at)
+        })
+        .collect();
+    assert_eq!(s.insert_anomalies(&batch).await.unwrap(), 25);
+    s.insert_anomalies(&[anomaly(&other, "forest", 0.99, t0())])
+        .await
+        .unwrap();
+    assert_eq!(s.insert_anomalies(&[]).await.unwrap(), 0);
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = s
+            .query_anomalies(&AnomalyQuery::new().key(&key).limit(7).after(cursor))
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen.len(), 25, "every detection once");
+    for w in seen.windows(2) {
+        assert!(
+            (w[0].anomaly.created_at, w[0].id) > (w[1].anomaly.created_at, w[1].id),
+            "newest first, no repeats"
+        );
+    }
+    let mut scores: Vec<u64> = seen
+        .iter()
+        .map(|a| (a.anomaly.score * 25.0).round() as u64)
+        .collect();
+    scores.sort_unstable();
+    assert_eq!(scores, (0..25).collect::<Vec<_>>());
+
+    let q = |q: AnomalyQuery| {
+        let s = s.clone();
+        async move { s.query_anomalies(&q.limit(1_000)).await.unwrap().items }
+    };
+    let high = q(AnomalyQuery::new().key(&key).min_score(0.8)).await;
+    assert_eq!(high.len(), 5); // 20..=24 of 25
+    assert!(high.iter().all(|a| a.anomaly.score >= 0.8));
+    let ema = q(AnomalyQuery::new().key(&key).detector("ema")).await;
+    assert_eq!(ema.len(), 12);
+    assert!(ema.iter().all(|a| a.anomaly.detector == "ema"));
+    // [t0 + 20 ms, t0 + 50 ms): timestamps of i/2 in 2..=4, i in 4..=9.
+    let window = q(AnomalyQuery::new().key(&key).between(
+        t0() + Duration::milliseconds(20),
+        t0() + Duration::milliseconds(50),
+    ))
+    .await;
+    assert_eq!(window.len(), 6);
+    let combined = q(AnomalyQuery::new()
+        .key(&key)
+        .detector("forest")
+        .min_score(0.2)
+        .between(t0(), t0() + Duration::milliseconds(100)))
+    .await;
+    // forest = even i; score >= 0.2 means i >= 5; i/2 < 10 means i <= 19: 6, 8, …, 18.
+    assert_eq!(combined.len(), 7);
+    let by_other = q(AnomalyQuery::new().key(&other)).await;
+    assert_eq!(by_other.len(), 1);
+}
+
+pub(crate) async fn model_versions_round_trip(s: Arc<dyn Store>) {
+    let key = unique("model");
+    assert!(s.load_model(&key, None).await.unwrap().is_none());
+    assert!(s.model_versions(&key).await.unwrap().is_empty());
+    for v in 1..=3u64 {
+        let snapshot = format!("{{\"version\":{v}}}").into_bytes();
+        let got = s
+            .save_model(&key, "record_model", &metadata(100 * v), &snapshot)
+            .await
+            .unwrap();
+        assert_eq!(got, v);
+    }
+    let latest = s.load_model(&key, None).await.unwrap().unwrap();
+    assert_eq!(latest.info.version, 3);
+    assert_eq!(latest.info.key, key);
+    assert_eq!(latest.info.kind, "record_model");
+    assert_eq!(latest.snapshot, b"{\"version\":3}");
+    let expected = ModelMetadata {
+        trained_at: to_micros(metadata(300).trained_at),
+        ..metadata(300)
+    };
+    assert_eq!(latest.info.metadata, expected);
+
+    let second = s.load_model(&key, Some(2)).await.unwrap().unwrap();
+    assert_eq!(second.info.version, 2);
+    assert_eq!(second.info.metadata.records_trained_on, 200);
+    assert!(s.load_model(&key, Some(4)).await.unwrap().is_none());
+    assert!(s.load_model(&key, Some(u64::MAX)).await.unwrap().is_none());
+
+    let versions = s.model_versions(&key).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|m| m.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(versions[2], latest.info);
+    assert!(versions.windows(2).all(|w| w[0].saved_at <= w[1].saved_at));
+    assert!(s.keys().await.unwrap().contains(&key));
+}
+
+pub(crate) async fn large_snapshot(s: Arc<dyn Store>) {
+    let key = unique("large");
+    // 3 MiB of every byte value (zeros included), far past MySQL's 64 KiB BLOB.
+    let snapshot: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let v = s
+        .save_model(&key, "isolation_forest", &metadata(1), &snapshot)
+        .await
+        .unwrap();
+    let back = s.load_model(&key, Some(v)).await.unwrap().unwrap();
+    assert_eq!(back.snapshot.len(), snapshot.len());
+    assert!(back.snapshot == snapshot);
+}
+
+pub(crate) async fn concurrent_version_race(s: Arc<dyn Store>) {
+    let key = unique("race");
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let s = s.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..8u8 {
+                    got.push(
+                        s.save_model(&key, "record_model", &metadata(1), &[w, i])
+                            .await
+                            .unwrap(),
+                    );
+                }
+                got
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for w in writers {
+        versions.extend(w.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (1..=16).collect::<Vec<u64>>(),
+        "distinct, gap-free versions"
+    );
+    let listed = s.model_versions(&key).await.unwrap();
+    assert_eq!(listed.len(), 16);
+}
+
+fn pattern(hash: &str, first_seen: DateTime<Utc>) -> QueryPattern {
+    QueryPattern {
+        query_hash: hash.to_string(),
+        text: "query Orders($id: ID!) { order(id: $id) { id total } }".into(),
+        operation_name: Some("Orders".into()),
+        variables: json!({"id": "42"}),
+        role: Some("analyst".into()),
+        count: 1,
+        anomaly_count: 0,
+        anomalous: false,
+        first_seen,
+        last_seen: first_seen,
+    }
+}
+
+pub(crate) async fn query_pattern_upsert(s: Arc<dyn Store>) {
+    let hash = unique("pattern");
+    assert!(s.query_pattern(&hash).await.unwrap().is_none());
+    let first = pattern(&hash, t0());
+    s.upsert_query_pattern(&first).await.unwrap();
+    assert_eq!(s.query_pattern(&hash).await.unwrap().unwrap(), first);
+
+    // A later sighting: counts and last_seen move, first_seen stays the earliest.
+    let later = QueryPattern {
+        count: 5,
+        anomaly_count: 2,
+        anomalous: true,
+        operation_name: None,
+        role: None,
+        variables: Value::Null,
+        first_seen: t0() + Duration::hours(1),
+        last_seen: t0() + Duration::hours(2) + Duration::microseconds(1),
+        ..first.clone()
+    };
+    s.upsert_query_pattern(&later).await.unwrap();
+    let got = s.query_pattern(&hash).await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        QueryPattern {
+            first_seen: t0(),
+            ..later
+        }
+    );
+}
+
+/// Strings that break naive SQL, JSON or encodings.
+const HOSTILE: [&str; 6] = [
+    "'; DROP TABLE anomaly_history; --",
+    "\"; DROP TABLE anomaly_models; --",
+    "Robert'); DELETE FROM anomaly_detections WHERE ('1'='1",
+    "back\\slash `tick` %wild_card%",
+    "日本語 ✓ émoji 🚀 Ωmega",
+    "line\nbreak\ttab",
+];
+
+pub(crate) async fn hostile_and_unicode_strings(s: Arc<dyn Store>) {
+    for (i, hostile) in HOSTILE.iter().enumerate() {
+        let key = format!("{}{hostile}", unique(&format!("hostile{i}")));
+        let payload = json!({"text": hostile, hostile.to_string(): [hostile]});
+        s.append_history(&[HistoryRecord {
+            key: key.clone(),
+            payload: payload.clone(),
+            timestamp: t0(),
+        }])
+        .await
+        .unwrap();
+        let back = s.load_history(&key, 10).await.unwrap();
+        assert_eq!(back.len(), 1, "{hostile}");
+        assert_eq!(back[0].payload, payload);
+
+        let mut a = anomaly(&key, hostile, 0.9, t0());
+        a.rationale = hostile.to_string();
+        a.context = json!({"user": hostile});
+        s.insert_anomaly(&a).await.unwrap();
+        let page = s
+            .query_anomalies(&AnomalyQuery::new().key(&key).detector(*hostile))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1, "{hostile}");
+        assert_eq!(page.items[0].anomaly, a);
+
+        let v = s
+            .save_model(&key, hostile, &metadata(3), hostile.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        let m = s.load_model(&key, None).await.unwrap().unwrap();
+        assert_eq!(m.info.kind, *hostile);
+        assert_eq!(m.snapshot, hostile.as_bytes());
+
+        let mut p = pattern(&key, t0());
+        p.text = hostile.to_string();
+        p.operation_name = Some(hostile.to_string());
+        s.upsert_query_pattern(&p).await.unwrap();
+        assert_eq!(s.query_pattern(&key).await.unwrap().unwrap(), p);
+        assert!(s.keys().await.unwrap().contains(&key));
+    }
+}
+
+pub(crate) async fn overlong_key_refused(s: Arc<dyn Store>) {
+    let long = "k".repeat(MAX_KEY_CHARS + 1);
+    let fits = "é".repeat(MAX_KEY_CHARS); // characters, not bytes
+    let e = s
+        .append_history(&[HistoryRecord::now(&long, json!({}))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::InvalidInput { field: "key", .. }),
+        "{e:?}"
+    );
+    let e = s
+        .save_model(&long, "k", &metadata(1), b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::InvalidInput { .. }), "{e:?}");
+    let e = s
+        .insert_anomaly(&anomaly(&long, "d", 0.5, t0()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::InvalidInput { .. }), "{e:?}");
+    let key = format!("{}{}", unique("fits"), &fits[..fits.len() - 200]);
+    let key: String = key.chars().take(MAX_KEY_CHARS).collect();
+    s.save_model(&key, "k", &metadata(1), b"x").await.unwrap();
+    assert_eq!(s.model_versions(&key).await.unwrap().len(), 1);
+}

@@ -1,0 +1,69 @@
+//! The integration tests of `anomaly-store`: one conformance suite run against every backend.
+
+mod backends;
+mod conformance;
+
+/// Generates one test per (backend, conformance function) pair.
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod in_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    crate::conformance::$test(crate::backends::in_memory()).await;
+                }
+            )*
+        }
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    crate::conformance::$test(crate::backends::sqlite_memory().await).await;
+                }
+            )*
+        }
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (store, _dir) = crate::backends::sqlite_file().await;
+                    crate::conformance::$test(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(store) = crate::backends::from_env("TEST_PG_URL", concat!("postgres::", stringify!($test))).await else {
+                        return;
+                    };
+                    crate::conformance::$test(store).await;
+                }
+            )*
+        }
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(store) = crate::backends::from_env("TEST_MYSQL_URL", concat!("mariadb::", stringify!($test))).await else {
+                        return;
+                    };
+                    crate::conformance::$test(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    history_round_trip_and_cap,
+    anomaly_round_trip,
+    anomaly_pagination_and_filters,
+    model_versions_round_trip,
+    large_snapshot,
+    concurrent_version_race,
+    query_pattern_upsert,
+    hostile_and_unicode_strings,
+    overlong_key_refused,
+);
