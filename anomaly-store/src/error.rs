@@ -56,9 +56,6 @@ pub enum StoreError {
         /// Why it is refused.
         reason: String,
     },
-    /// A blocking call made from inside an async runtime, where it would stall or panic.
-    #[error("blocking store call made from inside an async runtime; use spawn_blocking")]
-    InsideRuntime,
 }
 
 /// `Result` with [`StoreError`].

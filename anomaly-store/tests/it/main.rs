@@ -2,6 +2,7 @@
 
 mod backends;
 mod conformance;
+mod engine_restart;
 
 /// Generates one test per (backend, conformance function) pair.
 macro_rules! conformance {
