@@ -418,3 +418,53 @@ pub(crate) async fn overlong_key_refused(s: Arc<dyn Store>) {
     s.save_model(&key, "k", &metadata(1), b"x").await.unwrap();
     assert_eq!(s.model_versions(&key).await.unwrap().len(), 1);
 }
+
+pub(crate) async fn concurrent_writers(s: Arc<dyn Store>) {
+    let key = unique("writers");
+    // Four writers append history to one key (the cap trims under their feet) and insert detections, singly and
+    // in batches, at the same time.
+    let tasks: Vec<_> = (0..4i64)
+        .map(|w| {
+            let s = s.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                for j in 0..5i64 {
+                    let records: Vec<HistoryRecord> = (0..3)
+                        .map(|k| HistoryRecord {
+                            key: key.clone(),
+                            payload: json!({"writer": w, "j": j, "k": k}),
+                            timestamp: t0() + Duration::microseconds(w * 1_000 + j * 10 + k),
+                        })
+                        .collect();
+                    s.append_history(&records).await.unwrap();
+                    s.insert_anomaly(&anomaly(&key, "single", 0.5, t0()))
+                        .await
+                        .unwrap();
+                    let batch: Vec<Anomaly> =
+                        (0..4).map(|_| anomaly(&key, "batch", 0.7, t0())).collect();
+                    s.insert_anomalies(&batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let history = s.load_history(&key, 1_000).await.unwrap();
+    assert_eq!(
+        history.len() as u64,
+        MAX_HISTORY,
+        "the cap holds under concurrent appends"
+    );
+    // What is left is what writer 3 appended last: the most recent timestamps.
+    assert!(history.iter().all(|r| r.payload["writer"] == 3));
+    assert!(history.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+    let all = s
+        .query_anomalies(&AnomalyQuery::new().key(&key).limit(1_000))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 4 * 5 * 5);
+    let mut ids: Vec<i64> = all.items.iter().map(|a| a.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "distinct ids");
+}

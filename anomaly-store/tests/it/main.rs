@@ -67,4 +67,5 @@ conformance!(
     query_pattern_upsert,
     hostile_and_unicode_strings,
     overlong_key_refused,
+    concurrent_writers,
 );
