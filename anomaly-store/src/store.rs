@@ -75,6 +75,21 @@ pub trait Store: Send + Sync {
     /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
     async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>>;
 
+    /// Rolls a key back to an earlier model: saves a copy of `version` (snapshot, kind and metadata) as a new,
+    /// latest version and returns its number, or `None` when `version` does not exist. Nothing is deleted, so the
+    /// versions that detections name stay loadable.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn rollback_model(&self, key: &str, version: u64) -> Result<Option<u64>> {
+        let Some(m) = self.load_model(key, Some(version)).await? else {
+            return Ok(None);
+        };
+        self.save_model(key, &m.info.kind, &m.info.metadata, &m.snapshot)
+            .await
+            .map(Some)
+    }
+
     /// Every stored version of a key's model (without snapshots), oldest first.
     ///
     /// # Errors
@@ -133,6 +148,9 @@ macro_rules! forward_store {
             }
             async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
                 (**self).load_model(key, version).await
+            }
+            async fn rollback_model(&self, key: &str, version: u64) -> Result<Option<u64>> {
+                (**self).rollback_model(key, version).await
             }
             async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
                 (**self).model_versions(key).await

@@ -243,6 +243,16 @@ pub(crate) async fn model_versions_round_trip(s: Arc<dyn Store>) {
     assert_eq!(versions[2], latest.info);
     assert!(versions.windows(2).all(|w| w[0].saved_at <= w[1].saved_at));
     assert!(s.keys().await.unwrap().contains(&key));
+
+    // Rolling back to version 1 makes a version 4 equal to it; nothing is lost.
+    assert_eq!(s.rollback_model(&key, 1).await.unwrap(), Some(4));
+    let rolled = s.load_model(&key, None).await.unwrap().unwrap();
+    let first = s.load_model(&key, Some(1)).await.unwrap().unwrap();
+    assert_eq!(rolled.info.version, 4);
+    assert_eq!(rolled.snapshot, first.snapshot);
+    assert_eq!(rolled.info.metadata, first.info.metadata);
+    assert_eq!(s.rollback_model(&key, 9).await.unwrap(), None);
+    assert_eq!(s.model_versions(&key).await.unwrap().len(), 4);
 }
 
 pub(crate) async fn large_snapshot(s: Arc<dyn Store>) {
