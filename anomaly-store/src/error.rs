@@ -74,3 +74,18 @@ pub(crate) fn check_key(field: &'static str, value: &str) -> Result<()> {
     }
     Ok(())
 }
+
+pub(crate) fn check_source(s: &crate::types::DataSource) -> Result<()> {
+    check_key("name", &s.name)?;
+    check_key("timestamp_column", &s.timestamp_column)?;
+    for c in &s.series_columns {
+        check_key("series_columns", c)?;
+    }
+    if i64::try_from(s.poll_interval_seconds).is_err() {
+        return Err(StoreError::InvalidInput {
+            field: "poll_interval_seconds",
+            reason: format!("{} is too large", s.poll_interval_seconds),
+        });
+    }
+    Ok(())
+}

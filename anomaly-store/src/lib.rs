@@ -13,6 +13,6 @@ pub use memory::InMemoryStore;
 pub use sea::SeaOrmStore;
 pub use store::Store;
 pub use types::{
-    Anomaly, AnomalyCursor, AnomalyPage, AnomalyQuery, HistoryRecord, ModelInfo, ModelMetadata,
-    QueryPattern, SavedModel, StoredAnomaly, to_micros,
+    Anomaly, AnomalyCursor, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo,
+    ModelMetadata, QueryPattern, SavedModel, SourceStatus, StoredAnomaly, redact_url, to_micros,
 };

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::error::{Result, check_key};
+use crate::error::{Result, check_key, check_source};
 use crate::store::Store;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, HistoryRecord, ModelInfo, ModelMetadata, QueryPattern,
-    SavedModel, StoredAnomaly, to_micros,
+    Anomaly, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo, ModelMetadata,
+    QueryPattern, SavedModel, SourceStatus, StoredAnomaly, to_micros,
 };
 
 #[derive(Default)]
@@ -21,6 +22,7 @@ struct Tables {
     anomalies: Vec<StoredAnomaly>,
     models: HashMap<String, Vec<SavedModel>>,
     patterns: HashMap<String, QueryPattern>,
+    sources: BTreeMap<String, DataSource>,
 }
 
 /// A [`Store`] in process memory. History is capped at `max_history` records per key.
@@ -214,5 +216,42 @@ impl Store for InMemoryStore {
 
     async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>> {
         Ok(self.tables.lock().await.patterns.get(query_hash).cloned())
+    }
+
+    async fn upsert_data_source(&self, source: &DataSource) -> Result<()> {
+        check_source(source)?;
+        let mut t = self.tables.lock().await;
+        t.sources.insert(source.name.clone(), source.clone());
+        Ok(())
+    }
+
+    async fn data_source(&self, name: &str) -> Result<Option<DataSource>> {
+        Ok(self.tables.lock().await.sources.get(name).cloned())
+    }
+
+    async fn data_sources(&self) -> Result<Vec<DataSource>> {
+        let t = self.tables.lock().await;
+        Ok(t.sources.values().map(DataSource::redacted).collect())
+    }
+
+    async fn update_data_source_state(
+        &self,
+        name: &str,
+        watermark: &Value,
+        status: SourceStatus,
+        last_error: Option<&str>,
+    ) -> Result<bool> {
+        let mut t = self.tables.lock().await;
+        let Some(s) = t.sources.get_mut(name) else {
+            return Ok(false);
+        };
+        s.watermark = watermark.clone();
+        s.status = status;
+        s.last_error = last_error.map(str::to_string);
+        Ok(true)
+    }
+
+    async fn delete_data_source(&self, name: &str) -> Result<bool> {
+        Ok(self.tables.lock().await.sources.remove(name).is_some())
     }
 }

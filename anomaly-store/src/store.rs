@@ -6,9 +6,10 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, HistoryRecord, ModelInfo, ModelMetadata, QueryPattern,
-    SavedModel,
+    Anomaly, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo, ModelMetadata,
+    QueryPattern, SavedModel, SourceStatus,
 };
+use serde_json::Value;
 
 /// Storage for history, detections, model versions and query patterns.
 ///
@@ -113,6 +114,44 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
     async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>>;
+
+    /// Registers a data source, or replaces the one with the same name.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails,
+    /// [`StoreError::InvalidInput`](crate::StoreError::InvalidInput) for a name or column longer than
+    /// [`MAX_KEY_CHARS`](crate::MAX_KEY_CHARS).
+    async fn upsert_data_source(&self, source: &DataSource) -> Result<()>;
+
+    /// The data source with this name, its connection URL whole (for the poller; do not log it).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn data_source(&self, name: &str) -> Result<Option<DataSource>>;
+
+    /// Every data source, sorted by name, with passwords redacted from the URLs ([`DataSource::redacted`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn data_sources(&self) -> Result<Vec<DataSource>>;
+
+    /// Records where a poll got to: its watermark, status and error. Returns `false` for an unknown name.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn update_data_source_state(
+        &self,
+        name: &str,
+        watermark: &Value,
+        status: SourceStatus,
+        last_error: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Removes a data source; returns whether it existed.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn delete_data_source(&self, name: &str) -> Result<bool>;
 }
 
 macro_rules! forward_store {
@@ -163,6 +202,27 @@ macro_rules! forward_store {
             }
             async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>> {
                 (**self).query_pattern(query_hash).await
+            }
+            async fn upsert_data_source(&self, source: &DataSource) -> Result<()> {
+                (**self).upsert_data_source(source).await
+            }
+            async fn data_source(&self, name: &str) -> Result<Option<DataSource>> {
+                (**self).data_source(name).await
+            }
+            async fn data_sources(&self) -> Result<Vec<DataSource>> {
+                (**self).data_sources().await
+            }
+            async fn update_data_source_state(
+                &self,
+                name: &str,
+                watermark: &Value,
+                status: SourceStatus,
+                last_error: Option<&str>,
+            ) -> Result<bool> {
+                (**self).update_data_source_state(name, watermark, status, last_error).await
+            }
+            async fn delete_data_source(&self, name: &str) -> Result<bool> {
+                (**self).delete_data_source(name).await
             }
         }
     )*};

@@ -262,3 +262,147 @@ pub struct QueryPattern {
     /// Last seen.
     pub last_seen: DateTime<Utc>,
 }
+
+/// Whether the watcher polls a data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SourceStatus {
+    /// Polled.
+    Active,
+    /// Not polled, by request.
+    Paused,
+    /// The last poll failed (see `last_error`); still polled.
+    Failing,
+}
+
+impl SourceStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SourceStatus::Active => "active",
+            SourceStatus::Paused => "paused",
+            SourceStatus::Failing => "failing",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(SourceStatus::Active),
+            "paused" => Some(SourceStatus::Paused),
+            "failing" => Some(SourceStatus::Failing),
+            _ => None,
+        }
+    }
+}
+
+/// A SQL data source the watcher polls: a `SELECT`, its timestamp column and series columns, and where it got to.
+///
+/// The connection URL may hold a password: `Debug` and [`Store::data_sources`](crate::Store::data_sources) show it
+/// with the password replaced by `***` ([`redact_url`]); only [`Store::data_source`](crate::Store::data_source)
+/// returns it whole, for the poller.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSource {
+    /// Its unique name.
+    pub name: String,
+    /// The connection URL (use a read-only account).
+    pub url: String,
+    /// The `SELECT` query.
+    pub query: String,
+    /// The column that orders rows in time.
+    pub timestamp_column: String,
+    /// Columns whose values name a series (one model per series).
+    pub series_columns: Vec<String>,
+    /// Seconds between polls.
+    pub poll_interval_seconds: u64,
+    /// Contamination of its models; `None` for automatic.
+    pub sensitivity: Option<f64>,
+    /// Where the last poll ended (whatever the poller needs: a timestamp, ids seen at it); `Null` before the first.
+    pub watermark: Value,
+    /// Whether it is polled.
+    pub status: SourceStatus,
+    /// The last poll's error, if it failed.
+    pub last_error: Option<String>,
+}
+
+impl std::fmt::Debug for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataSource")
+            .field("name", &self.name)
+            .field("url", &redact_url(&self.url))
+            .field("query", &self.query)
+            .field("timestamp_column", &self.timestamp_column)
+            .field("series_columns", &self.series_columns)
+            .field("poll_interval_seconds", &self.poll_interval_seconds)
+            .field("sensitivity", &self.sensitivity)
+            .field("watermark", &self.watermark)
+            .field("status", &self.status)
+            .field("last_error", &self.last_error)
+            .finish()
+    }
+}
+
+impl DataSource {
+    /// The same source with its URL's password replaced by `***`.
+    pub fn redacted(&self) -> DataSource {
+        DataSource {
+            url: redact_url(&self.url),
+            ..self.clone()
+        }
+    }
+}
+
+/// A URL with the password of its user part replaced by `***` (`postgres://app:***@db/x`), and the values of
+/// `password=` query parameters too; other URLs unchanged.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let at = rest + at;
+            if let Some(colon) = out[rest..at].find(':') {
+                out.replace_range(rest + colon + 1..at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", redacted.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr%40t@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1/test"),
+            "mysql://root@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact_url("postgres://db/x?user=a&password=p&sslmode=require"),
+            "postgres://db/x?user=a&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("sqlite://data.db?mode=ro"),
+            "sqlite://data.db?mode=ro"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}

@@ -97,3 +97,29 @@ pub(crate) mod query_pattern {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(crate) mod data_source {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "anomaly_data_sources")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub name: String,
+        pub url: String,
+        pub query: String,
+        pub timestamp_column: String,
+        pub series_columns: Json,
+        pub poll_interval_seconds: i64,
+        pub sensitivity: Option<f64>,
+        pub watermark: Option<Json>,
+        pub status: String,
+        pub last_error: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

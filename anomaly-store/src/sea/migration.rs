@@ -13,7 +13,7 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables)]
+        vec![Box::new(CreateTables), Box::new(CreateDataSources)]
     }
 
     // Not `seaql_migrations`: the application may run sea-orm migrations of its own in the same database.
@@ -28,6 +28,24 @@ impl MigrationName for CreateTables {
     fn name(&self) -> &str {
         "m20261121_000001_create_tables"
     }
+}
+
+struct CreateDataSources;
+
+impl MigrationName for CreateDataSources {
+    fn name(&self) -> &str {
+        "m20261121_000002_create_data_sources"
+    }
+}
+
+fn table(b: DbBackend, name: &str) -> TableCreateStatement {
+    let mut s = Table::create();
+    s.table(Alias::new(name)).if_not_exists();
+    if b == DbBackend::MySql {
+        // Exact, case- and accent-sensitive keys, as on the other backends; emoji included.
+        s.character_set("utf8mb4").collate("utf8mb4_bin");
+    }
+    s
 }
 
 fn col(name: &str) -> ColumnDef {
@@ -91,15 +109,7 @@ fn index(name: &str, table: &str, cols: &[&str]) -> IndexCreateStatement {
 impl MigrationTrait for CreateTables {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let b = m.get_database_backend();
-        let t = |name: &str| {
-            let mut s = Table::create();
-            s.table(Alias::new(name)).if_not_exists();
-            if b == DbBackend::MySql {
-                // Exact, case- and accent-sensitive keys, as on the other backends; emoji included.
-                s.character_set("utf8mb4").collate("utf8mb4_bin");
-            }
-            s
-        };
+        let t = |name: &str| table(b, name);
 
         m.create_table(
             t("anomaly_history")
@@ -219,5 +229,48 @@ impl MigrationTrait for CreateTables {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateDataSources {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let b = m.get_database_backend();
+        m.create_table(
+            table(b, "anomaly_data_sources")
+                .col(id())
+                .col(short("name"))
+                .col(long_text(b, "url").not_null())
+                .col(long_text(b, "query").not_null())
+                .col(short("timestamp_column"))
+                .col(json("series_columns"))
+                .col(big("poll_interval_seconds"))
+                .col(col("sensitivity").double().null())
+                .col(col("watermark").json_binary().null())
+                .col(col("status").string_len(32).not_null())
+                .col(long_text(b, "last_error").null())
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            index(
+                "idx_anomaly_data_sources_name",
+                "anomaly_data_sources",
+                &["name"],
+            )
+            .unique()
+            .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(
+            Table::drop()
+                .table(Alias::new("anomaly_data_sources"))
+                .if_exists()
+                .to_owned(),
+        )
+        .await
     }
 }

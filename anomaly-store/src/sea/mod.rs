@@ -17,13 +17,13 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
 
-use crate::error::{Result, StoreError, check_key};
+use crate::error::{Result, StoreError, check_key, check_source};
 use crate::store::Store;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, HistoryRecord, ModelInfo, ModelMetadata, QueryPattern,
-    SavedModel, StoredAnomaly, to_micros,
+    Anomaly, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo, ModelMetadata,
+    QueryPattern, SavedModel, SourceStatus, StoredAnomaly, to_micros,
 };
-use entities::{detection, history, model, query_pattern};
+use entities::{data_source, detection, history, model, query_pattern};
 
 /// Rows per multi-row `INSERT` (12 columns × 1,000 stays under every backend's limit of bound parameters).
 const INSERT_CHUNK: usize = 1_000;
@@ -271,6 +271,27 @@ fn info_from(row: InfoRow) -> Result<ModelInfo> {
             metrics,
         },
         saved_at,
+    })
+}
+
+fn source_from(m: data_source::Model) -> Result<DataSource> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        what: "data source",
+        reason,
+    };
+    Ok(DataSource {
+        series_columns: serde_json::from_value(m.series_columns)
+            .map_err(|e| corrupt(format!("series columns are not a list of names: {e}")))?,
+        poll_interval_seconds: to_u64("data source", m.poll_interval_seconds)?,
+        status: SourceStatus::parse(&m.status)
+            .ok_or_else(|| corrupt(format!("unknown status {:?}", m.status)))?,
+        watermark: m.watermark.unwrap_or(Value::Null),
+        name: m.name,
+        url: m.url,
+        query: m.query,
+        timestamp_column: m.timestamp_column,
+        sensitivity: m.sensitivity,
+        last_error: m.last_error,
     })
 }
 
@@ -622,5 +643,101 @@ impl Store for SeaOrmStore {
             .map_err(db_err("load query pattern"))?
             .map(pattern_from)
             .transpose()
+    }
+
+    async fn upsert_data_source(&self, src: &DataSource) -> Result<()> {
+        check_source(src)?;
+        let interval = to_i64("poll_interval_seconds", src.poll_interval_seconds)?;
+        let series = serde_json::to_value(&src.series_columns).unwrap_or(Value::Null);
+        with_retries!(
+            "upsert data source",
+            async {
+                let txn = self.db.begin().await?;
+                let old = data_source::Entity::find()
+                    .filter(data_source::Column::Name.eq(src.name.as_str()))
+                    .one(&txn)
+                    .await?;
+                let mut row = data_source::ActiveModel {
+                    id: NotSet,
+                    name: Set(src.name.clone()),
+                    url: Set(src.url.clone()),
+                    query: Set(src.query.clone()),
+                    timestamp_column: Set(src.timestamp_column.clone()),
+                    series_columns: Set(series.clone()),
+                    poll_interval_seconds: Set(interval),
+                    sensitivity: Set(src.sensitivity),
+                    watermark: Set((!src.watermark.is_null()).then(|| src.watermark.clone())),
+                    status: Set(src.status.as_str().to_string()),
+                    last_error: Set(src.last_error.clone()),
+                };
+                match old {
+                    Some(old) => {
+                        row.id = Set(old.id);
+                        data_source::Entity::update(row).exec(&txn).await?;
+                    }
+                    None => {
+                        data_source::Entity::insert(row)
+                            .exec_without_returning(&txn)
+                            .await?;
+                    }
+                }
+                txn.commit().await
+            }
+            .await
+        )
+    }
+
+    async fn data_source(&self, name: &str) -> Result<Option<DataSource>> {
+        data_source::Entity::find()
+            .filter(data_source::Column::Name.eq(name))
+            .one(&self.db)
+            .await
+            .map_err(db_err("load data source"))?
+            .map(source_from)
+            .transpose()
+    }
+
+    async fn data_sources(&self) -> Result<Vec<DataSource>> {
+        let rows = data_source::Entity::find()
+            .order_by_asc(data_source::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(db_err("list data sources"))?;
+        rows.into_iter()
+            .map(|m| source_from(m).map(|s| s.redacted()))
+            .collect()
+    }
+
+    async fn update_data_source_state(
+        &self,
+        name: &str,
+        watermark: &Value,
+        status: SourceStatus,
+        last_error: Option<&str>,
+    ) -> Result<bool> {
+        let r = data_source::Entity::update_many()
+            .col_expr(
+                data_source::Column::Watermark,
+                Expr::value((!watermark.is_null()).then(|| watermark.clone())),
+            )
+            .col_expr(data_source::Column::Status, Expr::value(status.as_str()))
+            .col_expr(
+                data_source::Column::LastError,
+                Expr::value(last_error.map(str::to_string)),
+            )
+            .filter(data_source::Column::Name.eq(name))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("update data source state"))?;
+        Ok(r.rows_affected > 0)
+    }
+
+    async fn delete_data_source(&self, name: &str) -> Result<bool> {
+        let r = data_source::Entity::delete_many()
+            .filter(data_source::Column::Name.eq(name))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("delete data source"))?;
+        Ok(r.rows_affected > 0)
     }
 }

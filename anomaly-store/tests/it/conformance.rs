@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anomaly_store::{
-    Anomaly, AnomalyQuery, HistoryRecord, MAX_KEY_CHARS, ModelMetadata, QueryPattern, Store,
-    StoreError, to_micros,
+    Anomaly, AnomalyQuery, DataSource, HistoryRecord, MAX_KEY_CHARS, ModelMetadata, QueryPattern,
+    SourceStatus, Store, StoreError, to_micros,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
@@ -477,4 +477,82 @@ pub(crate) async fn concurrent_writers(s: Arc<dyn Store>) {
     let mut ids: Vec<i64> = all.items.iter().map(|a| a.id).collect();
     ids.dedup();
     assert_eq!(ids.len(), 100, "distinct ids");
+}
+
+pub(crate) async fn data_sources(s: Arc<dyn Store>) {
+    let name = unique("source");
+    let source = DataSource {
+        name: name.clone(),
+        url: "postgres://reader:s3cret'; DROP TABLE x; --@db.internal:5432/shop".into(),
+        query: "SELECT created_at, region, amount FROM orders WHERE note <> 'x'".into(),
+        timestamp_column: "created_at".into(),
+        series_columns: vec!["region".into(), "ünï".into()],
+        poll_interval_seconds: 30,
+        sensitivity: Some(0.01),
+        watermark: Value::Null,
+        status: SourceStatus::Active,
+        last_error: None,
+    };
+    assert!(s.data_source(&name).await.unwrap().is_none());
+    s.upsert_data_source(&source).await.unwrap();
+    assert_eq!(s.data_source(&name).await.unwrap().unwrap(), source);
+
+    // Lists and Debug never show the password.
+    let listed = s.data_sources().await.unwrap();
+    let mine = listed.iter().find(|d| d.name == name).unwrap();
+    assert_eq!(mine.url, "postgres://reader:***@db.internal:5432/shop");
+    assert!(!format!("{source:?}").contains("s3cret"));
+
+    let watermark = json!({"ts": "2026-03-14T15:09:26.535897Z", "ids_at_ts": [41, 42]});
+    assert!(
+        s.update_data_source_state(
+            &name,
+            &watermark,
+            SourceStatus::Failing,
+            Some("timeout 'x'")
+        )
+        .await
+        .unwrap()
+    );
+    // The same state again still counts as found.
+    assert!(
+        s.update_data_source_state(
+            &name,
+            &watermark,
+            SourceStatus::Failing,
+            Some("timeout 'x'")
+        )
+        .await
+        .unwrap()
+    );
+    let got = s.data_source(&name).await.unwrap().unwrap();
+    assert_eq!(got.watermark, watermark);
+    assert_eq!(got.status, SourceStatus::Failing);
+    assert_eq!(got.last_error.as_deref(), Some("timeout 'x'"));
+    assert!(
+        !s.update_data_source_state(&unique("nope"), &watermark, SourceStatus::Active, None)
+            .await
+            .unwrap()
+    );
+
+    // Replacing by name keeps one row.
+    let paused = DataSource {
+        status: SourceStatus::Paused,
+        sensitivity: None,
+        ..got
+    };
+    s.upsert_data_source(&paused).await.unwrap();
+    assert_eq!(s.data_source(&name).await.unwrap().unwrap(), paused);
+    let count = s
+        .data_sources()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|d| d.name == name)
+        .count();
+    assert_eq!(count, 1);
+
+    assert!(s.delete_data_source(&name).await.unwrap());
+    assert!(!s.delete_data_source(&name).await.unwrap());
+    assert!(s.data_source(&name).await.unwrap().is_none());
 }

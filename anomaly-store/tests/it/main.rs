@@ -68,4 +68,5 @@ conformance!(
     hostile_and_unicode_strings,
     overlong_key_refused,
     concurrent_writers,
+    data_sources,
 );
