@@ -76,7 +76,8 @@ pub fn flatten_into<'a>(
     walk_object(map, &mut path, 1, limits, out)
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message ("a number", "an array", …).
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

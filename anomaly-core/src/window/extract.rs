@@ -1,5 +1,6 @@
 //! Reading the fields the windowing needs out of one JSON event.
 
+use crate::records::flatten::type_name;
 use serde_json::Value;
 
 use super::WindowParams;
@@ -152,17 +153,6 @@ fn missing(field: &str) -> Error {
 
 fn invalid(reason: String) -> Error {
     Error::InvalidRecord { reason }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
