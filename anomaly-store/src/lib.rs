@@ -13,6 +13,7 @@ pub use memory::InMemoryStore;
 pub use sea::SeaOrmStore;
 pub use store::Store;
 pub use types::{
-    Anomaly, AnomalyCursor, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo,
-    ModelMetadata, QueryPattern, SavedModel, SourceStatus, StoredAnomaly, redact_url, to_micros,
+    Anomaly, AnomalyCursor, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord,
+    ModelInfo, ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
+    StoredAnomaly, redact_url, to_micros,
 };

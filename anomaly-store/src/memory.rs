@@ -3,15 +3,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::error::{Result, check_key, check_source};
 use crate::store::Store;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo, ModelMetadata,
-    QueryPattern, SavedModel, SourceStatus, StoredAnomaly, to_micros,
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
+    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus, StoredAnomaly,
+    to_micros,
 };
 
 #[derive(Default)]
@@ -20,6 +21,8 @@ struct Tables {
     history: HashMap<String, BTreeMap<(chrono::DateTime<Utc>, u64), HistoryRecord>>,
     history_seq: u64,
     anomalies: Vec<StoredAnomaly>,
+    /// The last anomaly id given (ids are never reused, even after a cleanup).
+    anomaly_seq: i64,
     models: HashMap<String, Vec<SavedModel>>,
     patterns: HashMap<String, QueryPattern>,
     sources: BTreeMap<String, DataSource>,
@@ -100,7 +103,8 @@ impl Store for InMemoryStore {
         check_key("key", &anomaly.key)?;
         check_key("detector", &anomaly.detector)?;
         let mut t = self.tables.lock().await;
-        let id = t.anomalies.len() as i64 + 1;
+        t.anomaly_seq += 1;
+        let id = t.anomaly_seq;
         t.anomalies.push(StoredAnomaly {
             id,
             anomaly: Anomaly {
@@ -118,7 +122,8 @@ impl Store for InMemoryStore {
         }
         let mut t = self.tables.lock().await;
         for a in anomalies {
-            let id = t.anomalies.len() as i64 + 1;
+            t.anomaly_seq += 1;
+            let id = t.anomaly_seq;
             t.anomalies.push(StoredAnomaly {
                 id,
                 anomaly: Anomaly {
@@ -144,12 +149,13 @@ impl Store for InMemoryStore {
         Ok(AnomalyPage::from_items(items, limit))
     }
 
-    async fn save_model(
+    async fn save_model_at(
         &self,
         key: &str,
         kind: &str,
         metadata: &ModelMetadata,
         snapshot: &[u8],
+        saved_at: DateTime<Utc>,
     ) -> Result<u64> {
         check_key("key", key)?;
         check_key("kind", kind)?;
@@ -165,7 +171,7 @@ impl Store for InMemoryStore {
                     trained_at: to_micros(metadata.trained_at),
                     ..metadata.clone()
                 },
-                saved_at: to_micros(Utc::now()),
+                saved_at: to_micros(saved_at),
             },
             snapshot: snapshot.to_vec(),
         });
@@ -197,6 +203,37 @@ impl Store for InMemoryStore {
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    async fn cleanup_keys(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        keys: Option<&[String]>,
+    ) -> Result<CleanupReport> {
+        let [history_cut, anomaly_cut, model_cut] = policy.cutoffs(now);
+        let in_scope = |k: &str| keys.is_none_or(|ks| ks.iter().any(|x| x == k));
+        let mut t = self.tables.lock().await;
+        let mut report = CleanupReport::default();
+        t.history.retain(|k, h| {
+            if in_scope(k) {
+                let before = h.len();
+                h.retain(|(ts, _), _| *ts >= history_cut);
+                report.history_removed += (before - h.len()) as u64;
+            }
+            !h.is_empty()
+        });
+        let before = t.anomalies.len();
+        t.anomalies
+            .retain(|a| !in_scope(&a.anomaly.key) || a.anomaly.created_at >= anomaly_cut);
+        report.anomalies_removed = (before - t.anomalies.len()) as u64;
+        for (_, versions) in t.models.iter_mut().filter(|(k, _)| in_scope(k)) {
+            let latest = versions.last().map_or(0, |m| m.info.version);
+            let before = versions.len();
+            versions.retain(|m| m.info.version == latest || m.info.saved_at >= model_cut);
+            report.models_removed += (before - versions.len()) as u64;
+        }
+        Ok(report)
     }
 
     async fn upsert_query_pattern(&self, pattern: &QueryPattern) -> Result<()> {

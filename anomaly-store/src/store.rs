@@ -5,9 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::Result;
+use chrono::{DateTime, Utc};
+
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo, ModelMetadata,
-    QueryPattern, SavedModel, SourceStatus,
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
+    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
 };
 use serde_json::Value;
 
@@ -58,7 +60,7 @@ pub trait Store: Send + Sync {
     async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage>;
 
     /// Saves a new model version of `key` and returns its number: one more than the key's latest, decided
-    /// atomically, so concurrent writers get distinct versions.
+    /// atomically, so concurrent writers get distinct versions. Its `saved_at` is now.
     ///
     /// # Errors
     /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
@@ -68,6 +70,24 @@ pub trait Store: Send + Sync {
         kind: &str,
         metadata: &ModelMetadata,
         snapshot: &[u8],
+    ) -> Result<u64> {
+        self.save_model_at(key, kind, metadata, snapshot, Utc::now())
+            .await
+    }
+
+    /// As [`save_model`](Store::save_model), with an explicit `saved_at` (truncated to microseconds): for imports
+    /// and for tests of retention, which goes by `saved_at`. Versions still increase in call order, whatever
+    /// `saved_at` says.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn save_model_at(
+        &self,
+        key: &str,
+        kind: &str,
+        metadata: &ModelMetadata,
+        snapshot: &[u8],
+        saved_at: DateTime<Utc>,
     ) -> Result<u64>;
 
     /// A given version of a key's model, or the latest when `version` is `None`.
@@ -102,6 +122,39 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
     async fn keys(&self) -> Result<Vec<String>>;
+
+    /// Applies a retention policy at `now` to every key: removes history and detections older than their limits,
+    /// and model versions older than theirs except each key's latest, which is never removed. A record exactly at
+    /// its limit (`timestamp == now - limit`) is kept. `now` is a parameter so callers (and tests) choose the clock.
+    ///
+    /// ```
+    /// # use anomaly_store::{InMemoryStore, RetentionPolicy, Store};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = InMemoryStore::default();
+    /// let report = store.cleanup(&RetentionPolicy::default(), chrono::Utc::now()).await?;
+    /// assert_eq!(report.history_removed + report.anomalies_removed + report.models_removed, 0);
+    /// # Ok::<(), anomaly_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails; what was removed before the
+    /// failure stays removed.
+    async fn cleanup(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> Result<CleanupReport> {
+        self.cleanup_keys(policy, now, None).await
+    }
+
+    /// As [`cleanup`](Store::cleanup), restricted to the given keys when `keys` is `Some` (a shared database's
+    /// tenant, or a test that must not touch other rows).
+    ///
+    /// # Errors
+    /// As [`cleanup`](Store::cleanup).
+    async fn cleanup_keys(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        keys: Option<&[String]>,
+    ) -> Result<CleanupReport>;
 
     /// Inserts a query pattern, or replaces the one with the same hash (keeping the earliest `first_seen`).
     ///
@@ -184,6 +237,27 @@ macro_rules! forward_store {
                 snapshot: &[u8],
             ) -> Result<u64> {
                 (**self).save_model(key, kind, metadata, snapshot).await
+            }
+            async fn save_model_at(
+                &self,
+                key: &str,
+                kind: &str,
+                metadata: &ModelMetadata,
+                snapshot: &[u8],
+                saved_at: DateTime<Utc>,
+            ) -> Result<u64> {
+                (**self).save_model_at(key, kind, metadata, snapshot, saved_at).await
+            }
+            async fn cleanup(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> Result<CleanupReport> {
+                (**self).cleanup(policy, now).await
+            }
+            async fn cleanup_keys(
+                &self,
+                policy: &RetentionPolicy,
+                now: DateTime<Utc>,
+                keys: Option<&[String]>,
+            ) -> Result<CleanupReport> {
+                (**self).cleanup_keys(policy, now, keys).await
             }
             async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
                 (**self).load_model(key, version).await

@@ -238,6 +238,57 @@ pub struct SavedModel {
     pub snapshot: Vec<u8>,
 }
 
+/// How long each kind of record is kept; what [`Store::cleanup`](crate::Store::cleanup) enforces.
+///
+/// A record is removed when it is strictly older than its limit: one stamped exactly `now - limit` is kept. The
+/// latest version of each key's model is never removed, however old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// History records, by their timestamp (default 14 days).
+    pub history: std::time::Duration,
+    /// Detections, by `created_at` (default 90 days).
+    pub anomalies: std::time::Duration,
+    /// Model versions other than each key's latest, by `saved_at` (default 360 days).
+    pub models: std::time::Duration,
+}
+
+impl Default for RetentionPolicy {
+    /// History 14 days, anomalies 90 days, models 360 days.
+    fn default() -> Self {
+        const DAY: u64 = 24 * 60 * 60;
+        RetentionPolicy {
+            history: std::time::Duration::from_secs(14 * DAY),
+            anomalies: std::time::Duration::from_secs(90 * DAY),
+            models: std::time::Duration::from_secs(360 * DAY),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// The cut-offs at `now` for history, anomalies and models: records strictly before them go. A limit too large
+    /// to subtract keeps everything.
+    pub(crate) fn cutoffs(&self, now: DateTime<Utc>) -> [DateTime<Utc>; 3] {
+        let cut = |limit: std::time::Duration| {
+            chrono::TimeDelta::from_std(limit)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .map_or(DateTime::<Utc>::MIN_UTC, to_micros)
+        };
+        [cut(self.history), cut(self.anomalies), cut(self.models)]
+    }
+}
+
+/// What one [`Store::cleanup`](crate::Store::cleanup) removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// History records removed.
+    pub history_removed: u64,
+    /// Detections removed.
+    pub anomalies_removed: u64,
+    /// Model versions removed.
+    pub models_removed: u64,
+}
+
 /// A GraphQL query shape and what was seen of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryPattern {

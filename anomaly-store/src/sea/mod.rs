@@ -3,11 +3,11 @@
 mod entities;
 mod migration;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -20,8 +20,9 @@ use serde_json::Value;
 use crate::error::{Result, StoreError, check_key, check_source};
 use crate::store::Store;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, DataSource, HistoryRecord, ModelInfo, ModelMetadata,
-    QueryPattern, SavedModel, SourceStatus, StoredAnomaly, to_micros,
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
+    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus, StoredAnomaly,
+    to_micros,
 };
 use entities::{data_source, detection, history, model, query_pattern};
 
@@ -113,6 +114,15 @@ macro_rules! with_retries {
             }
         }
     }};
+}
+
+/// `column IN keys`, or no condition when `keys` is `None`.
+fn in_keys(column: impl ColumnTrait, keys: Option<&[String]>) -> Condition {
+    let mut cond = Condition::all();
+    if let Some(keys) = keys {
+        cond = cond.add(column.is_in(keys.iter().map(String::as_str)));
+    }
+    cond
 }
 
 fn to_i64(field: &'static str, v: u64) -> Result<i64> {
@@ -476,12 +486,13 @@ impl Store for SeaOrmStore {
         Ok(AnomalyPage::from_items(items, limit))
     }
 
-    async fn save_model(
+    async fn save_model_at(
         &self,
         key: &str,
         kind: &str,
         metadata: &ModelMetadata,
         snapshot: &[u8],
+        saved_at: DateTime<Utc>,
     ) -> Result<u64> {
         check_key("key", key)?;
         check_key("kind", kind)?;
@@ -509,7 +520,7 @@ impl Store for SeaOrmStore {
                     features: Set(features.clone()),
                     trained_at: Set(to_micros(metadata.trained_at)),
                     metrics: Set(metadata.metrics.clone()),
-                    saved_at: Set(to_micros(Utc::now())),
+                    saved_at: Set(to_micros(saved_at)),
                 })
                 .exec_without_returning(&txn)
                 .await?;
@@ -587,6 +598,92 @@ impl Store for SeaOrmStore {
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    async fn cleanup_keys(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        keys: Option<&[String]>,
+    ) -> Result<CleanupReport> {
+        if keys.is_some_and(<[String]>::is_empty) {
+            return Ok(CleanupReport::default());
+        }
+        let [history_cut, anomaly_cut, model_cut] = policy.cutoffs(now);
+
+        let history_removed = history::Entity::delete_many()
+            .filter(history::Column::Ts.lt(history_cut))
+            .filter(in_keys(history::Column::Key, keys))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("clean up history"))?
+            .rows_affected;
+        let anomalies_removed = detection::Entity::delete_many()
+            .filter(detection::Column::CreatedAt.lt(anomaly_cut))
+            .filter(in_keys(detection::Column::Key, keys))
+            .exec(&self.db)
+            .await
+            .map_err(db_err("clean up anomalies"))?
+            .rows_affected;
+        let model_scope = in_keys(model::Column::Key, keys);
+        let models_removed = with_retries!(
+            "clean up models",
+            async {
+                let txn = self.db.begin().await?;
+                // Old versions, then each of their keys' latest version: MySQL cannot delete from a table that a
+                // subquery of the same statement reads, so the latest versions are read first.
+                let old: Vec<(i64, String, i64)> = model::Entity::find()
+                    .select_only()
+                    .column(model::Column::Id)
+                    .column(model::Column::Key)
+                    .column(model::Column::Version)
+                    .filter(model::Column::SavedAt.lt(model_cut))
+                    .filter(model_scope.clone())
+                    .into_tuple()
+                    .all(&txn)
+                    .await?;
+                let old_keys: Vec<&str> = old
+                    .iter()
+                    .map(|(_, k, _)| k.as_str())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let mut latest: HashMap<String, i64> = HashMap::new();
+                for chunk in old_keys.chunks(INSERT_CHUNK) {
+                    let rows: Vec<(String, i64)> = model::Entity::find()
+                        .select_only()
+                        .column(model::Column::Key)
+                        .expr(Func::max(Expr::col(model::Column::Version)))
+                        .filter(model::Column::Key.is_in(chunk.iter().copied()))
+                        .group_by(model::Column::Key)
+                        .into_tuple()
+                        .all(&txn)
+                        .await?;
+                    latest.extend(rows);
+                }
+                let doomed: Vec<i64> = old
+                    .iter()
+                    .filter(|(_, k, v)| latest.get(k).is_some_and(|l| v < l))
+                    .map(|(id, _, _)| *id)
+                    .collect();
+                let mut removed = 0u64;
+                for chunk in doomed.chunks(INSERT_CHUNK) {
+                    removed += model::Entity::delete_many()
+                        .filter(model::Column::Id.is_in(chunk.iter().copied()))
+                        .exec(&txn)
+                        .await?
+                        .rows_affected;
+                }
+                txn.commit().await?;
+                Ok::<_, DbErr>(removed)
+            }
+            .await
+        )?;
+        Ok(CleanupReport {
+            history_removed,
+            anomalies_removed,
+            models_removed,
+        })
     }
 
     async fn upsert_query_pattern(&self, p: &QueryPattern) -> Result<()> {

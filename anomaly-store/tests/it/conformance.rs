@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::backends::MAX_HISTORY;
 
 /// A key prefix no other test, run or process uses.
-fn unique(test: &str) -> String {
+pub(crate) fn unique(test: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
     format!(
@@ -31,7 +31,7 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 14, 15, 9, 26).unwrap() + Duration::microseconds(535_897)
 }
 
-fn anomaly(key: &str, detector: &str, score: f64, created_at: DateTime<Utc>) -> Anomaly {
+pub(crate) fn anomaly(key: &str, detector: &str, score: f64, created_at: DateTime<Utc>) -> Anomaly {
     Anomaly {
         key: key.to_string(),
         detector: detector.to_string(),
@@ -47,7 +47,7 @@ fn anomaly(key: &str, detector: &str, score: f64, created_at: DateTime<Utc>) -> 
     }
 }
 
-fn metadata(records: u64) -> ModelMetadata {
+pub(crate) fn metadata(records: u64) -> ModelMetadata {
     ModelMetadata {
         records_trained_on: records,
         features: vec!["amount".into(), "country=FR".into(), "ünïcödé".into()],

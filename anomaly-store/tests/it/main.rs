@@ -3,6 +3,7 @@
 mod backends;
 mod conformance;
 mod engine_restart;
+mod retention;
 
 /// Generates one test per (backend, conformance function) pair.
 macro_rules! conformance {
@@ -11,7 +12,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    crate::conformance::$test(crate::backends::in_memory()).await;
+                    crate::$test(crate::backends::in_memory()).await;
                 }
             )*
         }
@@ -19,7 +20,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    crate::conformance::$test(crate::backends::sqlite_memory().await).await;
+                    crate::$test(crate::backends::sqlite_memory().await).await;
                 }
             )*
         }
@@ -28,7 +29,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     let (store, _dir) = crate::backends::sqlite_file().await;
-                    crate::conformance::$test(store).await;
+                    crate::$test(store).await;
                 }
             )*
         }
@@ -39,7 +40,7 @@ macro_rules! conformance {
                     let Some(store) = crate::backends::from_env("TEST_PG_URL", concat!("postgres::", stringify!($test))).await else {
                         return;
                     };
-                    crate::conformance::$test(store).await;
+                    crate::$test(store).await;
                 }
             )*
         }
@@ -50,7 +51,7 @@ macro_rules! conformance {
                     let Some(store) = crate::backends::from_env("TEST_MYSQL_URL", concat!("mariadb::", stringify!($test))).await else {
                         return;
                     };
-                    crate::conformance::$test(store).await;
+                    crate::$test(store).await;
                 }
             )*
         }
@@ -69,4 +70,31 @@ conformance!(
     overlong_key_refused,
     concurrent_writers,
     data_sources,
+    retention_cleanup,
 );
+
+use conformance::{
+    anomaly_pagination_and_filters, anomaly_round_trip, concurrent_version_race,
+    concurrent_writers, data_sources, history_round_trip_and_cap, hostile_and_unicode_strings,
+    large_snapshot, model_versions_round_trip, overlong_key_refused, query_pattern_upsert,
+};
+use retention::retention_cleanup;
+
+/// The global cleanup, on stores no other test shares.
+mod global_cleanup {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory() {
+        crate::retention::global_cleanup(crate::backends::in_memory()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_memory() {
+        crate::retention::global_cleanup(crate::backends::sqlite_memory().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_file() {
+        let (store, _dir) = crate::backends::sqlite_file().await;
+        crate::retention::global_cleanup(store).await;
+    }
+}
