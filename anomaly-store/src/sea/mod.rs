@@ -230,10 +230,18 @@ fn anomaly_from(m: detection::Model) -> Result<StoredAnomaly> {
     })
 }
 
-fn anomaly_row(a: &Anomaly) -> Result<detection::ActiveModel> {
+/// Checks a detection before it is written; returns its model version as stored.
+fn check_anomaly(a: &Anomaly) -> Result<Option<i64>> {
     check_key("key", &a.key)?;
     check_key("detector", &a.detector)?;
-    Ok(detection::ActiveModel {
+    a.model_version
+        .map(|v| to_i64("model_version", v))
+        .transpose()
+}
+
+/// The row of a detection that passed [`check_anomaly`], which gave `model_version`.
+fn anomaly_row(a: &Anomaly, model_version: Option<i64>) -> detection::ActiveModel {
+    detection::ActiveModel {
         id: NotSet,
         key: Set(a.key.clone()),
         detector: Set(a.detector.clone()),
@@ -244,12 +252,9 @@ fn anomaly_row(a: &Anomaly) -> Result<detection::ActiveModel> {
         explanation: Set(a.explanation.clone()),
         context: Set(a.context.clone()),
         config: Set(a.config.clone()),
-        model_version: Set(a
-            .model_version
-            .map(|v| to_i64("model_version", v))
-            .transpose()?),
+        model_version: Set(model_version),
         created_at: Set(to_micros(a.created_at)),
-    })
+    }
 }
 
 type InfoRow = (
@@ -414,18 +419,24 @@ impl Store for SeaOrmStore {
         if anomalies.is_empty() {
             return Ok(0);
         }
-        let rows = anomalies
+        let versions = anomalies
             .iter()
-            .map(anomaly_row)
+            .map(check_anomaly)
             .collect::<Result<Vec<_>>>()?;
         with_retries!(
             "insert anomalies",
             async {
                 let txn = self.db.begin().await?;
-                for chunk in rows.chunks(INSERT_CHUNK) {
-                    detection::Entity::insert_many(chunk.iter().cloned())
-                        .exec_without_returning(&txn)
-                        .await?;
+                // Rows are built chunk by chunk (the JSON values copied once, not kept for a retry).
+                for (chunk, versions) in anomalies
+                    .chunks(INSERT_CHUNK)
+                    .zip(versions.chunks(INSERT_CHUNK))
+                {
+                    detection::Entity::insert_many(
+                        chunk.iter().zip(versions).map(|(a, v)| anomaly_row(a, *v)),
+                    )
+                    .exec_without_returning(&txn)
+                    .await?;
                 }
                 txn.commit().await
             }
@@ -435,7 +446,7 @@ impl Store for SeaOrmStore {
     }
 
     async fn insert_anomaly(&self, anomaly: &Anomaly) -> Result<i64> {
-        let row = anomaly_row(anomaly)?;
+        let row = anomaly_row(anomaly, check_anomaly(anomaly)?);
         let r = detection::Entity::insert(row)
             .exec(&self.db)
             .await
