@@ -3,7 +3,7 @@
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::{StreamingDetector, check_observation, check_series, z_score};
+use super::{StreamingDetector, check_observation, check_series, subject, z_score};
 use crate::error::{Error, Result};
 use crate::explanation::{Attribution, Details, Explanation, Verdict, fmt_num};
 
@@ -217,11 +217,7 @@ impl StreamingDetector for Ema {
             } else {
                 "Normal"
             },
-            if x.len() == 1 {
-                format!("value {}", fmt_num(x[0]))
-            } else {
-                format!("`x{lead}` = {}", fmt_num(x[lead]))
-            },
+            subject(x, lead),
             fmt_num(zs[lead]),
             fmt_num(mean),
             fmt_num(std),

@@ -18,7 +18,7 @@ pub use streaming_forest::{StreamingIsolationForest, StreamingIsolationForestPar
 use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
-use crate::explanation::{Explanation, Verdict};
+use crate::explanation::{Explanation, Verdict, fmt_num};
 use crate::validate;
 
 /// A detector that scores and learns one observation at a time.
@@ -165,6 +165,15 @@ pub(crate) fn check_series(dims: Option<usize>, series: ArrayView2<'_, f64>) -> 
     match dims {
         Some(d) => validate::matrix_with_width(series, d),
         None => validate::matrix(series),
+    }
+}
+
+/// The subject of a rationale: "value 12" for a univariate stream, "`x2` = 12" for dimension `lead` of a vector.
+pub(crate) fn subject(x: &[f64], lead: usize) -> String {
+    if x.len() == 1 {
+        format!("value {}", fmt_num(x[0]))
+    } else {
+        format!("`x{lead}` = {}", fmt_num(x[lead]))
     }
 }
 

@@ -4,7 +4,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use super::rolling::RollingStats;
-use super::{StreamingDetector, check_observation, check_series, z_score};
+use super::{StreamingDetector, check_observation, check_series, subject, z_score};
 use crate::error::{Error, Result};
 use crate::explanation::{Attribution, Details, Explanation, ThresholdRule, Verdict, fmt_num};
 
@@ -263,11 +263,7 @@ impl StreamingDetector for MovingAverage {
             } else {
                 "Normal"
             },
-            if x.len() == 1 {
-                format!("value {}", fmt_num(x[0]))
-            } else {
-                format!("`x{lead}` = {}", fmt_num(x[lead]))
-            },
+            subject(x, lead),
             fmt_num(d.deviation),
             fmt_num(d.mean),
             self.params.window,
