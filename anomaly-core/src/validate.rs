@@ -12,10 +12,10 @@ pub(crate) fn matrix(x: ArrayView2<'_, f64>) -> Result<()> {
     if x.ncols() == 0 {
         return Err(Error::EmptyInput { what: "no columns" });
     }
-    if let Some(flat) = x.as_slice() {
-        if all_finite(flat) {
-            return Ok(());
-        }
+    if let Some(flat) = x.as_slice()
+        && all_finite(flat)
+    {
+        return Ok(());
     }
     for (row, r) in x.outer_iter().enumerate() {
         if let Some(column) = r.iter().position(|v| !v.is_finite()) {

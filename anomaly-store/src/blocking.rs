@@ -181,6 +181,18 @@ impl Persistence for BlockingStore {
             .map_err(core_err)
     }
 
+    fn append_history_many(&self, key: &str, records: &[Value]) -> anomaly_core::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<HistoryRecord> = records
+            .iter()
+            .map(|r| HistoryRecord::now(key, r.clone()))
+            .collect();
+        self.run(|s| async move { s.append_history(&records).await })
+            .map_err(core_err)
+    }
+
     fn load_history(&self, key: &str, limit: usize) -> anomaly_core::Result<Vec<Value>> {
         let (key, limit) = (key.to_string(), u64::try_from(limit).unwrap_or(u64::MAX));
         let records = self

@@ -48,6 +48,29 @@ pub enum StoreError {
         /// Why it is unreadable.
         reason: String,
     },
+    /// A [`SqlSource`](crate::SqlSource) query that is not one read-only `SELECT`.
+    #[error("refused query: {reason}; only one read-only SELECT is accepted")]
+    NotReadOnly {
+        /// What was refused.
+        reason: String,
+    },
+    /// A column of a [`SqlSource`](crate::SqlSource) result that cannot be read as asked.
+    #[error("source column `{column}`: {reason}")]
+    SourceColumn {
+        /// The column.
+        column: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// An [`AnomalyQueue`](crate::AnomalyQueue) holds as many detections as it may; the one offered was not queued.
+    #[error("the anomaly queue is full ({capacity} detections waiting for the database)")]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The [`AnomalyQueue`](crate::AnomalyQueue) is closing and accepts no more detections.
+    #[error("the anomaly queue is closed")]
+    QueueClosed,
     /// An input the store cannot hold.
     #[error("invalid {field}: {reason}")]
     InvalidInput {

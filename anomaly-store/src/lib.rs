@@ -3,14 +3,22 @@
 mod blocking;
 mod error;
 mod memory;
+mod queue;
+mod schedule;
 mod sea;
+mod source;
 mod store;
 mod types;
 
 pub use blocking::BlockingStore;
 pub use error::{MAX_KEY_CHARS, Result, StoreError};
 pub use memory::InMemoryStore;
+pub use queue::{AnomalyQueue, QueueConfig, QueueStats};
+pub use schedule::{CleanupSchedule, CleanupStatus};
 pub use sea::SeaOrmStore;
+pub use source::{
+    DEFAULT_BATCH_SIZE, SourceBatch, SourceRow, SqlSource, Watermark, check_read_only_select,
+};
 pub use store::Store;
 pub use types::{
     Anomaly, AnomalyCursor, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord,

@@ -61,6 +61,41 @@ pub struct Anomaly {
     pub created_at: DateTime<Utc>,
 }
 
+impl Anomaly {
+    /// A flagged detection (`is_anomaly`) made now, with an empty rationale and `null` explanation, context and
+    /// config, to be filled in by struct update.
+    ///
+    /// ```
+    /// use anomaly_store::Anomaly;
+    ///
+    /// let a = Anomaly {
+    ///     rationale: "`amount` far above the typical range".into(),
+    ///     ..Anomaly::flagged("orders", "isolation_forest", 0.82, 0.6)
+    /// };
+    /// assert!(a.is_anomaly);
+    /// ```
+    pub fn flagged(
+        key: impl Into<String>,
+        detector: impl Into<String>,
+        score: f64,
+        threshold: f64,
+    ) -> Self {
+        Anomaly {
+            key: key.into(),
+            detector: detector.into(),
+            score,
+            threshold,
+            is_anomaly: true,
+            rationale: String::new(),
+            explanation: Value::Null,
+            context: Value::Null,
+            config: Value::Null,
+            model_version: None,
+            created_at: to_micros(Utc::now()),
+        }
+    }
+}
+
 /// A stored [`Anomaly`] with its id (increasing in insertion order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredAnomaly {

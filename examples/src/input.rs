@@ -528,7 +528,7 @@ mod tests {
         }
         let npy = |dict: &str, data: &[u8]| {
             let mut h = dict.to_string();
-            while (h.len() + 11) % 64 != 0 {
+            while !(h.len() + 11).is_multiple_of(64) {
                 h.push(' ');
             }
             h.push('\n');

@@ -133,13 +133,13 @@ impl DriftDetector {
                 format!("must be at most the number of features ({d})"),
             ));
         }
-        if let Some(names) = &feature_names {
-            if names.len() != d {
-                return Err(Error::DimensionMismatch {
-                    expected: names.len(),
-                    got: d,
-                });
-            }
+        if let Some(names) = &feature_names
+            && names.len() != d
+        {
+            return Err(Error::DimensionMismatch {
+                expected: names.len(),
+                got: d,
+            });
         }
         if reference_scores.is_empty() {
             return Err(Error::EmptyInput {
@@ -237,7 +237,8 @@ impl DriftDetector {
         }
         self.seen += 1;
         let full = self.window_len() == window;
-        let due = full && (self.seen - window as u64) % self.params.get_check_every() as u64 == 0;
+        let due = full
+            && (self.seen - window as u64).is_multiple_of(self.params.get_check_every() as u64);
         Ok(due.then(|| self.report(&self.counts, window)))
     }
 
@@ -379,7 +380,7 @@ impl TryFrom<State> for DriftDetector {
             b.check().map_err(|e| bad(&e))?;
         }
         let len = s.ring.len() / row;
-        if s.ring.len() % row != 0
+        if !s.ring.len().is_multiple_of(row)
             || len > window
             || (len < window && s.head != 0)
             || s.head >= window

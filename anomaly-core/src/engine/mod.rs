@@ -380,16 +380,53 @@ impl Engine {
     /// training errors. Persistence failures are logged and counted, not returned: the engine carries on in memory.
     pub fn observe(&self, key: &str, record: &Value) -> Result<Outcome> {
         let state = self.state(key);
-        let outcome = self.score_state(&state, record, true)?;
+        let outcome = self.observe_state(key, &state, record)?;
+        self.persist_history(key, &state, std::slice::from_ref(record));
+        Ok(outcome)
+    }
+
+    /// [`observe`](Self::observe) for each record in order, with their history persisted in one call
+    /// ([`Persistence::append_history_many`]) rather than one per record.
+    ///
+    /// # Errors
+    /// As [`observe`](Self::observe); records before the failing one have been observed and persisted.
+    pub fn observe_many(&self, key: &str, records: &[Value]) -> Result<Vec<Outcome>> {
+        let state = self.state(key);
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut result = Ok(());
+        for record in records {
+            match self.observe_state(key, &state, record) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.persist_history(key, &state, &records[..outcomes.len()]);
+        result.map(|()| outcomes)
+    }
+
+    fn persist_history(&self, key: &str, state: &KeyState, records: &[Value]) {
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.persistence.append_history_many(key, records) {
+            state
+                .persistence_failures
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            tracing::warn!(key, error = %e, records = records.len(), "could not persist history records");
+        }
+    }
+
+    /// Scores and learns one record (everything [`observe`](Self::observe) does but persisting it).
+    fn observe_state(&self, key: &str, state: &KeyState, record: &Value) -> Result<Outcome> {
+        let outcome = self.score_state(state, record, true)?;
         let len = {
             let mut h = lock(&state.history);
             h.push(record.clone());
             h.len()
         };
-        if let Err(e) = self.persistence.append_history(key, record) {
-            state.persistence_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(key, error = %e, "could not persist a history record");
-        }
         let since = state.since_train.fetch_add(1, Ordering::AcqRel) + 1;
         let outcome = match outcome {
             Outcome::Learning { needed, .. } => Outcome::Learning { seen: len, needed },
@@ -403,17 +440,9 @@ impl Engine {
             (since >= self.params.retrain_every as u64).then_some(TrainReason::NewRecords)
         };
         if let Some(reason) = reason {
-            self.train_state(key, &state, reason)?;
+            self.train_state(key, state, reason)?;
         }
         Ok(outcome)
-    }
-
-    /// [`observe`](Self::observe) for each record in order.
-    ///
-    /// # Errors
-    /// As [`observe`](Self::observe); records before the failing one have been observed.
-    pub fn observe_many(&self, key: &str, records: &[Value]) -> Result<Vec<Outcome>> {
-        records.iter().map(|r| self.observe(key, r)).collect()
     }
 
     /// Scores `record` without learning it.
@@ -455,13 +484,12 @@ impl Engine {
                 state.anomalies.fetch_add(1, Ordering::Relaxed);
             }
             let mut drift = lock(&state.drift);
-            if let Some(d) = drift.as_mut() {
-                if let Some(report) = d.observe(buf, verdict.score)? {
-                    if report.drifted {
-                        tracing::info!(max_psi = report.max_psi, "drift detected; retraining");
-                        *lock(&state.pending_drift) = Some(report);
-                    }
-                }
+            if let Some(d) = drift.as_mut()
+                && let Some(report) = d.observe(buf, verdict.score)?
+                && report.drifted
+            {
+                tracing::info!(max_psi = report.max_psi, "drift detected; retraining");
+                *lock(&state.pending_drift) = Some(report);
             }
         }
         Ok(Outcome::Scored(verdict))

@@ -174,10 +174,10 @@ fn rationale(v: &RecordVerdict, fields: &[FieldAttribution]) -> String {
         .take(3)
         .map(|f| f.description.as_str())
         .collect();
-    if reasons.is_empty() {
-        if let Some(f) = fields.first().filter(|f| f.contribution > 0.0) {
-            reasons.push(f.description.as_str());
-        }
+    if reasons.is_empty()
+        && let Some(f) = fields.first().filter(|f| f.contribution > 0.0)
+    {
+        reasons.push(f.description.as_str());
     }
     reasons.extend(new_fields);
     format!(

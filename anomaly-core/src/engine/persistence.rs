@@ -47,6 +47,15 @@ pub trait Persistence: Send + Sync {
     /// [`Error::Persistence`] when storage fails.
     fn append_history(&self, key: &str, record: &Value) -> Result<()>;
 
+    /// Appends records to a key's history, in order. The default appends them one by one; a store that can
+    /// write them in one transaction should (one commit instead of one per record).
+    ///
+    /// # Errors
+    /// [`Error::Persistence`] when storage fails; records before the failing one may have been appended.
+    fn append_history_many(&self, key: &str, records: &[Value]) -> Result<()> {
+        records.iter().try_for_each(|r| self.append_history(key, r))
+    }
+
     /// The most recent `limit` records of a key's history, oldest first.
     ///
     /// # Errors

@@ -63,13 +63,13 @@ impl IsolationForest {
         params.validate()?;
         validate::matrix(x)?;
         let (n, d) = x.dim();
-        if let Some(names) = &params.feature_names {
-            if names.len() != d {
-                return Err(Error::DimensionMismatch {
-                    expected: names.len(),
-                    got: d,
-                });
-            }
+        if let Some(names) = &params.feature_names
+            && names.len() != d
+        {
+            return Err(Error::DimensionMismatch {
+                expected: names.len(),
+                got: d,
+            });
         }
         if n < 2 {
             return Err(Error::NotEnoughSamples { needed: 2, got: n });
@@ -412,10 +412,10 @@ impl IsolationForest {
         if self.typical.len() != self.n_features {
             return Err("typical ranges do not match the number of features".into());
         }
-        if let Some(names) = &self.params.feature_names {
-            if names.len() != self.n_features {
-                return Err("feature names do not match the number of features".into());
-            }
+        if let Some(names) = &self.params.feature_names
+            && names.len() != self.n_features
+        {
+            return Err("feature names do not match the number of features".into());
         }
         if !self.offset.is_finite() {
             return Err("non-finite offset".into());

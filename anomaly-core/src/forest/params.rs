@@ -186,13 +186,13 @@ impl IsolationForestParams {
             }
             _ => {}
         }
-        if let Contamination::Fraction(c) = self.contamination {
-            if !(c > 0.0 && c <= 0.5) {
-                return Err(Error::invalid(
-                    "contamination",
-                    format!("{c} is not in (0, 0.5]"),
-                ));
-            }
+        if let Contamination::Fraction(c) = self.contamination
+            && !(c > 0.0 && c <= 0.5)
+        {
+            return Err(Error::invalid(
+                "contamination",
+                format!("{c} is not in (0, 0.5]"),
+            ));
         }
         match self.max_features {
             MaxFeatures::Count(0) => {

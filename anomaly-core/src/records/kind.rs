@@ -88,17 +88,16 @@ pub fn interpret<'a>(leaf: &Leaf<'a>) -> Typed<'a> {
 pub fn interpret_str(s: &str) -> Typed<'_> {
     let t = s.trim();
     if let Some(first) = t.as_bytes().first() {
-        if first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.') {
-            if let Ok(v) = t.parse::<f64>() {
-                if v.is_finite() {
-                    return Typed::Number(v);
-                }
-            }
+        if (first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.'))
+            && let Ok(v) = t.parse::<f64>()
+            && v.is_finite()
+        {
+            return Typed::Number(v);
         }
-        if (8..=40).contains(&t.len()) {
-            if let Some(m) = parse_moment(t) {
-                return Typed::DateTime(m);
-            }
+        if (8..=40).contains(&t.len())
+            && let Some(m) = parse_moment(t)
+        {
+            return Typed::DateTime(m);
         }
     }
     Typed::Category(s)

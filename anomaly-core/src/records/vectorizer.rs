@@ -706,15 +706,15 @@ impl Vectorizer {
                 f.presence >= 0.9,
             );
         };
-        if let Some((_, learned, got)) = notes.type_changes.iter().find(|(path, _, _)| path == p) {
-            if *learned != FieldKind::Category {
-                let text = format!(
-                    "`{p}` = {value} is {} where {} was learnt",
-                    kind_phrase(*got),
-                    kind_phrase(*learned)
-                );
-                return (text, true);
-            }
+        if let Some((_, learned, got)) = notes.type_changes.iter().find(|(path, _, _)| path == p)
+            && *learned != FieldKind::Category
+        {
+            let text = format!(
+                "`{p}` = {value} is {} where {} was learnt",
+                kind_phrase(*got),
+                kind_phrase(*learned)
+            );
+            return (text, true);
         }
         match f.kind {
             FieldKind::Category => {

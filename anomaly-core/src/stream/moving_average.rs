@@ -67,10 +67,10 @@ impl MovingAverageParams {
         if !(self.threshold.is_finite() && self.threshold > 0.0) {
             return Err(Error::invalid("threshold", "must be finite and positive"));
         }
-        if let Some(k) = self.sigma {
-            if !(k.is_finite() && k > 0.0) {
-                return Err(Error::invalid("sigma", "must be finite and positive"));
-            }
+        if let Some(k) = self.sigma
+            && !(k.is_finite() && k > 0.0)
+        {
+            return Err(Error::invalid("sigma", "must be finite and positive"));
         }
         Ok(MovingAverage {
             params: self,

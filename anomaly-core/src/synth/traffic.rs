@@ -162,13 +162,12 @@ impl<'a> ServiceTraffic<'a> {
                 share,
                 ..
             } = incident
+                && d.rare < *share
             {
-                if d.rare < *share {
-                    match field {
-                        RareField::Endpoint => endpoint.clone_from(value),
-                        RareField::Region => region.clone_from(value),
-                        RareField::UserAgent => user_agent.clone_from(value),
-                    }
+                match field {
+                    RareField::Endpoint => endpoint.clone_from(value),
+                    RareField::Region => region.clone_from(value),
+                    RareField::UserAgent => user_agent.clone_from(value),
                 }
             }
         }

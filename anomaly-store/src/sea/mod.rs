@@ -1,7 +1,9 @@
 //! [`SeaOrmStore`]: the store on SQLite, PostgreSQL or MySQL/MariaDB, through sea-orm.
 
+mod bulk;
 mod entities;
 mod migration;
+mod nul;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::types::{
     to_micros,
 };
 use entities::{data_source, detection, history, model, query_pattern};
+use nul::NulCheck;
 
 /// Rows per multi-row `INSERT` (12 columns × 1,000 stays under every backend's limit of bound parameters).
 const INSERT_CHUNK: usize = 1_000;
@@ -153,12 +156,32 @@ impl SeaOrmStore {
     /// [`StoreError::UnsupportedUrl`] for another scheme, [`StoreError::Connect`] when the database does not
     /// answer, [`StoreError::Migration`] when the schema cannot be created.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_timeout(url, Duration::from_secs(30)).await
+    }
+
+    /// As [`connect`](SeaOrmStore::connect), with how long connecting, and later waiting for a pooled connection,
+    /// may take before an operation fails (30 s for [`connect`](SeaOrmStore::connect)). A short timeout suits a
+    /// caller that retries by itself, such as [`AnomalyQueue`](crate::AnomalyQueue).
+    ///
+    /// # Errors
+    /// As [`connect`](SeaOrmStore::connect).
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self> {
         let backend = backend_of(url)?;
         let mut options = ConnectOptions::new(url.to_string());
         options
             .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(30));
+            .connect_timeout(timeout)
+            .acquire_timeout(timeout);
+        if backend == "sqlite" && !url.contains(":memory:") && !url.contains("mode=memory") {
+            // A write-ahead log instead of the rollback journal: a commit appends the new pages once instead of
+            // copying every page it changes to the journal first, and readers no longer block the writer. With
+            // `synchronous` left at FULL, a commit is still on disk when it returns. A 64 MiB page cache keeps
+            // the indexes of a busy detections table in memory.
+            options.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .pragma("cache_size", "-65536")
+            });
+        }
         let db = Database::connect(options)
             .await
             .map_err(|e| StoreError::Connect {
@@ -183,6 +206,12 @@ impl SeaOrmStore {
     /// `sqlite`, `postgres` or `mysql`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    fn nul_check(&self) -> NulCheck {
+        NulCheck {
+            active: self.backend == "postgres",
+        }
     }
 
     /// Creates or upgrades the schema (done by [`connect`](SeaOrmStore::connect); idempotent).
@@ -231,9 +260,15 @@ fn anomaly_from(m: detection::Model) -> Result<StoredAnomaly> {
 }
 
 /// Checks a detection before it is written; returns its model version as stored.
-fn check_anomaly(a: &Anomaly) -> Result<Option<i64>> {
+fn check_anomaly(a: &Anomaly, nul: NulCheck) -> Result<Option<i64>> {
     check_key("key", &a.key)?;
     check_key("detector", &a.detector)?;
+    nul.text("key", &a.key)?;
+    nul.text("detector", &a.detector)?;
+    nul.text("rationale", &a.rationale)?;
+    nul.json("explanation", &a.explanation)?;
+    nul.json("context", &a.context)?;
+    nul.json("config", &a.config)?;
     a.model_version
         .map(|v| to_i64("model_version", v))
         .transpose()
@@ -342,8 +377,11 @@ impl Store for SeaOrmStore {
         if records.is_empty() {
             return Ok(());
         }
+        let nul = self.nul_check();
         for r in records {
             check_key("key", &r.key)?;
+            nul.text("key", &r.key)?;
+            nul.json("payload", &r.payload)?;
         }
         let keys: BTreeSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
         let max_history = self.max_history;
@@ -421,8 +459,16 @@ impl Store for SeaOrmStore {
         }
         let versions = anomalies
             .iter()
-            .map(check_anomaly)
+            .map(|a| check_anomaly(a, self.nul_check()))
             .collect::<Result<Vec<_>>>()?;
+        if self.backend == "sqlite" {
+            let pool = self.db.get_sqlite_connection_pool();
+            with_retries!(
+                "insert anomalies",
+                bulk::insert_anomalies(pool, anomalies, &versions).await
+            )?;
+            return Ok(anomalies.len() as u64);
+        }
         with_retries!(
             "insert anomalies",
             async {
@@ -446,7 +492,7 @@ impl Store for SeaOrmStore {
     }
 
     async fn insert_anomaly(&self, anomaly: &Anomaly) -> Result<i64> {
-        let row = anomaly_row(anomaly, check_anomaly(anomaly)?);
+        let row = anomaly_row(anomaly, check_anomaly(anomaly, self.nul_check())?);
         let r = detection::Entity::insert(row)
             .exec(&self.db)
             .await
@@ -507,6 +553,13 @@ impl Store for SeaOrmStore {
     ) -> Result<u64> {
         check_key("key", key)?;
         check_key("kind", kind)?;
+        let nul = self.nul_check();
+        nul.text("key", key)?;
+        nul.text("kind", kind)?;
+        for f in &metadata.features {
+            nul.text("features", f)?;
+        }
+        nul.json("metrics", &metadata.metrics)?;
         let records = to_i64("records_trained_on", metadata.records_trained_on)?;
         let features = serde_json::to_value(&metadata.features).unwrap_or(Value::Null);
         let version: i64 = with_retries!(
@@ -702,6 +755,12 @@ impl Store for SeaOrmStore {
         if let Some(role) = &p.role {
             check_key("role", role)?;
         }
+        let nul = self.nul_check();
+        nul.text("query_hash", &p.query_hash)?;
+        nul.text("text", &p.text)?;
+        nul.opt_text("operation_name", p.operation_name.as_deref())?;
+        nul.opt_text("role", p.role.as_deref())?;
+        nul.json("variables", &p.variables)?;
         let count = to_i64("count", p.count)?;
         let anomaly_count = to_i64("anomaly_count", p.anomaly_count)?;
         with_retries!(
@@ -755,6 +814,20 @@ impl Store for SeaOrmStore {
 
     async fn upsert_data_source(&self, src: &DataSource) -> Result<()> {
         check_source(src)?;
+        let nul = self.nul_check();
+        for (field, value) in [
+            ("name", &src.name),
+            ("url", &src.url),
+            ("query", &src.query),
+            ("timestamp_column", &src.timestamp_column),
+        ] {
+            nul.text(field, value)?;
+        }
+        for c in &src.series_columns {
+            nul.text("series_columns", c)?;
+        }
+        nul.opt_text("last_error", src.last_error.as_deref())?;
+        nul.json("watermark", &src.watermark)?;
         let interval = to_i64("poll_interval_seconds", src.poll_interval_seconds)?;
         let series = serde_json::to_value(&src.series_columns).unwrap_or(Value::Null);
         with_retries!(
@@ -823,6 +896,9 @@ impl Store for SeaOrmStore {
         status: SourceStatus,
         last_error: Option<&str>,
     ) -> Result<bool> {
+        let nul = self.nul_check();
+        nul.json("watermark", watermark)?;
+        nul.opt_text("last_error", last_error)?;
         let r = data_source::Entity::update_many()
             .col_expr(
                 data_source::Column::Watermark,

@@ -28,6 +28,16 @@ pub(crate) async fn sqlite_file() -> (Arc<dyn Store>, tempfile::TempDir) {
     (Arc::new(store.with_max_history(MAX_HISTORY)), dir)
 }
 
+/// The URL in `var`, or `None` (and a loud line) when the variable is unset.
+#[allow(clippy::print_stderr)]
+pub(crate) fn url_from_env(var: &str, test: &str) -> Option<String> {
+    let url = std::env::var(var).ok();
+    if url.is_none() {
+        eprintln!("SKIPPED {test}: no database server (set {var})");
+    }
+    url
+}
+
 /// The store at the URL in `var`, or `None` (and a loud line) when the variable is unset.
 #[allow(clippy::print_stderr)]
 pub(crate) async fn from_env(var: &str, test: &str) -> Option<Arc<dyn Store>> {

@@ -402,6 +402,48 @@ pub(crate) async fn hostile_and_unicode_strings(s: Arc<dyn Store>) {
     }
 }
 
+/// A NUL character (U+0000) either round-trips exactly or, where the database cannot hold it (PostgreSQL), is
+/// refused as invalid input naming the field, before anything is written: never a database error, never a
+/// silently altered value.
+pub(crate) async fn nul_characters(s: Arc<dyn Store>) {
+    let key = unique("nul");
+    let refused = |e: &StoreError| matches!(e, StoreError::InvalidInput { reason, .. } if reason.contains("NUL"));
+    let payload = json!({"line": "a\u{0}b", "k\u{0}": 1});
+    match s
+        .append_history(&[HistoryRecord {
+            key: key.clone(),
+            payload: payload.clone(),
+            timestamp: t0(),
+        }])
+        .await
+    {
+        Ok(()) => assert_eq!(s.load_history(&key, 10).await.unwrap()[0].payload, payload),
+        Err(e) => assert!(refused(&e), "{e:?}"),
+    }
+    let mut a = anomaly(&key, "nul", 0.9, t0());
+    a.rationale = "before\u{0}after".into();
+    let good = anomaly(&key, "nul", 0.8, t0());
+    match s.insert_anomalies(&[good.clone(), a.clone()]).await {
+        Ok(2) => {
+            let page = s
+                .query_anomalies(&AnomalyQuery::new().key(&key))
+                .await
+                .unwrap();
+            assert!(page.items.iter().any(|i| i.anomaly == a));
+        }
+        Ok(n) => panic!("{n} of 2 stored"),
+        Err(e) => {
+            assert!(refused(&e), "{e:?}");
+            // All or none: the valid detection of the batch was not written either.
+            let page = s
+                .query_anomalies(&AnomalyQuery::new().key(&key))
+                .await
+                .unwrap();
+            assert!(page.items.is_empty());
+        }
+    }
+}
+
 pub(crate) async fn overlong_key_refused(s: Arc<dyn Store>) {
     let long = "k".repeat(MAX_KEY_CHARS + 1);
     let fits = "é".repeat(MAX_KEY_CHARS); // characters, not bytes

@@ -14,7 +14,7 @@ fn params() -> EngineParams {
 
 fn order(i: usize) -> serde_json::Value {
     let country = ["FR", "DE"][i % 2];
-    json!({"amount": 100 + i % 20, "country": country, "express": i % 3 == 0})
+    json!({"amount": 100 + i % 20, "country": country, "express": i.is_multiple_of(3)})
 }
 
 #[test]

@@ -3,7 +3,9 @@
 mod backends;
 mod conformance;
 mod engine_restart;
+mod outage;
 mod retention;
+mod source;
 
 /// Generates one test per (backend, conformance function) pair.
 macro_rules! conformance {
@@ -68,6 +70,7 @@ conformance!(
     query_pattern_upsert,
     hostile_and_unicode_strings,
     overlong_key_refused,
+    nul_characters,
     concurrent_writers,
     data_sources,
     retention_cleanup,
@@ -76,7 +79,8 @@ conformance!(
 use conformance::{
     anomaly_pagination_and_filters, anomaly_round_trip, concurrent_version_race,
     concurrent_writers, data_sources, history_round_trip_and_cap, hostile_and_unicode_strings,
-    large_snapshot, model_versions_round_trip, overlong_key_refused, query_pattern_upsert,
+    large_snapshot, model_versions_round_trip, nul_characters, overlong_key_refused,
+    query_pattern_upsert,
 };
 use retention::retention_cleanup;
 
@@ -98,3 +102,46 @@ mod global_cleanup {
         crate::retention::global_cleanup(store).await;
     }
 }
+
+/// Generates one test per (database, source function) pair: `SqlSource` reads real databases, never the
+/// in-memory store.
+macro_rules! source_suite {
+    ($($test:ident),* $(,)?) => {
+        mod source_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    crate::source::$test(crate::source::sqlite_fixture().await).await;
+                }
+            )*
+        }
+        mod source_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(fx) = crate::source::server_fixture("TEST_PG_URL", concat!("source_postgres::", stringify!($test))).await else {
+                        return;
+                    };
+                    crate::source::$test(fx).await;
+                }
+            )*
+        }
+        mod source_mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(fx) = crate::source::server_fixture("TEST_MYSQL_URL", concat!("source_mariadb::", stringify!($test))).await else {
+                        return;
+                    };
+                    crate::source::$test(fx).await;
+                }
+            )*
+        }
+    };
+}
+
+source_suite!(
+    watermark_reads_every_row_once,
+    writes_are_refused,
+    read_only_session_stops_writing_functions,
+);

@@ -255,3 +255,38 @@ pub(crate) async fn global_cleanup(s: Arc<dyn Store>) {
         .unwrap();
     assert!(id > max_id);
 }
+
+/// The schedule removes what the policy says, on its own, and keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_schedule_removes_old_rows() {
+    use anomaly_store::{Anomaly, CleanupSchedule, InMemoryStore, RetentionPolicy, Store};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let store = Arc::new(InMemoryStore::default());
+    let old = Anomaly {
+        created_at: chrono::Utc::now() - chrono::Duration::days(91),
+        ..Anomaly::flagged("k", "d", 1.0, 0.5)
+    };
+    store.insert_anomaly(&old).await.unwrap();
+    store
+        .insert_anomaly(&Anomaly::flagged("k", "d", 1.0, 0.5))
+        .await
+        .unwrap();
+    let schedule = CleanupSchedule::start(
+        store.clone(),
+        RetentionPolicy::default(),
+        Duration::from_millis(20),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = schedule.status();
+    assert!(status.runs >= 2, "{status:?}");
+    assert_eq!(status.removed.anomalies_removed, 1);
+    assert_eq!((status.failures, status.last_error), (0, None));
+    schedule.stop();
+    let left = store
+        .query_anomalies(&anomaly_store::AnomalyQuery::new().key("k"))
+        .await
+        .unwrap();
+    assert_eq!(left.items.len(), 1);
+}

@@ -1,0 +1,87 @@
+//! [`FallbackChain`]: try providers in order until one gives a valid answer.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tracing::warn;
+
+use crate::error::{LlmError, ProviderFailure, Result};
+use crate::provider::Provider;
+use crate::request::{CompletionRequest, CompletionResponse};
+
+/// Providers tried in order (for example Claude → a local server → offline rules). Each link's answer is
+/// validated against the request's schema (with its one repair attempt) before it is accepted; any failure —
+/// outage, rate limit after retries, refusal, truncation, invalid JSON — moves on to the next link. The answer
+/// names the providers that failed before it in [`fallback_from`](CompletionResponse::fallback_from).
+///
+/// ```
+/// use std::sync::Arc;
+/// use anomaly_llm::{FallbackChain, OfflineProvider, Provider};
+///
+/// let chain = FallbackChain::new(vec![Arc::new(OfflineProvider::new()) as Arc<dyn Provider>]);
+/// assert_eq!(chain.names(), ["offline"]);
+/// ```
+#[derive(Clone)]
+pub struct FallbackChain {
+    links: Vec<Arc<dyn Provider>>,
+    name: String,
+}
+
+impl std::fmt::Debug for FallbackChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackChain")
+            .field("links", &self.names())
+            .finish()
+    }
+}
+
+impl FallbackChain {
+    /// A chain of `links`, tried in order.
+    pub fn new(links: Vec<Arc<dyn Provider>>) -> Self {
+        let name = links.iter().map(|l| l.name()).collect::<Vec<_>>().join("→");
+        FallbackChain { links, name }
+    }
+
+    /// The links' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.links.iter().map(|l| l.name()).collect()
+    }
+
+    /// The links.
+    pub fn links(&self) -> &[Arc<dyn Provider>] {
+        &self.links
+    }
+}
+
+#[async_trait]
+impl Provider for FallbackChain {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Errors
+    /// [`LlmError::AllFailed`] with every link's error when none answered (also for an empty chain).
+    async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
+        let mut failures = Vec::new();
+        for link in &self.links {
+            match link.complete_validated(request).await {
+                Ok(mut response) => {
+                    response.fallback_from = failures
+                        .iter()
+                        .map(|f: &ProviderFailure| f.provider.clone())
+                        .chain(std::mem::take(&mut response.fallback_from))
+                        .collect();
+                    return Ok(response);
+                }
+                Err(error) => {
+                    warn!(provider = link.name(), error = %error, "provider failed; falling back");
+                    failures.push(ProviderFailure {
+                        provider: link.name().to_string(),
+                        error: Box::new(error),
+                    });
+                }
+            }
+        }
+        Err(LlmError::AllFailed { failures })
+    }
+}

@@ -1,0 +1,352 @@
+"""``IsolationForest``: scikit-learn's estimator API over the native forest.
+
+This module only adapts: it reads X as scikit-learn does (dtype, feature names), turns ``random_state`` into a seed
+and forwards to ``anomaly._native._IsolationForest``, which converts the parameters to the core's and fits, scores
+and explains there with the GIL released. The defaults in the signature are the core's, read from the native module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from .exceptions import (
+    DimensionMismatchError,
+    EmptyInputError,
+    InvalidInputError,
+    InvalidParameterError,
+    NotFittedError,
+)
+
+try:
+    from sklearn.base import BaseEstimator, OutlierMixin
+    from sklearn.utils.validation import _check_feature_names, check_array
+
+    HAVE_SKLEARN = True
+except ImportError:  # scikit-learn is optional: the estimator then carries a minimal get/set_params of its own.
+    HAVE_SKLEARN = False
+
+    class BaseEstimator:  # type: ignore[no-redef]
+        """The parts of scikit-learn's BaseEstimator the estimator relies on."""
+
+        @classmethod
+        def _get_param_names(cls) -> list[str]:
+            sig = inspect.signature(cls.__init__)
+            return sorted(p.name for p in sig.parameters.values() if p.name != "self")
+
+        def get_params(self, deep: bool = True) -> dict[str, Any]:
+            return {name: getattr(self, name) for name in self._get_param_names()}
+
+        def set_params(self, **params: Any) -> BaseEstimator:
+            valid = self._get_param_names()
+            for key, value in params.items():
+                if key not in valid:
+                    raise ValueError(f"Invalid parameter {key!r} for estimator {self!r}. Valid parameters are: {valid!r}.")
+                setattr(self, key, value)
+            return self
+
+        def __repr__(self) -> str:
+            sig = inspect.signature(type(self).__init__)
+            changed = [
+                f"{name}={getattr(self, name)!r}"
+                for name, p in sig.parameters.items()
+                if name != "self" and getattr(self, name) is not p.default
+            ]
+            return f"{type(self).__name__}({', '.join(changed)})"
+
+    class OutlierMixin:  # type: ignore[no-redef]
+        """scikit-learn's OutlierMixin: fit_predict."""
+
+        def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
+            return self.fit(X, **kwargs).predict(X)
+
+
+def _from_core(value: Any) -> Any:
+    """A core setting (``"auto"``, ``"all"``, ``{"count": n}``, ``{"fraction": f}``) in scikit-learn's spelling."""
+    if value == "all":
+        return 1.0
+    if isinstance(value, dict):
+        ((_, v),) = value.items()
+        return v
+    return value
+
+
+_CORE = _native.isolation_forest_defaults()
+_MAX_INT = np.iinfo(np.int32).max
+
+
+def _seed(random_state: Any) -> int:
+    """The core seed: an int is used as is (``random_state=0`` is the core's seed 0), None draws from numpy's global
+    generator and a ``RandomState`` / ``Generator`` draws from itself, as scikit-learn derives its trees' seeds."""
+    if random_state is None:
+        return int(np.random.mtrand._rand.randint(_MAX_INT))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise InvalidParameterError(f"random_state must be a non-negative int, got {random_state}")
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(_MAX_INT))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(_MAX_INT))
+    raise InvalidParameterError(
+        f"random_state must be None, an int, a numpy RandomState or Generator, got {type(random_state).__name__}"
+    )
+
+
+def _feature_names(X: Any) -> np.ndarray | None:
+    columns = getattr(X, "columns", None)
+    if columns is None:
+        return None
+    names = np.asarray(columns, dtype=object)
+    if len(names) and all(isinstance(n, str) for n in names):
+        return names
+    return None
+
+
+def _as_matrix(X: Any) -> np.ndarray:
+    """X as a C-contiguous float64 matrix, without scikit-learn (no copy when it already is one)."""
+    try:
+        arr = np.asarray(X)
+        if arr.dtype.kind == "c":
+            raise InvalidInputError("Complex data not supported")
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
+    except ValueError as e:
+        if isinstance(e, InvalidInputError):
+            raise
+        raise InvalidInputError(str(e)) from e
+    if arr.ndim != 2:
+        raise InvalidInputError(f"Expected a 2-D array (rows x features), got {arr.ndim} dimension(s)")
+    return arr
+
+
+class IsolationForest(OutlierMixin, BaseEstimator):
+    """Isolation forest with scikit-learn's API and sign conventions, fitted and scored by the Rust core.
+
+    Parameters, methods and attributes are scikit-learn's ``sklearn.ensemble.IsolationForest``'s:
+    ``score_samples`` is the opposite of the anomaly score (lower is more anomalous), ``decision_function`` is
+    ``score_samples - offset_`` (negative for anomalies) and ``predict`` gives -1 for anomalies, +1 for inliers.
+    The trees stay native, so there is no ``estimators_`` list. Differences:
+
+    * ``random_state``: an int is the core's seed directly; results are reproducible for an int and independent of
+      ``n_jobs``, but not equal to scikit-learn's trees (the core has its own random generator).
+    * ``n_jobs``: ``None`` (the default) and -1 use every core; k uses k threads; -k all but k - 1. It is read at
+      ``fit``, and the fitted forest scores with the same setting.
+    * ``fit(sample_weight=...)`` is not supported and raises ``NotImplementedError``.
+    * ``explain(X)`` returns one ``Explanation`` per row (per-feature attributions and a rationale).
+    * ``verbose`` is accepted and ignored.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = _CORE["n_estimators"],
+        max_samples: Any = _from_core(_CORE["max_samples"]),
+        contamination: Any = _from_core(_CORE["contamination"]),
+        max_features: Any = _from_core(_CORE["max_features"]),
+        bootstrap: bool = _CORE["bootstrap"],
+        n_jobs: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.contamination = contamination
+        self.max_features = max_features
+        self.bootstrap = bootstrap
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # -- fitting -----------------------------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> IsolationForest:
+        """Fits the forest on X (rows are samples); ``y`` is ignored.
+
+        Raises ``InvalidInputError`` subclasses for NaN/inf, empty input, fewer than two rows or values that are not
+        numbers, ``InvalidParameterError`` for a bad parameter and ``NotImplementedError`` for ``sample_weight``.
+        """
+        if sample_weight is not None:
+            raise NotImplementedError(
+                "anomaly.IsolationForest does not support sample_weight: the core grows unweighted trees"
+            )
+        X = self._validate(X, reset=True)
+        model = getattr(self, "_model", None)
+        if self.warm_start and model is not None:
+            more = self.n_estimators - model.n_estimators
+            if more < 0:
+                raise InvalidParameterError(
+                    f"n_estimators={self.n_estimators} must be larger or equal to the number of trees "
+                    f"({model.n_estimators}) when warm_start==True"
+                )
+            if more == 0:
+                warnings.warn(
+                    "Warm-start fitting without increasing n_estimators does not fit new trees.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                return self
+            self._set_model(model.grow(X, more))
+            return self
+        names = getattr(self, "feature_names_in_", None)
+        try:
+            model = _native._IsolationForest.fit(
+                X,
+                n_estimators=self.n_estimators,
+                max_samples=self.max_samples,
+                contamination=self.contamination,
+                max_features=self.max_features,
+                bootstrap=bool(self.bootstrap),
+                seed=_seed(self.random_state),
+                n_jobs=self.n_jobs,
+                feature_names=None if names is None else [str(n) for n in names],
+            )
+        except EmptyInputError as e:
+            # The core decides; the message is reworded in scikit-learn's terms, which its checks look for.
+            what = "feature(s)" if X.shape[1] == 0 else "sample(s)"
+            err = EmptyInputError(
+                f"Found array with 0 {what} (shape={X.shape}) while a minimum of 1 is required by "
+                f"{type(self).__name__} ({e})"
+            )
+            err.what = e.what
+            raise err from e
+        self._set_model(model)
+        return self
+
+    def _set_model(self, model: _native._IsolationForest) -> None:
+        self._model = model
+        self.offset_ = model.offset
+        self.n_features_in_ = model.n_features
+        self.max_samples_ = model.max_samples
+
+    # -- scoring -----------------------------------------------------------------------------------------------
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Opposite of the anomaly score of each row, in [-1, 0): the lower, the more anomalous."""
+        return self._fitted().score_samples(self._validate(X, reset=False))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for anomalies, positive for inliers."""
+        return self._fitted().decision_function(self._validate(X, reset=False))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """-1 for anomalies, +1 for inliers."""
+        return self._fitted().predict(self._validate(X, reset=False)).astype(np.int64, copy=False)
+
+    def explain(self, X: Any) -> list[_native.Explanation]:
+        """One explanation per row: the core's score (higher is more anomalous), threshold, verdict, per-feature
+        attributions (most important first) and a one-sentence rationale."""
+        return self._fitted().explain(self._validate(X, reset=False))
+
+    # -- snapshots and pickling ----------------------------------------------------------------------------------
+
+    def to_snapshot_bytes(self) -> bytes:
+        """The fitted forest as the core's versioned snapshot (``IsolationForest::from_snapshot_bytes`` in Rust)."""
+        return self._fitted().to_snapshot_bytes()
+
+    @classmethod
+    def from_snapshot_bytes(cls, data: bytes) -> IsolationForest:
+        """A fitted estimator from snapshot bytes written by ``to_snapshot_bytes`` or by Rust."""
+        model = _native._IsolationForest.from_snapshot_bytes(data)
+        p = model.params
+        est = cls(
+            n_estimators=model.n_estimators,
+            max_samples=_from_core(p["max_samples"]),
+            contamination=_from_core(p["contamination"]),
+            max_features=_from_core(p["max_features"]),
+            bootstrap=p["bootstrap"],
+            n_jobs=p["n_threads"],
+            random_state=p["seed"],
+        )
+        if model.feature_names is not None:
+            est.feature_names_in_ = np.asarray(model.feature_names, dtype=object)
+        est._set_model(model)
+        return est
+
+    def __getstate__(self) -> dict[str, Any]:
+        # object.__getstate__ may return the instance's own __dict__: copy before removing the native model.
+        state = dict(super().__getstate__() if HAVE_SKLEARN else self.__dict__)
+        model = state.pop("_model", None)
+        if model is not None:
+            state["_snapshot"] = model.to_snapshot_bytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        snapshot = state.pop("_snapshot", None)
+        if snapshot is not None:
+            state["_model"] = _native._IsolationForest.from_snapshot_bytes(snapshot)
+        if HAVE_SKLEARN:
+            super().__setstate__(state)
+        else:
+            self.__dict__.update(state)
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "_model", None) is not None
+
+    def _fitted(self) -> _native._IsolationForest:
+        model = getattr(self, "_model", None)
+        if model is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments "
+                "before using this estimator."
+            )
+        return model
+
+    def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
+        """X as a C-contiguous float64 matrix, feature names checked (and recorded when ``reset``)."""
+        if not reset:
+            self._fitted()
+        fast = (
+            type(X) is np.ndarray
+            and X.dtype == np.float64
+            and X.ndim == 2
+            and X.flags.c_contiguous
+            and getattr(self, "feature_names_in_", None) is None
+        )
+        if not fast:
+            if HAVE_SKLEARN:
+                _check_feature_names(self, X, reset=reset)
+                try:
+                    # NaN and emptiness are left to the core, which reports them with its own exceptions.
+                    X = check_array(
+                        X,
+                        dtype=np.float64,
+                        order="C",
+                        ensure_all_finite=False,
+                        ensure_min_samples=0,
+                        ensure_min_features=0,
+                        estimator=self,
+                    )
+                except ValueError as e:
+                    raise InvalidInputError(str(e)) from e
+            else:
+                names = _feature_names(X)
+                if reset:
+                    if names is None:
+                        self.__dict__.pop("feature_names_in_", None)
+                    else:
+                        self.feature_names_in_ = names
+                else:
+                    fitted = getattr(self, "feature_names_in_", None)
+                    if fitted is not None and names is not None and list(names) != list(fitted):
+                        raise InvalidInputError(
+                            "The feature names should match those that were passed during fit."
+                        )
+                X = _as_matrix(X)
+        if not reset and X.shape[1] != self.n_features_in_:
+            err = DimensionMismatchError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                "features as input."
+            )
+            err.expected, err.got = self.n_features_in_, X.shape[1]
+            raise err
+        return X

@@ -1,0 +1,167 @@
+//! Conversions at the boundary: numpy arrays in, JSON-like values both ways.
+
+use ndarray::ArrayView2;
+use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::Value;
+
+use crate::errors::named;
+
+/// A 2-D float64 matrix read from Python: the caller's own buffer when it is a C-contiguous float64 array, a
+/// converted copy (`numpy.ascontiguousarray(x, dtype=float64)`) otherwise.
+pub(crate) struct Matrix<'py>(PyReadonlyArray2<'py, f64>);
+
+impl<'py> Matrix<'py> {
+    /// Reads `x`; raises `InvalidInputError` when it is not 2-D or cannot be converted to float64.
+    pub(crate) fn extract(x: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = x.py();
+        if let Ok(a) = x.cast::<PyArray2<f64>>()
+            && a.is_c_contiguous()
+        {
+            return Ok(Matrix(a.readonly()));
+        }
+        let numpy = py.import("numpy")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("dtype", numpy.getattr("float64")?)?;
+        let converted = numpy
+            .call_method("ascontiguousarray", (x,), Some(&kwargs))
+            .map_err(|e| {
+                let err = named(
+                    py,
+                    "InvalidInputError",
+                    format!("cannot read X as float64: {e}"),
+                );
+                err.set_cause(py, Some(e));
+                err
+            })?;
+        let ndim: usize = converted.getattr("ndim")?.extract()?;
+        if ndim != 2 {
+            return Err(named(
+                py,
+                "InvalidInputError",
+                format!("expected a 2-D array (rows × features), got {ndim} dimension(s)"),
+            ));
+        }
+        let a = converted
+            .cast_into::<PyArray2<f64>>()
+            .map_err(PyErr::from)?;
+        Ok(Matrix(a.readonly()))
+    }
+
+    /// The rows, without copying.
+    pub(crate) fn view(&self) -> ArrayView2<'_, f64> {
+        self.0.as_array()
+    }
+}
+
+/// A Python value (dict, list, tuple, str, bool, int, float, None, or anything with `__float__`) as JSON.
+pub(crate) fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if v.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Value::String(s.to_cow()?.into_owned()));
+    }
+    if v.is_instance_of::<PyInt>() {
+        if let Ok(i) = v.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        if let Ok(u) = v.extract::<u64>() {
+            return Ok(Value::from(u));
+        }
+        return Ok(Value::from(v.extract::<f64>()?));
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return Ok(float(f.value()));
+    }
+    if let Ok(d) = v.cast::<PyDict>() {
+        let mut map = serde_json::Map::with_capacity(d.len());
+        for (k, val) in d.iter() {
+            let key = match k.cast::<PyString>() {
+                Ok(s) => s.to_cow()?.into_owned(),
+                Err(_) => k.str()?.to_cow()?.into_owned(),
+            };
+            map.insert(key, to_json(&val)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(l) = v.cast::<PyList>() {
+        return l
+            .iter()
+            .map(|x| to_json(&x))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    if let Ok(t) = v.cast::<PyTuple>() {
+        return t
+            .iter()
+            .map(|x| to_json(&x))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    // numpy scalars: integers through `__index__`, floats through `__float__`.
+    if v.hasattr("__index__")?
+        && let Ok(i) = v.extract::<i64>()
+    {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = v.extract::<f64>() {
+        return Ok(float(f));
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot use a value of type {} in a record (expected dict, list, str, bool, int, float or None)",
+        v.get_type().name()?
+    )))
+}
+
+/// JSON has no NaN or infinity: they become null (a missing value), as `json.dumps` would refuse them.
+fn float(f: f64) -> Value {
+    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+}
+
+/// JSON as Python objects (dict, list, str, int, float, bool, None).
+pub(crate) fn from_json<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(from_json(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, item) in map {
+                dict.set_item(k, from_json(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// Any serialisable core value as Python objects.
+pub(crate) fn to_python<'py, T: serde::Serialize>(
+    py: Python<'py>,
+    v: &T,
+) -> PyResult<Bound<'py, PyAny>> {
+    let value = serde_json::to_value(v)
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+    from_json(py, &value)
+}

@@ -1,0 +1,303 @@
+//! `_IsolationForest`: the fitted core forest. The scikit-learn estimator in `anomaly/_forest.py` wraps it.
+
+use std::sync::Arc;
+
+use anomaly_core::{
+    Contamination, Error, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
+};
+use ndarray::{Array1, ArrayView2};
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+
+use crate::convert::{Matrix, to_python};
+use crate::errors::IntoPyResult;
+use crate::explain::Explanation;
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidParameter {
+        name,
+        reason: reason.into(),
+    }
+}
+
+fn is_auto(v: &Bound<'_, PyAny>) -> bool {
+    v.cast::<PyString>()
+        .is_ok_and(|s| s.to_cow().is_ok_and(|s| s == "auto"))
+}
+
+/// An integer that is not a bool (scikit-learn reads `True` as neither a count nor a fraction).
+fn as_int(v: &Bound<'_, PyAny>) -> Option<i64> {
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return None;
+    }
+    if v.is_instance_of::<pyo3::types::PyFloat>() {
+        return None;
+    }
+    v.extract::<i64>().ok()
+}
+
+fn as_float(v: &Bound<'_, PyAny>) -> Option<f64> {
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return None;
+    }
+    v.extract::<f64>().ok()
+}
+
+/// scikit-learn's `max_samples`: `"auto"`, an int (a count) or a float (a fraction).
+fn max_samples(v: &Bound<'_, PyAny>) -> Result<MaxSamples, Error> {
+    if is_auto(v) {
+        Ok(MaxSamples::Auto)
+    } else if let Some(n) = as_int(v) {
+        usize::try_from(n)
+            .map(MaxSamples::Count)
+            .map_err(|_| invalid("max_samples", format!("{n} is negative")))
+    } else if let Some(f) = as_float(v) {
+        Ok(MaxSamples::Fraction(f))
+    } else {
+        Err(invalid(
+            "max_samples",
+            "must be \"auto\", an int or a float",
+        ))
+    }
+}
+
+/// scikit-learn's `contamination`: `"auto"` or a float in (0, 0.5].
+fn contamination(v: &Bound<'_, PyAny>) -> Result<Contamination, Error> {
+    if is_auto(v) {
+        Ok(Contamination::Auto)
+    } else if let Some(f) = as_float(v) {
+        Ok(Contamination::Fraction(f))
+    } else {
+        Err(invalid("contamination", "must be \"auto\" or a float"))
+    }
+}
+
+/// scikit-learn's `max_features`: an int (a count) or a float (a fraction).
+fn max_features(v: &Bound<'_, PyAny>) -> Result<MaxFeatures, Error> {
+    if let Some(n) = as_int(v) {
+        usize::try_from(n)
+            .map(MaxFeatures::Count)
+            .map_err(|_| invalid("max_features", format!("{n} is negative")))
+    } else if let Some(f) = as_float(v) {
+        Ok(MaxFeatures::Fraction(f))
+    } else {
+        Err(invalid("max_features", "must be an int or a float"))
+    }
+}
+
+/// joblib's `n_jobs`: `None` or −1 for every core (the core's default pool), k ≥ 1 for k threads, −k for all but
+/// k − 1 cores.
+pub(crate) fn n_threads(n_jobs: Option<i64>) -> Result<Option<usize>, Error> {
+    match n_jobs {
+        None | Some(-1) => Ok(None),
+        Some(0) => Err(invalid("n_jobs", "must not be 0")),
+        Some(k) if k > 0 => Ok(Some(k as usize)),
+        Some(k) => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+            Ok(Some((cpus + 1 + k).max(1) as usize))
+        }
+    }
+}
+
+/// Below this many rows, scores come from `score_row` row by row: the batch kernel works on 128-row blocks, so one
+/// row would cost as much as 128. Both paths give the same bits (the core sums trees in the same order).
+const SMALL_BATCH: usize = 32;
+
+/// The core's s(x) of every row, through `score_row` for small batches and `score` otherwise.
+fn core_scores(m: &IsolationForest, x: ArrayView2<'_, f64>) -> Result<Array1<f64>, Error> {
+    if x.nrows() >= SMALL_BATCH || x.nrows() == 0 || x.ncols() != m.n_features() {
+        return m.score(x);
+    }
+    let mut out = Vec::with_capacity(x.nrows());
+    for (i, row) in x.outer_iter().enumerate() {
+        let row = row.as_slice().map_or_else(|| row.to_vec(), <[f64]>::to_vec);
+        out.push(m.score_row(&row).map_err(|e| match e {
+            Error::NonFinite { column, value, .. } => Error::NonFinite {
+                row: i,
+                column,
+                value,
+            },
+            other => other,
+        })?);
+    }
+    Ok(Array1::from(out))
+}
+
+/// A fitted isolation forest (immutable; share it between threads freely).
+#[pyclass(module = "anomaly._native", name = "_IsolationForest", frozen)]
+pub(crate) struct NativeForest {
+    model: Arc<IsolationForest>,
+}
+
+impl NativeForest {
+    fn run<T: Send>(
+        &self,
+        x: &Bound<'_, PyAny>,
+        f: impl FnOnce(&IsolationForest, ArrayView2<'_, f64>) -> Result<T, Error> + Send,
+    ) -> PyResult<T> {
+        let m = Matrix::extract(x)?;
+        let view = m.view();
+        let model = &*self.model;
+        x.py().detach(|| f(model, view)).py_err()
+    }
+}
+
+#[pymethods]
+impl NativeForest {
+    /// Fits a forest; every parameter is converted to the core's and validated there.
+    #[staticmethod]
+    #[pyo3(signature = (x, *, n_estimators, max_samples, contamination, max_features, bootstrap, seed, n_jobs=None, feature_names=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit(
+        x: &Bound<'_, PyAny>,
+        n_estimators: i64,
+        max_samples: &Bound<'_, PyAny>,
+        contamination: &Bound<'_, PyAny>,
+        max_features: &Bound<'_, PyAny>,
+        bootstrap: bool,
+        seed: u64,
+        n_jobs: Option<i64>,
+        feature_names: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let n_estimators = usize::try_from(n_estimators)
+            .map_err(|_| invalid("n_estimators", format!("{n_estimators} is negative")))
+            .py_err()?;
+        let params = IsolationForestParams::new()
+            .n_estimators(n_estimators)
+            .max_samples(self::max_samples(max_samples).py_err()?)
+            .contamination(self::contamination(contamination).py_err()?)
+            .max_features(self::max_features(max_features).py_err()?)
+            .bootstrap(bootstrap)
+            .seed(seed)
+            .n_threads(n_threads(n_jobs).py_err()?)
+            .feature_names(feature_names);
+        let m = Matrix::extract(x)?;
+        let view = m.view();
+        let model = x.py().detach(|| params.fit(view)).py_err()?;
+        Ok(NativeForest {
+            model: Arc::new(model),
+        })
+    }
+
+    /// A forest with `additional` more trees grown on `x` (scikit-learn's `warm_start`).
+    fn grow(&self, x: &Bound<'_, PyAny>, additional: usize) -> PyResult<Self> {
+        let model = self.run(x, |m, v| m.grow(v, additional))?;
+        Ok(NativeForest {
+            model: Arc::new(model),
+        })
+    }
+
+    /// The core's score s(x) in (0, 1]: higher is more anomalous.
+    fn score<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(self.run(x, core_scores)?.into_pyarray(x.py()))
+    }
+
+    /// scikit-learn's `score_samples`: −s(x), lower is more anomalous.
+    fn score_samples<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        // The core's definitions: score_samples = −s(x).
+        Ok(self
+            .run(x, |m, v| Ok(core_scores(m, v)?.mapv(|s| -s)))?
+            .into_pyarray(x.py()))
+    }
+
+    /// scikit-learn's `decision_function`: `score_samples − offset_`, negative for anomalies.
+    fn decision_function<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        // decision_function = score_samples − offset_.
+        Ok(self
+            .run(x, |m, v| Ok(core_scores(m, v)?.mapv(|s| -s - m.offset())))?
+            .into_pyarray(x.py()))
+    }
+
+    /// scikit-learn's `predict`: −1 for anomalies, +1 for inliers.
+    fn predict<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i32>>> {
+        // predict = −1 where decision_function < 0, else +1.
+        Ok(self
+            .run(x, |m, v| {
+                Ok(core_scores(m, v)?.mapv(|s| if -s - m.offset() < 0.0 { -1 } else { 1 }))
+            })?
+            .into_pyarray(x.py()))
+    }
+
+    /// One explanation per row.
+    fn explain(&self, x: &Bound<'_, PyAny>) -> PyResult<Vec<Explanation>> {
+        let explanations = self.run(x, |m, v| {
+            v.outer_iter()
+                .map(|row| match row.as_slice() {
+                    Some(r) => m.explain_row(r),
+                    None => m.explain_row(&row.to_vec()),
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })?;
+        explanations
+            .iter()
+            .map(|e| Explanation::new(x.py(), e))
+            .collect()
+    }
+
+    #[getter]
+    fn n_features(&self) -> usize {
+        self.model.n_features()
+    }
+
+    #[getter]
+    fn n_estimators(&self) -> usize {
+        self.model.n_estimators()
+    }
+
+    #[getter]
+    fn max_samples(&self) -> usize {
+        self.model.max_samples()
+    }
+
+    #[getter]
+    fn offset(&self) -> f64 {
+        self.model.offset()
+    }
+
+    #[getter]
+    fn threshold(&self) -> f64 {
+        self.model.threshold()
+    }
+
+    #[getter]
+    fn feature_names(&self) -> Option<Vec<String>> {
+        self.model.feature_names().map(<[String]>::to_vec)
+    }
+
+    /// The core parameters the forest was fitted with, as a dict.
+    #[getter]
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, self.model.params())
+    }
+
+    /// The versioned snapshot (the same bytes `IsolationForest::to_snapshot_bytes` writes in Rust).
+    fn to_snapshot_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.detach(|| self.model.to_snapshot_bytes());
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Restores a forest from snapshot bytes written here or by Rust.
+    #[staticmethod]
+    fn from_snapshot_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let model = py
+            .detach(|| IsolationForest::from_snapshot_bytes(data))
+            .py_err()?;
+        Ok(NativeForest {
+            model: Arc::new(model),
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let restore = slf.get_type().getattr("from_snapshot_bytes")?;
+        let bytes = slf.get().to_snapshot_bytes(py);
+        PyTuple::new(py, [restore, PyTuple::new(py, [bytes])?.into_any()])
+    }
+}
+
+/// The core's default parameters, in scikit-learn's terms (the estimator's signature reads them).
+#[pyfunction]
+pub(crate) fn isolation_forest_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    to_python(py, &IsolationForestParams::new())
+}

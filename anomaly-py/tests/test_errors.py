@@ -1,0 +1,165 @@
+"""Bad input and misuse raise the package's exceptions (ValueError subclasses for bad input)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import anomaly
+from anomaly import IsolationForest
+from anomaly.exceptions import (
+    AnomalyError,
+    CorruptModelError,
+    DimensionMismatchError,
+    EmptyInputError,
+    InvalidInputError,
+    InvalidParameterError,
+    InvalidRecordError,
+    NonFiniteError,
+    NotEnoughSamplesError,
+    NotFittedError,
+)
+
+
+@pytest.fixture
+def fitted(blobs):
+    return IsolationForest(n_estimators=20, random_state=0).fit(blobs[0])
+
+
+def test_hierarchy():
+    for cls in (InvalidInputError, InvalidParameterError, CorruptModelError, NotFittedError):
+        assert issubclass(cls, AnomalyError) and issubclass(cls, ValueError)
+    for cls in (DimensionMismatchError, NonFiniteError, EmptyInputError, NotEnoughSamplesError, InvalidRecordError):
+        assert issubclass(cls, InvalidInputError)
+    assert issubclass(NotFittedError, AttributeError)
+    sk = pytest.importorskip("sklearn.exceptions")
+    assert issubclass(NotFittedError, sk.NotFittedError)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values(blobs, fitted, bad):
+    x = blobs[0].copy()
+    x[7, 2] = bad
+    with pytest.raises(NonFiniteError) as info:
+        IsolationForest().fit(x)
+    assert (info.value.row, info.value.column) == (7, 2)
+    with pytest.raises(NonFiniteError) as info:
+        fitted.predict(x)
+    assert (info.value.row, info.value.column) == (7, 2)
+    assert np.isnan(info.value.value) if np.isnan(bad) else info.value.value == bad
+
+
+def test_wrong_shape(blobs, fitted):
+    x = blobs[0]
+    with pytest.raises(DimensionMismatchError) as info:
+        fitted.score_samples(x[:, :3])
+    assert (info.value.expected, info.value.got) == (4, 3)
+    with pytest.raises(InvalidInputError):
+        fitted.predict(x[0])  # 1-D
+    with pytest.raises(InvalidInputError):
+        IsolationForest().fit(x.reshape(10, 50, 4))  # 3-D
+
+
+def test_wrong_dtype(blobs, fitted):
+    with pytest.raises(InvalidInputError, match="could not convert"):
+        IsolationForest().fit(np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(InvalidInputError, match="Complex"):
+        fitted.predict(blobs[0][:5].astype(np.complex128))
+
+
+def test_empty_and_too_small(blobs):
+    x = blobs[0]
+    with pytest.raises(EmptyInputError):
+        IsolationForest().fit(x[:0])
+    with pytest.raises(EmptyInputError):
+        IsolationForest().fit(np.empty((10, 0)))
+    with pytest.raises(NotEnoughSamplesError) as info:
+        IsolationForest().fit(x[:1])
+    assert (info.value.needed, info.value.got) == (2, 1)
+
+
+def test_unfitted(blobs):
+    model = IsolationForest()
+    for method in (model.predict, model.score_samples, model.decision_function, model.explain):
+        with pytest.raises(NotFittedError):
+            method(blobs[0])
+    with pytest.raises(NotFittedError):
+        model.to_snapshot_bytes()
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"n_estimators": 0}, "n_estimators"),
+        ({"n_estimators": -3}, "n_estimators"),
+        ({"contamination": 0.7}, "contamination"),
+        ({"contamination": "most"}, "contamination"),
+        ({"max_samples": 0}, "max_samples"),
+        ({"max_samples": 1.5}, "max_samples"),
+        ({"max_samples": "all"}, "max_samples"),
+        ({"max_features": 9}, "max_features"),
+        ({"max_features": 0.0}, "max_features"),
+        ({"n_jobs": 0}, "n_jobs"),
+    ],
+)
+def test_bad_parameters(blobs, params, name):
+    with pytest.raises(InvalidParameterError) as info:
+        IsolationForest(**params).fit(blobs[0])
+    assert info.value.parameter == name
+
+
+def test_bad_random_state(blobs):
+    with pytest.raises(InvalidParameterError):
+        IsolationForest(random_state=-1).fit(blobs[0])
+    with pytest.raises(InvalidParameterError):
+        IsolationForest(random_state="seed").fit(blobs[0])
+
+
+def test_sample_weight_is_refused(blobs):
+    with pytest.raises(NotImplementedError, match="sample_weight"):
+        IsolationForest().fit(blobs[0], sample_weight=np.ones(len(blobs[0])))
+
+
+def test_corrupt_snapshots(fitted):
+    good = fitted.to_snapshot_bytes()
+    for bad in (b"", b"not json", good[: len(good) // 2], good.replace(b'"version":1', b'"version":99')):
+        with pytest.raises(CorruptModelError):
+            IsolationForest.from_snapshot_bytes(bad)
+    state = fitted.__getstate__()
+    state["_snapshot"] = b'{"format":"other","version":1}'
+    with pytest.raises(CorruptModelError):
+        pickle.loads(pickle.dumps(fitted)).__setstate__(state)
+    ema = anomaly.Ema().to_snapshot_bytes()
+    with pytest.raises(CorruptModelError, match="ema"):
+        IsolationForest.from_snapshot_bytes(ema)
+    with pytest.raises(CorruptModelError):
+        anomaly.MovingAverage.from_snapshot_bytes(ema)
+
+
+def test_streaming_bad_input():
+    d = anomaly.MovingAverage(window=3)
+    d.update([1.0, 2.0])
+    with pytest.raises(DimensionMismatchError):
+        d.update([1.0, 2.0, 3.0])
+    with pytest.raises(NonFiniteError):
+        d.update([np.nan, 1.0])
+    with pytest.raises(NonFiniteError) as info:
+        d.score_many(np.array([[1.0, 2.0], [1.0, np.inf]]))
+    assert info.value.row == 1
+    assert d.dims == 2
+    with pytest.raises(InvalidParameterError):
+        anomaly.Ema(alpha=2.0)
+    with pytest.raises(InvalidParameterError):
+        anomaly.StreamingIsolationForest(warmup=1)
+
+
+def test_engine_bad_records():
+    engine = anomaly.Engine(min_training_records=5)
+    with pytest.raises(InvalidRecordError):
+        engine.observe("k", [1, 2, 3])
+    with pytest.raises(TypeError):
+        engine.observe("k", {"x": object()})
+    with pytest.raises(InvalidParameterError):
+        anomaly.Engine(min_training_records=1)

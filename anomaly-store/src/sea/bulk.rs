@@ -1,0 +1,70 @@
+//! Batched detection inserts on SQLite, straight through sqlx.
+//!
+//! sea-orm builds a multi-row `INSERT` as an owned query tree and then as SQL text for every chunk, which costs
+//! more than SQLite's own work for a batch of small rows (about 35 % of the time in allocations, measured). Here the
+//! statement text is built once per chunk size (and prepared once by sqlx's statement cache) and the values are
+//! bound by reference. The values are bound as the same Rust types sea-orm binds (`Json`, `DateTime<Utc>`, `bool`),
+//! so the stored representation is identical and reads through the entities see no difference.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sqlx::{self, SqlitePool, types::Json};
+use sea_orm::{DbErr, RuntimeErr};
+
+use crate::types::{Anomaly, to_micros};
+
+/// Rows per statement: 12 bound values each, under SQLite's limit of 32,766 parameters.
+const CHUNK: usize = 1_000;
+
+const COLUMNS: &str = "key, detector, score, threshold, is_anomaly, rationale, explanation, context, config, \
+                       model_version, created_at";
+const PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO anomaly_detections ({COLUMNS}) VALUES ");
+    sql.reserve(rows * (PLACEHOLDERS.len() + 2));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(PLACEHOLDERS);
+    }
+    sql
+}
+
+/// Inserts `anomalies` (already checked, with their stored model versions) in one transaction.
+pub(super) async fn insert_anomalies(
+    pool: &SqlitePool,
+    anomalies: &[Anomaly],
+    versions: &[Option<i64>],
+) -> Result<(), DbErr> {
+    let err = |e: sqlx::Error| DbErr::Exec(RuntimeErr::SqlxError(e));
+    let full_chunk_sql = insert_sql(CHUNK.min(anomalies.len()));
+    let mut tx = pool.begin().await.map_err(err)?;
+    for (chunk, versions) in anomalies.chunks(CHUNK).zip(versions.chunks(CHUNK)) {
+        let tail_sql;
+        let sql = if chunk.len() == CHUNK.min(anomalies.len()) {
+            &full_chunk_sql
+        } else {
+            tail_sql = insert_sql(chunk.len());
+            &tail_sql
+        };
+        let mut query = sqlx::query(sql);
+        for (a, version) in chunk.iter().zip(versions) {
+            let created_at: DateTime<Utc> = to_micros(a.created_at);
+            query = query
+                .bind(a.key.as_str())
+                .bind(a.detector.as_str())
+                .bind(a.score)
+                .bind(a.threshold)
+                .bind(a.is_anomaly)
+                .bind(a.rationale.as_str())
+                .bind(Json(&a.explanation))
+                .bind(Json(&a.context))
+                .bind(Json(&a.config))
+                .bind(*version)
+                .bind(created_at);
+        }
+        query.execute(&mut *tx).await.map_err(err)?;
+    }
+    tx.commit().await.map_err(err)
+}

@@ -1,0 +1,341 @@
+//! `SqlSource` against real databases: the watermark (no row twice, none skipped, runs of equal timestamps), the
+//! JSON of each column type, and the read-only guard and session.
+
+use std::collections::BTreeSet;
+
+use anomaly_store::{SqlSource, StoreError, Watermark};
+use sea_orm::sqlx::{self, Executor};
+use serde_json::{Value, json};
+
+/// A writer on the database under test, which creates the table and inserts rows the source then reads.
+pub(crate) enum Writer {
+    Postgres(sqlx::PgPool),
+    MySql(sqlx::MySqlPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Writer {
+    async fn execute(&self, sql: &str) {
+        let result = match self {
+            Writer::Postgres(p) => p.execute(sql).await.map(drop),
+            Writer::MySql(p) => p.execute(sql).await.map(drop),
+            Writer::Sqlite(p) => p.execute(sql).await.map(drop),
+        };
+        result.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn create_table(&self, table: &str) -> String {
+        match self {
+            Writer::Postgres(_) => format!(
+                "CREATE TABLE {table} (id INTEGER NOT NULL, ts TIMESTAMPTZ(6), host VARCHAR(32) NOT NULL, \
+                 amount NUMERIC(10, 2), ok BOOLEAN, attrs JSONB, note TEXT)"
+            ),
+            Writer::MySql(_) => format!(
+                "CREATE TABLE {table} (id INTEGER NOT NULL, ts DATETIME(6), host VARCHAR(32) NOT NULL, \
+                 amount DECIMAL(10, 2), ok BOOLEAN, attrs JSON, note TEXT)"
+            ),
+            Writer::Sqlite(_) => format!(
+                "CREATE TABLE {table} (id INTEGER NOT NULL, ts TEXT, host TEXT NOT NULL, amount REAL, \
+                 ok INTEGER, attrs TEXT, note TEXT)"
+            ),
+        }
+    }
+
+    /// A timestamp literal `micros` microseconds after 2026-01-01T00:00:00Z.
+    fn ts(&self, micros: i64) -> String {
+        let t = chrono::DateTime::from_timestamp_micros(1_767_225_600_000_000 + micros).unwrap();
+        match self {
+            Writer::Postgres(_) => format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f+00")),
+            Writer::MySql(_) => format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")),
+            Writer::Sqlite(_) => format!("'{}'", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
+        }
+    }
+
+    fn boolean(&self, b: bool) -> &'static str {
+        match (self, b) {
+            (Writer::Sqlite(_), true) => "1",
+            (Writer::Sqlite(_), false) => "0",
+            (_, true) => "TRUE",
+            (_, false) => "FALSE",
+        }
+    }
+
+    async fn insert(&self, table: &str, rows: &[(i64, i64)]) {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|&(id, micros)| {
+                let host = if id % 2 == 0 { "web-1" } else { "web-2" };
+                format!(
+                    "({id}, {}, '{host}', {}.25, {}, '{{\"k\": {id}}}', 'it''s row {id}')",
+                    self.ts(micros),
+                    id * 10,
+                    self.boolean(id % 3 == 0)
+                )
+            })
+            .collect();
+        self.execute(&format!(
+            "INSERT INTO {table} (id, ts, host, amount, ok, attrs, note) VALUES {}",
+            values.join(", ")
+        ))
+        .await;
+    }
+}
+
+pub(crate) struct Fixture {
+    writer: Writer,
+    url: String,
+    table: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    async fn new(url: String, dir: Option<tempfile::TempDir>) -> Fixture {
+        let writer = if url.starts_with("postgres") {
+            Writer::Postgres(sqlx::PgPool::connect(&url).await.expect("postgres"))
+        } else if url.starts_with("mysql") {
+            Writer::MySql(sqlx::MySqlPool::connect(&url).await.expect("mysql"))
+        } else {
+            Writer::Sqlite(sqlx::SqlitePool::connect(&url).await.expect("sqlite"))
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let table = format!(
+            "anomaly_src_{}_{}",
+            std::process::id(),
+            nanos % 1_000_000_000
+        );
+        writer.execute(&writer.create_table(&table)).await;
+        Fixture {
+            writer,
+            url,
+            table,
+            _dir: dir,
+        }
+    }
+
+    async fn source(&self, batch_size: u64) -> SqlSource {
+        let query = format!(
+            "SELECT id, ts, host, amount, ok, attrs, note FROM {};",
+            self.table
+        );
+        SqlSource::connect(&self.url, &query, "ts", &["host".to_string()])
+            .await
+            .expect("source")
+            .with_batch_size(batch_size)
+    }
+
+    async fn drop_table(&self) {
+        self.writer
+            .execute(&format!("DROP TABLE {}", self.table))
+            .await;
+    }
+}
+
+/// The SQLite file fixture, always available.
+pub(crate) async fn sqlite_fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("source.db").display()
+    );
+    Fixture::new(url, Some(dir)).await
+}
+
+/// The fixture on the server in `var`, or `None` (and a loud line) when it is unset.
+#[allow(clippy::print_stderr)]
+pub(crate) async fn server_fixture(var: &str, test: &str) -> Option<Fixture> {
+    let Ok(url) = std::env::var(var) else {
+        eprintln!("SKIPPED {test}: no database server (set {var})");
+        return None;
+    };
+    Some(Fixture::new(url, None).await)
+}
+
+/// Reads everything in batches; returns the ids in the order read and the batches' sizes.
+async fn drain(
+    source: &SqlSource,
+    watermark: &mut Option<Watermark>,
+) -> (Vec<i64>, Vec<usize>, Vec<Value>) {
+    let mut ids = Vec::new();
+    let mut sizes = Vec::new();
+    let mut records = Vec::new();
+    for _ in 0..1_000 {
+        let batch = source.fetch(watermark.as_ref()).await.expect("fetch");
+        sizes.push(batch.rows.len());
+        for pair in batch.rows.windows(2) {
+            assert!(
+                pair[0].timestamp == pair[1].timestamp
+                    || ts_micros(&pair[0].timestamp) < ts_micros(&pair[1].timestamp),
+                "rows out of timestamp order"
+            );
+        }
+        for row in &batch.rows {
+            ids.push(row.record["id"].as_i64().expect("id"));
+            records.push(row.record.clone());
+        }
+        // The watermark survives the trip through the data source's JSON column.
+        *watermark = batch
+            .watermark
+            .map(|w| Watermark::from_json(&w.to_json()).unwrap().unwrap());
+        if !batch.more {
+            return (ids, sizes, records);
+        }
+    }
+    panic!("the source never ran dry");
+}
+
+fn ts_micros(w: &Watermark) -> i64 {
+    match w {
+        Watermark::Timestamp(t) => t.timestamp_micros(),
+        Watermark::DateTime(t) => t.and_utc().timestamp_micros(),
+        Watermark::Text(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .expect("ISO text")
+            .timestamp_micros(),
+        other => panic!("unexpected watermark {other:?}"),
+    }
+}
+
+/// Rows 0..60: runs of equal timestamps of lengths 1, 2, 3, … (one run of 12, longer than a batch), one microsecond
+/// apart between runs so that sub-second precision matters.
+fn first_rows() -> Vec<(i64, i64)> {
+    let mut rows = Vec::new();
+    let mut id = 0;
+    let mut run = 1;
+    let mut micros = 0;
+    while id < 60 {
+        for _ in 0..run.min(60 - id) {
+            rows.push((id, micros));
+            id += 1;
+        }
+        micros += 1;
+        run = if run == 4 { 12 } else { run % 5 + 1 };
+    }
+    rows
+}
+
+pub(crate) async fn watermark_reads_every_row_once(fx: Fixture) {
+    let rows = first_rows();
+    // Insert out of order: the source orders by timestamp, not by insertion.
+    let (a, b) = rows.split_at(31);
+    fx.writer.insert(&fx.table, b).await;
+    fx.writer.insert(&fx.table, a).await;
+    fx.writer
+        .execute(&format!(
+            "INSERT INTO {} (id, ts, host) VALUES (999, NULL, 'web-1')",
+            fx.table
+        ))
+        .await;
+    let source = fx.source(5).await;
+    let mut watermark = None;
+    let (ids, sizes, records) = drain(&source, &mut watermark).await;
+
+    let unique: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a row was read twice: {ids:?}");
+    assert_eq!(
+        unique,
+        (0..60).collect(),
+        "rows skipped (the NULL timestamp is never read)"
+    );
+    assert!(
+        sizes.iter().any(|&s| s > 5),
+        "the run of 12 came whole: {sizes:?}"
+    );
+
+    // Column types come back as JSON.
+    let r7 = records.iter().find(|r| r["id"] == 7).unwrap();
+    assert_eq!(r7["amount"].as_f64(), Some(70.25), "{r7}");
+    assert_eq!(r7["note"], "it's row 7");
+    assert_eq!(r7["host"], "web-2");
+    assert!(r7["ts"].as_str().unwrap().starts_with("2026-01-01"), "{r7}");
+    let attrs = &r7["attrs"];
+    assert!(
+        attrs == &json!({"k": 7}) || attrs == &json!("{\"k\": 7}"),
+        "{attrs}"
+    );
+
+    // New rows later; the watermark (stored as JSON between polls) resumes exactly after the old ones.
+    let later: Vec<(i64, i64)> = (60..75).map(|id| (id, 1_000 + (id % 4))).collect();
+    fx.writer.insert(&fx.table, &later).await;
+    let (ids, _, _) = drain(&source, &mut watermark).await;
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (60..75).collect::<Vec<_>>());
+
+    // Nothing new: an empty batch that keeps the watermark.
+    let before = watermark.clone();
+    let batch = source.fetch(watermark.as_ref()).await.unwrap();
+    assert!(batch.rows.is_empty() && !batch.more);
+    assert_eq!(batch.watermark, before);
+
+    // Grouped by series.
+    let batch = source.fetch(None).await.unwrap();
+    let groups = batch.by_series(source.series_columns());
+    assert!(
+        groups
+            .keys()
+            .all(|k| k == "host=web-1" || k == "host=web-2"),
+        "{groups:?}"
+    );
+    fx.drop_table().await;
+}
+
+pub(crate) async fn writes_are_refused(fx: Fixture) {
+    for query in [
+        format!("DELETE FROM {}", fx.table),
+        format!("SELECT * FROM {}; DROP TABLE {}", fx.table, fx.table),
+        format!("SELECT * INTO copy_of FROM {}", fx.table),
+        format!("SELECT * FROM {} FOR UPDATE", fx.table),
+    ] {
+        let err = SqlSource::connect(&fx.url, &query, "ts", &[])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotReadOnly { .. }),
+            "{query}: {err}"
+        );
+    }
+    // A column the SELECT does not return.
+    let source = SqlSource::connect(
+        &fx.url,
+        &format!("SELECT id FROM {}", fx.table),
+        "id",
+        &["nope".into()],
+    )
+    .await
+    .unwrap();
+    fx.writer.insert(&fx.table, &[(1, 1)]).await;
+    let err = source.fetch(None).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::SourceColumn { column, .. } if column == "nope"),
+        "{err}"
+    );
+    fx.drop_table().await;
+}
+
+/// PostgreSQL: a function that writes gets past the guard (it cannot know what a function does), and the
+/// read-only session stops it.
+pub(crate) async fn read_only_session_stops_writing_functions(fx: Fixture) {
+    let Writer::Postgres(_) = fx.writer else {
+        return;
+    };
+    let function = format!("{}_writer", fx.table);
+    fx.writer
+        .execute(&format!(
+            "CREATE FUNCTION {function}() RETURNS INTEGER AS $$ \
+             INSERT INTO {t} (id, ts, host) VALUES (1, now(), 'x') RETURNING 1 $$ LANGUAGE sql",
+            t = fx.table
+        ))
+        .await;
+    let source = SqlSource::connect(&fx.url, &format!("SELECT {function}() AS ts"), "ts", &[])
+        .await
+        .expect("the guard lets an unknown function through");
+    let err = source.fetch(None).await.unwrap_err();
+    let chain = format!("{:?}", err);
+    assert!(chain.contains("read-only"), "{chain}");
+    fx.writer
+        .execute(&format!("DROP FUNCTION {function}()"))
+        .await;
+    fx.drop_table().await;
+}

@@ -1,0 +1,234 @@
+//! The plugin's settings, read from environment variables with the original plugin's names.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anomaly_llm::LlmSettings;
+use regex::Regex;
+
+use crate::error::PluginError;
+
+/// Everything the service is configured with. [`Config::from_env`] reads the process environment;
+/// [`Config::from_lookup`] takes any lookup (tests).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST` (default `0.0.0.0`) and `PORT` (default 8787).
+    pub addr: SocketAddr,
+    /// `DATABASE_URL`; default an SQLite file `anomaly_detection.db` under `ANOMALY_DETECTION_DATA` (default
+    /// `./tmp`), created if missing.
+    pub database_url: String,
+    /// `HISTORICAL_RETENTION_DAYS` (default 14).
+    pub history_retention_days: u64,
+    /// `ANOMALY_RETENTION_DAYS` (default 90).
+    pub anomaly_retention_days: u64,
+    /// `MODEL_RETENTION_DAYS` (default 360).
+    pub model_retention_days: u64,
+    /// `ANOMALY_THRESHOLD` (default 0.01): the contamination of each query's model, in (0, 0.5]: the share of
+    /// its training records that score above its threshold; `auto` for scikit-learn's fixed threshold (score 0.5),
+    /// which flags too much on results with few, categorical fields.
+    pub anomaly_threshold: Option<f64>,
+    /// `MINIMUM_TRAINING_RECORDS` (default 100): records a query's dataset needs before its first model.
+    pub minimum_training_records: usize,
+    /// `MAX_HISTORICAL_RECORDS` (default 10,000): history kept per query and dataset.
+    pub max_historical_records: usize,
+    /// `EXCLUDED_DATASETS`: comma-separated regular expressions of root fields never analysed.
+    pub excluded_datasets: Vec<Regex>,
+    /// `LOG_LEVEL` (default `info`).
+    pub log_level: String,
+    /// `PLUGIN_SECRET`: when set, requests must carry it in `hasura-m-auth`.
+    pub plugin_secret: Option<String>,
+    /// `MAX_REQUEST_BYTES` (default 10 MiB): larger bodies get a 400.
+    pub max_request_bytes: usize,
+    /// `RESPONSE_BUDGET_MS` (default 2,000): how long a request may wait for the LLM analysis; a later analysis is
+    /// stored and reported on the query's next call.
+    pub response_budget: Duration,
+    /// `CLEANUP_INTERVAL_SECONDS` (default 3,600): how often retention runs.
+    pub cleanup_interval: Duration,
+    /// The LLM providers (`ANTHROPIC_API_KEY`, `CLAUDE_MODEL`, `ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`,
+    /// `OPENAI_API_KEY`, `LLM_MODEL`, `MAX_TOKENS`, `MAX_RECORDS_PER_BATCH`); offline rules when none is set.
+    pub llm: LlmSettings,
+}
+
+impl Config {
+    /// The configuration in the process environment.
+    ///
+    /// # Errors
+    /// [`PluginError::Config`] naming the variable whose value is unusable.
+    pub fn from_env() -> Result<Self, PluginError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The configuration `lookup` describes (empty values count as unset).
+    ///
+    /// # Errors
+    /// [`PluginError::Config`] naming the variable whose value is unusable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PluginError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
+        let port: u16 = parse(&get, "PORT", 8787)?;
+        let addr = format!("{host}:{port}")
+            .parse()
+            .map_err(|_| bad("HOST", "not an IP address"))?;
+        let data_dir = get("ANOMALY_DETECTION_DATA").unwrap_or_else(|| "./tmp".into());
+        let database_url = get("DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{data_dir}/anomaly_detection.db?mode=rwc"));
+        let anomaly_threshold = match get("ANOMALY_THRESHOLD") {
+            None => Some(0.01),
+            Some(v) if v.trim().eq_ignore_ascii_case("auto") => None,
+            Some(v) => {
+                let t: f64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("ANOMALY_THRESHOLD", "not a number"))?;
+                if !(t > 0.0 && t <= 0.5) {
+                    return Err(bad("ANOMALY_THRESHOLD", "must be in (0, 0.5]"));
+                }
+                Some(t)
+            }
+        };
+        let excluded_datasets = get("EXCLUDED_DATASETS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        Regex::new(&format!("^(?:{p})$"))
+                            .map_err(|e| bad("EXCLUDED_DATASETS", &format!("`{p}`: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let minimum_training_records: usize = parse(&get, "MINIMUM_TRAINING_RECORDS", 100)?;
+        if minimum_training_records < 2 {
+            return Err(bad("MINIMUM_TRAINING_RECORDS", "must be at least 2"));
+        }
+        let max_historical_records: usize = parse(&get, "MAX_HISTORICAL_RECORDS", 10_000)?;
+        if max_historical_records < minimum_training_records {
+            return Err(bad(
+                "MAX_HISTORICAL_RECORDS",
+                "must be at least MINIMUM_TRAINING_RECORDS",
+            ));
+        }
+        let llm = LlmSettings::from_lookup(|name| get(name)).map_err(|e| PluginError::Config {
+            variable: "LLM settings".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Config {
+            addr,
+            database_url,
+            history_retention_days: parse(&get, "HISTORICAL_RETENTION_DAYS", 14)?,
+            anomaly_retention_days: parse(&get, "ANOMALY_RETENTION_DAYS", 90)?,
+            model_retention_days: parse(&get, "MODEL_RETENTION_DAYS", 360)?,
+            anomaly_threshold,
+            minimum_training_records,
+            max_historical_records,
+            excluded_datasets,
+            log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            plugin_secret: get("PLUGIN_SECRET"),
+            max_request_bytes: parse(&get, "MAX_REQUEST_BYTES", 10 * 1024 * 1024)?,
+            response_budget: Duration::from_millis(parse(&get, "RESPONSE_BUDGET_MS", 2_000)?),
+            cleanup_interval: Duration::from_secs(
+                parse::<u64>(&get, "CLEANUP_INTERVAL_SECONDS", 3_600)?.max(1),
+            ),
+            llm,
+        })
+    }
+
+    /// Whether a root field is excluded by `EXCLUDED_DATASETS`.
+    pub fn is_excluded(&self, dataset: &str) -> bool {
+        self.excluded_datasets.iter().any(|r| r.is_match(dataset))
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, PluginError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad(name, "not a valid non-negative integer")),
+    }
+}
+
+fn bad(variable: &str, reason: &str) -> PluginError {
+    PluginError::Config {
+        variable: variable.into(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, crate::error::PluginError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_original_plugins() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.addr.port(), 8787);
+        assert_eq!(
+            c.database_url,
+            "sqlite://./tmp/anomaly_detection.db?mode=rwc"
+        );
+        assert_eq!(
+            (
+                c.history_retention_days,
+                c.anomaly_retention_days,
+                c.model_retention_days
+            ),
+            (14, 90, 360)
+        );
+        assert_eq!(c.minimum_training_records, 100);
+        assert!(c.plugin_secret.is_none());
+        assert_eq!(c.anomaly_threshold, Some(0.01));
+        assert_eq!(
+            config(&[("ANOMALY_THRESHOLD", "auto")])
+                .unwrap()
+                .anomaly_threshold,
+            None
+        );
+        assert!(c.llm.anthropic.is_none() && c.llm.openai.is_none());
+    }
+
+    #[test]
+    fn values_are_read_and_checked() {
+        let c = config(&[
+            ("PORT", "9000"),
+            ("ANOMALY_DETECTION_DATA", "/data"),
+            ("EXCLUDED_DATASETS", "audit_.*, users"),
+            ("ANOMALY_THRESHOLD", "0.05"),
+            ("PLUGIN_SECRET", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(c.addr.port(), 9000);
+        assert_eq!(
+            c.database_url,
+            "sqlite:///data/anomaly_detection.db?mode=rwc"
+        );
+        assert!(c.is_excluded("audit_log") && c.is_excluded("users") && !c.is_excluded("users_x"));
+        assert_eq!(c.anomaly_threshold, Some(0.05));
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("ANOMALY_THRESHOLD", "0.9"),
+            ("EXCLUDED_DATASETS", "("),
+            ("MINIMUM_TRAINING_RECORDS", "1"),
+            ("ANTHROPIC_API_KEY", "sk-test"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var) || err.contains("LLM"), "{var}: {err}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The service's one error type, and how each variant answers over HTTP.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// What can go wrong in the plugin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// An environment variable holds an unusable value.
+    #[error("configuration: {variable}: {reason}")]
+    Config {
+        /// The variable.
+        variable: String,
+        /// Why its value is refused.
+        reason: String,
+    },
+    /// The request is malformed (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// `PLUGIN_SECRET` is set and the request does not carry it (401).
+    #[error("missing or wrong hasura-m-auth header")]
+    Unauthorized,
+    /// Nothing known under this id (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The detection engine refused the input.
+    #[error("engine: {0}")]
+    Engine(#[from] anomaly_core::Error),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] anomaly_store::StoreError),
+    /// A background task failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for PluginError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            PluginError::BadRequest(_) | PluginError::Engine(_) => StatusCode::BAD_REQUEST,
+            PluginError::Unauthorized => StatusCode::UNAUTHORIZED,
+            PluginError::NotFound(_) => StatusCode::NOT_FOUND,
+            PluginError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PluginError::Config { .. } | PluginError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        (status, Json(json!({"error": self.to_string()}))).into_response()
+    }
+}

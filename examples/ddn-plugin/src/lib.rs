@@ -1,0 +1,53 @@
+//! The GraphQL gateway anomaly plugin as a service: a Hasura DDN pre-response hook that learns, per query and
+//! root field, what normal results look like, flags unusual records and suspicious query patterns, and keeps
+//! everything (history, detections, models, query patterns) in a database: SQLite by default.
+//!
+//! A thin binary over the libraries: [`protocol`] parses the hook's request, [`plugin`] runs the record engine,
+//! the dataset statistics and the LLM (or offline) query analysis, [`routes`] serves the endpoints, [`config`]
+//! reads the environment. See the README for the endpoints and how to wire the plugin into a DDN project.
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod plugin;
+pub mod protocol;
+pub mod routes;
+
+pub use config::Config;
+pub use error::PluginError;
+pub use plugin::Plugin;
+
+use std::sync::Arc;
+
+/// Starts the plugin on `listener` and serves until `shutdown` resolves; queued detections are written (up to
+/// five seconds) before it returns.
+///
+/// # Errors
+/// As [`Plugin::start`]; [`PluginError::Internal`] when serving fails.
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), PluginError> {
+    let plugin = Arc::new(Plugin::start(config).await?);
+    tracing::info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        llm = %plugin.provider_chain(),
+        "ddn-plugin listening"
+    );
+    axum::serve(listener, routes::router(plugin.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| PluginError::Internal(e.to_string()))?;
+    if !plugin
+        .queue()
+        .flush(std::time::Duration::from_secs(5))
+        .await
+    {
+        tracing::error!(
+            unwritten = plugin.queue().depth(),
+            "shutting down with detections unwritten"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,682 @@
+//! The plugin's state and the analysis of one hook call: per query and dataset, the record engine's verdicts, the
+//! dataset's statistics against its history, and the LLM (or offline) query analysis, merged.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anomaly_core::engine::{Engine, EngineParams, Outcome};
+use anomaly_core::forest::Contamination;
+use anomaly_core::records::flatten::Limits;
+use anomaly_core::stats::{CompareThresholds, DatasetStats};
+use anomaly_llm::FallbackChain;
+use anomaly_llm::hybrid::HybridReport;
+use anomaly_llm::query::{FlaggedRecord, QueryAnalyzer, QueryContext, StatisticalVerdict};
+use anomaly_store::{
+    Anomaly, AnomalyQueue, BlockingStore, CleanupSchedule, QueryPattern, QueueConfig,
+    RetentionPolicy, SeaOrmStore, Store,
+};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::error::PluginError;
+use crate::metrics::Metrics;
+use crate::protocol::{HookRequest, query_id, records_of};
+
+/// The detector name stored with each detection.
+pub const DETECTOR: &str = "isolation_forest";
+
+/// The running plugin: engine, store, LLM chain and counters, shared by every request.
+pub struct Plugin {
+    config: Config,
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    queue: AnomalyQueue,
+    analyzer: Arc<QueryAnalyzer<FallbackChain>>,
+    providers: Vec<String>,
+    history_stats: Mutex<HashMap<String, DatasetStats>>,
+    late: Arc<Mutex<HashMap<String, BTreeMap<String, Value>>>>,
+    datasets: Mutex<HashMap<String, BTreeSet<String>>>,
+    metrics: Arc<Metrics>,
+    _cleanup: CleanupSchedule,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("providers", &self.providers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key of a query's dataset in the engine and the store.
+pub fn dataset_key(query_id: &str, dataset: &str) -> String {
+    format!("{query_id}:{dataset}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Plugin {
+    /// Connects the store (creating the SQLite directory when needed), restores nothing eagerly (keys come back on
+    /// first use), builds the LLM chain and starts the retention schedule. Call inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`PluginError::Store`] when the database cannot be opened, [`PluginError::Config`] for an unusable LLM
+    /// configuration, [`PluginError::Engine`] for engine parameters it refuses.
+    pub async fn start(config: Config) -> Result<Self, PluginError> {
+        if let Some(path) = sqlite_path(&config.database_url)
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| PluginError::Config {
+                variable: "ANOMALY_DETECTION_DATA".into(),
+                reason: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let max_history = config.max_historical_records as u64;
+        let url = config.database_url.clone();
+        let persistence =
+            tokio::task::spawn_blocking(move || BlockingStore::connect(&url, max_history))
+                .await
+                .map_err(|e| PluginError::Internal(e.to_string()))??;
+        let store: Arc<dyn Store> = Arc::new(
+            SeaOrmStore::connect(&config.database_url)
+                .await?
+                .with_max_history(max_history),
+        );
+        let mut params = EngineParams::new()
+            .min_training_records(config.minimum_training_records)
+            .max_history(config.max_historical_records)
+            .retrain_every(config.minimum_training_records.max(100) * 5);
+        if let Some(t) = config.anomaly_threshold {
+            params = params.sensitivity(Contamination::Fraction(t));
+        }
+        let engine = Arc::new(Engine::new(params, Arc::new(persistence))?);
+        let chain = config.llm.chain().map_err(|e| PluginError::Config {
+            variable: "LLM settings".into(),
+            reason: e.to_string(),
+        })?;
+        let providers = chain.names().iter().map(|s| s.to_string()).collect();
+        let analyzer = Arc::new(QueryAnalyzer::with_settings(
+            chain,
+            config.llm.analyzer.clone(),
+        ));
+        let queue = AnomalyQueue::new(store.clone(), QueueConfig::default());
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        let policy = RetentionPolicy {
+            history: days(config.history_retention_days),
+            anomalies: days(config.anomaly_retention_days),
+            models: days(config.model_retention_days),
+        };
+        let cleanup = CleanupSchedule::start(store.clone(), policy, config.cleanup_interval);
+        Ok(Plugin {
+            config,
+            engine,
+            store,
+            queue,
+            analyzer,
+            providers,
+            history_stats: Mutex::new(HashMap::new()),
+            late: Arc::new(Mutex::new(HashMap::new())),
+            datasets: Mutex::new(HashMap::new()),
+            metrics: Arc::new(Metrics::default()),
+            _cleanup: cleanup,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The detection queue in front of the store.
+    pub fn queue(&self) -> &AnomalyQueue {
+        &self.queue
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Names of the LLM providers, in fallback order.
+    pub fn providers(&self) -> &[String] {
+        &self.providers
+    }
+
+    /// The datasets seen for a query: in this process, and in the store from earlier runs.
+    pub async fn datasets_of(&self, query_id: &str) -> Result<BTreeSet<String>, PluginError> {
+        let mut found = lock(&self.datasets)
+            .get(query_id)
+            .cloned()
+            .unwrap_or_default();
+        let prefix = format!("{query_id}:");
+        for key in self.store.keys().await? {
+            if let Some(dataset) = key.strip_prefix(&prefix) {
+                found.insert(dataset.to_string());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Analyses one hook call and answers the plugin's response document.
+    ///
+    /// # Errors
+    /// [`PluginError::BadRequest`] for a dataset that is not an object or an array of objects, or records the
+    /// engine refuses.
+    pub async fn analyze_hook(&self, req: HookRequest) -> Result<Value, PluginError> {
+        let started = Instant::now();
+        let qid = query_id(&req.query);
+        let previous = lock(&self.late).remove(&qid);
+        let mut results = serde_json::Map::new();
+        let mut skipped = Vec::new();
+        let mut total_records = 0usize;
+        let mut total_anomalies = 0usize;
+        let mut pending = Vec::new();
+        let mut anomalous_query = false;
+        for (dataset, value) in &req.datasets {
+            if self.config.is_excluded(dataset) {
+                skipped
+                    .push(json!({"dataset": dataset, "reason": "excluded by EXCLUDED_DATASETS"}));
+                continue;
+            }
+            let records = records_of(dataset, value)?;
+            if records.is_empty() {
+                skipped.push(json!({"dataset": dataset, "reason": "no records"}));
+                continue;
+            }
+            lock(&self.datasets)
+                .entry(qid.clone())
+                .or_default()
+                .insert(dataset.clone());
+            let key = dataset_key(&qid, dataset);
+            let scored = self.score_dataset(&key, records).await?;
+            total_records += scored.records.len();
+            total_anomalies += scored.flagged.len();
+            anomalous_query |= !scored.flagged.is_empty();
+            self.metrics.records.fetch_add(
+                scored.records.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.metrics.anomalies.fetch_add(
+                scored.flagged.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            if scored.trained {
+                self.metrics
+                    .trainings
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let ctx = self.llm_context(&req, &scored);
+            let analyzer = self.analyzer.clone();
+            let metrics = self.metrics.clone();
+            metrics
+                .llm_calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let task = tokio::spawn(async move {
+                match analyzer.analyze(&ctx).await {
+                    Ok(report) => {
+                        if report.batches.iter().any(|b| !b.fallback_from.is_empty()) {
+                            metrics
+                                .llm_failures
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(HybridReport::merge(&ctx, &report))
+                    }
+                    Err(e) => {
+                        metrics
+                            .llm_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Err(e.to_string())
+                    }
+                }
+            });
+            self.store_detections(&req, &qid, dataset, &key, &scored);
+            pending.push((dataset.clone(), scored, task));
+        }
+        for (dataset, scored, task) in pending {
+            let remaining = self
+                .config
+                .response_budget
+                .saturating_sub(started.elapsed());
+            let mut task = task;
+            let llm = match tokio::time::timeout(remaining, &mut task).await {
+                Ok(Ok(Ok(report))) => Some(Ok(report)),
+                Ok(Ok(Err(e))) => Some(Err(e)),
+                Ok(Err(join)) => Some(Err(join.to_string())),
+                Err(_) => {
+                    self.metrics
+                        .llm_late
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let late = self.late.clone();
+                    let (qid, dataset) = (qid.clone(), dataset.clone());
+                    tokio::spawn(async move {
+                        let value = match task.await {
+                            Ok(Ok(report)) => serde_json::to_value(report).unwrap_or(Value::Null),
+                            Ok(Err(e)) => json!({"error": e}),
+                            Err(e) => json!({"error": e.to_string()}),
+                        };
+                        lock(&late).entry(qid).or_default().insert(dataset, value);
+                    });
+                    None
+                }
+            };
+            if let Some(Ok(report)) = &llm {
+                anomalous_query |= report.anomalies_detected;
+            }
+            results.insert(
+                dataset.clone(),
+                self.dataset_result(
+                    &scored,
+                    llm,
+                    previous.as_ref().and_then(|p| p.get(&dataset)),
+                ),
+            );
+        }
+        self.record_pattern(&req, &qid, total_anomalies, anomalous_query);
+        let status = if results.is_empty() { "skipped" } else { "ok" };
+        Ok(json!({
+            "results": results,
+            "metadata": {
+                "timestamp": Utc::now().to_rfc3339(),
+                "query_hash": qid,
+                "operation_name": req.operation_name,
+                "total_records": total_records,
+                "total_anomalies": total_anomalies,
+                "datasets_processed": results.len(),
+                "datasets_skipped": skipped,
+                "status": status,
+            }
+        }))
+    }
+
+    async fn score_dataset(
+        &self,
+        key: &str,
+        records: Vec<Value>,
+    ) -> Result<ScoredDataset, PluginError> {
+        let engine = self.engine.clone();
+        let key_owned = key.to_string();
+        let (records, outcomes, explanations, before, after) =
+            tokio::task::spawn_blocking(move || {
+                let before = engine.model_info(&key_owned).map(|m| m.version);
+                let outcomes = engine.observe_many(&key_owned, &records)?;
+                let mut explanations = BTreeMap::new();
+                for (i, o) in outcomes.iter().enumerate() {
+                    if o.is_anomaly()
+                        && let Some(e) = engine.explain(&key_owned, &records[i])?
+                    {
+                        explanations.insert(i, e);
+                    }
+                }
+                let after = engine.model_info(&key_owned);
+                Ok::<_, anomaly_core::Error>((records, outcomes, explanations, before, after))
+            })
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))??;
+        let batch = DatasetStats::from_records(&records, &Limits::default())?;
+        let comparison = {
+            let mut all = lock(&self.history_stats);
+            let after = &after;
+            let history = all
+                .entry(key.to_string())
+                .or_insert_with(|| rebuild_stats(&self.engine, key, records.len()));
+            let comparison = (history.n_records() > 0)
+                .then(|| history.compare(&batch, &CompareThresholds::default()));
+            let violations = if after.is_some() {
+                range_violations(history, &records)
+            } else {
+                BTreeMap::new()
+            };
+            // The baseline learns the records neither detector flagged, so an anomaly does not widen what
+            // counts as normal for the next call.
+            let normal: Vec<Value> = records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !outcomes[*i].is_anomaly() && !violations.contains_key(i))
+                .map(|(_, r)| r.clone())
+                .collect();
+            if normal.len() == records.len() {
+                history.merge(&batch);
+            } else if let Ok(clean) = DatasetStats::from_records(&normal, &Limits::default()) {
+                history.merge(&clean);
+            }
+            (comparison, violations)
+        };
+        let (comparison, violations) = comparison;
+        let flagged: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| o.is_anomaly() || violations.contains_key(i))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(ScoredDataset {
+            violations,
+            trained: after.as_ref().map(|m| m.version) != before,
+            model: after,
+            records,
+            outcomes,
+            explanations,
+            flagged,
+            stats: batch,
+            comparison,
+        })
+    }
+
+    fn llm_context(&self, req: &HookRequest, scored: &ScoredDataset) -> QueryContext {
+        let mut ctx = QueryContext::new(req.query.clone(), scored.stats.clone());
+        ctx.operation_name = req.operation_name.clone();
+        ctx.variables = req.variables.clone();
+        ctx.role = req.role.clone();
+        ctx.comparison = scored.comparison.clone();
+        // Every flagged record, and a sample of the others for the rules and the model to see what is returned.
+        let sample = self.config.llm.analyzer.max_records_per_batch;
+        ctx.flagged = scored
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| scored.flagged.contains(i) || *i < sample)
+            .map(|(i, record)| FlaggedRecord {
+                index: i,
+                record: record.clone(),
+                verdict: scored.outcomes[i].verdict().map(|v| StatisticalVerdict {
+                    detector: detector_of(scored, i).into(),
+                    score: v.score,
+                    threshold: v.threshold,
+                    is_anomaly: scored.flagged.contains(&i),
+                    rationale: Some(rationale(scored, i)).filter(|r| !r.is_empty()),
+                }),
+            })
+            .collect();
+        ctx
+    }
+
+    /// Queues the dataset's detections (written in the background; held while the database is down).
+    fn store_detections(
+        &self,
+        req: &HookRequest,
+        qid: &str,
+        dataset: &str,
+        key: &str,
+        scored: &ScoredDataset,
+    ) {
+        for &i in &scored.flagged {
+            let Some(v) = scored.outcomes[i].verdict() else {
+                continue;
+            };
+            let explanation = scored.explanations.get(&i);
+            let anomaly = Anomaly {
+                rationale: rationale(scored, i),
+                explanation: explanation
+                    .map(|e| serde_json::to_value(&e.fields).unwrap_or(Value::Null))
+                    .unwrap_or(Value::Null),
+                context: json!({
+                    "query_id": qid,
+                    "dataset": dataset,
+                    "query": req.query,
+                    "operation_name": req.operation_name,
+                    "variables": req.variables,
+                    "role": req.role,
+                    "user": req.user,
+                    "record_index": i,
+                    "record": scored.records[i],
+                }),
+                config: json!({
+                    "minimum_training_records": self.config.minimum_training_records,
+                    "anomaly_threshold": self.config.anomaly_threshold,
+                }),
+                model_version: Some(v.model_version),
+                ..Anomaly::flagged(key, detector_of(scored, i), v.score, v.threshold)
+            };
+            if let Err(e) = self.queue.try_push(anomaly) {
+                tracing::error!(error = %e, "detection not stored");
+            }
+        }
+    }
+
+    fn record_pattern(&self, req: &HookRequest, qid: &str, anomalies: usize, anomalous: bool) {
+        let store = self.store.clone();
+        let now = Utc::now();
+        let pattern = QueryPattern {
+            query_hash: qid.to_string(),
+            text: req.query.clone(),
+            operation_name: req.operation_name.clone(),
+            variables: req.variables.clone(),
+            role: req.role.clone(),
+            count: 1,
+            anomaly_count: anomalies as u64,
+            anomalous,
+            first_seen: now,
+            last_seen: now,
+        };
+        tokio::spawn(async move {
+            let merged = match store.query_pattern(&pattern.query_hash).await {
+                Ok(Some(old)) => QueryPattern {
+                    count: old.count + 1,
+                    anomaly_count: old.anomaly_count + pattern.anomaly_count,
+                    anomalous: old.anomalous || pattern.anomalous,
+                    first_seen: old.first_seen,
+                    ..pattern
+                },
+                Ok(None) => pattern,
+                Err(e) => {
+                    tracing::warn!(error = %e, "query pattern not recorded");
+                    return;
+                }
+            };
+            if let Err(e) = store.upsert_query_pattern(&merged).await {
+                tracing::warn!(error = %e, "query pattern not recorded");
+            }
+        });
+    }
+
+    fn dataset_result(
+        &self,
+        scored: &ScoredDataset,
+        llm: Option<Result<HybridReport, String>>,
+        previous: Option<&Value>,
+    ) -> Value {
+        let anomalous_records: Vec<Value> = scored
+            .flagged
+            .iter()
+            .map(|&i| {
+                let e = scored.explanations.get(&i);
+                json!({
+                    "index": i,
+                    "score": scored.outcomes[i].verdict().map(|v| v.score),
+                    "detector": detector_of(scored, i),
+                    "explanation": rationale(scored, i),
+                    "fields": e.map(|e| serde_json::to_value(&e.fields).unwrap_or(Value::Null)),
+                })
+            })
+            .collect();
+        let max_score = scored
+            .outcomes
+            .iter()
+            .filter_map(|o| o.verdict().map(|v| v.score))
+            .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+        let (status, needed) = match scored.outcomes.last() {
+            Some(Outcome::Learning { seen, needed }) if scored.model.is_none() => {
+                ("learning", Some(json!({"seen": seen, "needed": needed})))
+            }
+            _ => ("active", None),
+        };
+        let (llm_analysis, security_concerns, llm_anomalous) = match llm {
+            Some(Ok(report)) => (
+                serde_json::to_value(&report).unwrap_or(Value::Null),
+                serde_json::to_value(&report.security_concerns).unwrap_or(Value::Null),
+                report.anomalies_detected,
+            ),
+            Some(Err(e)) => (json!({"status": "failed", "error": e}), json!([]), false),
+            None => (
+                json!({"status": "pending", "detail": "the analysis missed the response budget; it is reported on the query's next call"}),
+                json!([]),
+                false,
+            ),
+        };
+        json!({
+            "is_anomaly": !scored.flagged.is_empty() || llm_anomalous,
+            "score": max_score,
+            "anomalous_records": anomalous_records,
+            "model_details": {
+                "model_type": DETECTOR,
+                "features_used": scored.model.as_ref().map(|m| m.features.clone()).unwrap_or_default(),
+                "model_version": scored.model.as_ref().map(|m| m.version),
+                "status": status,
+                "learning": needed,
+            },
+            "security_concerns": security_concerns,
+            "llm_analysis": llm_analysis,
+            "previous_llm_analysis": previous,
+        })
+    }
+
+    /// The range rule's reason for `record` against the key's history, if it fires.
+    pub fn range_violation(&self, key: &str, record: &Value) -> Option<String> {
+        let mut all = lock(&self.history_stats);
+        let history = all
+            .entry(key.to_string())
+            .or_insert_with(|| rebuild_stats(&self.engine, key, 100));
+        range_violations(history, std::slice::from_ref(record)).remove(&0)
+    }
+
+    /// Names of the LLM providers as one string (`anthropic → openai → offline`).
+    pub fn provider_chain(&self) -> String {
+        self.providers.join(" → ")
+    }
+
+    /// Whether the store answers within a second.
+    pub async fn store_reachable(&self) -> bool {
+        matches!(
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                self.store.query_pattern("health-check")
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// One dataset of a hook call, scored.
+pub(crate) struct ScoredDataset {
+    pub(crate) records: Vec<Value>,
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) explanations: BTreeMap<usize, anomaly_core::engine::RecordExplanation>,
+    pub(crate) flagged: Vec<usize>,
+    pub(crate) stats: DatasetStats,
+    pub(crate) comparison: Option<anomaly_core::stats::Comparison>,
+    pub(crate) model: Option<anomaly_core::engine::ModelInfo>,
+    pub(crate) trained: bool,
+    /// Records with a numeric field far outside everything the dataset's history holds, and why.
+    pub(crate) violations: BTreeMap<usize, String>,
+}
+
+/// How many widths of the history's central 90 % a value must lie beyond the history's extremes to be flagged by
+/// the range rule.
+pub const RANGE_TOLERANCE: f64 = 3.0;
+
+/// The range rule, beside the isolation forest: a record whose top-level numeric field lies further than
+/// [`RANGE_TOLERANCE`] widths of the history's 5–95 % range beyond the history's minimum or maximum. An isolation
+/// forest cannot see how far outside its training range a value is (it follows the extreme training point's path),
+/// so `amount = 99,999` among amounts of 20–200 may score like an ordinary large order; this rule says what any
+/// analyst would.
+fn range_violations(history: &DatasetStats, records: &[Value]) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    for (i, record) in records.iter().enumerate() {
+        let Some(obj) = record.as_object() else {
+            continue;
+        };
+        let mut reasons = Vec::new();
+        for (field, value) in obj {
+            let (Some(v), Some(stats)) = (value.as_f64(), history.field(field)) else {
+                continue;
+            };
+            let Some(n) = &stats.numeric else { continue };
+            let (q5, q95) = (n.quantiles.get(1), n.quantiles.get(19));
+            let width = match (q5, q95) {
+                (Some(a), Some(b)) => (b - a).max(f64::EPSILON),
+                _ => continue,
+            };
+            let slack = RANGE_TOLERANCE * width;
+            if v > n.max + slack || v < n.min - slack {
+                reasons.push(format!(
+                    "`{field}` = {} is far outside everything seen ({}–{})",
+                    fmt_num(v),
+                    fmt_num(n.min),
+                    fmt_num(n.max)
+                ));
+            }
+        }
+        if !reasons.is_empty() {
+            out.insert(i, reasons.join("; "));
+        }
+    }
+    out
+}
+
+/// A key's history statistics after a restart, rebuilt from the persisted history in batches of `batch` records.
+fn rebuild_stats(engine: &Engine, key: &str, batch: usize) -> DatasetStats {
+    let mut h = DatasetStats::new();
+    for chunk in engine.history(key).chunks(batch.max(1)) {
+        if let Ok(s) = DatasetStats::from_records(chunk, &Limits::default()) {
+            h.merge(&s);
+        }
+    }
+    h
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The rationale of a flagged record: the forest's explanation, and the range rule's reason when it fired.
+fn rationale(scored: &ScoredDataset, i: usize) -> String {
+    let forest = scored.explanations.get(&i).map(|e| e.rationale.clone());
+    let rule = scored
+        .violations
+        .get(&i)
+        .map(|r| format!("Range rule: {r}."));
+    match (forest, rule) {
+        (Some(f), Some(r)) => format!("{f} {r}"),
+        (Some(f), None) => f,
+        (None, Some(r)) => r,
+        (None, None) => String::new(),
+    }
+}
+
+/// The detector that flagged record `i`: the forest when it did, else the range rule.
+fn detector_of(scored: &ScoredDataset, i: usize) -> &'static str {
+    if scored.outcomes[i].is_anomaly() {
+        DETECTOR
+    } else {
+        RANGE_RULE
+    }
+}
+
+/// The detector name stored with detections of the range rule.
+pub const RANGE_RULE: &str = "range_rule";
+
+/// The file path of an SQLite URL (`sqlite://path?…`), `None` for other databases and `sqlite::memory:`.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}

@@ -1,0 +1,375 @@
+//! The HTTP endpoints, thin over [`Plugin`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anomaly_core::records::flatten::Limits;
+use anomaly_core::stats::DatasetStats;
+use anomaly_store::{AnomalyCursor, AnomalyQuery};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::PluginError;
+use crate::plugin::{DETECTOR, Plugin, RANGE_RULE, dataset_key};
+use crate::protocol::HookRequest;
+
+type Shared = State<Arc<Plugin>>;
+
+/// The service: every endpoint, with `PLUGIN_SECRET` checked on all but `/health` and `/metrics`.
+pub fn router(plugin: Arc<Plugin>) -> Router {
+    let protected = Router::new()
+        .route("/anomalies", post(hook).get(list_anomalies))
+        .route("/history/{query_id}", get(history).delete(delete_history))
+        .route("/model/{query_id}", get(model))
+        .route("/analyze/{query_id}", post(analyze_one))
+        .route("/stats/{query_id}", get(stats))
+        .route_layer(middleware::from_fn_with_state(plugin.clone(), authorize));
+    Router::new()
+        .merge(protected)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        // Bodies are limited by the handlers (`MAX_REQUEST_BYTES`), which answer a 400 that names the limit.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(plugin)
+}
+
+/// Digests of both sides compared in constant time: neither the content nor the length of the secret leaks.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+async fn authorize(State(plugin): Shared, request: Request, next: Next) -> Response {
+    if let Some(secret) = &plugin.config().plugin_secret {
+        let given = request
+            .headers()
+            .get("hasura-m-auth")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !same_secret(given, secret.as_bytes()) {
+            plugin.metrics().rejected.fetch_add(1, Ordering::Relaxed);
+            return PluginError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, PluginError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        PluginError::BadRequest(format!(
+            "the body is larger than the limit of {limit} bytes (MAX_REQUEST_BYTES)"
+        ))
+    })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /anomalies`: the pre-response hook.
+async fn hook(State(plugin): Shared, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let bytes = read_body(body, plugin.config().max_request_bytes).await?;
+        let req = HookRequest::parse(
+            &bytes,
+            header(&headers, "x-hasura-role"),
+            header(&headers, "x-hasura-user"),
+        )?;
+        plugin.analyze_hook(req).await
+    }
+    .await;
+    let metrics = plugin.metrics();
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    metrics.observe_latency(started.elapsed());
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => {
+            metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            e.into_response()
+        }
+    }
+}
+
+/// `GET /health`.
+async fn health(State(plugin): Shared) -> Json<Value> {
+    let reachable = plugin.store_reachable().await;
+    let queue = plugin.queue().stats();
+    Json(json!({
+        "status": if reachable { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "store": {"reachable": reachable, "queue_depth": queue.depth, "last_error": queue.last_error},
+        "llm_provider": plugin.provider_chain(),
+        "excluded_datasets": plugin.config().excluded_datasets.iter().map(|r| {
+            let s = r.as_str();
+            s.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(s).to_string()
+        }).collect::<Vec<_>>(),
+    }))
+}
+
+/// `GET /metrics`.
+async fn metrics(State(plugin): Shared) -> impl IntoResponse {
+    let q = plugin.queue().stats();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        plugin.metrics().render(q.depth, q.failures),
+    )
+}
+
+async fn known_datasets(plugin: &Plugin, query_id: &str) -> Result<Vec<String>, PluginError> {
+    let datasets: Vec<String> = plugin.datasets_of(query_id).await?.into_iter().collect();
+    if datasets.is_empty() {
+        return Err(PluginError::NotFound(format!(
+            "no query with id `{query_id}`"
+        )));
+    }
+    Ok(datasets)
+}
+
+/// `GET /history/{query_id}`: the history kept per dataset.
+async fn history(
+    State(plugin): Shared,
+    Path(query_id): Path<String>,
+) -> Result<Json<Value>, PluginError> {
+    let mut out = serde_json::Map::new();
+    for dataset in known_datasets(&plugin, &query_id).await? {
+        let engine = plugin.engine().clone();
+        let key = dataset_key(&query_id, &dataset);
+        let records = tokio::task::spawn_blocking(move || engine.history(&key))
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))?;
+        out.insert(dataset, json!({"count": records.len(), "records": records}));
+    }
+    Ok(Json(json!({"query_id": query_id, "datasets": out})))
+}
+
+/// `DELETE /history/{query_id}`: forgets the history (models and detections stay).
+async fn delete_history(
+    State(plugin): Shared,
+    Path(query_id): Path<String>,
+) -> Result<Json<Value>, PluginError> {
+    let mut removed = serde_json::Map::new();
+    for dataset in known_datasets(&plugin, &query_id).await? {
+        let engine = plugin.engine().clone();
+        let key = dataset_key(&query_id, &dataset);
+        let n = tokio::task::spawn_blocking(move || engine.clear(&key))
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))??;
+        removed.insert(dataset, json!(n));
+    }
+    Ok(Json(json!({"query_id": query_id, "removed": removed})))
+}
+
+/// `GET /model/{query_id}`: every model version per dataset.
+async fn model(
+    State(plugin): Shared,
+    Path(query_id): Path<String>,
+) -> Result<Json<Value>, PluginError> {
+    let mut out = serde_json::Map::new();
+    for dataset in known_datasets(&plugin, &query_id).await? {
+        let key = dataset_key(&query_id, &dataset);
+        let versions = plugin.store().model_versions(&key).await?;
+        let current = plugin.engine().model_info(&key);
+        out.insert(
+            dataset,
+            json!({
+                "status": if current.is_some() || !versions.is_empty() { "active" } else { "learning" },
+                "current": current,
+                "versions": versions.iter().map(|v| json!({
+                    "version": v.version,
+                    "kind": v.kind,
+                    "features": v.metadata.features,
+                    "trained_at": v.metadata.trained_at,
+                    "records": v.metadata.records_trained_on,
+                    "saved_at": v.saved_at,
+                })).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    Ok(Json(json!({"query_id": query_id, "datasets": out})))
+}
+
+/// `POST /analyze/{query_id}`: one record (`{"dataset": …, "record": {…}}`, or the bare record when the query has
+/// one dataset) scored and explained against the query's model, without learning it.
+async fn analyze_one(
+    State(plugin): Shared,
+    Path(query_id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, PluginError> {
+    let bytes = read_body(body, plugin.config().max_request_bytes).await?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| PluginError::BadRequest(format!("the body is not JSON: {e}")))?;
+    let datasets = known_datasets(&plugin, &query_id).await?;
+    let (dataset, record) = match (value.get("record"), value.get("dataset")) {
+        (Some(record), dataset) => (
+            dataset.and_then(Value::as_str).map(str::to_string),
+            record.clone(),
+        ),
+        (None, _) => (None, value),
+    };
+    let dataset = match dataset {
+        Some(d) if datasets.contains(&d) => d,
+        Some(d) => {
+            return Err(PluginError::NotFound(format!(
+                "query `{query_id}` has no dataset `{d}`"
+            )));
+        }
+        None if datasets.len() == 1 => datasets[0].clone(),
+        None => {
+            return Err(PluginError::BadRequest(format!(
+                "the query has several datasets ({}); name one in `dataset`",
+                datasets.join(", ")
+            )));
+        }
+    };
+    if !record.is_object() {
+        return Err(PluginError::BadRequest(
+            "`record` must be a JSON object".into(),
+        ));
+    }
+    let engine = plugin.engine().clone();
+    let key = dataset_key(&query_id, &dataset);
+    let (explained, record) = {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || engine.explain(&key, &record).map(|e| (e, record)))
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))??
+    };
+    Ok(Json(match explained {
+        Some(e) => {
+            let rule = plugin.range_violation(&key, &record);
+            let detector = if e.verdict.is_anomaly {
+                DETECTOR
+            } else {
+                RANGE_RULE
+            };
+            let explanation = match &rule {
+                Some(r) => format!("{} Range rule: {r}.", e.rationale),
+                None => e.rationale.clone(),
+            };
+            json!({
+                "query_id": query_id,
+                "dataset": dataset,
+                "status": "active",
+                "is_anomaly": e.verdict.is_anomaly || rule.is_some(),
+                "detector": detector,
+                "score": e.verdict.score,
+                "threshold": e.verdict.threshold,
+                "model_version": e.verdict.model_version,
+                "explanation": explanation,
+                "fields": e.fields,
+            })
+        }
+        None => json!({"query_id": query_id, "dataset": dataset, "status": "learning"}),
+    }))
+}
+
+/// `GET /stats/{query_id}`: statistics of each dataset's history.
+async fn stats(
+    State(plugin): Shared,
+    Path(query_id): Path<String>,
+) -> Result<Json<Value>, PluginError> {
+    let mut out = serde_json::Map::new();
+    for dataset in known_datasets(&plugin, &query_id).await? {
+        let engine = plugin.engine().clone();
+        let key = dataset_key(&query_id, &dataset);
+        let (history, counters) =
+            tokio::task::spawn_blocking(move || (engine.history(&key), engine.stats(&key)))
+                .await
+                .map_err(|e| PluginError::Internal(e.to_string()))?;
+        let stats = DatasetStats::from_records(&history, &Limits::default())?;
+        out.insert(
+            dataset,
+            json!({"history_size": history.len(), "counters": counters, "statistics": stats.to_prompt_json()}),
+        );
+    }
+    Ok(Json(json!({"query_id": query_id, "datasets": out})))
+}
+
+/// Filters of `GET /anomalies`.
+#[derive(Debug, Deserialize)]
+struct AnomalyFilters {
+    query_id: Option<String>,
+    dataset: Option<String>,
+    min_score: Option<f64>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+/// `GET /anomalies?query_id=&dataset=&min_score=&since=&until=&limit=&cursor=`: stored detections, newest first.
+async fn list_anomalies(
+    State(plugin): Shared,
+    filters: Result<Query<AnomalyFilters>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, PluginError> {
+    let Query(f) = filters.map_err(|e| PluginError::BadRequest(e.body_text()))?;
+    let mut q = AnomalyQuery::new().limit(f.limit.unwrap_or(50).clamp(1, 1_000));
+    if let Some(qid) = &f.query_id {
+        let dataset = match &f.dataset {
+            Some(d) => d.clone(),
+            None => {
+                let datasets = known_datasets(&plugin, qid).await?;
+                if datasets.len() > 1 {
+                    return Err(PluginError::BadRequest(format!(
+                        "the query has several datasets ({}); name one in `dataset`",
+                        datasets.join(", ")
+                    )));
+                }
+                datasets[0].clone()
+            }
+        };
+        q = q.key(dataset_key(qid, &dataset));
+    }
+    if let Some(s) = f.min_score {
+        q = q.min_score(s);
+    }
+    q.since = f.since;
+    q.until = f.until;
+    if let Some(c) = &f.cursor {
+        q = q.after(Some(parse_cursor(c)?));
+    }
+    let page = plugin.store().query_anomalies(&q).await?;
+    let next = page
+        .next
+        .map(|c| format!("{}.{}", c.created_at.timestamp_micros(), c.id));
+    Ok(Json(json!({"items": page.items, "next_cursor": next})))
+}
+
+fn parse_cursor(c: &str) -> Result<AnomalyCursor, PluginError> {
+    let bad =
+        || PluginError::BadRequest(format!("`cursor` {c:?} is not one this service returned"));
+    let (micros, id) = c.split_once('.').ok_or_else(bad)?;
+    let created_at =
+        DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok(AnomalyCursor {
+        created_at,
+        id: id.parse().map_err(|_| bad())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+        assert!(!same_secret(b"s3cret!", b"s3cret"));
+    }
+}
