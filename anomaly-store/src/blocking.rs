@@ -87,6 +87,27 @@ impl BlockingStore {
         })
     }
 
+    /// Wraps a store that is already connected, so the engine and async callers share one connection pool (on
+    /// SQLite that also means one writer instead of two pools contending for the file's lock).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use anomaly_store::{BlockingStore, InMemoryStore, Store};
+    /// let shared: Arc<dyn Store> = Arc::new(InMemoryStore::new(100));
+    /// let blocking = BlockingStore::new(shared.clone())?;
+    /// assert!(Arc::ptr_eq(blocking.store(), &shared));
+    /// # Ok::<(), anomaly_store::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] when the adapter's runtime cannot start (no threads left).
+    pub fn new(store: Arc<dyn Store>) -> Result<Self> {
+        Ok(BlockingStore {
+            runtime: Some(runtime()?),
+            store,
+        })
+    }
+
     /// An [`InMemoryStore`] keeping `max_history` records per key.
     ///
     /// # Errors

@@ -197,6 +197,9 @@ impl<T: Persistence + ?Sized> Persistence for std::sync::Arc<T> {
     fn append_history(&self, key: &str, record: &Value) -> Result<()> {
         (**self).append_history(key, record)
     }
+    fn append_history_many(&self, key: &str, records: &[Value]) -> Result<()> {
+        (**self).append_history_many(key, records)
+    }
     fn load_history(&self, key: &str, limit: usize) -> Result<Vec<Value>> {
         (**self).load_history(key, limit)
     }

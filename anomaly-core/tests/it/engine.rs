@@ -398,3 +398,70 @@ fn a_failing_store_does_not_stop_detection() {
     assert!(s.persistence_failures >= 150, "{s:?}");
     assert_eq!(engine.model_info("q").unwrap().version, 1);
 }
+
+/// In-memory persistence that counts how history reaches it.
+#[derive(Default)]
+struct Counting {
+    inner: InMemoryPersistence,
+    single: AtomicUsize,
+    batched: AtomicUsize,
+}
+
+impl Persistence for Counting {
+    fn append_history(&self, key: &str, record: &Value) -> anomaly_core::Result<()> {
+        self.single.fetch_add(1, Ordering::Relaxed);
+        self.inner.append_history(key, record)
+    }
+    fn append_history_many(&self, key: &str, records: &[Value]) -> anomaly_core::Result<()> {
+        self.batched.fetch_add(1, Ordering::Relaxed);
+        records
+            .iter()
+            .try_for_each(|r| self.inner.append_history(key, r))
+    }
+    fn load_history(&self, key: &str, limit: usize) -> anomaly_core::Result<Vec<Value>> {
+        self.inner.load_history(key, limit)
+    }
+    fn clear_history(&self, key: &str) -> anomaly_core::Result<usize> {
+        self.inner.clear_history(key)
+    }
+    fn save_model(
+        &self,
+        key: &str,
+        meta: &ModelMeta,
+        snapshot: &[u8],
+    ) -> anomaly_core::Result<u64> {
+        self.inner.save_model(key, meta, snapshot)
+    }
+    fn load_model(
+        &self,
+        key: &str,
+        version: Option<u64>,
+    ) -> anomaly_core::Result<Option<StoredModel>> {
+        self.inner.load_model(key, version)
+    }
+    fn model_versions(&self, key: &str) -> anomaly_core::Result<Vec<ModelMeta>> {
+        self.inner.model_versions(key)
+    }
+    fn keys(&self) -> anomaly_core::Result<Vec<String>> {
+        self.inner.keys()
+    }
+}
+
+#[test]
+fn observe_many_persists_its_records_in_one_call() {
+    // The engine holds an `Arc<dyn Persistence>`; the batched call must reach the store's own implementation, not
+    // the trait's one-by-one default through the `Arc` forwarding impl.
+    let store = Arc::new(Counting::default());
+    let engine = Engine::new(params(), store.clone()).unwrap();
+    engine.observe_many("q", &orders(250, 7, 100.0)).unwrap();
+    engine.observe("q", &orders(1, 8, 100.0)[0]).unwrap();
+    assert_eq!(store.batched.load(Ordering::Relaxed), 2);
+    assert_eq!(store.single.load(Ordering::Relaxed), 0);
+    assert_eq!(store.load_history("q", 1_000).unwrap().len(), 251);
+    // Through a second `Arc` layer as well.
+    let layered: Arc<dyn Persistence> = Arc::new(store.clone() as Arc<dyn Persistence>);
+    layered
+        .append_history_many("r", &orders(3, 9, 100.0))
+        .unwrap();
+    assert_eq!(store.batched.load(Ordering::Relaxed), 3);
+}

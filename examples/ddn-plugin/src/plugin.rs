@@ -77,16 +77,14 @@ impl Plugin {
             })?;
         }
         let max_history = config.max_historical_records as u64;
-        let url = config.database_url.clone();
-        let persistence =
-            tokio::task::spawn_blocking(move || BlockingStore::connect(&url, max_history))
-                .await
-                .map_err(|e| PluginError::Internal(e.to_string()))??;
+        // One pool for the engine's history and models and for the plugin's detections and patterns: on SQLite two
+        // pools would contend for the file's write lock and wait out SQLite's busy back-off.
         let store: Arc<dyn Store> = Arc::new(
             SeaOrmStore::connect(&config.database_url)
                 .await?
                 .with_max_history(max_history),
         );
+        let persistence = BlockingStore::new(store.clone())?;
         let mut params = EngineParams::new()
             .min_training_records(config.minimum_training_records)
             .max_history(config.max_historical_records)
