@@ -41,6 +41,7 @@ use reservoir::Reservoir;
 /// | `min_training_records` | 100 | records before the first model |
 /// | `max_history` | 100,000 | history kept per key (a uniform sample once exceeded) |
 /// | `retrain_every` | 1,000 | new records between retrains |
+/// | `retrain_growth` | 0 | retrain only once the new records also reach this multiple of the records the current model was trained on (1 = when the history has doubled), so a busy key retrains less often as its model matures |
 /// | `sensitivity` | `Auto` | default contamination of every key |
 /// | `forest` | 100 trees, seed 0 | the forest trained per key |
 /// | `vectorizer` | defaults | how records become vectors |
@@ -51,6 +52,8 @@ pub struct EngineParams {
     min_training_records: usize,
     max_history: usize,
     retrain_every: usize,
+    #[serde(default)]
+    retrain_growth: f64,
     sensitivity: Contamination,
     forest: IsolationForestParams,
     vectorizer: VectorizerParams,
@@ -71,6 +74,7 @@ impl EngineParams {
             min_training_records: 100,
             max_history: 100_000,
             retrain_every: 1_000,
+            retrain_growth: 0.0,
             sensitivity: Contamination::Auto,
             forest: IsolationForestParams::new(),
             vectorizer: VectorizerParams::new(),
@@ -94,6 +98,16 @@ impl EngineParams {
     /// New records between retrains (default 1,000).
     pub fn retrain_every(mut self, n: usize) -> Self {
         self.retrain_every = n;
+        self
+    }
+
+    /// Retrain only once the new records also reach `factor` times the records the current model was trained on
+    /// (default 0: `retrain_every` alone decides). With `retrain_every(1_000)` and `retrain_growth(1.0)` a key
+    /// retrains at 1,000 new records while its model knows fewer than 1,000, then each time its history doubles,
+    /// then every `max_history` records once the history is full; drift still retrains at once. Training cost per
+    /// record then stays flat however busy the key is.
+    pub fn retrain_growth(mut self, factor: f64) -> Self {
+        self.retrain_growth = factor;
         self
     }
 
@@ -139,6 +153,12 @@ impl EngineParams {
         }
         if self.retrain_every == 0 {
             return Err(Error::invalid("retrain_every", "must be at least 1"));
+        }
+        if !(self.retrain_growth.is_finite() && self.retrain_growth >= 0.0) {
+            return Err(Error::invalid(
+                "retrain_growth",
+                "must be a finite number, 0 or more",
+            ));
         }
         self.forest
             .clone()
@@ -432,17 +452,26 @@ impl Engine {
             Outcome::Learning { needed, .. } => Outcome::Learning { seen: len, needed },
             scored => scored,
         };
-        let reason = if state.model.load().is_none() {
-            (len >= self.params.min_training_records).then_some(TrainReason::FirstModel)
-        } else if let Some(report) = lock(&state.pending_drift).take() {
-            Some(TrainReason::Drift(report))
-        } else {
-            (since >= self.params.retrain_every as u64).then_some(TrainReason::NewRecords)
+        let reason = match &*state.model.load() {
+            None => (len >= self.params.min_training_records).then_some(TrainReason::FirstModel),
+            Some(model) => {
+                if let Some(report) = lock(&state.pending_drift).take() {
+                    Some(TrainReason::Drift(report))
+                } else {
+                    (since >= self.retrain_due(model)).then_some(TrainReason::NewRecords)
+                }
+            }
         };
         if let Some(reason) = reason {
             self.train_state(key, state, reason)?;
         }
         Ok(outcome)
+    }
+
+    /// New records after which a key with `model` retrains: `retrain_every`, or more with `retrain_growth`.
+    fn retrain_due(&self, model: &RecordModel) -> u64 {
+        let grown = (self.params.retrain_growth * model.trained_on() as f64).ceil();
+        (self.params.retrain_every as u64).max(grown as u64)
     }
 
     /// Scores `record` without learning it.

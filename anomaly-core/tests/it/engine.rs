@@ -465,3 +465,30 @@ fn observe_many_persists_its_records_in_one_call() {
         .unwrap();
     assert_eq!(store.batched.load(Ordering::Relaxed), 3);
 }
+
+#[test]
+fn retrain_growth_retrains_as_the_history_doubles() {
+    let engine = Engine::in_memory(
+        params()
+            .min_training_records(100)
+            .retrain_every(100)
+            .retrain_growth(1.0)
+            .drift(None),
+    )
+    .unwrap();
+    // Each retrain waits for as many new records as the current model was trained on.
+    let mut models = Vec::new();
+    for r in &orders(1_700, 11, 100.0) {
+        engine.observe("q", r).unwrap();
+        if let Some(info) = engine.model_info("q")
+            && models.last() != Some(&(info.version, info.trained_on))
+        {
+            models.push((info.version, info.trained_on));
+        }
+    }
+    assert_eq!(models, [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1_600)]);
+    assert!(
+        Engine::in_memory(params().retrain_growth(f64::NAN)).is_err(),
+        "NaN growth is refused"
+    );
+}

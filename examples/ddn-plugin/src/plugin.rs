@@ -88,7 +88,8 @@ impl Plugin {
         let mut params = EngineParams::new()
             .min_training_records(config.minimum_training_records)
             .max_history(config.max_historical_records)
-            .retrain_every(config.minimum_training_records.max(100) * 5);
+            .retrain_every(config.minimum_training_records.max(100) * 5)
+            .retrain_growth(1.0);
         if let Some(t) = config.anomaly_threshold {
             params = params.sensitivity(Contamination::Fraction(t));
         }
