@@ -229,6 +229,10 @@ impl<P: Provider> Provider for Cached<P> {
         self.inner.name()
     }
 
+    fn reads_prompt(&self) -> bool {
+        self.inner.reads_prompt()
+    }
+
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
         let key = request.cache_key();
         if let Some(mut hit) = self.get(&key) {

@@ -59,6 +59,11 @@ impl Provider for FallbackChain {
         &self.name
     }
 
+    /// Whether any link reads the prompt.
+    fn reads_prompt(&self) -> bool {
+        self.links.iter().any(|l| l.reads_prompt())
+    }
+
     /// # Errors
     /// [`LlmError::AllFailed`] with every link's error when none answered (also for an empty chain).
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {

@@ -30,6 +30,10 @@ pub const MAX_QUERY_CHARS: usize = 8_000;
 /// Longest summary of the comparison with history rendered, in characters.
 pub const MAX_SUMMARY_CHARS: usize = 4_000;
 
+/// The user message of a request for a provider that does not read prompts (see
+/// [`Provider::reads_prompt`](crate::Provider::reads_prompt)): the data travels in the request's task instead.
+pub const NOT_RENDERED: &str = "(not rendered: this provider answers from the request's task)";
+
 /// The system prompt of the query analysis.
 pub const QUERY_SYSTEM_PROMPT: &str = "You are a security and data-quality analyst for a GraphQL gateway. You \
 review one batch of a query's results that statistical detectors have flagged, together with the query, the \

@@ -52,6 +52,13 @@ pub trait Provider: Send + Sync {
     /// Any [`LlmError`](crate::LlmError): transport, timeout, HTTP status, truncation, refusal, protocol.
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse>;
 
+    /// Whether the provider reads the rendered prompt (true for every model). A provider that answers from the
+    /// request's [`Task`](crate::Task) alone, as the offline rules do, says false, and the analysers then skip
+    /// rendering prompts and budgeting tokens for it (batches still hold at most `max_records_per_batch` items).
+    fn reads_prompt(&self) -> bool {
+        true
+    }
+
     /// [`complete`](Provider::complete), then checks the answer against the request's schema, asking once for a
     /// repair when it does not match (see [`complete_validated`](crate::validate::complete_validated)).
     ///
@@ -69,6 +76,9 @@ macro_rules! forward {
         impl<T: Provider + ?Sized> Provider for $ty {
             fn name(&self) -> &str {
                 (**self).name()
+            }
+            fn reads_prompt(&self) -> bool {
+                (**self).reads_prompt()
             }
             async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
                 (**self).complete(request).await

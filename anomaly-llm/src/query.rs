@@ -515,18 +515,23 @@ impl<P: Provider> QueryAnalyzer<P> {
             batch: 0,
             batches: 1,
         };
-        // Plus a margin: batch numbers and the sentence around the index list vary a little between batches.
-        let fixed = prompt::estimate_tokens(&prompt::render_query_prompt(&template)) + 16;
-        // Each record is one line of its block and one entry of the list of allowed indices.
-        let sizes: Vec<usize> = ctx
-            .flagged
-            .iter()
-            .map(|r| {
-                prompt::estimate_tokens(&prompt::render_record(r))
-                    + (r.index.to_string().len() + 3).div_ceil(4)
-            })
-            .collect();
-        let plan = self.settings.plan_batches_within(&sizes, fixed);
+        let plan = if self.provider.reads_prompt() {
+            // Plus a margin: batch numbers and the sentence around the index list vary a little between batches.
+            let fixed = prompt::estimate_tokens(&prompt::render_query_prompt(&template)) + 16;
+            // Each record is one line of its block and one entry of the list of allowed indices.
+            let sizes: Vec<usize> = ctx
+                .flagged
+                .iter()
+                .map(|r| {
+                    prompt::estimate_tokens(&prompt::render_record(r))
+                        + (r.index.to_string().len() + 3).div_ceil(4)
+                })
+                .collect();
+            self.settings.plan_batches_within(&sizes, fixed)
+        } else {
+            // No model reads the text: only the count per batch applies.
+            self.settings.plan_batches(&vec![0; ctx.flagged.len()])
+        };
         let batches = plan.len();
         plan.into_iter()
             .enumerate()
@@ -541,16 +546,18 @@ impl<P: Provider> QueryAnalyzer<P> {
 
     /// The request for one batch (pure).
     pub fn request(&self, batch: &QueryBatch) -> CompletionRequest {
-        CompletionRequest::new(
-            prompt::QUERY_SYSTEM_PROMPT,
-            prompt::render_query_prompt(batch),
-        )
-        .with_schema(query_schema())
-        .with_max_tokens(self.settings.max_tokens)
-        .with_temperature(self.settings.temperature)
-        .with_timeout(self.settings.timeout)
-        .with_log_contents(self.settings.log_contents)
-        .with_task(Task::Query(Box::new(batch.clone())))
+        let text = if self.provider.reads_prompt() {
+            prompt::render_query_prompt(batch)
+        } else {
+            prompt::NOT_RENDERED.to_string()
+        };
+        CompletionRequest::new(prompt::QUERY_SYSTEM_PROMPT, text)
+            .with_schema(query_schema())
+            .with_max_tokens(self.settings.max_tokens)
+            .with_temperature(self.settings.temperature)
+            .with_timeout(self.settings.timeout)
+            .with_log_contents(self.settings.log_contents)
+            .with_task(Task::Query(Box::new(batch.clone())))
     }
 
     /// Analyses `ctx` batch by batch, in order.

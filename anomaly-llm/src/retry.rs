@@ -158,6 +158,10 @@ impl<P: Provider> Provider for Retrying<P> {
         self.inner.name()
     }
 
+    fn reads_prompt(&self) -> bool {
+        self.inner.reads_prompt()
+    }
+
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
         let mut retry = 0;
         loop {

@@ -50,6 +50,11 @@ impl Provider for OfflineProvider {
         "offline"
     }
 
+    /// The rules read the task, never the prompt.
+    fn reads_prompt(&self) -> bool {
+        false
+    }
+
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
         let json = match &request.task {
             Some(Task::Query(batch)) => serde_json::to_value(query_rules::analyze(batch)),

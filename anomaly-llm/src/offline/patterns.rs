@@ -138,6 +138,13 @@ pub(crate) fn first_per_kind(hits: impl IntoIterator<Item = Hit>) -> Vec<Hit> {
     out
 }
 
+/// Every marker of [`MARKERS`] in one automaton, to skip strings that contain none.
+/// (`None` only if the automaton could not be built, in which case every string is scanned.)
+static MARKER_SET: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::new(MARKERS.iter().map(|&(_, marker)| marker)).ok()
+    });
+
 /// Every hostile marker in `s` with how often it occurs (tautologies first, then in the order of [`MARKERS`]).
 pub(crate) fn marker_counts(s: &str) -> Vec<(Hit, usize)> {
     let text = normalise(s);
@@ -161,6 +168,10 @@ pub(crate) fn marker_counts(s: &str) -> Vec<(Hit, usize)> {
                 n,
             ));
         }
+    }
+    // One pass over the text tells whether any marker occurs at all; most strings in a result hold none.
+    if MARKER_SET.as_ref().is_some_and(|set| !set.is_match(&text)) {
+        return hits;
     }
     for &(kind, marker) in MARKERS {
         let n = text.matches(marker).count();

@@ -6,7 +6,7 @@ use anomaly_llm::prompt::estimate_tokens;
 use anomaly_llm::query::{AnalyzerSettings, QueryAnalyzer};
 use serde_json::json;
 
-use crate::common::{Scripted, orders_context};
+use crate::common::{Scripted, orders_context, prompt_reader};
 use crate::conformance::record_lines;
 
 #[test]
@@ -19,7 +19,7 @@ fn large_records_are_split_by_the_input_budget() {
         max_input_tokens: 400,
         ..AnalyzerSettings::default()
     };
-    let analyzer = QueryAnalyzer::with_settings(OfflineProvider::new(), settings);
+    let analyzer = QueryAnalyzer::with_settings(prompt_reader(), settings);
     let batches = analyzer.batches(&ctx);
     assert!(batches.len() >= 4, "{}", batches.len());
     assert_eq!(batches.iter().map(|b| b.records.len()).sum::<usize>(), 10);
@@ -48,7 +48,7 @@ fn the_query_and_statistics_count_toward_the_input_budget() {
         max_input_tokens: 6_000,
         ..AnalyzerSettings::default()
     };
-    let analyzer = QueryAnalyzer::with_settings(OfflineProvider::new(), settings);
+    let analyzer = QueryAnalyzer::with_settings(prompt_reader(), settings);
     let batches = analyzer.batches(&ctx);
     assert!(batches.len() >= 2, "{}", batches.len());
     assert_eq!(batches.iter().map(|b| b.records.len()).sum::<usize>(), 40);
@@ -94,4 +94,29 @@ async fn log_lines_are_batched_and_each_batch_lists_only_its_lines() {
             .all(|l| l.assessment.is_some() && l.provider == "local")
     );
     assert!(report.rejected.is_empty());
+}
+
+#[test]
+fn the_offline_rules_are_batched_by_count_without_rendering() {
+    let mut ctx = orders_context(120, "analyst");
+    for r in &mut ctx.flagged {
+        r.record["comment"] = json!("lorem ipsum ".repeat(40));
+    }
+    let settings = AnalyzerSettings {
+        max_input_tokens: 400,
+        ..AnalyzerSettings::default()
+    };
+    let analyzer = QueryAnalyzer::with_settings(OfflineProvider::new(), settings);
+    let batches = analyzer.batches(&ctx);
+    // No token budget for rules that read no text: 50 records per batch, as MAX_RECORDS_PER_BATCH says.
+    assert_eq!(
+        batches.iter().map(|b| b.records.len()).collect::<Vec<_>>(),
+        [50, 50, 20]
+    );
+    let request = analyzer.request(&batches[0]);
+    assert_eq!(
+        request.messages[0].content,
+        anomaly_llm::prompt::NOT_RENDERED
+    );
+    assert!(request.task.is_some(), "the data travels in the task");
 }

@@ -12,7 +12,9 @@ use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{AnthropicWire, Scripted, Wire, answer_for, fast_retry, orders_context};
+use crate::common::{
+    AnthropicWire, Scripted, Wire, answer_for, fast_retry, orders_context, prompt_reader,
+};
 
 fn request(text: &str) -> CompletionRequest {
     CompletionRequest::new("sys", text)
@@ -86,7 +88,7 @@ async fn the_least_recently_used_answer_is_evicted() {
 #[tokio::test]
 async fn degraded_and_invalid_answers_are_not_cached() {
     let ctx = orders_context(1, "analyst");
-    let analyzer = QueryAnalyzer::new(OfflineProvider::new());
+    let analyzer = QueryAnalyzer::new(prompt_reader());
     let req = analyzer.request(&analyzer.batches(&ctx)[0]);
     let failing = Arc::new(Scripted::new(
         "claude",

@@ -225,6 +225,12 @@ pub(crate) struct Scripted {
     requests: Mutex<Vec<CompletionRequest>>,
 }
 
+/// A provider that reads prompts as a model does (and answers nothing), for tests of what a model is sent: the
+/// offline rules skip rendering.
+pub(crate) fn prompt_reader() -> Scripted {
+    Scripted::new("model", Vec::new())
+}
+
 impl Scripted {
     /// Answers `answers` in order (JSON, or an error), then fails with `Unsupported`.
     pub(crate) fn new(name: &str, answers: Vec<Result<Value>>) -> Self {

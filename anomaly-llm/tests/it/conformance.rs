@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::common::{KEY, Wire, answer_for, bodies, fast_retry, orders_context};
+use crate::common::{KEY, Wire, answer_for, bodies, fast_retry, orders_context, prompt_reader};
 
 /// The request of the first batch of a three-record query analysis.
 fn query_request() -> CompletionRequest {
-    let analyzer = QueryAnalyzer::new(OfflineProvider::new());
+    let analyzer = QueryAnalyzer::new(prompt_reader());
     analyzer.request(&analyzer.batches(&orders_context(3, "analyst"))[0])
 }
 

@@ -2,17 +2,16 @@
 
 use anomaly_llm::query::{QueryAnalyzer, query_schema};
 use anomaly_llm::{
-    CompletionRequest, JsonMode, LlmError, OfflineProvider, OpenAiProvider, Provider, Secret,
-    TokenLimitField,
+    CompletionRequest, JsonMode, LlmError, OpenAiProvider, Provider, Secret, TokenLimitField,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::common::{OpenAiWire, answer_for, bodies, orders_context};
+use crate::common::{OpenAiWire, answer_for, bodies, orders_context, prompt_reader};
 
 fn query_request() -> CompletionRequest {
-    let analyzer = QueryAnalyzer::new(OfflineProvider::new());
+    let analyzer = QueryAnalyzer::new(prompt_reader());
     analyzer.request(&analyzer.batches(&orders_context(2, "analyst"))[0])
 }
 
