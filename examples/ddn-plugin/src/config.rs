@@ -44,6 +44,10 @@ pub struct Config {
     pub response_budget: Duration,
     /// `CLEANUP_INTERVAL_SECONDS` (default 3,600): how often retention runs.
     pub cleanup_interval: Duration,
+    /// `STORE_TIMEOUT_MS` (default 1,000, at least 1): how long a store operation may wait to connect or for a
+    /// pooled connection before it fails, and how long `/health` waits for the store. Hook requests wait on the
+    /// database at most once per outage, for at most this long, so keep it below `RESPONSE_BUDGET_MS`.
+    pub store_timeout: Duration,
     /// The LLM providers (`ANTHROPIC_API_KEY`, `CLAUDE_MODEL`, `ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`,
     /// `OPENAI_API_KEY`, `LLM_MODEL`, `MAX_TOKENS`, `MAX_RECORDS_PER_BATCH`); offline rules when none is set.
     pub llm: LlmSettings,
@@ -110,6 +114,10 @@ impl Config {
                 "must be at least MINIMUM_TRAINING_RECORDS",
             ));
         }
+        let store_timeout_ms: u64 = parse(&get, "STORE_TIMEOUT_MS", 1_000)?;
+        if store_timeout_ms == 0 {
+            return Err(bad("STORE_TIMEOUT_MS", "must be at least 1"));
+        }
         let llm = LlmSettings::from_lookup(|name| get(name)).map_err(|e| PluginError::Config {
             variable: "LLM settings".into(),
             reason: e.to_string(),
@@ -131,6 +139,7 @@ impl Config {
             cleanup_interval: Duration::from_secs(
                 parse::<u64>(&get, "CLEANUP_INTERVAL_SECONDS", 3_600)?.max(1),
             ),
+            store_timeout: Duration::from_millis(store_timeout_ms),
             llm,
         })
     }
@@ -192,6 +201,7 @@ mod tests {
             (14, 90, 360)
         );
         assert_eq!(c.minimum_training_records, 100);
+        assert_eq!(c.store_timeout, std::time::Duration::from_millis(1_000));
         assert!(c.plugin_secret.is_none());
         assert_eq!(c.anomaly_threshold, Some(0.01));
         assert_eq!(
@@ -211,8 +221,10 @@ mod tests {
             ("EXCLUDED_DATASETS", "audit_.*, users"),
             ("ANOMALY_THRESHOLD", "0.05"),
             ("PLUGIN_SECRET", "s3cret"),
+            ("STORE_TIMEOUT_MS", "250"),
         ])
         .unwrap();
+        assert_eq!(c.store_timeout, std::time::Duration::from_millis(250));
         assert_eq!(c.addr.port(), 9000);
         assert_eq!(
             c.database_url,
@@ -225,6 +237,8 @@ mod tests {
             ("ANOMALY_THRESHOLD", "0.9"),
             ("EXCLUDED_DATASETS", "("),
             ("MINIMUM_TRAINING_RECORDS", "1"),
+            ("STORE_TIMEOUT_MS", "0"),
+            ("STORE_TIMEOUT_MS", "soon"),
             ("ANTHROPIC_API_KEY", "sk-test"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();

@@ -3,9 +3,11 @@
 //! everything (history, detections, models, query patterns) in a database: SQLite by default.
 //!
 //! A thin binary over the libraries: [`protocol`] parses the hook's request, [`plugin`] runs the record engine,
-//! the dataset statistics and the LLM (or offline) query analysis, [`routes`] serves the endpoints, [`config`]
-//! reads the environment. See the README for the endpoints and how to wire the plugin into a DDN project.
+//! the dataset statistics and the LLM (or offline) query analysis, [`availability`] keeps the database off the
+//! response path while it is down, [`routes`] serves the endpoints, [`config`] reads the environment. See the
+//! README for the endpoints and how to wire the plugin into a DDN project.
 
+pub mod availability;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -19,6 +19,7 @@ use anomaly_store::{
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::availability::{GuardedPersistence, StoreMonitor, StoreStatus};
 use crate::config::Config;
 use crate::error::PluginError;
 use crate::metrics::Metrics;
@@ -39,6 +40,7 @@ pub struct Plugin {
     late: Arc<Mutex<HashMap<String, BTreeMap<String, Value>>>>,
     datasets: Mutex<HashMap<String, BTreeSet<String>>>,
     metrics: Arc<Metrics>,
+    monitor: StoreMonitor,
     _cleanup: CleanupSchedule,
 }
 
@@ -78,13 +80,18 @@ impl Plugin {
         }
         let max_history = config.max_historical_records as u64;
         // One pool for the engine's history and models and for the plugin's detections and patterns: on SQLite two
-        // pools would contend for the file's write lock and wait out SQLite's busy back-off.
+        // pools would contend for the file's write lock and wait out SQLite's busy back-off. Its short timeout
+        // (`STORE_TIMEOUT_MS`) bounds how long a call waits for a connection when the database is down.
         let store: Arc<dyn Store> = Arc::new(
-            SeaOrmStore::connect(&config.database_url)
+            SeaOrmStore::connect_with_timeout(&config.database_url, config.store_timeout)
                 .await?
                 .with_max_history(max_history),
         );
-        let persistence = BlockingStore::new(store.clone())?;
+        let monitor = StoreMonitor::start(store.clone(), config.store_timeout);
+        // The engine writes history on the request path: while the store is down its calls fail at once (logged
+        // and counted per key by the engine) instead of each waiting for the pool.
+        let persistence =
+            GuardedPersistence::new(BlockingStore::new(store.clone())?, monitor.status().clone());
         let mut params = EngineParams::new()
             .min_training_records(config.minimum_training_records)
             .max_history(config.max_historical_records)
@@ -122,6 +129,7 @@ impl Plugin {
             late: Arc::new(Mutex::new(HashMap::new())),
             datasets: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
+            monitor,
             _cleanup: cleanup,
         })
     }
@@ -141,6 +149,11 @@ impl Plugin {
         &self.store
     }
 
+    /// Whether the store answers, as last seen.
+    pub fn store_status(&self) -> &StoreStatus {
+        self.monitor.status()
+    }
+
     /// The detection queue in front of the store.
     pub fn queue(&self) -> &AnomalyQueue {
         &self.queue
@@ -156,14 +169,26 @@ impl Plugin {
         &self.providers
     }
 
-    /// The datasets seen for a query: in this process, and in the store from earlier runs.
+    /// The datasets seen for a query: in this process, and in the store from earlier runs (only this process's
+    /// while the store is unavailable).
     pub async fn datasets_of(&self, query_id: &str) -> Result<BTreeSet<String>, PluginError> {
         let mut found = lock(&self.datasets)
             .get(query_id)
             .cloned()
             .unwrap_or_default();
+        if !self.store_status().available() {
+            return Ok(found);
+        }
+        let keys = match self.store.keys().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.store_status().failed(&e.to_string());
+                tracing::warn!(error = %e, "stored datasets unknown; answering with this process's");
+                return Ok(found);
+            }
+        };
         let prefix = format!("{query_id}:");
-        for key in self.store.keys().await? {
+        for key in keys {
             if let Some(dataset) = key.strip_prefix(&prefix) {
                 found.insert(dataset.to_string());
             }
@@ -186,6 +211,10 @@ impl Plugin {
         let mut total_anomalies = 0usize;
         let mut pending = Vec::new();
         let mut anomalous_query = false;
+        // Datasets whose history (or model) could not be written, and detections queued or refused by the queue.
+        let mut unpersisted = Vec::new();
+        let (mut queued, mut refused) = (0usize, 0usize);
+        let mut loaded: Option<Vec<String>> = None;
         for (dataset, value) in &req.datasets {
             if self.config.is_excluded(dataset) {
                 skipped
@@ -197,12 +226,29 @@ impl Plugin {
                 skipped.push(json!({"dataset": dataset, "reason": "no records"}));
                 continue;
             }
+            let key = dataset_key(&qid, dataset);
+            // A dataset this process has not loaded yet cannot be restored from a store that is down: scoring it
+            // would start it from scratch, and its next model would supersede the stored one.
+            if !self.store_status().available()
+                && loaded
+                    .get_or_insert_with(|| self.engine.keys())
+                    .binary_search(&key)
+                    .is_err()
+            {
+                skipped.push(json!({
+                    "dataset": dataset,
+                    "reason": "the store is unavailable and this dataset's model is not loaded yet",
+                }));
+                continue;
+            }
             lock(&self.datasets)
                 .entry(qid.clone())
                 .or_default()
                 .insert(dataset.clone());
-            let key = dataset_key(&qid, dataset);
             let scored = self.score_dataset(&key, records).await?;
+            if scored.persistence_failures > 0 {
+                unpersisted.push(dataset.clone());
+            }
             total_records += scored.records.len();
             total_anomalies += scored.flagged.len();
             anomalous_query |= !scored.flagged.is_empty();
@@ -243,7 +289,9 @@ impl Plugin {
                     }
                 }
             });
-            self.store_detections(&req, &qid, dataset, &key, &scored);
+            let (q, r) = self.store_detections(&req, &qid, dataset, &key, &scored);
+            queued += q;
+            refused += r;
             pending.push((dataset.clone(), scored, task));
         }
         for (dataset, scored, task) in pending {
@@ -285,7 +333,30 @@ impl Plugin {
                 ),
             );
         }
-        self.record_pattern(&req, &qid, total_anomalies, anomalous_query);
+        let store_available = self.store_status().available();
+        let mut store_skipped = Vec::new();
+        if !unpersisted.is_empty() {
+            store_skipped.push(json!({
+                "step": "persistence",
+                "datasets": unpersisted,
+                "reason": "these records (and any model version trained on them) were learnt in memory but not written to the database, and will not be",
+            }));
+        }
+        if store_available {
+            self.record_pattern(&req, &qid, total_anomalies, anomalous_query);
+        } else {
+            store_skipped.push(json!({
+                "step": "query_pattern",
+                "reason": "the store is unavailable: the query's pattern counters were not updated",
+            }));
+        }
+        if refused > 0 {
+            store_skipped.push(json!({
+                "step": "detections",
+                "count": refused,
+                "reason": "the detection queue refused them (full, or closing): these detections were not stored",
+            }));
+        }
         let status = if results.is_empty() { "skipped" } else { "ok" };
         Ok(json!({
             "results": results,
@@ -298,6 +369,9 @@ impl Plugin {
                 "datasets_processed": results.len(),
                 "datasets_skipped": skipped,
                 "status": status,
+                "store": if store_available { "ok" } else { "unavailable" },
+                "skipped": store_skipped,
+                "detections_queued": queued,
             }
         }))
     }
@@ -309,9 +383,10 @@ impl Plugin {
     ) -> Result<ScoredDataset, PluginError> {
         let engine = self.engine.clone();
         let key_owned = key.to_string();
-        let (records, outcomes, explanations, before, after) =
+        let (records, outcomes, explanations, before, after, persistence_failures) =
             tokio::task::spawn_blocking(move || {
                 let before = engine.model_info(&key_owned).map(|m| m.version);
+                let failures_before = engine.stats(&key_owned).persistence_failures;
                 let outcomes = engine.observe_many(&key_owned, &records)?;
                 let mut explanations = BTreeMap::new();
                 for (i, o) in outcomes.iter().enumerate() {
@@ -322,7 +397,18 @@ impl Plugin {
                     }
                 }
                 let after = engine.model_info(&key_owned);
-                Ok::<_, anomaly_core::Error>((records, outcomes, explanations, before, after))
+                let failures = engine
+                    .stats(&key_owned)
+                    .persistence_failures
+                    .saturating_sub(failures_before);
+                Ok::<_, anomaly_core::Error>((
+                    records,
+                    outcomes,
+                    explanations,
+                    before,
+                    after,
+                    failures,
+                ))
             })
             .await
             .map_err(|e| PluginError::Internal(e.to_string()))??;
@@ -372,6 +458,7 @@ impl Plugin {
             flagged,
             stats: batch,
             comparison,
+            persistence_failures,
         })
     }
 
@@ -403,7 +490,8 @@ impl Plugin {
         ctx
     }
 
-    /// Queues the dataset's detections (written in the background; held while the database is down).
+    /// Queues the dataset's detections (written in the background; held while the database is down); returns how
+    /// many were queued and how many a full queue refused.
     fn store_detections(
         &self,
         req: &HookRequest,
@@ -411,7 +499,8 @@ impl Plugin {
         dataset: &str,
         key: &str,
         scored: &ScoredDataset,
-    ) {
+    ) -> (usize, usize) {
+        let (mut queued, mut refused) = (0, 0);
         for &i in &scored.flagged {
             let Some(v) = scored.outcomes[i].verdict() else {
                 continue;
@@ -440,10 +529,15 @@ impl Plugin {
                 model_version: Some(v.model_version),
                 ..Anomaly::flagged(key, detector_of(scored, i), v.score, v.threshold)
             };
-            if let Err(e) = self.queue.try_push(anomaly) {
-                tracing::error!(error = %e, "detection not stored");
+            match self.queue.try_push(anomaly) {
+                Ok(()) => queued += 1,
+                Err(e) => {
+                    refused += 1;
+                    tracing::error!(error = %e, "detection not stored");
+                }
             }
         }
+        (queued, refused)
     }
 
     fn record_pattern(&self, req: &HookRequest, qid: &str, anomalies: usize, anomalous: bool) {
@@ -557,16 +651,11 @@ impl Plugin {
         self.providers.join(" → ")
     }
 
-    /// Whether the store answers within a second.
+    /// Whether the store answers: asked within `STORE_TIMEOUT_MS` while it is taken to be available, the
+    /// background probe's last answer (at most a second old) while it is down, so this never waits on a database
+    /// known to be down.
     pub async fn store_reachable(&self) -> bool {
-        matches!(
-            tokio::time::timeout(
-                Duration::from_secs(1),
-                self.store.query_pattern("health-check")
-            )
-            .await,
-            Ok(Ok(_))
-        )
+        self.monitor.reachable().await
     }
 }
 
@@ -582,6 +671,9 @@ pub(crate) struct ScoredDataset {
     pub(crate) trained: bool,
     /// Records with a numeric field far outside everything the dataset's history holds, and why.
     pub(crate) violations: BTreeMap<usize, String>,
+    /// What the engine could not persist while scoring this dataset (history records, model versions), as counted
+    /// in its `persistence_failures`.
+    pub(crate) persistence_failures: u64,
 }
 
 /// How many widths of the history's central 90 % a value must lie beyond the history's extremes to be flagged by

@@ -108,10 +108,16 @@ async fn hook(State(plugin): Shared, headers: HeaderMap, body: Body) -> Response
 async fn health(State(plugin): Shared) -> Json<Value> {
     let reachable = plugin.store_reachable().await;
     let queue = plugin.queue().stats();
+    let status = plugin.store_status();
     Json(json!({
         "status": if reachable { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
-        "store": {"reachable": reachable, "queue_depth": queue.depth, "last_error": queue.last_error},
+        "store": {
+            "reachable": reachable,
+            "queue_depth": queue.depth,
+            "outages": status.outages(),
+            "last_error": status.last_error().or(queue.last_error),
+        },
         "llm_provider": plugin.provider_chain(),
         "excluded_datasets": plugin.config().excluded_datasets.iter().map(|r| {
             let s = r.as_str();
