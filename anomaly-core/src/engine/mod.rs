@@ -41,6 +41,7 @@ use reservoir::Reservoir;
 /// | `min_training_records` | 100 | records before the first model |
 /// | `max_history` | 100,000 | history kept per key (a uniform sample once exceeded) |
 /// | `retrain_every` | 1,000 | new records between retrains |
+/// | `train_in_background` | false | automatic retrains (new records, drift) run on the rayon pool instead of in the call that made them due; the first model and requested retrains stay in the caller |
 /// | `retrain_growth` | 0 | retrain only once the new records also reach this multiple of the records the current model was trained on (1 = when the history has doubled), so a busy key retrains less often as its model matures |
 /// | `sensitivity` | `Auto` | default contamination of every key |
 /// | `forest` | 100 trees, seed 0 | the forest trained per key |
@@ -54,6 +55,8 @@ pub struct EngineParams {
     retrain_every: usize,
     #[serde(default)]
     retrain_growth: f64,
+    #[serde(default)]
+    train_in_background: bool,
     sensitivity: Contamination,
     forest: IsolationForestParams,
     vectorizer: VectorizerParams,
@@ -75,6 +78,7 @@ impl EngineParams {
             max_history: 100_000,
             retrain_every: 1_000,
             retrain_growth: 0.0,
+            train_in_background: false,
             sensitivity: Contamination::Auto,
             forest: IsolationForestParams::new(),
             vectorizer: VectorizerParams::new(),
@@ -108,6 +112,15 @@ impl EngineParams {
     /// record then stays flat however busy the key is.
     pub fn retrain_growth(mut self, factor: f64) -> Self {
         self.retrain_growth = factor;
+        self
+    }
+
+    /// Runs automatic retrains (after new records or drift) on the rayon pool instead of in the `observe` call that
+    /// made them due (default false), so no caller waits for a retrain; scoring uses the current model until the new
+    /// one is swapped in. The first model of a key, [`Engine::train`] and [`Engine::set_sensitivity`] still train
+    /// in the caller. A failed background retrain is logged and the current model stays.
+    pub fn train_in_background(mut self, yes: bool) -> Self {
+        self.train_in_background = yes;
         self
     }
 
@@ -264,7 +277,7 @@ struct KeyState {
 
 /// Per-key models over JSON records; see the [module documentation](self).
 pub struct Engine {
-    params: EngineParams,
+    params: Arc<EngineParams>,
     keys: RwLock<HashMap<String, Arc<KeyState>>>,
     persistence: Arc<dyn Persistence>,
 }
@@ -306,7 +319,7 @@ impl Engine {
     pub fn new(params: EngineParams, persistence: Arc<dyn Persistence>) -> Result<Engine> {
         params.validate()?;
         Ok(Engine {
-            params,
+            params: Arc::new(params),
             keys: RwLock::new(HashMap::new()),
             persistence,
         })
@@ -386,7 +399,7 @@ impl Engine {
             persistence_failures: AtomicU64::new(failures),
         };
         if let Some(m) = &model {
-            *lock(&state.drift) = self.drift_detector(m, lock(&state.history).records());
+            *lock(&state.drift) = drift_detector(&self.params, m, lock(&state.history).records());
         }
         state
     }
@@ -440,7 +453,7 @@ impl Engine {
     }
 
     /// Scores and learns one record (everything [`observe`](Self::observe) does but persisting it).
-    fn observe_state(&self, key: &str, state: &KeyState, record: &Value) -> Result<Outcome> {
+    fn observe_state(&self, key: &str, state: &Arc<KeyState>, record: &Value) -> Result<Outcome> {
         let outcome = self.score_state(state, record, true)?;
         let len = {
             let mut h = lock(&state.history);
@@ -561,109 +574,27 @@ impl Engine {
             })
     }
 
-    /// Trains a key unless a training of it is already running.
-    fn train_state(&self, key: &str, state: &KeyState, reason: TrainReason) -> Result<()> {
+    /// Trains a key unless a training of it is already running: in the caller, or on the rayon pool for an
+    /// automatic retrain with `train_in_background`.
+    fn train_state(&self, key: &str, state: &Arc<KeyState>, reason: TrainReason) -> Result<()> {
         if state.training.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let result = self.train_now(key, state, reason);
-        state.training.store(false, Ordering::Release);
-        result
-    }
-
-    fn train_now(&self, key: &str, state: &KeyState, reason: TrainReason) -> Result<()> {
-        // Records that arrive while this training runs are not in it: they count toward the next one.
-        let consumed = state.since_train.load(Ordering::Acquire);
-        let records: Vec<Value> = lock(&state.history).records().to_vec();
-        if records.len() < 2 {
+        let automatic = matches!(reason, TrainReason::NewRecords | TrainReason::Drift(_));
+        if self.params.train_in_background && automatic && state.model.load().is_some() {
+            let (params, persistence) = (Arc::clone(&self.params), Arc::clone(&self.persistence));
+            let (state, key) = (Arc::clone(state), key.to_string());
+            rayon::spawn(move || {
+                if let Err(e) = train_now(&params, persistence.as_ref(), &key, &state, reason) {
+                    tracing::warn!(key, error = %e, "background retraining failed; the current model stays");
+                }
+                state.training.store(false, Ordering::Release);
+            });
             return Ok(());
         }
-        let contamination = *lock(&state.sensitivity);
-        let forest = self.params.forest.clone().contamination(contamination);
-        let previous = state.model.load().as_ref().map_or(0, |m| m.version());
-        let model = match RecordModel::fit(&records, &self.params.vectorizer, &forest, previous + 1)
-        {
-            Ok(m) => m,
-            // Records without a single field (`{}`) give nothing to learn: the key keeps learning.
-            Err(Error::EmptyInput { .. }) => {
-                tracing::warn!(
-                    key,
-                    records = records.len(),
-                    "the records have no fields yet; nothing to train on"
-                );
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        let meta = ModelMeta {
-            version: previous + 1,
-            kind: "record_model".into(),
-            records_trained_on: records.len(),
-            features: model.vectorizer().feature_names(),
-            trained_at: model.trained_at(),
-            metrics: serde_json::json!({
-                "threshold": model.forest().threshold(),
-                "reason": &reason,
-            }),
-        };
-        let version = match self
-            .persistence
-            .save_model(key, &meta, &model.to_snapshot_bytes())
-        {
-            Ok(v) => v,
-            Err(e) => {
-                state.persistence_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key, error = %e, "could not persist the model; keeping it in memory");
-                previous + 1
-            }
-        };
-        let model = Arc::new(model.with_version(version));
-        *lock(&state.drift) = self.drift_detector(&model, &records);
-        lock(&state.pending_drift).take();
-        *lock(&state.reason) = Some(reason);
-        state.model.store(Some(model));
-        // Saturating: a `clear` during the training may have reset the counter already.
-        let _ = state
-            .since_train
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                Some(v.saturating_sub(consumed))
-            });
-        state.trainings.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(key, version, records = records.len(), "trained");
-        Ok(())
-    }
-
-    /// A drift detector whose reference is the model's training data and scores.
-    ///
-    /// Only when the training data holds at least two drift windows: PSI against a small reference is mostly noise
-    /// (its expected value under no drift is about `(bins − 1)(1/n_reference + 1/n_window)` per feature), so a model
-    /// trained on fewer records is watched from its next retrain on.
-    fn drift_detector(&self, model: &RecordModel, records: &[Value]) -> Option<DriftDetector> {
-        let params = self.params.drift.clone()?;
-        if records.len() < 2 * params.get_window() {
-            tracing::debug!(
-                records = records.len(),
-                "too few training records to watch for drift yet"
-            );
-            return None;
-        }
-        let build = || -> Result<DriftDetector> {
-            let x = model.vectorizer().transform_many(records)?;
-            let scores = model.forest().score(x.view())?;
-            DriftDetector::new(
-                params,
-                x.view(),
-                scores.as_slice().unwrap_or(&[]),
-                Some(model.vectorizer().feature_names()),
-            )
-        };
-        match build() {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(error = %e, "drift detection is off for this model");
-                None
-            }
-        }
+        let result = train_now(&self.params, self.persistence.as_ref(), key, state, reason);
+        state.training.store(false, Ordering::Release);
+        result
     }
 
     /// Sets how many anomalies to expect for a key (its contamination) and retrains it if it has a model.
@@ -740,5 +671,106 @@ impl Engine {
     /// The persistence the engine writes to.
     pub fn persistence(&self) -> &Arc<dyn Persistence> {
         &self.persistence
+    }
+}
+
+fn train_now(
+    params: &EngineParams,
+    persistence: &dyn Persistence,
+    key: &str,
+    state: &KeyState,
+    reason: TrainReason,
+) -> Result<()> {
+    // Records that arrive while this training runs are not in it: they count toward the next one.
+    let consumed = state.since_train.load(Ordering::Acquire);
+    let records: Vec<Value> = lock(&state.history).records().to_vec();
+    if records.len() < 2 {
+        return Ok(());
+    }
+    let contamination = *lock(&state.sensitivity);
+    let forest = params.forest.clone().contamination(contamination);
+    let previous = state.model.load().as_ref().map_or(0, |m| m.version());
+    let model = match RecordModel::fit(&records, &params.vectorizer, &forest, previous + 1) {
+        Ok(m) => m,
+        // Records without a single field (`{}`) give nothing to learn: the key keeps learning.
+        Err(Error::EmptyInput { .. }) => {
+            tracing::warn!(
+                key,
+                records = records.len(),
+                "the records have no fields yet; nothing to train on"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = ModelMeta {
+        version: previous + 1,
+        kind: "record_model".into(),
+        records_trained_on: records.len(),
+        features: model.vectorizer().feature_names(),
+        trained_at: model.trained_at(),
+        metrics: serde_json::json!({
+            "threshold": model.forest().threshold(),
+            "reason": &reason,
+        }),
+    };
+    let version = match persistence.save_model(key, &meta, &model.to_snapshot_bytes()) {
+        Ok(v) => v,
+        Err(e) => {
+            state.persistence_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key, error = %e, "could not persist the model; keeping it in memory");
+            previous + 1
+        }
+    };
+    let model = Arc::new(model.with_version(version));
+    *lock(&state.drift) = drift_detector(params, &model, &records);
+    lock(&state.pending_drift).take();
+    *lock(&state.reason) = Some(reason);
+    state.model.store(Some(model));
+    // Saturating: a `clear` during the training may have reset the counter already.
+    let _ = state
+        .since_train
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            Some(v.saturating_sub(consumed))
+        });
+    state.trainings.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(key, version, records = records.len(), "trained");
+    Ok(())
+}
+
+/// A drift detector whose reference is the model's training data and scores.
+///
+/// Only when the training data holds at least two drift windows: PSI against a small reference is mostly noise
+/// (its expected value under no drift is about `(bins − 1)(1/n_reference + 1/n_window)` per feature), so a model
+/// trained on fewer records is watched from its next retrain on.
+fn drift_detector(
+    params: &EngineParams,
+    model: &RecordModel,
+    records: &[Value],
+) -> Option<DriftDetector> {
+    let params = params.drift.clone()?;
+    if records.len() < 2 * params.get_window() {
+        tracing::debug!(
+            records = records.len(),
+            "too few training records to watch for drift yet"
+        );
+        return None;
+    }
+    let build = || -> Result<DriftDetector> {
+        let x = model.vectorizer().transform_many(records)?;
+        let scores = model.forest().score(x.view())?;
+        DriftDetector::new(
+            params,
+            x.view(),
+            scores.as_slice().unwrap_or(&[]),
+            Some(model.vectorizer().feature_names()),
+        )
+    };
+    match build() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "drift detection is off for this model");
+            None
+        }
     }
 }

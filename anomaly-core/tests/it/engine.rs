@@ -492,3 +492,36 @@ fn retrain_growth_retrains_as_the_history_doubles() {
         "NaN growth is refused"
     );
 }
+
+#[test]
+fn background_retrains_swap_the_model_in_when_done() {
+    let engine = Engine::in_memory(
+        params()
+            .min_training_records(100)
+            .retrain_every(100)
+            .train_in_background(true)
+            .drift(None),
+    )
+    .unwrap();
+    let records = orders(200, 12, 100.0);
+    // The first model is trained in the caller: the key is active as soon as the call returns.
+    engine.observe_many("q", &records[..100]).unwrap();
+    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    // The retrain that the next hundred make due runs on the pool; scoring goes on meanwhile.
+    let outcomes = engine.observe_many("q", &records[100..]).unwrap();
+    assert!(outcomes.iter().all(|o| o.verdict().is_some()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while engine.model_info("q").unwrap().version < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background retrain never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let info = engine.model_info("q").unwrap();
+    assert_eq!(
+        (info.version, info.trained_on, info.reason),
+        (2, 200, TrainReason::NewRecords)
+    );
+    assert_eq!(engine.persistence().model_versions("q").unwrap().len(), 2);
+}

@@ -96,7 +96,9 @@ impl Plugin {
             .min_training_records(config.minimum_training_records)
             .max_history(config.max_historical_records)
             .retrain_every(config.minimum_training_records.max(100) * 5)
-            .retrain_growth(1.0);
+            .retrain_growth(1.0)
+            // A retrain never holds a response: it runs on the rayon pool and its model is swapped in when done.
+            .train_in_background(true);
         if let Some(t) = config.anomaly_threshold {
             params = params.sensitivity(Contamination::Fraction(t));
         }
@@ -260,11 +262,6 @@ impl Plugin {
                 scored.flagged.len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            if scored.trained {
-                self.metrics
-                    .trainings
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
             let ctx = self.llm_context(&req, &scored);
             let analyzer = self.analyzer.clone();
             let metrics = self.metrics.clone();
@@ -383,9 +380,8 @@ impl Plugin {
     ) -> Result<ScoredDataset, PluginError> {
         let engine = self.engine.clone();
         let key_owned = key.to_string();
-        let (records, outcomes, explanations, before, after, persistence_failures) =
+        let (records, outcomes, explanations, after, persistence_failures) =
             tokio::task::spawn_blocking(move || {
-                let before = engine.model_info(&key_owned).map(|m| m.version);
                 let failures_before = engine.stats(&key_owned).persistence_failures;
                 let outcomes = engine.observe_many(&key_owned, &records)?;
                 let mut explanations = BTreeMap::new();
@@ -401,14 +397,7 @@ impl Plugin {
                     .stats(&key_owned)
                     .persistence_failures
                     .saturating_sub(failures_before);
-                Ok::<_, anomaly_core::Error>((
-                    records,
-                    outcomes,
-                    explanations,
-                    before,
-                    after,
-                    failures,
-                ))
+                Ok::<_, anomaly_core::Error>((records, outcomes, explanations, after, failures))
             })
             .await
             .map_err(|e| PluginError::Internal(e.to_string()))??;
@@ -450,7 +439,6 @@ impl Plugin {
             .collect();
         Ok(ScoredDataset {
             violations,
-            trained: after.as_ref().map(|m| m.version) != before,
             model: after,
             records,
             outcomes,
@@ -668,7 +656,6 @@ pub(crate) struct ScoredDataset {
     pub(crate) stats: DatasetStats,
     pub(crate) comparison: Option<anomaly_core::stats::Comparison>,
     pub(crate) model: Option<anomaly_core::engine::ModelInfo>,
-    pub(crate) trained: bool,
     /// Records with a numeric field far outside everything the dataset's history holds, and why.
     pub(crate) violations: BTreeMap<usize, String>,
     /// What the engine could not persist while scoring this dataset (history records, model versions), as counted

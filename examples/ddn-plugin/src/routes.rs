@@ -129,6 +129,17 @@ async fn health(State(plugin): Shared) -> Json<Value> {
 /// `GET /metrics`.
 async fn metrics(State(plugin): Shared) -> impl IntoResponse {
     let q = plugin.queue().stats();
+    // Trainings happen in the background too, so they are read from the engine rather than counted per request.
+    let engine = plugin.engine();
+    let trainings: u64 = engine
+        .keys()
+        .iter()
+        .map(|k| engine.stats(k).trainings)
+        .sum();
+    plugin
+        .metrics()
+        .trainings
+        .fetch_max(trainings, Ordering::Relaxed);
     (
         [("content-type", "text/plain; version=0.0.4")],
         plugin.metrics().render(q.depth, q.failures),

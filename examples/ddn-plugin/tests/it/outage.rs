@@ -388,8 +388,14 @@ async fn database_outage_on_postgres() {
         history_before + 400,
         "history writes resume (the outage's records stay unpersisted, as documented)"
     );
+    // The retrain runs in the background: its version is stored when it is done.
+    let versions = &store;
+    let key_ref = &key;
     assert!(
-        store.model_versions(&key).await.unwrap().len() > models_before,
+        eventually(Duration::from_secs(30), || async move {
+            versions.model_versions(key_ref).await.unwrap().len() > models_before
+        })
+        .await,
         "the retrain after the outage is stored"
     );
     assert!(
