@@ -11,6 +11,7 @@ pub mod availability;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod patterns;
 pub mod plugin;
 pub mod protocol;
 pub mod routes;
@@ -41,6 +42,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| PluginError::Internal(e.to_string()))?;
+    plugin.patterns().flush().await;
     if !plugin
         .queue()
         .flush(std::time::Duration::from_secs(5))

@@ -23,10 +23,14 @@ use crate::availability::{GuardedPersistence, StoreMonitor, StoreStatus};
 use crate::config::Config;
 use crate::error::PluginError;
 use crate::metrics::Metrics;
+use crate::patterns::PatternBook;
 use crate::protocol::{HookRequest, query_id, records_of};
 
 /// The detector name stored with each detection.
 pub const DETECTOR: &str = "isolation_forest";
+
+/// How often query-pattern counts are written to the store.
+pub const PATTERN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The running plugin: engine, store, LLM chain and counters, shared by every request.
 pub struct Plugin {
@@ -41,6 +45,7 @@ pub struct Plugin {
     datasets: Mutex<HashMap<String, BTreeSet<String>>>,
     metrics: Arc<Metrics>,
     monitor: StoreMonitor,
+    patterns: PatternBook,
     _cleanup: CleanupSchedule,
 }
 
@@ -120,6 +125,7 @@ impl Plugin {
             models: days(config.model_retention_days),
         };
         let cleanup = CleanupSchedule::start(store.clone(), policy, config.cleanup_interval);
+        let patterns = PatternBook::start(store.clone(), PATTERN_FLUSH_INTERVAL);
         Ok(Plugin {
             config,
             engine,
@@ -132,6 +138,7 @@ impl Plugin {
             datasets: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
             monitor,
+            patterns,
             _cleanup: cleanup,
         })
     }
@@ -529,9 +536,8 @@ impl Plugin {
     }
 
     fn record_pattern(&self, req: &HookRequest, qid: &str, anomalies: usize, anomalous: bool) {
-        let store = self.store.clone();
         let now = Utc::now();
-        let pattern = QueryPattern {
+        self.patterns.record(QueryPattern {
             query_hash: qid.to_string(),
             text: req.query.clone(),
             operation_name: req.operation_name.clone(),
@@ -542,26 +548,12 @@ impl Plugin {
             anomalous,
             first_seen: now,
             last_seen: now,
-        };
-        tokio::spawn(async move {
-            let merged = match store.query_pattern(&pattern.query_hash).await {
-                Ok(Some(old)) => QueryPattern {
-                    count: old.count + 1,
-                    anomaly_count: old.anomaly_count + pattern.anomaly_count,
-                    anomalous: old.anomalous || pattern.anomalous,
-                    first_seen: old.first_seen,
-                    ..pattern
-                },
-                Ok(None) => pattern,
-                Err(e) => {
-                    tracing::warn!(error = %e, "query pattern not recorded");
-                    return;
-                }
-            };
-            if let Err(e) = store.upsert_query_pattern(&merged).await {
-                tracing::warn!(error = %e, "query pattern not recorded");
-            }
         });
+    }
+
+    /// Query-pattern counts on their way to the store.
+    pub fn patterns(&self) -> &PatternBook {
+        &self.patterns
     }
 
     fn dataset_result(
