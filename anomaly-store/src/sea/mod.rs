@@ -385,6 +385,13 @@ impl Store for SeaOrmStore {
         }
         let keys: BTreeSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
         let max_history = self.max_history;
+        if self.backend == "sqlite" {
+            let pool = self.db.get_sqlite_connection_pool();
+            return with_retries!(
+                "append history",
+                bulk::append_history(pool, records, &keys, max_history).await
+            );
+        }
         with_retries!(
             "append history",
             async {
