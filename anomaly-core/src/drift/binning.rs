@@ -22,7 +22,7 @@ impl Binning {
         let mut sorted: Vec<f64> = values.collect();
         sorted.sort_by(f64::total_cmp);
         let mut edges: Vec<f64> = (1..bins)
-            .map(|k| crate::forest::percentile(&sorted, 100.0 * k as f64 / bins as f64))
+            .map(|k| crate::forest::percentile_sorted(&sorted, 100.0 * k as f64 / bins as f64))
             .collect();
         edges.dedup();
         let mut counts = vec![0u64; edges.len() + 1];

@@ -120,7 +120,7 @@ impl NumericStats {
         let mut sorted = sample.to_vec();
         sorted.sort_by(f64::total_cmp);
         let mut quantiles: Vec<f64> = (0..QUANTILE_POINTS)
-            .map(|i| crate::forest::percentile(&sorted, i as f64 * 5.0))
+            .map(|i| crate::forest::percentile_sorted(&sorted, i as f64 * 5.0))
             .collect();
         quantiles[0] = m.min;
         quantiles[QUANTILE_POINTS - 1] = m.max;
