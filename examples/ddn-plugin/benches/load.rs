@@ -103,20 +103,29 @@ fn main() {
             let (client, url, payload) = (client.clone(), url.clone(), body(100 + n));
             tasks.push(tokio::spawn(async move {
                 let t = Instant::now();
-                let ok = client
+                let answer = match client
                     .post(&url)
                     .header("content-type", "application/json")
                     .body(payload)
                     .send()
                     .await
-                    .is_ok_and(|r| r.status().is_success());
-                (t.elapsed(), ok)
+                {
+                    Ok(r) if r.status().is_success() => r.text().await.ok(),
+                    _ => None,
+                };
+                let elapsed = t.elapsed();
+                // Degraded: answered, but with the store marked unavailable or a step skipped.
+                let degraded = answer
+                    .as_deref()
+                    .is_some_and(|a| !a.contains(r#""store":"ok""#) || !a.contains(r#""skipped":[]"#));
+                (elapsed, answer.is_some(), degraded)
             }));
         }
         let mut latencies = Vec::with_capacity(tasks.len());
-        let mut failed = 0;
+        let (mut failed, mut degraded) = (0, 0);
         for t in tasks {
-            let (d, ok) = t.await.expect("request task");
+            let (d, ok, was_degraded) = t.await.expect("request task");
+            degraded += usize::from(was_degraded);
             if ok {
                 latencies.push(d);
             } else {
@@ -126,7 +135,7 @@ fn main() {
         let wall = started.elapsed();
         latencies.sort();
         println!(
-            "ddn-plugin load: {} requests of 100 records at {rps}/s offered: {:.0} answered/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {failed} failed",
+            "ddn-plugin load: {} requests of 100 records at {rps}/s offered: {:.0} answered/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {failed} failed, {degraded} degraded",
             total,
             latencies.len() as f64 / wall.as_secs_f64(),
             percentile(&latencies, 0.5).as_secs_f64() * 1e3,

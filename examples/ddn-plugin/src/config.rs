@@ -46,7 +46,9 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// `STORE_TIMEOUT_MS` (default 1,000, at least 1): how long a store operation may wait to connect or for a
     /// pooled connection before it fails, and how long `/health` waits for the store. Hook requests wait on the
-    /// database at most once per outage, for at most this long, so keep it below `RESPONSE_BUDGET_MS`.
+    /// database at most once per outage, for at most this long, so keep it below `RESPONSE_BUDGET_MS`. On SQLite,
+    /// where a wait for a pooled connection is contention rather than an outage, pool waits may last up to
+    /// [`SQLITE_POOL_TIMEOUT`](crate::plugin::SQLITE_POOL_TIMEOUT).
     pub store_timeout: Duration,
     /// The LLM providers (`ANTHROPIC_API_KEY`, `CLAUDE_MODEL`, `ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`,
     /// `OPENAI_API_KEY`, `LLM_MODEL`, `MAX_TOKENS`, `MAX_RECORDS_PER_BATCH`); offline rules when none is set.

@@ -29,6 +29,9 @@ use crate::protocol::{HookRequest, query_id, records_of};
 /// The detector name stored with each detection.
 pub const DETECTOR: &str = "isolation_forest";
 
+/// How long a call may wait for a pooled SQLite connection (contention, not an outage).
+pub const SQLITE_POOL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often query-pattern counts are written to the store.
 pub const PATTERN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -85,10 +88,17 @@ impl Plugin {
         }
         let max_history = config.max_historical_records as u64;
         // One pool for the engine's history and models and for the plugin's detections and patterns: on SQLite two
-        // pools would contend for the file's write lock and wait out SQLite's busy back-off. Its short timeout
-        // (`STORE_TIMEOUT_MS`) bounds how long a call waits for a connection when the database is down.
+        // pools would contend for the file's write lock and wait out SQLite's busy back-off. On a database server its
+        // short timeout (`STORE_TIMEOUT_MS`) bounds how long a call waits for a connection when the server is down.
+        // On SQLite a wait for a pooled connection is contention under load, never an outage (a broken file fails at
+        // once), and taking it for one would skip history writes: the pool waits as long as the store's default.
+        let pool_timeout = if config.database_url.starts_with("sqlite:") {
+            config.store_timeout.max(SQLITE_POOL_TIMEOUT)
+        } else {
+            config.store_timeout
+        };
         let store: Arc<dyn Store> = Arc::new(
-            SeaOrmStore::connect_with_timeout(&config.database_url, config.store_timeout)
+            SeaOrmStore::connect_with_timeout(&config.database_url, pool_timeout)
                 .await?
                 .with_max_history(max_history),
         );
