@@ -216,25 +216,24 @@ impl<P: Provider> LogAnalyzer<P> {
         if lines.is_empty() {
             return Vec::new();
         }
-        let plan = if self.provider.reads_prompt() {
-            let sizes: Vec<usize> = lines
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    prompt::estimate_tokens(&prompt::render_log_line(i, l))
-                        + (i.to_string().len() + 3).div_ceil(4)
-                })
-                .collect();
-            let fixed = prompt::estimate_tokens(&prompt::render_log_prompt(&LogBatch {
-                lines: Vec::new(),
-                batch: 0,
-                batches: 1,
-            })) + 16;
-            self.settings.plan_batches_within(&sizes, fixed)
-        } else {
-            // No model reads the text: only the count per batch applies.
-            self.settings.plan_batches(&vec![0; lines.len()])
-        };
+        let plan = self
+            .settings
+            .plan_for(self.provider.reads_prompt(), lines.len(), || {
+                let sizes = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        prompt::estimate_tokens(&prompt::render_log_line(i, l))
+                            + (i.to_string().len() + 3).div_ceil(4)
+                    })
+                    .collect();
+                let fixed = prompt::estimate_tokens(&prompt::render_log_prompt(&LogBatch {
+                    lines: Vec::new(),
+                    batch: 0,
+                    batches: 1,
+                })) + 16;
+                (sizes, fixed)
+            });
         let batches = plan.len();
         plan.into_iter()
             .enumerate()
@@ -253,11 +252,9 @@ impl<P: Provider> LogAnalyzer<P> {
 
     /// The request for one batch (pure).
     pub fn request(&self, batch: &LogBatch) -> CompletionRequest {
-        let text = if self.provider.reads_prompt() {
+        let text = prompt::user_text(self.provider.reads_prompt(), || {
             prompt::render_log_prompt(batch)
-        } else {
-            prompt::NOT_RENDERED.to_string()
-        };
+        });
         CompletionRequest::new(prompt::LOG_SYSTEM_PROMPT, text)
             .with_schema(log_schema())
             .with_max_tokens(self.settings.max_tokens)

@@ -34,6 +34,15 @@ pub const MAX_SUMMARY_CHARS: usize = 4_000;
 /// [`Provider::reads_prompt`](crate::Provider::reads_prompt)): the data travels in the request's task instead.
 pub const NOT_RENDERED: &str = "(not rendered: this provider answers from the request's task)";
 
+/// The user message: `render()` for a provider that reads prompts, [`NOT_RENDERED`] for one that does not.
+pub(crate) fn user_text(reads_prompt: bool, render: impl FnOnce() -> String) -> String {
+    if reads_prompt {
+        render()
+    } else {
+        NOT_RENDERED.to_string()
+    }
+}
+
 /// The system prompt of the query analysis.
 pub const QUERY_SYSTEM_PROMPT: &str = "You are a security and data-quality analyst for a GraphQL gateway. You \
 review one batch of a query's results that statistical detectors have flagged, together with the query, the \

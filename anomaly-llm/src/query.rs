@@ -373,6 +373,23 @@ impl AnalyzerSettings {
         self.plan_batches_within(item_tokens, 0)
     }
 
+    /// The batches of `count` items for a provider: by the token budgets (`measure` gives each item's tokens
+    /// and the tokens every request repeats) when it reads prompts, by `max_records_per_batch` alone when it
+    /// does not (see [`Provider::reads_prompt`](crate::Provider::reads_prompt)).
+    pub(crate) fn plan_for(
+        &self,
+        reads_prompt: bool,
+        count: usize,
+        measure: impl FnOnce() -> (Vec<usize>, usize),
+    ) -> Vec<Range<usize>> {
+        if reads_prompt {
+            let (sizes, fixed) = measure();
+            self.plan_batches_within(&sizes, fixed)
+        } else {
+            self.plan_batches(&vec![0; count])
+        }
+    }
+
     /// As [`plan_batches`](Self::plan_batches) when every request also carries `fixed_tokens` of other text
     /// (the query, its statistics, the comparison, the instructions): the items get what is left of
     /// `max_input_tokens`.
@@ -515,23 +532,22 @@ impl<P: Provider> QueryAnalyzer<P> {
             batch: 0,
             batches: 1,
         };
-        let plan = if self.provider.reads_prompt() {
-            // Plus a margin: batch numbers and the sentence around the index list vary a little between batches.
-            let fixed = prompt::estimate_tokens(&prompt::render_query_prompt(&template)) + 16;
-            // Each record is one line of its block and one entry of the list of allowed indices.
-            let sizes: Vec<usize> = ctx
-                .flagged
-                .iter()
-                .map(|r| {
-                    prompt::estimate_tokens(&prompt::render_record(r))
-                        + (r.index.to_string().len() + 3).div_ceil(4)
-                })
-                .collect();
-            self.settings.plan_batches_within(&sizes, fixed)
-        } else {
-            // No model reads the text: only the count per batch applies.
-            self.settings.plan_batches(&vec![0; ctx.flagged.len()])
-        };
+        let plan = self
+            .settings
+            .plan_for(self.provider.reads_prompt(), ctx.flagged.len(), || {
+                // Plus a margin: batch numbers and the sentence around the index list vary a little between batches.
+                let fixed = prompt::estimate_tokens(&prompt::render_query_prompt(&template)) + 16;
+                // Each record is one line of its block and one entry of the list of allowed indices.
+                let sizes = ctx
+                    .flagged
+                    .iter()
+                    .map(|r| {
+                        prompt::estimate_tokens(&prompt::render_record(r))
+                            + (r.index.to_string().len() + 3).div_ceil(4)
+                    })
+                    .collect();
+                (sizes, fixed)
+            });
         let batches = plan.len();
         plan.into_iter()
             .enumerate()
@@ -546,11 +562,9 @@ impl<P: Provider> QueryAnalyzer<P> {
 
     /// The request for one batch (pure).
     pub fn request(&self, batch: &QueryBatch) -> CompletionRequest {
-        let text = if self.provider.reads_prompt() {
+        let text = prompt::user_text(self.provider.reads_prompt(), || {
             prompt::render_query_prompt(batch)
-        } else {
-            prompt::NOT_RENDERED.to_string()
-        };
+        });
         CompletionRequest::new(prompt::QUERY_SYSTEM_PROMPT, text)
             .with_schema(query_schema())
             .with_max_tokens(self.settings.max_tokens)

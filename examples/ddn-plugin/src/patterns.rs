@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anomaly_store::{QueryPattern, Store};
 
+use crate::plugin::lock;
+
 type Pending = Arc<Mutex<HashMap<String, QueryPattern>>>;
 
 /// Pattern counts waiting to be written, and the task that writes them.
@@ -23,10 +25,6 @@ impl std::fmt::Debug for PatternBook {
             .field("pending", &lock(&self.pending).len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Adds the calls counted in `new` to `into` (the same query): counts add up, the latest call's text, variables and
@@ -69,13 +67,7 @@ impl PatternBook {
 
     /// Counts one call of a query (a pattern with `count` 1).
     pub fn record(&self, call: QueryPattern) {
-        let mut pending = lock(&self.pending);
-        match pending.get_mut(&call.query_hash) {
-            Some(p) => merge(p, call),
-            None => {
-                pending.insert(call.query_hash.clone(), call);
-            }
-        }
+        add(&self.pending, call);
     }
 
     /// Writes every pending count now (at shutdown, and for tests).
@@ -102,24 +94,25 @@ async fn flush(store: &dyn Store, pending: &Pending) {
             Ok(None) => delta.clone(),
             Err(e) => {
                 tracing::warn!(error = %e, "query pattern not written yet; kept for the next attempt");
-                keep(pending, delta);
+                add(pending, delta);
                 continue;
             }
         };
         if let Err(e) = store.upsert_query_pattern(&merged).await {
             tracing::warn!(error = %e, "query pattern not written yet; kept for the next attempt");
-            keep(pending, delta);
+            add(pending, delta);
         }
     }
 }
 
-fn keep(pending: &Pending, delta: QueryPattern) {
+/// Adds `calls` to the pending counts of its query (a call just made, or counts a flush could not write: merging
+/// keeps the newest text, variables and role whichever arrives first).
+fn add(pending: &Pending, calls: QueryPattern) {
     let mut pending = lock(pending);
-    match pending.get_mut(&delta.query_hash) {
-        // Calls counted since the drain are newer: add the older counts under them.
-        Some(newer) => merge(newer, delta),
+    match pending.get_mut(&calls.query_hash) {
+        Some(p) => merge(p, calls),
         None => {
-            pending.insert(delta.query_hash.clone(), delta);
+            pending.insert(calls.query_hash.clone(), calls);
         }
     }
 }

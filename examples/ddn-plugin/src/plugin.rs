@@ -65,7 +65,8 @@ pub fn dataset_key(query_id: &str, dataset: &str) -> String {
     format!("{query_id}:{dataset}")
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, recovering the data of a poisoned lock (every use keeps it consistent between statements).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
