@@ -6,7 +6,10 @@
 //! config), a few hundred bytes of JSON, as the engine writes them. A batch is 10,000 detections under
 //! `cargo bench` (the store writes them in one transaction, as multi-row `INSERT`s of 1,000), 100 under
 //! `cargo test --benches` (criterion's test mode, which runs each benchmark once). Rows written to PostgreSQL go
-//! under a key of this run's own and are removed afterwards with `cleanup_keys`.
+//! under keys of this run's own and are removed afterwards with `cleanup_keys`.
+//!
+//! The detections are spread over [`KEYS`] keys (the queries or series a service watches) and are stamped like a
+//! live service's: each batch is newer than the rows already written.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use std::time::Duration;
 use anomaly_store::{Anomaly, RetentionPolicy, SeaOrmStore, Store};
 use chrono::{TimeZone, Utc};
 use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+    BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use serde_json::json;
 
@@ -29,21 +32,29 @@ fn batch_size() -> usize {
     if full_run() { 10_000 } else { 100 }
 }
 
-/// A key no other run uses.
-fn unique_key() -> String {
+/// How many keys the detections are spread over.
+const KEYS: usize = 16;
+
+/// [`KEYS`] keys no other run uses.
+fn unique_keys() -> Vec<String> {
     let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    format!("bench-inserts-{}-{nanos}", std::process::id())
+    (0..KEYS)
+        .map(|k| format!("bench-inserts-{}-{nanos}-{k}", std::process::id()))
+        .collect()
 }
 
-/// `n` detections of `key`, deterministic, one second apart.
-fn batch(key: &str, n: usize) -> Vec<Anomaly> {
-    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+/// `n` detections, deterministic, round-robin over `keys`, one millisecond apart from `start` (the `start`-th
+/// detection of the run) on: like a live store's, every batch is newer than the rows already written, so index
+/// entries go to the end of each key's range instead of between the rows of earlier batches.
+fn batch(keys: &[String], start: usize, n: usize) -> Vec<Anomaly> {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+        + chrono::Duration::milliseconds(start as i64);
     (0..n)
         .map(|i| {
             let amount = 100.0 + (i % 97) as f64 * 3.25;
             let score = 0.4 + (i % 50) as f64 / 100.0;
             Anomaly {
-                key: key.to_string(),
+                key: keys[i % keys.len()].clone(),
                 detector: "isolation_forest".into(),
                 score,
                 threshold: 0.6,
@@ -63,7 +74,7 @@ fn batch(key: &str, n: usize) -> Vec<Anomaly> {
                 }),
                 config: json!({"contamination": "auto", "trees": 100, "max_samples": 256}),
                 model_version: Some(3),
-                created_at: t0 + chrono::Duration::seconds(i as i64),
+                created_at: t0 + chrono::Duration::milliseconds(i as i64),
             }
         })
         .collect()
@@ -74,34 +85,42 @@ fn bench_store(
     rt: &tokio::runtime::Runtime,
     name: &str,
     store: &dyn Store,
-    key: &str,
+    keys: &[String],
 ) {
-    let rows = batch(key, batch_size());
+    let n = batch_size();
+    let mut written = 0;
     let mut group = c.benchmark_group("anomaly_inserts");
     group
-        .throughput(Throughput::Elements(rows.len() as u64))
+        .throughput(Throughput::Elements(n as u64))
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    group.bench_function(BenchmarkId::new(name, rows.len()), |b| {
-        b.iter(|| {
-            rt.block_on(store.insert_anomalies(black_box(&rows)))
-                .expect("insert anomalies")
-        });
+    group.bench_function(BenchmarkId::new(name, n), |b| {
+        b.iter_batched(
+            || {
+                written += n;
+                batch(keys, written - n, n)
+            },
+            |rows| {
+                rt.block_on(store.insert_anomalies(black_box(&rows)))
+                    .expect("insert anomalies")
+            },
+            BatchSize::PerIteration,
+        );
     });
     group.finish();
 }
 
-/// Removes every row of `key`: limits of zero at a `now` after every timestamp written.
-fn remove_key(rt: &tokio::runtime::Runtime, store: &dyn Store, key: &str) {
+/// Removes every row of `keys`: limits of zero at a `now` after every timestamp written.
+fn remove_keys(rt: &tokio::runtime::Runtime, store: &dyn Store, keys: &[String]) {
     let zero = RetentionPolicy {
         history: Duration::ZERO,
         anomalies: Duration::ZERO,
         models: Duration::ZERO,
     };
     let far = Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap();
-    rt.block_on(store.cleanup_keys(&zero, far, Some(&[key.to_string()])))
+    rt.block_on(store.cleanup_keys(&zero, far, Some(keys)))
         .expect("remove the benchmark's rows");
 }
 
@@ -117,16 +136,16 @@ fn bench_inserts(c: &mut Criterion) {
     let sqlite = rt
         .block_on(SeaOrmStore::connect(&url))
         .expect("sqlite file");
-    bench_store(c, &rt, "sqlite_file", &sqlite, &unique_key());
+    bench_store(c, &rt, "sqlite_file", &sqlite, &unique_keys());
 
     match std::env::var("TEST_PG_URL") {
         Ok(url) => {
             let pg = rt
                 .block_on(SeaOrmStore::connect(&url))
                 .expect("TEST_PG_URL is set but the store cannot connect");
-            let key = unique_key();
-            bench_store(c, &rt, "postgres", &pg, &key);
-            remove_key(&rt, &pg, &key);
+            let keys = unique_keys();
+            bench_store(c, &rt, "postgres", &pg, &keys);
+            remove_keys(&rt, &pg, &keys);
         }
         Err(_) => {
             eprintln!("SKIPPED anomaly_inserts/postgres: no database server (set TEST_PG_URL)")

@@ -1,15 +1,19 @@
-//! Batched detection and history inserts on SQLite, straight through sqlx.
+//! Batched detection and history inserts on SQLite, and detection inserts on PostgreSQL, straight through sqlx.
 //!
 //! sea-orm builds a multi-row `INSERT` as an owned query tree and then as SQL text for every chunk, which costs
 //! more than SQLite's own work for a batch of small rows (about 35 % of the time in allocations, measured). Here the
 //! statement text is built once per chunk size (and prepared once by sqlx's statement cache) and the values are
 //! bound by reference. The values are bound as the same Rust types sea-orm binds (`Json`, `DateTime<Utc>`, `bool`),
 //! so the stored representation is identical and reads through the entities see no difference.
+//!
+//! On PostgreSQL a batch goes in as one `INSERT … SELECT FROM UNNEST(…)` with one array per column: 11 bound
+//! parameters whatever the batch size, so the server parses and plans one short statement instead of one with
+//! 11,000 placeholders per 1,000 rows.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sqlx::{self, SqlitePool, types::Json};
+use sea_orm::sqlx::{self, PgPool, SqlitePool, types::Json};
 use sea_orm::{DbErr, RuntimeErr};
 
 use crate::types::{Anomaly, HistoryRecord, to_micros};
@@ -114,6 +118,53 @@ pub(super) async fn insert_anomalies(
                 .bind(created_at);
         }
         query.execute(&mut *tx).await.map_err(err)?;
+    }
+    tx.commit().await.map_err(err)
+}
+
+/// Rows per `UNNEST` statement on PostgreSQL (bounds the size of one message, not the number of parameters).
+const PG_CHUNK: usize = 10_000;
+
+/// One row per element of the column arrays; the casts name each array's element type.
+const PG_INSERT: &str = "INSERT INTO anomaly_detections (key, detector, score, threshold, is_anomaly, rationale, \
+                         explanation, context, config, model_version, created_at) \
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::float8[], $5::bool[], \
+                         $6::text[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::int8[], $11::timestamptz[])";
+
+/// Inserts `anomalies` (already checked, with their stored model versions) in one transaction on PostgreSQL.
+pub(super) async fn insert_anomalies_pg(
+    pool: &PgPool,
+    anomalies: &[Anomaly],
+    versions: &[Option<i64>],
+) -> Result<(), DbErr> {
+    let err = |e: sqlx::Error| DbErr::Exec(RuntimeErr::SqlxError(e));
+    let mut tx = pool.begin().await.map_err(err)?;
+    for (chunk, versions) in anomalies.chunks(PG_CHUNK).zip(versions.chunks(PG_CHUNK)) {
+        let column = |f: fn(&Anomaly) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
+        let number = |f: fn(&Anomaly) -> f64| chunk.iter().map(f).collect::<Vec<_>>();
+        let json = |f: fn(&Anomaly) -> &serde_json::Value| {
+            chunk.iter().map(|a| Json(f(a))).collect::<Vec<_>>()
+        };
+        sqlx::query(PG_INSERT)
+            .bind(column(|a| a.key.as_str()))
+            .bind(column(|a| a.detector.as_str()))
+            .bind(number(|a| a.score))
+            .bind(number(|a| a.threshold))
+            .bind(chunk.iter().map(|a| a.is_anomaly).collect::<Vec<_>>())
+            .bind(column(|a| a.rationale.as_str()))
+            .bind(json(|a| &a.explanation))
+            .bind(json(|a| &a.context))
+            .bind(json(|a| &a.config))
+            .bind(versions)
+            .bind(
+                chunk
+                    .iter()
+                    .map(|a| to_micros(a.created_at))
+                    .collect::<Vec<DateTime<Utc>>>(),
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
     }
     tx.commit().await.map_err(err)
 }

@@ -476,6 +476,14 @@ impl Store for SeaOrmStore {
             )?;
             return Ok(anomalies.len() as u64);
         }
+        if self.backend == "postgres" {
+            let pool = self.db.get_postgres_connection_pool();
+            with_retries!(
+                "insert anomalies",
+                bulk::insert_anomalies_pg(pool, anomalies, &versions).await
+            )?;
+            return Ok(anomalies.len() as u64);
+        }
         with_retries!(
             "insert anomalies",
             async {
