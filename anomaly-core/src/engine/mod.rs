@@ -14,9 +14,11 @@
 mod model;
 mod persistence;
 mod reservoir;
+mod write_behind;
 
 pub use model::{RecordExplanation, RecordModel, RecordVerdict};
 pub use persistence::{InMemoryPersistence, ModelMeta, Persistence, StoredModel};
+pub use write_behind::{WriteBehind, WriteBehindStats};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use ddn_plugin::Config;
 use serde_json::{Value, json};
 
+/// The allocator the `ddn-plugin` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn full_run() -> bool {
     let args: Vec<String> = std::env::args().collect();
     args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")

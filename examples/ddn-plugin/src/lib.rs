@@ -22,8 +22,8 @@ pub use plugin::Plugin;
 
 use std::sync::Arc;
 
-/// Starts the plugin on `listener` and serves until `shutdown` resolves; queued detections are written (up to
-/// five seconds) before it returns.
+/// Starts the plugin on `listener` and serves until `shutdown` resolves; pending query patterns and history
+/// records, and queued detections (up to five seconds), are written before it returns.
 ///
 /// # Errors
 /// As [`Plugin::start`]; [`PluginError::Internal`] when serving fails.
@@ -43,6 +43,16 @@ pub async fn serve(
         .await
         .map_err(|e| PluginError::Internal(e.to_string()))?;
     plugin.patterns().flush().await;
+    let writer = plugin.clone();
+    match tokio::task::spawn_blocking(move || writer.history_writer().flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(
+            error = %e,
+            unwritten = plugin.history_writer().stats().pending,
+            "shutting down with history records unwritten"
+        ),
+        Err(e) => tracing::error!(error = %e, "the history flush panicked"),
+    }
     if !plugin
         .queue()
         .flush(std::time::Duration::from_secs(5))

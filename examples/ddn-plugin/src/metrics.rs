@@ -47,8 +47,9 @@ impl Metrics {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// The exposition text; `queue_depth` and `queue_failures` come from the store's detection queue.
-    pub fn render(&self, queue_depth: usize, queue_failures: u64) -> String {
+    /// The exposition text; `queue_depth` and `queue_failures` come from the store's detection queue,
+    /// `history_pending` from the engine's history writer.
+    pub fn render(&self, queue_depth: usize, queue_failures: u64, history_pending: u64) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
@@ -107,6 +108,11 @@ impl Metrics {
             "# HELP ddn_plugin_store_queue_depth Detections waiting for the database.\n\
              # TYPE ddn_plugin_store_queue_depth gauge\nddn_plugin_store_queue_depth {queue_depth}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP ddn_plugin_history_pending History records waiting to be written (once a second).\n\
+             # TYPE ddn_plugin_history_pending gauge\nddn_plugin_history_pending {history_pending}"
+        );
         let name = "ddn_plugin_request_duration_seconds";
         let _ = writeln!(
             out,
@@ -138,9 +144,10 @@ mod tests {
         m.observe_latency(Duration::from_micros(1_500));
         m.observe_latency(Duration::from_millis(30));
         m.requests.fetch_add(2, Ordering::Relaxed);
-        let text = m.render(3, 1);
+        let text = m.render(3, 1, 7);
         assert!(text.contains("ddn_plugin_requests_total 2"));
         assert!(text.contains("ddn_plugin_store_queue_depth 3"));
+        assert!(text.contains("ddn_plugin_history_pending 7"));
         assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.002\"} 1"));
         assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.05\"} 2"));

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anomaly_core::engine::{Engine, EngineParams, Outcome};
+use anomaly_core::engine::{Engine, EngineParams, Outcome, WriteBehind};
 use anomaly_core::forest::Contamination;
 use anomaly_core::records::flatten::Limits;
 use anomaly_core::stats::{CompareThresholds, DatasetStats};
@@ -35,10 +35,14 @@ pub const SQLITE_POOL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often query-pattern counts are written to the store.
 pub const PATTERN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the engine's pending history records are written (see [`WriteBehind`]): the history a crash can lose.
+pub const HISTORY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The running plugin: engine, store, LLM chain and counters, shared by every request.
 pub struct Plugin {
     config: Config,
     engine: Arc<Engine>,
+    history: Arc<WriteBehind>,
     store: Arc<dyn Store>,
     queue: AnomalyQueue,
     analyzer: Arc<QueryAnalyzer<FallbackChain>>,
@@ -104,10 +108,16 @@ impl Plugin {
                 .with_max_history(max_history),
         );
         let monitor = StoreMonitor::start(store.clone(), config.store_timeout);
-        // The engine writes history on the request path: while the store is down its calls fail at once (logged
-        // and counted per key by the engine) instead of each waiting for the pool.
-        let persistence =
+        // The engine appends history on the request path: the appends are buffered and written once a second per
+        // key (one transaction instead of one per call); model versions are written through. While the store is
+        // down, calls fail at once instead of each waiting for the pool, and pending history waits for it.
+        let guarded =
             GuardedPersistence::new(BlockingStore::new(store.clone())?, monitor.status().clone());
+        let history = Arc::new(WriteBehind::new(
+            Arc::new(guarded),
+            config.max_historical_records,
+            HISTORY_FLUSH_INTERVAL,
+        )?);
         let mut params = EngineParams::new()
             .min_training_records(config.minimum_training_records)
             .max_history(config.max_historical_records)
@@ -118,7 +128,7 @@ impl Plugin {
         if let Some(t) = config.anomaly_threshold {
             params = params.sensitivity(Contamination::Fraction(t));
         }
-        let engine = Arc::new(Engine::new(params, Arc::new(persistence))?);
+        let engine = Arc::new(Engine::new(params, history.clone())?);
         let chain = config.llm.chain().map_err(|e| PluginError::Config {
             variable: "LLM settings".into(),
             reason: e.to_string(),
@@ -140,6 +150,7 @@ impl Plugin {
         Ok(Plugin {
             config,
             engine,
+            history,
             store,
             queue,
             analyzer,
@@ -172,6 +183,11 @@ impl Plugin {
     /// Whether the store answers, as last seen.
     pub fn store_status(&self) -> &StoreStatus {
         self.monitor.status()
+    }
+
+    /// The engine's history writer: pending records and write counters.
+    pub fn history_writer(&self) -> &WriteBehind {
+        &self.history
     }
 
     /// The detection queue in front of the store.
@@ -354,7 +370,7 @@ impl Plugin {
             store_skipped.push(json!({
                 "step": "persistence",
                 "datasets": unpersisted,
-                "reason": "these records (and any model version trained on them) were learnt in memory but not written to the database, and will not be",
+                "reason": "a model version trained on these records was used in memory but could not be written to the database",
             }));
         }
         if store_available {
@@ -387,6 +403,7 @@ impl Plugin {
                 "store": if store_available { "ok" } else { "unavailable" },
                 "skipped": store_skipped,
                 "detections_queued": queued,
+                "history_pending": self.history.stats().pending,
             }
         }))
     }

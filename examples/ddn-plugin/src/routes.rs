@@ -115,6 +115,7 @@ async fn health(State(plugin): Shared) -> Json<Value> {
         "store": {
             "reachable": reachable,
             "queue_depth": queue.depth,
+            "history_pending": plugin.history_writer().stats().pending,
             "outages": status.outages(),
             "last_error": status.last_error().or(queue.last_error),
         },
@@ -142,7 +143,9 @@ async fn metrics(State(plugin): Shared) -> impl IntoResponse {
         .fetch_max(trainings, Ordering::Relaxed);
     (
         [("content-type", "text/plain; version=0.0.4")],
-        plugin.metrics().render(q.depth, q.failures),
+        plugin
+            .metrics()
+            .render(q.depth, q.failures, plugin.history_writer().stats().pending),
     )
 }
 
