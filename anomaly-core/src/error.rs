@@ -59,10 +59,18 @@ pub enum Error {
         /// What is wrong with the record.
         reason: String,
     },
-    /// The engine's persistence layer failed.
+    /// The engine's persistence layer failed (the store is unreachable, a transaction failed, …): the same
+    /// call may succeed later.
     #[error("persistence failed: {reason}")]
     Persistence {
         /// What failed, as the persistence layer reported it.
+        reason: String,
+    },
+    /// The persistence layer refused the data as invalid (a key too long for its column, a character the
+    /// database cannot store): the same call will fail again, however often it is retried.
+    #[error("persistence refused the data: {reason}")]
+    PersistenceRefused {
+        /// Why, as the persistence layer reported it.
         reason: String,
     },
 }

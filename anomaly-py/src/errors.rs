@@ -58,7 +58,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("reason", reason)?;
             "InvalidRecordError"
         }
-        Error::Persistence { reason } => {
+        Error::Persistence { reason } | Error::PersistenceRefused { reason } => {
             attrs.set_item("reason", reason)?;
             "PersistenceError"
         }

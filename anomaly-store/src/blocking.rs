@@ -160,6 +160,7 @@ impl Drop for BlockingStore {
 }
 
 fn core_err(e: StoreError) -> CoreError {
+    let refused = matches!(e, StoreError::InvalidInput { .. });
     let mut reason = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -167,7 +168,11 @@ fn core_err(e: StoreError) -> CoreError {
         reason.push_str(&s.to_string());
         source = s.source();
     }
-    CoreError::Persistence { reason }
+    if refused {
+        CoreError::PersistenceRefused { reason }
+    } else {
+        CoreError::Persistence { reason }
+    }
 }
 
 fn seconds_to_time(seconds: f64) -> DateTime<Utc> {

@@ -45,6 +45,7 @@ use reservoir::Reservoir;
 /// | `retrain_every` | 1,000 | new records between retrains |
 /// | `train_in_background` | false | automatic retrains (new records, drift) run on the rayon pool instead of in the call that made them due; the first model and requested retrains stay in the caller |
 /// | `retrain_growth` | 0 | retrain only once the new records also reach this multiple of the records the current model was trained on (1 = when the history has doubled), so a busy key retrains less often as its model matures |
+/// | `min_retrain_interval` | 0 | automatic retrains (new records, drift) of a key at least this long after its last training started, so a key flooded with records does not retrain (and store a model version) many times a second |
 /// | `sensitivity` | `Auto` | default contamination of every key |
 /// | `forest` | 100 trees, seed 0 | the forest trained per key |
 /// | `vectorizer` | defaults | how records become vectors |
@@ -59,6 +60,8 @@ pub struct EngineParams {
     retrain_growth: f64,
     #[serde(default)]
     train_in_background: bool,
+    #[serde(default)]
+    min_retrain_interval: std::time::Duration,
     sensitivity: Contamination,
     forest: IsolationForestParams,
     vectorizer: VectorizerParams,
@@ -81,6 +84,7 @@ impl EngineParams {
             retrain_every: 1_000,
             retrain_growth: 0.0,
             train_in_background: false,
+            min_retrain_interval: std::time::Duration::ZERO,
             sensitivity: Contamination::Auto,
             forest: IsolationForestParams::new(),
             vectorizer: VectorizerParams::new(),
@@ -114,6 +118,15 @@ impl EngineParams {
     /// record then stays flat however busy the key is.
     pub fn retrain_growth(mut self, factor: f64) -> Self {
         self.retrain_growth = factor;
+        self
+    }
+
+    /// The shortest time between the start of a key's training and an automatic retrain (after new records or
+    /// drift) of that key (default zero: no limit). A retrain that comes due sooner waits until the interval has
+    /// passed and the key sees its next record; drift found meanwhile is kept for it. The first model,
+    /// [`Engine::train`] and [`Engine::set_sensitivity`] are not limited.
+    pub fn min_retrain_interval(mut self, interval: std::time::Duration) -> Self {
+        self.min_retrain_interval = interval;
         self
     }
 
@@ -268,6 +281,8 @@ struct KeyState {
     history: Mutex<Reservoir>,
     since_train: AtomicU64,
     training: AtomicBool,
+    /// When the last training started, in this process.
+    last_trained: Mutex<Option<std::time::Instant>>,
     sensitivity: Mutex<Contamination>,
     drift: Mutex<Option<DriftDetector>>,
     pending_drift: Mutex<Option<DriftReport>>,
@@ -392,6 +407,7 @@ impl Engine {
             history: Mutex::new(history),
             since_train: AtomicU64::new(0),
             training: AtomicBool::new(false),
+            last_trained: Mutex::new(None),
             sensitivity: Mutex::new(self.params.sensitivity),
             drift: Mutex::new(None),
             pending_drift: Mutex::new(None),
@@ -469,6 +485,7 @@ impl Engine {
         };
         let reason = match &*state.model.load() {
             None => (len >= self.params.min_training_records).then_some(TrainReason::FirstModel),
+            Some(_) if !self.rested(state) => None,
             Some(model) => {
                 if let Some(report) = lock(&state.pending_drift).take() {
                     Some(TrainReason::Drift(report))
@@ -481,6 +498,12 @@ impl Engine {
             self.train_state(key, state, reason)?;
         }
         Ok(outcome)
+    }
+
+    /// Whether `min_retrain_interval` has passed since the key's last training started.
+    fn rested(&self, state: &KeyState) -> bool {
+        let interval = self.params.min_retrain_interval;
+        interval.is_zero() || lock(&state.last_trained).is_none_or(|t| t.elapsed() >= interval)
     }
 
     /// New records after which a key with `model` retrains: `retrain_every`, or more with `retrain_growth`.
@@ -582,6 +605,7 @@ impl Engine {
         if state.training.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        *lock(&state.last_trained) = Some(std::time::Instant::now());
         let automatic = matches!(reason, TrainReason::NewRecords | TrainReason::Drift(_));
         if self.params.train_in_background && automatic && state.model.load().is_some() {
             let (params, persistence) = (Arc::clone(&self.params), Arc::clone(&self.persistence));

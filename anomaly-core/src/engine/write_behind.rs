@@ -8,12 +8,22 @@
 //! `interval`, keeping only the newest `cap` of them (older ones would be trimmed by the store on arrival). Model
 //! versions are written through at once: a version number is an answer the engine needs.
 //!
-//! What a crash can lose is the history of the last `interval`; [`flush`](WriteBehind::flush) and dropping the
-//! last handle write everything pending. A write that fails (the store is down) keeps its records pending, still
-//! capped per key, for the next attempt: an outage delays history, it does not drop it.
+//! - A crash can lose the history of the last `interval`; [`flush`](WriteBehind::flush) writes everything pending
+//!   now, and dropping the `WriteBehind` writes it once more (waiting at most [`WriteBehind::SHUTDOWN_WAIT`]).
+//! - A write that fails with [`Error::Persistence`] (the store is down) keeps its records pending, still capped per
+//!   key, and ends that flush: an outage delays history (up to `cap` records per key), it does not drop it.
+//! - Records the store refuses as invalid ([`Error::PersistenceRefused`]) are found by bisecting the batch, dropped
+//!   and counted; the rest of the batch is written.
+//! - The inner [`Persistence::append_history_many`] should be atomic (the database stores do it in one
+//!   transaction): a failed call is retried whole. As with any retried write, a commit whose answer is lost writes
+//!   its records twice.
+//! - Records are stamped by the store when they are written, up to `interval` after they were seen (after an
+//!   outage, when it ends).
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,7 +42,9 @@ pub struct WriteBehindStats {
     pub written: u64,
     /// Pending records dropped because newer ones of the same key exceeded the cap before they were written.
     pub superseded: u64,
-    /// Background writes that failed (their records stayed pending).
+    /// Records the inner persistence refused as invalid, dropped.
+    pub refused: u64,
+    /// Flushes that stopped on a failed write (their records stayed pending).
     pub failed_flushes: u64,
 }
 
@@ -57,7 +69,8 @@ pub struct WriteBehindStats {
 /// ```
 pub struct WriteBehind {
     shared: Arc<Shared>,
-    flusher: Option<JoinHandle<()>>,
+    /// The writer thread, and the channel on which it says it is done (in a mutex only to make the type `Sync`).
+    flusher: Option<(JoinHandle<()>, Mutex<Receiver<()>>)>,
 }
 
 impl std::fmt::Debug for WriteBehind {
@@ -69,17 +82,25 @@ impl std::fmt::Debug for WriteBehind {
     }
 }
 
+/// One key's pending records, and whether a call is using its stored history (writing, reading or clearing it).
+#[derive(Default)]
+struct KeyBuffer {
+    queue: VecDeque<Value>,
+    busy: bool,
+}
+
 struct Shared {
     inner: Arc<dyn Persistence>,
     cap: usize,
-    pending: Mutex<HashMap<String, VecDeque<Value>>>,
-    /// Held while records are out of `pending` but not yet written, and by the calls that must not see that
-    /// state (reads, clears): a record is always either pending or written, never in between for them.
-    writing: Mutex<()>,
+    keys: Mutex<HashMap<String, KeyBuffer>>,
+    /// Notified when a key stops being busy.
+    released: Condvar,
     stop: Mutex<bool>,
     wake: Condvar,
+    pending: AtomicU64,
     written: AtomicU64,
     superseded: AtomicU64,
+    refused: AtomicU64,
     failed_flushes: AtomicU64,
 }
 
@@ -100,36 +121,115 @@ fn push_capped(
     excess as u64
 }
 
+/// Exclusive use of one key's stored history, so that a record is always either pending or stored for the call
+/// holding it, never on its way; released on drop.
+struct Claim<'a> {
+    shared: &'a Shared,
+    key: &'a str,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut keys = lock(&self.shared.keys);
+        if let Some(buffer) = keys.get_mut(self.key) {
+            buffer.busy = false;
+            if buffer.queue.is_empty() {
+                keys.remove(self.key);
+            }
+        }
+        self.shared.released.notify_all();
+    }
+}
+
 impl Shared {
-    fn flush(&self) -> Result<()> {
-        let _writing = lock(&self.writing);
-        let batch: Vec<(String, VecDeque<Value>)> = lock(&self.pending).drain().collect();
-        let mut first_error = None;
-        for (key, records) in batch {
-            let records = Vec::from(records);
-            match self.inner.append_history_many(&key, &records) {
+    fn claim<'a>(&'a self, key: &'a str) -> Claim<'a> {
+        let mut keys = lock(&self.keys);
+        while keys.get(key).is_some_and(|b| b.busy) {
+            keys = self.released.wait(keys).unwrap_or_else(|e| e.into_inner());
+        }
+        keys.entry(key.to_string()).or_default().busy = true;
+        Claim { shared: self, key }
+    }
+
+    /// Takes the key's pending records (the caller holds its claim).
+    fn take(&self, key: &str) -> VecDeque<Value> {
+        let queue = lock(&self.keys)
+            .get_mut(key)
+            .map(|b| std::mem::take(&mut b.queue))
+            .unwrap_or_default();
+        self.pending
+            .fetch_sub(queue.len() as u64, Ordering::Relaxed);
+        queue
+    }
+
+    /// Puts `records` back in front of what arrived meanwhile, still capped.
+    fn put_back(&self, key: &str, records: &[Value]) {
+        let mut keys = lock(&self.keys);
+        let queue = &mut keys.entry(key.to_string()).or_default().queue;
+        let newer: Vec<Value> = queue.drain(..).collect();
+        let dropped = push_capped(queue, records.iter().cloned().chain(newer), self.cap);
+        self.pending
+            .fetch_add(records.len() as u64 - dropped, Ordering::Relaxed);
+        self.superseded.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// Writes `records`, dropping the ones the store refuses (found by bisecting). On a failure that may pass,
+    /// returns the index from which the records are unwritten, with the error.
+    fn write(&self, key: &str, records: &[Value]) -> std::result::Result<(), (usize, Error)> {
+        let mut ranges = vec![(0, records.len())];
+        let mut refused = 0u64;
+        let mut outcome = Ok(());
+        while let Some((lo, hi)) = ranges.pop() {
+            match self.inner.append_history_many(key, &records[lo..hi]) {
                 Ok(()) => {
-                    self.written
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    self.written.fetch_add((hi - lo) as u64, Ordering::Relaxed);
+                }
+                Err(Error::PersistenceRefused { reason }) if hi - lo == 1 => {
+                    refused += 1;
+                    tracing::debug!(key, reason, "history record refused by the store");
+                }
+                Err(Error::PersistenceRefused { .. }) => {
+                    let mid = lo + (hi - lo) / 2;
+                    ranges.push((mid, hi));
+                    ranges.push((lo, mid));
                 }
                 Err(e) => {
-                    // Back in front of whatever arrived meanwhile, still capped.
-                    let mut pending = lock(&self.pending);
-                    let queue = pending.entry(key).or_default();
-                    let newer: Vec<Value> = queue.drain(..).collect();
-                    let dropped = push_capped(queue, records.into_iter().chain(newer), self.cap);
-                    self.superseded.fetch_add(dropped, Ordering::Relaxed);
-                    first_error.get_or_insert(e);
+                    outcome = Err((lo, e));
+                    break;
                 }
             }
         }
-        match first_error {
-            None => Ok(()),
-            Some(e) => {
+        if refused > 0 {
+            self.refused.fetch_add(refused, Ordering::Relaxed);
+            tracing::warn!(
+                key,
+                records = refused,
+                "history records refused by the store as invalid; dropped"
+            );
+        }
+        outcome
+    }
+
+    fn flush(&self) -> Result<()> {
+        let keys: Vec<String> = lock(&self.keys)
+            .iter()
+            .filter(|(_, b)| !b.queue.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            let _claim = self.claim(key);
+            let records = Vec::from(self.take(key));
+            if records.is_empty() {
+                continue;
+            }
+            if let Err((unwritten, e)) = self.write(key, &records) {
+                self.put_back(key, &records[unwritten..]);
                 self.failed_flushes.fetch_add(1, Ordering::Relaxed);
-                Err(e)
+                // The store is failing: the other keys wait for the next flush rather than fail one by one.
+                return Err(e);
             }
         }
+        Ok(())
     }
 
     fn run(&self, interval: Duration) {
@@ -142,8 +242,12 @@ impl Shared {
                     .unwrap_or_else(|e| e.into_inner());
                 *stop
             };
-            if let Err(e) = self.flush() {
-                tracing::warn!(error = %e, "could not write pending history records; they stay pending");
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.flush())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not write pending history records; they stay pending")
+                }
+                Err(_) => tracing::error!("writing pending history records panicked"),
             }
             if stopping {
                 return;
@@ -153,6 +257,9 @@ impl Shared {
 }
 
 impl WriteBehind {
+    /// How long dropping a `WriteBehind` waits for its last write before leaving it to finish on its own.
+    pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
     /// Buffers history appends to `inner`, keeping at most `cap` pending records per key (use the store's own
     /// per-key cap) and writing them every `interval` from a background thread.
     ///
@@ -169,31 +276,38 @@ impl WriteBehind {
         let shared = Arc::new(Shared {
             inner,
             cap,
-            pending: Mutex::new(HashMap::new()),
-            writing: Mutex::new(()),
+            keys: Mutex::new(HashMap::new()),
+            released: Condvar::new(),
             stop: Mutex::new(false),
             wake: Condvar::new(),
+            pending: AtomicU64::new(0),
             written: AtomicU64::new(0),
             superseded: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             failed_flushes: AtomicU64::new(0),
         });
         let background = shared.clone();
+        let (done, finished) = sync_channel(1);
         let flusher = std::thread::Builder::new()
             .name("history-writer".into())
-            .spawn(move || background.run(interval))
+            .spawn(move || {
+                background.run(interval);
+                let _ = done.send(());
+            })
             .map_err(|e| Error::Persistence {
                 reason: format!("cannot start the history writer thread: {e}"),
             })?;
         Ok(WriteBehind {
             shared,
-            flusher: Some(flusher),
+            flusher: Some((flusher, Mutex::new(finished))),
         })
     }
 
     /// Writes every pending record now.
     ///
     /// # Errors
-    /// The first error of the inner persistence; the records of the keys that failed stay pending.
+    /// The first failed write of the inner persistence; its records, and those of the keys not reached yet, stay
+    /// pending.
     pub fn flush(&self) -> Result<()> {
         self.shared.flush()
     }
@@ -203,30 +317,34 @@ impl WriteBehind {
         &self.shared.inner
     }
 
-    /// Pending, written, superseded records and failed writes so far.
+    /// Pending, written, superseded and refused records, and failed flushes so far.
     pub fn stats(&self) -> WriteBehindStats {
-        let pending = lock(&self.shared.pending)
-            .values()
-            .map(|q| q.len() as u64)
-            .sum();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WriteBehindStats {
-            pending,
-            written: self.shared.written.load(Ordering::Relaxed),
-            superseded: self.shared.superseded.load(Ordering::Relaxed),
-            failed_flushes: self.shared.failed_flushes.load(Ordering::Relaxed),
+            pending: get(&self.shared.pending),
+            written: get(&self.shared.written),
+            superseded: get(&self.shared.superseded),
+            refused: get(&self.shared.refused),
+            failed_flushes: get(&self.shared.failed_flushes),
         }
     }
 }
 
 impl Drop for WriteBehind {
-    /// Stops the background thread after a last write of everything pending (logged if it fails).
+    /// Stops the background thread after a last write of everything pending, waiting at most [`WriteBehind::SHUTDOWN_WAIT`].
     fn drop(&mut self) {
         *lock(&self.shared.stop) = true;
         self.shared.wake.notify_all();
-        if let Some(flusher) = self.flusher.take()
-            && flusher.join().is_err()
-        {
-            tracing::error!("the history writer thread panicked");
+        if let Some((flusher, finished)) = self.flusher.take() {
+            let finished = finished.into_inner().unwrap_or_else(|e| e.into_inner());
+            if finished.recv_timeout(Self::SHUTDOWN_WAIT).is_ok() {
+                let _ = flusher.join();
+            } else {
+                tracing::error!(
+                    "the last history write did not finish in time; left to finish on its own"
+                );
+                return;
+            }
         }
         let left = self.stats().pending;
         if left > 0 {
@@ -246,36 +364,41 @@ impl Persistence for WriteBehind {
         }
         // Only the newest `cap` can survive; copy no more than those.
         let newest = &records[records.len().saturating_sub(self.shared.cap)..];
-        let mut pending = lock(&self.shared.pending);
-        let queue = match pending.get_mut(key) {
-            Some(q) => q,
-            None => pending.entry(key.to_string()).or_default(),
+        let mut keys = lock(&self.shared.keys);
+        let buffer = match keys.get_mut(key) {
+            Some(b) => b,
+            None => keys.entry(key.to_string()).or_default(),
         };
-        let dropped = (records.len() - newest.len()) as u64
-            + push_capped(queue, newest.iter().cloned(), self.shared.cap);
-        self.shared.superseded.fetch_add(dropped, Ordering::Relaxed);
+        let dropped = push_capped(&mut buffer.queue, newest.iter().cloned(), self.shared.cap);
+        drop(keys);
+        self.shared
+            .pending
+            .fetch_add(newest.len() as u64 - dropped, Ordering::Relaxed);
+        self.shared.superseded.fetch_add(
+            (records.len() - newest.len()) as u64 + dropped,
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
     /// The stored history followed by the pending records, the most recent `limit` of them.
     fn load_history(&self, key: &str, limit: usize) -> Result<Vec<Value>> {
-        let _writing = lock(&self.shared.writing);
+        let _claim = self.shared.claim(key);
         let mut records = self.shared.inner.load_history(key, limit)?;
-        if let Some(queue) = lock(&self.shared.pending).get(key) {
-            records.extend(queue.iter().cloned());
+        if let Some(buffer) = lock(&self.shared.keys).get(key) {
+            records.extend(buffer.queue.iter().cloned());
         }
         let excess = records.len().saturating_sub(limit);
         records.drain(..excess);
         Ok(records)
     }
 
-    /// Drops the key's pending records, then clears the stored history; counts both.
+    /// Clears the stored history, then drops the key's pending records; counts both. When the store fails, the
+    /// pending records stay.
     fn clear_history(&self, key: &str) -> Result<usize> {
-        let _writing = lock(&self.shared.writing);
-        let dropped = lock(&self.shared.pending)
-            .remove(key)
-            .map_or(0, |q| q.len());
-        Ok(dropped + self.shared.inner.clear_history(key)?)
+        let _claim = self.shared.claim(key);
+        let stored = self.shared.inner.clear_history(key)?;
+        Ok(stored + self.shared.take(key).len())
     }
 
     fn save_model(&self, key: &str, meta: &ModelMeta, snapshot: &[u8]) -> Result<u64> {
@@ -291,9 +414,10 @@ impl Persistence for WriteBehind {
     }
 
     fn keys(&self) -> Result<Vec<String>> {
-        let _writing = lock(&self.shared.writing);
-        let mut keys = self.shared.inner.keys()?;
-        keys.extend(lock(&self.shared.pending).keys().cloned());
+        // Every key with pending records or in use (its first records may be on their way to the store), read
+        // before the store's: a key that leaves this map has had its records written by then.
+        let mut keys: Vec<String> = lock(&self.shared.keys).keys().cloned().collect();
+        keys.extend(self.shared.inner.keys()?);
         keys.sort();
         keys.dedup();
         Ok(keys)
@@ -307,7 +431,8 @@ mod tests {
     use serde_json::json;
     use std::sync::atomic::AtomicBool;
 
-    /// In-memory persistence that fails history writes while `down` is set, and counts write calls.
+    /// In-memory persistence that fails history writes and clears while `down` is set, refuses (atomically) any
+    /// batch holding a record with `"bad": true`, and counts write calls.
     struct Flaky {
         inner: InMemoryPersistence,
         down: AtomicBool,
@@ -324,6 +449,12 @@ mod tests {
         }
     }
 
+    fn down() -> Error {
+        Error::Persistence {
+            reason: "down".into(),
+        }
+    }
+
     impl Persistence for Flaky {
         fn append_history(&self, key: &str, record: &Value) -> Result<()> {
             self.append_history_many(key, std::slice::from_ref(record))
@@ -331,8 +462,11 @@ mod tests {
         fn append_history_many(&self, key: &str, records: &[Value]) -> Result<()> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             if self.down.load(Ordering::Relaxed) {
-                return Err(Error::Persistence {
-                    reason: "down".into(),
+                return Err(down());
+            }
+            if records.iter().any(|r| r["bad"] == true) {
+                return Err(Error::PersistenceRefused {
+                    reason: "bad record".into(),
                 });
             }
             self.inner.append_history_many(key, records)
@@ -341,6 +475,9 @@ mod tests {
             self.inner.load_history(key, limit)
         }
         fn clear_history(&self, key: &str) -> Result<usize> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(down());
+            }
             self.inner.clear_history(key)
         }
         fn save_model(&self, key: &str, meta: &ModelMeta, snapshot: &[u8]) -> Result<u64> {
@@ -444,6 +581,87 @@ mod tests {
             records(0, 20),
             "each record once, in order"
         );
+    }
+
+    #[test]
+    fn a_failing_store_ends_the_flush_and_other_keys_wait() {
+        let store = Flaky::new();
+        let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
+        for key in ["a", "b", "c"] {
+            wb.append_history_many(key, &records(0, 4)).unwrap();
+        }
+        store.down.store(true, Ordering::Relaxed);
+        assert!(wb.flush().is_err());
+        assert_eq!(
+            store.calls.load(Ordering::Relaxed),
+            1,
+            "one attempt, not one per key"
+        );
+        assert_eq!(wb.stats().pending, 12);
+        store.down.store(false, Ordering::Relaxed);
+        wb.flush().unwrap();
+        for key in ["a", "b", "c"] {
+            assert_eq!(store.load_history(key, 100).unwrap(), records(0, 4));
+        }
+    }
+
+    #[test]
+    fn refused_records_are_dropped_and_the_rest_written_in_order() {
+        let store = Flaky::new();
+        let wb = WriteBehind::new(store.clone(), 1_000, HOUR).unwrap();
+        let mut batch = records(0, 100);
+        for bad in [3, 4, 57, 99] {
+            batch[bad] = json!({"i": bad, "bad": true});
+        }
+        wb.append_history_many("a", &batch).unwrap();
+        wb.flush().unwrap();
+        let good: Vec<Value> = batch.iter().filter(|r| r["bad"] != true).cloned().collect();
+        assert_eq!(store.load_history("a", 1_000).unwrap(), good);
+        let stats = wb.stats();
+        assert_eq!((stats.refused, stats.written, stats.pending), (4, 96, 0));
+        assert!(
+            store.calls.load(Ordering::Relaxed) < 60,
+            "bisected, not one call per record: {}",
+            store.calls.load(Ordering::Relaxed)
+        );
+        // Nothing is retried afterwards.
+        wb.flush().unwrap();
+        assert_eq!(wb.stats().refused, 4);
+    }
+
+    #[test]
+    fn concurrent_appends_reads_and_flushes_lose_and_repeat_nothing() {
+        let store = Flaky::new();
+        let wb =
+            Arc::new(WriteBehind::new(store.clone(), 1_000, Duration::from_millis(1)).unwrap());
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let wb = wb.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50 {
+                        wb.append_history_many(&format!("k{t}"), &records(n * 2, 2))
+                            .unwrap();
+                        let seen = wb.load_history(&format!("k{t}"), 1_000).unwrap();
+                        assert_eq!(
+                            seen,
+                            records(0, n * 2 + 2),
+                            "every record seen once, in order"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        wb.flush().unwrap();
+        for t in 0..4 {
+            assert_eq!(
+                store.load_history(&format!("k{t}"), 1_000).unwrap(),
+                records(0, 100)
+            );
+        }
+        assert_eq!(wb.keys().unwrap().len(), 4);
     }
 
     #[test]

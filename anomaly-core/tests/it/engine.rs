@@ -115,6 +115,38 @@ fn retrains_after_new_records_with_a_new_version() {
 }
 
 #[test]
+fn automatic_retrains_wait_for_the_minimum_interval() {
+    let engine = Engine::in_memory(
+        params()
+            .retrain_every(100)
+            .min_retrain_interval(std::time::Duration::from_millis(300)),
+    )
+    .unwrap();
+    engine.observe_many("q", &orders(100, 3, 100.0)).unwrap();
+    assert_eq!(
+        engine.model_info("q").unwrap().version,
+        1,
+        "the first model is not held back"
+    );
+    // Ten retrains' worth of records at once: none before the interval has passed.
+    engine.observe_many("q", &orders(1_000, 4, 100.0)).unwrap();
+    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    engine.observe("q", &orders(1, 5, 100.0)[0]).unwrap();
+    let info = engine.model_info("q").unwrap();
+    assert_eq!((info.version, info.reason), (2, TrainReason::NewRecords));
+    engine.observe_many("q", &orders(500, 6, 100.0)).unwrap();
+    assert_eq!(
+        engine.model_info("q").unwrap().version,
+        2,
+        "the interval starts again"
+    );
+    // A requested retrain is not limited.
+    engine.train("q").unwrap();
+    assert_eq!(engine.model_info("q").unwrap().version, 3);
+}
+
+#[test]
 fn history_is_capped_by_reservoir_sampling() {
     let engine = Engine::in_memory(
         params()

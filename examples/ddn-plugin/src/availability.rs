@@ -1,11 +1,18 @@
 //! Whether the database answers, and the engine's persistence in front of it.
 //!
 //! When the database goes down, every store call would wait for the connection pool's timeout
-//! (`STORE_TIMEOUT_MS`) before failing, and the engine's history writes run on the request path. So the plugin
-//! keeps one [`StoreStatus`]: the first call that fails marks the store unavailable, and from then on the engine's
-//! store calls ([`GuardedPersistence`]) fail at once instead of waiting, until a probe ([`StoreMonitor`], every
-//! [`PROBE_INTERVAL`] while the store is unavailable) gets an answer again. A hook request therefore waits on the
-//! database at most once per outage, for at most `STORE_TIMEOUT_MS`.
+//! (`STORE_TIMEOUT_MS`) before failing. So the plugin keeps one [`StoreStatus`]: the first call that fails marks
+//! the store unavailable, and from then on the engine's store calls ([`GuardedPersistence`]) fail at once instead
+//! of waiting, until a probe ([`StoreMonitor`], every [`PROBE_INTERVAL`] while the store is unavailable) gets an
+//! answer again.
+//!
+//! The engine's persistence is a [`WriteBehind`](anomaly_core::engine::WriteBehind) over a `GuardedPersistence`.
+//! History writes come from the `WriteBehind`'s background thread, once a second: while the store is down they
+//! fail at once and their records stay pending until it is back. Model saves and the reads that restore a key
+//! still fail fast: the engine logs and counts them and carries on in memory. A hook request reaches the database
+//! only to restore a dataset this process has not loaded yet or to store a dataset's first model, and waits on it
+//! at most `STORE_TIMEOUT_MS`, not at all once the store is known to be down. Since most hook requests do not
+//! reach the database, an outage is usually noticed by a failed background write or by `/health`'s probe.
 //!
 //! Detections do not go through here: they wait in the [`AnomalyQueue`](anomaly_store::AnomalyQueue), which
 //! retries until the database is back.
@@ -65,8 +72,8 @@ impl StoreStatus {
     }
 
     /// Records a failed store call: the store is unavailable until a probe gets an answer; the probe runs at once.
-    /// A call refused for what it carried (not for an outage) therefore makes the store unavailable only for the
-    /// length of one probe.
+    /// [`GuardedPersistence`] does not report a call refused for what it carried (not for an outage); one reported
+    /// anyway makes the store unavailable only for the length of one probe.
     pub fn failed(&self, error: &str) {
         self.set_unavailable(error);
     }
@@ -81,7 +88,7 @@ impl StoreStatus {
             self.outages.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 error,
-                "the store is unavailable: history and model writes are skipped and detections queued until it answers"
+                "the store is unavailable: history and detections wait for it; model versions are not written"
             );
         }
         // Whatever the monitor is doing: parked while the store was available, it must start probing. (A permit
@@ -194,9 +201,11 @@ impl Drop for StoreMonitor {
     }
 }
 
-/// The engine's [`Persistence`] over a [`BlockingStore`], failing at once while the [`StoreStatus`] says the store
-/// is unavailable (the engine logs and counts the failure per key and carries on in memory), and reporting each
-/// failed call to the status.
+/// The engine's [`Persistence`] over a [`BlockingStore`], under the plugin's
+/// [`WriteBehind`](anomaly_core::engine::WriteBehind): fails at once while the [`StoreStatus`] says the store is
+/// unavailable, and reports each failed call to the status, except a refusal of the data it carried (which says
+/// nothing about the store's health). A failed history write leaves its records pending in the `WriteBehind`; a
+/// failed model save or key restore is logged and counted per key by the engine, which carries on in memory.
 #[derive(Debug)]
 pub struct GuardedPersistence {
     inner: BlockingStore,
@@ -221,7 +230,12 @@ impl GuardedPersistence {
                 ),
             });
         }
-        f(&self.inner).inspect_err(|e| self.status.failed(&e.to_string()))
+        f(&self.inner).inspect_err(|e| {
+            // A refusal (invalid data) says nothing about the store's health.
+            if !matches!(e, anomaly_core::Error::PersistenceRefused { .. }) {
+                self.status.failed(&e.to_string());
+            }
+        })
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Config {
     pub minimum_training_records: usize,
     /// `MAX_HISTORICAL_RECORDS` (default 10,000): history kept per query and dataset.
     pub max_historical_records: usize,
+    /// `MIN_RETRAIN_INTERVAL_SECONDS` (default 60): the shortest time between two automatic retrains of a query's
+    /// dataset, so a dataset flooded with records does not retrain, and store a model version, many times a second.
+    pub min_retrain_interval: Duration,
     /// `EXCLUDED_DATASETS`: comma-separated regular expressions of root fields never analysed.
     pub excluded_datasets: Vec<Regex>,
     /// `LOG_LEVEL` (default `info`).
@@ -45,8 +48,9 @@ pub struct Config {
     /// `CLEANUP_INTERVAL_SECONDS` (default 3,600): how often retention runs.
     pub cleanup_interval: Duration,
     /// `STORE_TIMEOUT_MS` (default 1,000, at least 1): how long a store operation may wait to connect or for a
-    /// pooled connection before it fails, and how long `/health` waits for the store. Hook requests wait on the
-    /// database at most once per outage, for at most this long, so keep it below `RESPONSE_BUDGET_MS`. On SQLite,
+    /// pooled connection before it fails, and how long `/health` waits for the store. A hook request waits on the
+    /// database only to restore a dataset or store its first model, for at most this long (not at all while the
+    /// store is known to be down), so keep it below `RESPONSE_BUDGET_MS`. On SQLite,
     /// where a wait for a pooled connection is contention rather than an outage, pool waits may last up to
     /// [`SQLITE_POOL_TIMEOUT`](crate::plugin::SQLITE_POOL_TIMEOUT).
     pub store_timeout: Duration,
@@ -133,6 +137,11 @@ impl Config {
             anomaly_threshold,
             minimum_training_records,
             max_historical_records,
+            min_retrain_interval: Duration::from_secs(parse(
+                &get,
+                "MIN_RETRAIN_INTERVAL_SECONDS",
+                60,
+            )?),
             excluded_datasets,
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             plugin_secret: get("PLUGIN_SECRET"),
@@ -203,6 +212,7 @@ mod tests {
             (14, 90, 360)
         );
         assert_eq!(c.minimum_training_records, 100);
+        assert_eq!(c.min_retrain_interval, std::time::Duration::from_secs(60));
         assert_eq!(c.store_timeout, std::time::Duration::from_millis(1_000));
         assert!(c.plugin_secret.is_none());
         assert_eq!(c.anomaly_threshold, Some(0.01));

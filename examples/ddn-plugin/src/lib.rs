@@ -43,16 +43,7 @@ pub async fn serve(
         .await
         .map_err(|e| PluginError::Internal(e.to_string()))?;
     plugin.patterns().flush().await;
-    let writer = plugin.clone();
-    match tokio::task::spawn_blocking(move || writer.history_writer().flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(
-            error = %e,
-            unwritten = plugin.history_writer().stats().pending,
-            "shutting down with history records unwritten"
-        ),
-        Err(e) => tracing::error!(error = %e, "the history flush panicked"),
-    }
+    flush_history(&plugin, std::time::Duration::from_secs(5)).await;
     if !plugin
         .queue()
         .flush(std::time::Duration::from_secs(5))
@@ -64,4 +55,27 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Writes the engine's pending history, retrying (the database may be blinking) until `deadline` has passed.
+async fn flush_history(plugin: &Arc<Plugin>, deadline: std::time::Duration) {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let writer = plugin.clone();
+        let error = match tokio::task::spawn_blocking(move || writer.history_writer().flush()).await
+        {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("the history flush panicked: {e}"),
+        };
+        if tokio::time::Instant::now() >= until {
+            tracing::error!(
+                error,
+                unwritten = plugin.history_writer().stats().pending,
+                "shutting down with history records unwritten"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }

@@ -4,6 +4,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use anomaly_core::engine::WriteBehindStats;
+
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -47,9 +49,14 @@ impl Metrics {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// The exposition text; `queue_depth` and `queue_failures` come from the store's detection queue,
-    /// `history_pending` from the engine's history writer.
-    pub fn render(&self, queue_depth: usize, queue_failures: u64, history_pending: u64) -> String {
+    /// The exposition text; `queue_depth` and `queue_failures` come from the store's detection queue, `history`
+    /// from the engine's history writer.
+    pub fn render(
+        &self,
+        queue_depth: usize,
+        queue_failures: u64,
+        history: WriteBehindStats,
+    ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
@@ -103,6 +110,21 @@ impl Metrics {
             "Failed attempts to write detections.",
             queue_failures,
         );
+        counter(
+            "ddn_plugin_history_written_total",
+            "History records written to the database.",
+            history.written,
+        );
+        counter(
+            "ddn_plugin_history_superseded_total",
+            "Pending history records dropped because newer ones of the same dataset exceeded MAX_HISTORICAL_RECORDS before they were written.",
+            history.superseded,
+        );
+        counter(
+            "ddn_plugin_history_refused_total",
+            "History records the database refused as invalid.",
+            history.refused,
+        );
         let _ = writeln!(
             out,
             "# HELP ddn_plugin_store_queue_depth Detections waiting for the database.\n\
@@ -111,7 +133,8 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP ddn_plugin_history_pending History records waiting to be written (once a second).\n\
-             # TYPE ddn_plugin_history_pending gauge\nddn_plugin_history_pending {history_pending}"
+             # TYPE ddn_plugin_history_pending gauge\nddn_plugin_history_pending {}",
+            history.pending
         );
         let name = "ddn_plugin_request_duration_seconds";
         let _ = writeln!(
@@ -134,7 +157,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::Metrics;
+    use super::{Metrics, WriteBehindStats};
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
@@ -144,10 +167,20 @@ mod tests {
         m.observe_latency(Duration::from_micros(1_500));
         m.observe_latency(Duration::from_millis(30));
         m.requests.fetch_add(2, Ordering::Relaxed);
-        let text = m.render(3, 1, 7);
+        let history = WriteBehindStats {
+            pending: 7,
+            written: 40,
+            superseded: 2,
+            refused: 1,
+            failed_flushes: 0,
+        };
+        let text = m.render(3, 1, history);
         assert!(text.contains("ddn_plugin_requests_total 2"));
         assert!(text.contains("ddn_plugin_store_queue_depth 3"));
         assert!(text.contains("ddn_plugin_history_pending 7"));
+        assert!(text.contains("ddn_plugin_history_written_total 40"));
+        assert!(text.contains("ddn_plugin_history_superseded_total 2"));
+        assert!(text.contains("ddn_plugin_history_refused_total 1"));
         assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.002\"} 1"));
         assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.05\"} 2"));

@@ -96,7 +96,8 @@ impl Plugin {
         // pools would contend for the file's write lock and wait out SQLite's busy back-off. On a database server its
         // short timeout (`STORE_TIMEOUT_MS`) bounds how long a call waits for a connection when the server is down.
         // On SQLite a wait for a pooled connection is contention under load, never an outage (a broken file fails at
-        // once), and taking it for one would skip history writes: the pool waits as long as the store's default.
+        // once), and taking it for one would mark the store unavailable (skipping query patterns, failing model
+        // saves): the pool waits as long as the store's default.
         let pool_timeout = if config.database_url.starts_with("sqlite:") {
             config.store_timeout.max(SQLITE_POOL_TIMEOUT)
         } else {
@@ -123,6 +124,7 @@ impl Plugin {
             .max_history(config.max_historical_records)
             .retrain_every(config.minimum_training_records.max(100) * 5)
             .retrain_growth(1.0)
+            .min_retrain_interval(config.min_retrain_interval)
             // A retrain never holds a response: it runs on the rayon pool and its model is swapped in when done.
             .train_in_background(true);
         if let Some(t) = config.anomaly_threshold {
@@ -247,7 +249,7 @@ impl Plugin {
         let mut total_anomalies = 0usize;
         let mut pending = Vec::new();
         let mut anomalous_query = false;
-        // Datasets whose history (or model) could not be written, and detections queued or refused by the queue.
+        // Datasets whose model version could not be written, and detections queued or refused by the queue.
         let mut unpersisted = Vec::new();
         let (mut queued, mut refused) = (0usize, 0usize);
         let mut loaded: Option<Vec<String>> = None;
@@ -678,8 +680,8 @@ pub(crate) struct ScoredDataset {
     pub(crate) model: Option<anomaly_core::engine::ModelInfo>,
     /// Records with a numeric field far outside everything the dataset's history holds, and why.
     pub(crate) violations: BTreeMap<usize, String>,
-    /// What the engine could not persist while scoring this dataset (history records, model versions), as counted
-    /// in its `persistence_failures`.
+    /// What the engine could not persist while scoring this dataset (model versions, and key restores; history
+    /// goes through the [`WriteBehind`] and waits there instead), as counted in its `persistence_failures`.
     pub(crate) persistence_failures: u64,
 }
 

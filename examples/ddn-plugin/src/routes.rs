@@ -145,7 +145,7 @@ async fn metrics(State(plugin): Shared) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         plugin
             .metrics()
-            .render(q.depth, q.failures, plugin.history_writer().stats().pending),
+            .render(q.depth, q.failures, plugin.history_writer().stats()),
     )
 }
 

@@ -225,6 +225,8 @@ async fn database_outage_on_postgres() {
         ("HOST", "127.0.0.1".to_string()),
         ("RESPONSE_BUDGET_MS", budget_ms),
         ("STORE_TIMEOUT_MS", "500".to_string()),
+        // The retrain after the outage is part of what is checked.
+        ("MIN_RETRAIN_INTERVAL_SECONDS", "0".to_string()),
     ];
     let server = Server::start(&vars(&v)).await;
     let srv = &server;
