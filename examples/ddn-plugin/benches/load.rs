@@ -5,6 +5,8 @@
 //!
 //! `cargo bench -p ddn-plugin --bench load` runs 500 requests/s for 10 s (`LOAD_RPS`, `LOAD_SECONDS` change that);
 //! under `cargo test --benches` it runs a short smoke round. The report is printed; nothing is asserted on time.
+//! The plugin runs with its defaults but for the database (an SQLite file of the run's own) and
+//! `MINIMUM_TRAINING_RECORDS=100`; any other setting can be given in the environment.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -81,7 +83,9 @@ fn main() {
             ("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display())),
             ("MINIMUM_TRAINING_RECORDS", "100".to_string()),
         ]);
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
+        // Any other setting of the plugin (for example `MIN_RETRAIN_INTERVAL_SECONDS`) comes from the environment.
+        let config = Config::from_lookup(|k| vars.get(k).cloned().or_else(|| std::env::var(k).ok()))
+            .expect("config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/anomalies", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
