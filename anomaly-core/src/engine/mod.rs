@@ -681,17 +681,18 @@ impl Engine {
         lock(&self.state(key).history).records().to_vec()
     }
 
-    /// Forgets a key's history (memory and persistence) and its current model; stored model versions stay.
+    /// Forgets a key's history (persistence, then memory) and its current model; stored model versions stay.
     ///
     /// # Errors
-    /// [`Error::Persistence`] if the stored history cannot be removed.
+    /// [`Error::Persistence`] if the stored history cannot be removed; the key is then left as it was.
     pub fn clear(&self, key: &str) -> Result<usize> {
         let state = self.state(key);
+        let removed = self.persistence.clear_history(key)?;
         lock(&state.history).clear();
         state.model.store(None);
         state.since_train.store(0, Ordering::Release);
         *lock(&state.drift) = None;
-        self.persistence.clear_history(key)
+        Ok(removed)
     }
 
     /// The persistence the engine writes to.

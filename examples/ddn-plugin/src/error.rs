@@ -26,7 +26,7 @@ pub enum PluginError {
     /// Nothing known under this id (404).
     #[error("not found: {0}")]
     NotFound(String),
-    /// The detection engine refused the input.
+    /// The detection engine refused the input (400), or could not reach the store (503).
     #[error("engine: {0}")]
     Engine(#[from] anomaly_core::Error),
     /// The store failed.
@@ -40,6 +40,9 @@ pub enum PluginError {
 impl IntoResponse for PluginError {
     fn into_response(self) -> Response {
         let status = match &self {
+            PluginError::Engine(anomaly_core::Error::Persistence { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             PluginError::BadRequest(_) | PluginError::Engine(_) => StatusCode::BAD_REQUEST,
             PluginError::Unauthorized => StatusCode::UNAUTHORIZED,
             PluginError::NotFound(_) => StatusCode::NOT_FOUND,

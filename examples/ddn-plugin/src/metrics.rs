@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anomaly_core::engine::WriteBehindStats;
 
+use crate::availability::StoreStatus;
+
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -50,12 +52,13 @@ impl Metrics {
     }
 
     /// The exposition text; `queue_depth` and `queue_failures` come from the store's detection queue, `history`
-    /// from the engine's history writer.
+    /// from the engine's history writer, `store` from the store monitor.
     pub fn render(
         &self,
         queue_depth: usize,
         queue_failures: u64,
         history: WriteBehindStats,
+        store: &StoreStatus,
     ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
@@ -125,6 +128,17 @@ impl Metrics {
             "History records the database refused as invalid.",
             history.refused,
         );
+        counter(
+            "ddn_plugin_store_outages_total",
+            "Times the store was found unavailable.",
+            store.outages(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ddn_plugin_store_available Whether the store answers, as last seen (1) or not (0).\n\
+             # TYPE ddn_plugin_store_available gauge\nddn_plugin_store_available {}",
+            u8::from(store.available())
+        );
         let _ = writeln!(
             out,
             "# HELP ddn_plugin_store_queue_depth Detections waiting for the database.\n\
@@ -157,7 +171,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::{Metrics, WriteBehindStats};
+    use super::{Metrics, StoreStatus, WriteBehindStats};
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
@@ -174,10 +188,14 @@ mod tests {
             refused: 1,
             failed_flushes: 0,
         };
-        let text = m.render(3, 1, history);
+        let store = StoreStatus::default();
+        store.failed("connection refused");
+        let text = m.render(3, 1, history, &store);
         assert!(text.contains("ddn_plugin_requests_total 2"));
         assert!(text.contains("ddn_plugin_store_queue_depth 3"));
         assert!(text.contains("ddn_plugin_history_pending 7"));
+        assert!(text.contains("ddn_plugin_store_available 0"));
+        assert!(text.contains("ddn_plugin_store_outages_total 1"));
         assert!(text.contains("ddn_plugin_history_written_total 40"));
         assert!(text.contains("ddn_plugin_history_superseded_total 2"));
         assert!(text.contains("ddn_plugin_history_refused_total 1"));

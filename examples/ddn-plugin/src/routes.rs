@@ -143,9 +143,12 @@ async fn metrics(State(plugin): Shared) -> impl IntoResponse {
         .fetch_max(trainings, Ordering::Relaxed);
     (
         [("content-type", "text/plain; version=0.0.4")],
-        plugin
-            .metrics()
-            .render(q.depth, q.failures, plugin.history_writer().stats()),
+        plugin.metrics().render(
+            q.depth,
+            q.failures,
+            plugin.history_writer().stats(),
+            plugin.store_status(),
+        ),
     )
 }
 

@@ -355,6 +355,25 @@ async fn database_outage_on_postgres() {
     let counters = &stats["datasets"]["orders"]["counters"];
     assert_eq!(counters["persistence_failures"], 0, "{counters}");
     assert_eq!(stats["datasets"]["orders"]["history_size"], 280, "{stats}");
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nddn_plugin_store_available 0\n"), "{metrics}");
+    assert!(metrics.contains("\nddn_plugin_history_pending 80\n"), "{metrics}");
+    // Forgetting history needs the database: 503, and nothing is forgotten.
+    let r = client()
+        .delete(server.url(&format!("/history/{qid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let stats = get_json(&server, &format!("/stats/{qid}")).await;
+    assert_eq!(stats["datasets"]["orders"]["history_size"], 280, "{stats}");
 
     // The database is back.
     proxy.start().await;
