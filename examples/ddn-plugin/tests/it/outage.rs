@@ -363,8 +363,14 @@ async fn database_outage_on_postgres() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("\nddn_plugin_store_available 0\n"), "{metrics}");
-    assert!(metrics.contains("\nddn_plugin_history_pending 80\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nddn_plugin_store_available 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nddn_plugin_history_pending 80\n"),
+        "{metrics}"
+    );
     // Forgetting history needs the database: 503, and nothing is forgotten.
     let r = client()
         .delete(server.url(&format!("/history/{qid}")))
