@@ -2,6 +2,7 @@
 
 mod blocking;
 mod error;
+mod lazy;
 mod memory;
 mod queue;
 mod schedule;
@@ -12,6 +13,7 @@ mod types;
 
 pub use blocking::BlockingStore;
 pub use error::{MAX_KEY_CHARS, Result, StoreError};
+pub use lazy::{Connect, LazyStore};
 pub use memory::InMemoryStore;
 pub use queue::{AnomalyQueue, QueueConfig, QueueStats};
 pub use schedule::{CleanupSchedule, CleanupStatus};

@@ -6,6 +6,7 @@ mod migration;
 mod nul;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -195,6 +196,34 @@ impl SeaOrmStore {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// A [`LazyStore`](crate::LazyStore) over `url`: nothing is connected now; the first call connects (as
+    /// [`connect_with_timeout`](SeaOrmStore::connect_with_timeout), migrations included, keeping `max_history`
+    /// records per key), and while that fails, calls fail with the connection's error and a new attempt is made
+    /// at most once per `retry_after`. For a service that must start while its database is down.
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedUrl`] at once for a URL of no supported database.
+    pub fn lazy(
+        url: &str,
+        timeout: Duration,
+        max_history: u64,
+        retry_after: Duration,
+    ) -> Result<crate::LazyStore> {
+        let backend = backend_of(url)?;
+        let url = url.to_string();
+        Ok(crate::LazyStore::new(
+            backend,
+            retry_after,
+            Box::new(move || {
+                let url = url.clone();
+                Box::pin(async move {
+                    let store = SeaOrmStore::connect_with_timeout(&url, timeout).await?;
+                    Ok(Arc::new(store.with_max_history(max_history)) as Arc<dyn Store>)
+                })
+            }),
+        ))
     }
 
     /// Keeps at most `max_history` history records per key (the oldest are dropped first on append).

@@ -104,7 +104,7 @@ impl StoreStatus {
 }
 
 /// The message of a store error with its sources.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

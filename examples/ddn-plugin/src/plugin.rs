@@ -14,7 +14,7 @@ use anomaly_llm::hybrid::HybridReport;
 use anomaly_llm::query::{FlaggedRecord, QueryAnalyzer, QueryContext, StatisticalVerdict};
 use anomaly_store::{
     Anomaly, AnomalyQueue, BlockingStore, CleanupSchedule, QueryPattern, QueueConfig,
-    RetentionPolicy, SeaOrmStore, Store,
+    RetentionPolicy, SeaOrmStore, Store, StoreError,
 };
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -103,12 +103,31 @@ impl Plugin {
         } else {
             config.store_timeout
         };
-        let store: Arc<dyn Store> = Arc::new(
-            SeaOrmStore::connect_with_timeout(&config.database_url, pool_timeout)
-                .await?
-                .with_max_history(max_history),
-        );
+        // A database server that does not answer at start-up does not stop the plugin: it starts with the store
+        // unavailable (every dataset skipped, as none is loaded) and connects, migrating the schema, once the
+        // server answers. A bad URL, a failed migration, or an SQLite file that cannot be opened still stop it.
+        let (store, down_at_start): (Arc<dyn Store>, Option<String>) =
+            match SeaOrmStore::connect_with_timeout(&config.database_url, pool_timeout).await {
+                Ok(store) => (Arc::new(store.with_max_history(max_history)), None),
+                Err(e @ StoreError::Connect { .. })
+                    if !config.database_url.starts_with("sqlite:") =>
+                {
+                    let reason = crate::availability::error_chain(&e);
+                    tracing::warn!(error = %reason, "the database does not answer: starting without it");
+                    let lazy = SeaOrmStore::lazy(
+                        &config.database_url,
+                        pool_timeout,
+                        max_history,
+                        crate::availability::PROBE_INTERVAL,
+                    )?;
+                    (Arc::new(lazy), Some(reason))
+                }
+                Err(e) => return Err(e.into()),
+            };
         let monitor = StoreMonitor::start(store.clone(), config.store_timeout);
+        if let Some(reason) = down_at_start {
+            monitor.status().failed(&reason);
+        }
         // The engine appends history on the request path: the appends are buffered and written once a second per
         // key (one transaction instead of one per call); model versions are written through. While the store is
         // down, calls fail at once instead of each waiting for the pool, and pending history waits for it.

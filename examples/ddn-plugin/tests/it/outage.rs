@@ -478,3 +478,79 @@ async fn database_outage_on_postgres() {
         .await
         .unwrap();
 }
+
+/// The plugin starts while PostgreSQL does not answer: it answers every call (skipping the datasets it cannot load,
+/// with the reason), reports itself degraded, and connects once the database answers. Needs `TEST_PG_URL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)]
+async fn starts_while_postgres_is_down() {
+    let Ok(url) = std::env::var("TEST_PG_URL") else {
+        eprintln!(
+            "SKIPPED starts_while_postgres_is_down: TEST_PG_URL not set (no PostgreSQL server to start without)"
+        );
+        return;
+    };
+    let (upstream, _) = through_proxy(&url, 0);
+    let mut proxy = Proxy::new(upstream).await;
+    proxy.stop().await;
+    let (_, proxied) = through_proxy(&url, proxy.port);
+    let v = vec![
+        ("DATABASE_URL", proxied),
+        ("MINIMUM_TRAINING_RECORDS", "100".to_string()),
+        ("HOST", "127.0.0.1".to_string()),
+        ("STORE_TIMEOUT_MS", "500".to_string()),
+    ];
+    let server = Server::start(&vars(&v)).await;
+    let srv = &server;
+
+    let health = get_json(srv, "/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["store"]["reachable"], false, "{health}");
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let query = format!(
+        "query RecentOrders {{ orders(tag: \"cold-start-{nanos}\") {{ id amount quantity country status }} }}"
+    );
+    let hook = |orders| {
+        let body = hook_body(&query, "user", orders);
+        async move {
+            let r = client()
+                .post(srv.url("/anomalies"))
+                .timeout(BUDGET)
+                .json(&body)
+                .send()
+                .await
+                .expect("an answer while the database is down");
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let out = hook(normal_orders(0, 25)).await;
+    assert_eq!(out["metadata"]["store"], "unavailable", "{out}");
+    assert_eq!(out["metadata"]["status"], "skipped", "{out}");
+    assert!(
+        out["metadata"]["datasets_skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not loaded"),
+        "{out}"
+    );
+
+    proxy.start().await;
+    assert!(
+        eventually(Duration::from_secs(30), || async move {
+            get_json(srv, "/health").await["store"]["reachable"] == true
+        })
+        .await,
+        "the plugin connects once the database answers"
+    );
+    let out = hook(normal_orders(1, 25)).await;
+    assert_eq!(out["metadata"]["store"], "ok", "{out}");
+    assert_eq!(out["metadata"]["status"], "ok", "{out}");
+    assert_eq!(
+        out["results"]["orders"]["model_details"]["status"], "learning",
+        "{out}"
+    );
+
+    server.stop().await;
+    proxy.stop().await;
+}

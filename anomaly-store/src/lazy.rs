@@ -1,0 +1,282 @@
+//! [`LazyStore`]: a store that connects on first use, and keeps trying until it can, so that a service can start
+//! while its database is down.
+//!
+//! Until the connection (and the schema migration that comes with it) succeeds, every call tries to connect and
+//! fails with the connection's error; attempts are at least a retry interval apart, and calls in between fail at
+//! once with the last error. Once connected, calls go straight to the connected store.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+use crate::types::{
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
+    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
+};
+
+/// A connection attempt: a future that yields the connected store.
+pub type Connect =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Arc<dyn Store>>> + Send>> + Send + Sync>;
+
+/// A [`Store`] that connects on first use; see the [module documentation](self).
+///
+/// [`SeaOrmStore::lazy`](crate::SeaOrmStore::lazy) builds one for a database URL.
+pub struct LazyStore {
+    backend: &'static str,
+    connect: Connect,
+    retry_after: Duration,
+    store: OnceCell<Arc<dyn Store>>,
+    /// When the last attempt failed, and why.
+    last_failure: Mutex<Option<(Instant, String)>>,
+}
+
+impl std::fmt::Debug for LazyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyStore")
+            .field("backend", &self.backend)
+            .field("connected", &self.connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyStore {
+    /// A store for `backend` (`sqlite`, `postgres` or `mysql`, named in errors) that runs `connect` on first use,
+    /// and again at most every `retry_after` until it succeeds.
+    pub fn new(backend: &'static str, retry_after: Duration, connect: Connect) -> Self {
+        LazyStore {
+            backend,
+            connect,
+            retry_after,
+            store: OnceCell::new(),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    /// Whether the connection has been made.
+    pub fn connected(&self) -> bool {
+        self.store.initialized()
+    }
+
+    /// The connected store, connecting now if it is time to try again.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] (or the migration's error) while the database cannot be reached.
+    pub async fn store(&self) -> Result<&Arc<dyn Store>> {
+        if let Some(store) = self.store.get() {
+            return Ok(store);
+        }
+        if let Some((at, reason)) = &*self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            && at.elapsed() < self.retry_after
+        {
+            return Err(StoreError::Connect {
+                backend: self.backend,
+                source: format!("not connected yet (last attempt: {reason})").into(),
+            });
+        }
+        self.store
+            .get_or_try_init(|| async {
+                let result = (self.connect)().await;
+                match &result {
+                    Ok(_) => tracing::info!(backend = self.backend, "connected to the store"),
+                    Err(e) => {
+                        *self
+                            .last_failure
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) =
+                            Some((Instant::now(), error_chain(e)));
+                    }
+                }
+                result
+            })
+            .await
+    }
+}
+
+fn error_chain(e: &StoreError) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+#[async_trait]
+impl Store for LazyStore {
+    async fn append_history(&self, records: &[HistoryRecord]) -> Result<()> {
+        self.store().await?.append_history(records).await
+    }
+    async fn load_history(&self, key: &str, limit: u64) -> Result<Vec<HistoryRecord>> {
+        self.store().await?.load_history(key, limit).await
+    }
+    async fn clear_history(&self, key: &str) -> Result<u64> {
+        self.store().await?.clear_history(key).await
+    }
+    async fn insert_anomalies(&self, anomalies: &[Anomaly]) -> Result<u64> {
+        self.store().await?.insert_anomalies(anomalies).await
+    }
+    async fn insert_anomaly(&self, anomaly: &Anomaly) -> Result<i64> {
+        self.store().await?.insert_anomaly(anomaly).await
+    }
+    async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage> {
+        self.store().await?.query_anomalies(query).await
+    }
+    async fn save_model(
+        &self,
+        key: &str,
+        kind: &str,
+        metadata: &ModelMetadata,
+        snapshot: &[u8],
+    ) -> Result<u64> {
+        self.store()
+            .await?
+            .save_model(key, kind, metadata, snapshot)
+            .await
+    }
+    async fn save_model_at(
+        &self,
+        key: &str,
+        kind: &str,
+        metadata: &ModelMetadata,
+        snapshot: &[u8],
+        saved_at: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.store()
+            .await?
+            .save_model_at(key, kind, metadata, snapshot, saved_at)
+            .await
+    }
+    async fn cleanup(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> Result<CleanupReport> {
+        self.store().await?.cleanup(policy, now).await
+    }
+    async fn cleanup_keys(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+        keys: Option<&[String]>,
+    ) -> Result<CleanupReport> {
+        self.store().await?.cleanup_keys(policy, now, keys).await
+    }
+    async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
+        self.store().await?.load_model(key, version).await
+    }
+    async fn rollback_model(&self, key: &str, version: u64) -> Result<Option<u64>> {
+        self.store().await?.rollback_model(key, version).await
+    }
+    async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
+        self.store().await?.model_versions(key).await
+    }
+    async fn keys(&self) -> Result<Vec<String>> {
+        self.store().await?.keys().await
+    }
+    async fn upsert_query_pattern(&self, pattern: &QueryPattern) -> Result<()> {
+        self.store().await?.upsert_query_pattern(pattern).await
+    }
+    async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>> {
+        self.store().await?.query_pattern(query_hash).await
+    }
+    async fn upsert_data_source(&self, source: &DataSource) -> Result<()> {
+        self.store().await?.upsert_data_source(source).await
+    }
+    async fn data_source(&self, name: &str) -> Result<Option<DataSource>> {
+        self.store().await?.data_source(name).await
+    }
+    async fn data_sources(&self) -> Result<Vec<DataSource>> {
+        self.store().await?.data_sources().await
+    }
+    async fn update_data_source_state(
+        &self,
+        name: &str,
+        watermark: &Value,
+        status: SourceStatus,
+        last_error: Option<&str>,
+    ) -> Result<bool> {
+        self.store()
+            .await?
+            .update_data_source_state(name, watermark, status, last_error)
+            .await
+    }
+    async fn delete_data_source(&self, name: &str) -> Result<bool> {
+        self.store().await?.delete_data_source(name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InMemoryStore;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    fn lazy(up: Arc<AtomicBool>, attempts: Arc<AtomicU32>, retry_after: Duration) -> LazyStore {
+        LazyStore::new(
+            "postgres",
+            retry_after,
+            Box::new(move || {
+                let (up, attempts) = (up.clone(), attempts.clone());
+                Box::pin(async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    if up.load(Ordering::SeqCst) {
+                        Ok(Arc::new(InMemoryStore::new(100)) as Arc<dyn Store>)
+                    } else {
+                        Err(StoreError::Connect {
+                            backend: "postgres",
+                            source: "connection refused".into(),
+                        })
+                    }
+                })
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn fails_until_the_database_answers_then_connects_once() {
+        let (up, attempts) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU32::new(0)),
+        );
+        let store = lazy(up.clone(), attempts.clone(), Duration::from_millis(50));
+        let err = store.keys().await.unwrap_err();
+        assert!(matches!(err, StoreError::Connect { .. }), "{err}");
+        // Within the retry interval: no new attempt, the last error.
+        let err = store.keys().await.unwrap_err();
+        assert!(
+            error_chain(&err).contains("connection refused"),
+            "{}",
+            error_chain(&err)
+        );
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert!(!store.connected());
+
+        up.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(store.keys().await.unwrap().is_empty());
+        assert!(store.connected());
+        store
+            .append_history(&[HistoryRecord {
+                key: "k".into(),
+                payload: serde_json::json!({"a": 1}),
+                timestamp: Utc::now(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.load_history("k", 10).await.unwrap().len(), 1);
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            2,
+            "connected once, then reused"
+        );
+    }
+}
