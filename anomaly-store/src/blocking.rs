@@ -161,13 +161,7 @@ impl Drop for BlockingStore {
 
 fn core_err(e: StoreError) -> CoreError {
     let refused = matches!(e, StoreError::InvalidInput { .. });
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
+    let reason = e.chain();
     if refused {
         CoreError::PersistenceRefused { reason }
     } else {

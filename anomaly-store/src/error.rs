@@ -81,6 +81,21 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The message with the messages of its sources, on one line (`cannot connect to the postgres database:
+    /// connection refused`). Never holds a URL or a password: the store's errors do not carry them.
+    pub fn chain(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        message
+    }
+}
+
 /// `Result` with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

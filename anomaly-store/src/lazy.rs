@@ -94,24 +94,13 @@ impl LazyStore {
                             .last_failure
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner) =
-                            Some((Instant::now(), error_chain(e)));
+                            Some((Instant::now(), e.chain()));
                     }
                 }
                 result
             })
             .await
     }
-}
-
-fn error_chain(e: &StoreError) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[async_trait]
@@ -253,9 +242,9 @@ mod tests {
         // Within the retry interval: no new attempt, the last error.
         let err = store.keys().await.unwrap_err();
         assert!(
-            error_chain(&err).contains("connection refused"),
+            err.chain().contains("connection refused"),
             "{}",
-            error_chain(&err)
+            err.chain()
         );
         assert_eq!(attempts.load(Ordering::SeqCst), 1);
         assert!(!store.connected());

@@ -347,7 +347,7 @@ async fn write_loop(shared: Arc<Shared>, target: Target, config: QueueConfig) {
             Err(e) => {
                 let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 shared.healthy.store(false, Ordering::Relaxed);
-                let message = error_chain(&e);
+                let message = e.chain();
                 tracing::warn!(
                     error = %message,
                     failures,
@@ -396,15 +396,4 @@ fn committed(shared: &Shared, n: usize) {
     shared.lock().queue.drain(..n);
     shared.written.fetch_add(n as u64, Ordering::Relaxed);
     shared.progressed.notify_waiters();
-}
-
-fn error_chain(e: &StoreError) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }

@@ -103,18 +103,6 @@ impl StoreStatus {
     }
 }
 
-/// The message of a store error with its sources.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
-
 /// Asks the store a cheap question within `timeout` and records the answer in `status`.
 async fn probe(store: &dyn Store, status: &StoreStatus, timeout: Duration) -> bool {
     match tokio::time::timeout(timeout, store.query_pattern("health-check")).await {
@@ -123,7 +111,7 @@ async fn probe(store: &dyn Store, status: &StoreStatus, timeout: Duration) -> bo
             true
         }
         Ok(Err(e)) => {
-            status.set_unavailable(&error_chain(&e));
+            status.set_unavailable(&e.chain());
             false
         }
         Err(_) => {

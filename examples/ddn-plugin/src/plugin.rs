@@ -112,7 +112,7 @@ impl Plugin {
                 Err(e @ StoreError::Connect { .. })
                     if !config.database_url.starts_with("sqlite:") =>
                 {
-                    let reason = crate::availability::error_chain(&e);
+                    let reason = e.chain();
                     tracing::warn!(error = %reason, "the database does not answer: starting without it");
                     let lazy = SeaOrmStore::lazy(
                         &config.database_url,

@@ -113,6 +113,13 @@ async fn post_hook(server: &Server, body: &Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// The `/metrics` exposition text.
+async fn metrics_text(server: &Server) -> String {
+    let r = client().get(server.url("/metrics")).send().await.unwrap();
+    assert!(r.status().is_success(), "/metrics: {}", r.status());
+    r.text().await.unwrap()
+}
+
 fn base_vars(db: &str) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", db.to_string()),
@@ -255,8 +262,7 @@ async fn learns_flags_stores_and_survives_a_restart() {
     assert_eq!(planted["context"]["record"]["amount"], 99_999.0);
     assert!(planted["model_version"].as_u64().is_some());
 
-    let r = client().get(server.url("/metrics")).send().await.unwrap();
-    let text = r.text().await.unwrap();
+    let text = metrics_text(&server).await;
     assert!(text.contains("ddn_plugin_requests_total 9"), "{text}");
     assert!(text.contains("ddn_plugin_store_queue_depth 0"));
 
@@ -401,14 +407,7 @@ async fn sixty_four_concurrent_clients() {
     for t in tasks {
         t.await.unwrap();
     }
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     assert!(text.contains("ddn_plugin_requests_total 192"), "{text}");
     assert!(text.contains("ddn_plugin_records_total 1920"), "{text}");
     server.stop().await;
@@ -514,14 +513,7 @@ async fn claude_is_asked_and_its_failure_falls_back_to_offline() {
     let mut reported = Value::Null;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let text = client()
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&server).await;
         if text.contains("ddn_plugin_llm_failures_total 1") {
             let out = post_hook(
                 &server,
@@ -536,14 +528,7 @@ async fn claude_is_asked_and_its_failure_falls_back_to_offline() {
         reported["providers"].to_string().contains("offline"),
         "{reported}"
     );
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     assert!(text.contains("ddn_plugin_llm_late_total"), "{text}");
     server.stop().await;
 }

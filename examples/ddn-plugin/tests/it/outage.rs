@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{Server, client, hook_body, normal_orders, vars};
+use super::{Server, client, hook_body, metrics_text, normal_orders, vars};
 
 /// How long the plugin may take to answer a hook call: its `RESPONSE_BUDGET_MS`. Generous on purpose: the point is
 /// that a request does not wait for the database (30 s by the pool's default), not how fast it is.
@@ -146,14 +146,7 @@ async fn get_json(server: &Server, path: &str) -> Value {
 
 /// `ddn_plugin_store_queue_depth` from `/metrics`.
 async fn queue_depth(server: &Server) -> u64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(server).await;
     text.lines()
         .find_map(|l| l.strip_prefix("ddn_plugin_store_queue_depth "))
         .unwrap_or_else(|| panic!("no queue depth in {text}"))
@@ -355,14 +348,7 @@ async fn database_outage_on_postgres() {
     let counters = &stats["datasets"]["orders"]["counters"];
     assert_eq!(counters["persistence_failures"], 0, "{counters}");
     assert_eq!(stats["datasets"]["orders"]["history_size"], 280, "{stats}");
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("\nddn_plugin_store_available 0\n"),
         "{metrics}"
