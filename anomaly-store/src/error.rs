@@ -82,6 +82,35 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether this is a failure to reach the database server at all (refused, reset, timed out, host not found,
+    /// no connection free in time), which may pass by itself, rather than one it answered with (wrong
+    /// credentials, an unknown database, a failed statement) or one of the input.
+    pub fn is_unreachable(&self) -> bool {
+        use sea_orm::{DbErr, RuntimeErr, sqlx};
+        let source = match self {
+            StoreError::Connect { source, .. } | StoreError::Database { source, .. } => source,
+            _ => return false,
+        };
+        let sqlx_unreachable = |e: &sqlx::Error| {
+            matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        };
+        match source.downcast_ref::<DbErr>() {
+            Some(DbErr::ConnectionAcquire(_)) => true,
+            Some(DbErr::Conn(RuntimeErr::SqlxError(e)))
+            | Some(DbErr::Exec(RuntimeErr::SqlxError(e)))
+            | Some(DbErr::Query(RuntimeErr::SqlxError(e))) => sqlx_unreachable(e),
+            _ => source
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(sqlx_unreachable),
+        }
+    }
+
     /// The message with the messages of its sources, on one line (`cannot connect to the postgres database:
     /// connection refused`). Never holds a URL or a password: the store's errors do not carry them.
     pub fn chain(&self) -> String {

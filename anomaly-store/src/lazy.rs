@@ -34,8 +34,8 @@ pub struct LazyStore {
     connect: Connect,
     retry_after: Duration,
     store: OnceCell<Arc<dyn Store>>,
-    /// When the last attempt failed, and why.
-    last_failure: Mutex<Option<(Instant, String)>>,
+    /// When the last attempt started, and how it failed.
+    last_attempt: Mutex<Option<(Instant, String)>>,
 }
 
 impl std::fmt::Debug for LazyStore {
@@ -56,7 +56,7 @@ impl LazyStore {
             connect,
             retry_after,
             store: OnceCell::new(),
-            last_failure: Mutex::new(None),
+            last_attempt: Mutex::new(None),
         }
     }
 
@@ -73,33 +73,47 @@ impl LazyStore {
         if let Some(store) = self.store.get() {
             return Ok(store);
         }
-        if let Some((at, reason)) = &*self
-            .last_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            && at.elapsed() < self.retry_after
-        {
-            return Err(StoreError::Connect {
-                backend: self.backend,
-                source: format!("not connected yet (last attempt: {reason})").into(),
-            });
-        }
+        self.too_soon()?;
         self.store
             .get_or_try_init(|| async {
+                // Callers queued behind a failed attempt come here one after the other: only one of them per
+                // interval tries again. The attempt is recorded before it starts, so one cut short (its caller
+                // gave up waiting) counts too.
+                self.too_soon()?;
+                *self.last_attempt() = Some((Instant::now(), "cut short".to_string()));
                 let result = (self.connect)().await;
                 match &result {
                     Ok(_) => tracing::info!(backend = self.backend, "connected to the store"),
                     Err(e) => {
-                        *self
-                            .last_failure
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner) =
-                            Some((Instant::now(), e.chain()));
+                        let reason = e.chain();
+                        if e.is_unreachable() {
+                            tracing::debug!(backend = self.backend, error = %reason, "the store does not answer yet");
+                        } else {
+                            tracing::error!(backend = self.backend, error = %reason, "connecting to the store failed");
+                        }
+                        *self.last_attempt() = Some((Instant::now(), reason));
                     }
                 }
                 result
             })
             .await
+    }
+
+    fn last_attempt(&self) -> std::sync::MutexGuard<'_, Option<(Instant, String)>> {
+        self.last_attempt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails with the last attempt's error while it is less than `retry_after` old.
+    fn too_soon(&self) -> Result<()> {
+        match &*self.last_attempt() {
+            Some((at, reason)) if at.elapsed() < self.retry_after => Err(StoreError::Connect {
+                backend: self.backend,
+                source: format!("not connected yet (last attempt: {reason})").into(),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -267,5 +281,48 @@ mod tests {
             2,
             "connected once, then reused"
         );
+    }
+
+    #[tokio::test]
+    async fn callers_arriving_together_make_one_attempt_per_interval() {
+        let (up, attempts) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU32::new(0)),
+        );
+        let store = Arc::new(lazy(up, attempts.clone(), Duration::from_secs(3600)));
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.keys().await })
+            })
+            .collect();
+        for call in calls {
+            assert!(call.await.unwrap().is_err());
+        }
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cut_short_counts() {
+        let attempts = Arc::new(AtomicU32::new(0));
+        let counted = attempts.clone();
+        let store = LazyStore::new(
+            "postgres",
+            Duration::from_secs(3600),
+            Box::new(move || {
+                let attempts = counted.clone();
+                Box::pin(async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    // A server that never answers.
+                    std::future::pending::<()>().await;
+                    Ok(Arc::new(InMemoryStore::new(100)) as Arc<dyn Store>)
+                })
+            }),
+        );
+        let cut = tokio::time::timeout(Duration::from_millis(20), store.keys()).await;
+        assert!(cut.is_err(), "the caller gave up");
+        let err = store.keys().await.unwrap_err();
+        assert!(err.chain().contains("cut short"), "{}", err.chain());
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
     }
 }

@@ -22,9 +22,12 @@ pub struct CleanupStatus {
     pub last_error: Option<String>,
 }
 
+/// How soon a failed clean-up is tried again (or after `interval`, if that is shorter).
+pub const CLEANUP_RETRY: Duration = Duration::from_secs(60);
+
 /// Runs [`Store::cleanup`] with a policy every `interval` (the first run at once), logging what each run removed,
-/// until it is dropped or [`stop`](CleanupSchedule::stop)ped. A failed run is logged and counted; the next tick
-/// tries again.
+/// until it is dropped or [`stop`](CleanupSchedule::stop)ped. A failed run (the database is down) is logged and
+/// counted, and tried again after [`CLEANUP_RETRY`] rather than a whole `interval` later.
 ///
 /// ```
 /// use anomaly_store::{CleanupSchedule, InMemoryStore, RetentionPolicy};
@@ -52,11 +55,16 @@ impl CleanupSchedule {
         let status = Arc::new(Mutex::new(CleanupStatus::default()));
         let shared = status.clone();
         let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let interval = interval.max(Duration::from_millis(1));
+            let mut wait = Duration::ZERO;
             loop {
-                ticks.tick().await;
+                tokio::time::sleep(wait).await;
                 let result = store.cleanup(&policy, Utc::now()).await;
+                wait = if result.is_ok() {
+                    interval
+                } else {
+                    interval.min(CLEANUP_RETRY)
+                };
                 let mut status = shared.lock().unwrap_or_else(PoisonError::into_inner);
                 match result {
                     Ok(report) => {
@@ -72,7 +80,7 @@ impl CleanupSchedule {
                         status.removed.models_removed += report.models_removed;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "retention clean-up failed; retrying at the next tick");
+                        tracing::warn!(error = %e, "retention clean-up failed; trying again in a minute at most");
                         status.failures += 1;
                         status.last_error = Some(e.to_string());
                     }

@@ -368,21 +368,54 @@ impl Engine {
         if let Some(s) = keys.get(key) {
             return Arc::clone(s);
         }
-        let state = Arc::new(self.restore(key));
+        let state = Arc::new(self.restore(key).0);
         keys.insert(key.to_string(), Arc::clone(&state));
         state
     }
 
-    /// Builds a key's state from persistence (history and latest model), or empty.
-    fn restore(&self, key: &str) -> KeyState {
+    /// Loads a key from persistence (its history and latest model) unless the engine holds it already; returns
+    /// whether it was loaded now. Unlike the restore on a key's first use, which starts the key empty when the
+    /// store cannot be read, a key whose stored history or model cannot be read is not kept: the error is returned
+    /// and the next call tries again. (A stored model that can be read but not restored is not an error: the key
+    /// is kept and retrains.)
+    ///
+    /// # Errors
+    /// [`Error::Persistence`] when the stored history or model cannot be read.
+    pub fn load(&self, key: &str) -> Result<bool> {
+        if self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+        {
+            return Ok(false);
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.contains_key(key) {
+            return Ok(false);
+        }
+        match self.restore(key) {
+            (_, Some(unreadable)) => Err(unreadable),
+            (state, None) => {
+                keys.insert(key.to_string(), Arc::new(state));
+                Ok(true)
+            }
+        }
+    }
+
+    /// Builds a key's state from persistence (history and latest model), or empty; with the first error reading
+    /// the store, if any.
+    fn restore(&self, key: &str) -> (KeyState, Option<Error>) {
         let seed = self.params.seed ^ (murmur3_32(key.as_bytes(), 0) as u32 as u64);
         let mut history = Reservoir::new(self.params.max_history, seed);
         let mut failures = 0;
+        let mut unreadable = None;
         match self.persistence.load_history(key, self.params.max_history) {
             Ok(records) => records.into_iter().for_each(|r| history.push(r)),
             Err(e) => {
                 failures += 1;
                 tracing::warn!(key, error = %e, "could not load history; starting empty");
+                unreadable = Some(e);
             }
         }
         let model = match self.persistence.load_model(key, None) {
@@ -398,6 +431,7 @@ impl Engine {
             Err(e) => {
                 failures += 1;
                 tracing::warn!(key, error = %e, "could not load the latest model");
+                unreadable.get_or_insert(e);
                 None
             }
         };
@@ -419,7 +453,7 @@ impl Engine {
         if let Some(m) = &model {
             *lock(&state.drift) = drift_detector(&self.params, m, lock(&state.history).records());
         }
-        state
+        (state, unreadable)
     }
 
     /// Scores `record` with the key's model (if there is one), adds it to the history, and trains or retrains when

@@ -8,8 +8,10 @@
 //! `interval`, keeping only the newest `cap` of them (older ones would be trimmed by the store on arrival). Model
 //! versions are written through at once: a version number is an answer the engine needs.
 //!
-//! - A crash can lose the history of the last `interval`; [`flush`](WriteBehind::flush) writes everything pending
-//!   now, and dropping the `WriteBehind` writes it once more (waiting at most [`WriteBehind::SHUTDOWN_WAIT`]).
+//! - A crash loses what is pending: the history of the last `interval`, or, while the store is down, up to `cap`
+//!   records per key. [`flush`](WriteBehind::flush) writes everything pending now, and dropping the `WriteBehind`
+//!   writes it once more (waiting at most [`WriteBehind::SHUTDOWN_WAIT`], on the dropping thread: drop the last
+//!   handle outside an async runtime's worker, or flush first).
 //! - A write that fails with [`Error::Persistence`] (the store is down) keeps its records pending, still capped per
 //!   key, and ends that flush: an outage delays history (up to `cap` records per key), it does not drop it.
 //! - Records the store refuses as invalid ([`Error::PersistenceRefused`]) are found by bisecting the batch, dropped
@@ -22,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -97,6 +99,10 @@ struct Shared {
     released: Condvar,
     stop: Mutex<bool>,
     wake: Condvar,
+    /// The key whose write failed last, if the last flush failed.
+    last_failed: Mutex<Option<String>>,
+    /// Whether the last background flush failed.
+    failing: AtomicBool,
     pending: AtomicU64,
     written: AtomicU64,
     superseded: AtomicU64,
@@ -153,10 +159,12 @@ impl Shared {
 
     /// Takes the key's pending records (the caller holds its claim).
     fn take(&self, key: &str) -> VecDeque<Value> {
-        let queue = lock(&self.keys)
+        let mut keys = lock(&self.keys);
+        let queue = keys
             .get_mut(key)
             .map(|b| std::mem::take(&mut b.queue))
             .unwrap_or_default();
+        // Counted under the lock, like every change of the queues, so the count never passes below zero.
         self.pending
             .fetch_sub(queue.len() as u64, Ordering::Relaxed);
         queue
@@ -211,11 +219,15 @@ impl Shared {
     }
 
     fn flush(&self) -> Result<()> {
-        let keys: Vec<String> = lock(&self.keys)
+        let mut keys: Vec<String> = lock(&self.keys)
             .iter()
             .filter(|(_, b)| !b.queue.is_empty())
             .map(|(k, _)| k.clone())
             .collect();
+        // The key whose write failed last goes last: a batch that keeps failing does not hold up the others.
+        if let Some(failed) = &*lock(&self.last_failed) {
+            keys.sort_by_key(|k| k == failed);
+        }
         for key in &keys {
             let _claim = self.claim(key);
             let records = Vec::from(self.take(key));
@@ -225,10 +237,12 @@ impl Shared {
             if let Err((unwritten, e)) = self.write(key, &records) {
                 self.put_back(key, &records[unwritten..]);
                 self.failed_flushes.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.last_failed) = Some(key.clone());
                 // The store is failing: the other keys wait for the next flush rather than fail one by one.
                 return Err(e);
             }
         }
+        *lock(&self.last_failed) = None;
         Ok(())
     }
 
@@ -243,7 +257,15 @@ impl Shared {
                 *stop
             };
             match std::panic::catch_unwind(AssertUnwindSafe(|| self.flush())) {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("pending history records are written again");
+                    }
+                }
+                // Said once per outage, not once per interval.
+                Ok(Err(e)) if self.failing.swap(true, Ordering::Relaxed) => {
+                    tracing::debug!(error = %e, "pending history records still cannot be written")
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "could not write pending history records; they stay pending")
                 }
@@ -280,6 +302,8 @@ impl WriteBehind {
             released: Condvar::new(),
             stop: Mutex::new(false),
             wake: Condvar::new(),
+            last_failed: Mutex::new(None),
+            failing: AtomicBool::new(false),
             pending: AtomicU64::new(0),
             written: AtomicU64::new(0),
             superseded: AtomicU64::new(0),
@@ -370,10 +394,10 @@ impl Persistence for WriteBehind {
             None => keys.entry(key.to_string()).or_default(),
         };
         let dropped = push_capped(&mut buffer.queue, newest.iter().cloned(), self.shared.cap);
-        drop(keys);
         self.shared
             .pending
             .fetch_add(newest.len() as u64 - dropped, Ordering::Relaxed);
+        drop(keys);
         self.shared.superseded.fetch_add(
             (records.len() - newest.len()) as u64 + dropped,
             Ordering::Relaxed,
@@ -429,7 +453,6 @@ mod tests {
     use super::*;
     use crate::engine::InMemoryPersistence;
     use serde_json::json;
-    use std::sync::atomic::AtomicBool;
 
     /// In-memory persistence that fails history writes and clears while `down` is set, refuses (atomically) any
     /// batch holding a record with `"bad": true`, and counts write calls.
@@ -461,7 +484,7 @@ mod tests {
         }
         fn append_history_many(&self, key: &str, records: &[Value]) -> Result<()> {
             self.calls.fetch_add(1, Ordering::Relaxed);
-            if self.down.load(Ordering::Relaxed) {
+            if self.down.load(Ordering::Relaxed) || key == "always-fails" {
                 return Err(down());
             }
             if records.iter().any(|r| r["bad"] == true) {
@@ -603,6 +626,20 @@ mod tests {
         for key in ["a", "b", "c"] {
             assert_eq!(store.load_history(key, 100).unwrap(), records(0, 4));
         }
+    }
+
+    #[test]
+    fn a_key_that_keeps_failing_does_not_hold_up_the_others() {
+        let store = Flaky::new();
+        let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
+        wb.append_history_many("always-fails", &records(0, 3))
+            .unwrap();
+        wb.append_history_many("fine", &records(0, 3)).unwrap();
+        // Whichever comes first in the first flush, the second flush writes `fine`.
+        let _ = wb.flush();
+        assert!(wb.flush().is_err());
+        assert_eq!(store.load_history("fine", 10).unwrap(), records(0, 3));
+        assert_eq!(wb.stats().pending, 3);
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn automatic_retrains_wait_for_the_minimum_interval() {
     let engine = Engine::in_memory(
         params()
             .retrain_every(100)
-            .min_retrain_interval(std::time::Duration::from_millis(300)),
+            .min_retrain_interval(std::time::Duration::from_secs(2)),
     )
     .unwrap();
     engine.observe_many("q", &orders(100, 3, 100.0)).unwrap();
@@ -131,7 +131,7 @@ fn automatic_retrains_wait_for_the_minimum_interval() {
     // Ten retrains' worth of records at once: none before the interval has passed.
     engine.observe_many("q", &orders(1_000, 4, 100.0)).unwrap();
     assert_eq!(engine.model_info("q").unwrap().version, 1);
-    std::thread::sleep(std::time::Duration::from_millis(350));
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
     engine.observe("q", &orders(1, 5, 100.0)[0]).unwrap();
     let info = engine.model_info("q").unwrap();
     assert_eq!((info.version, info.reason), (2, TrainReason::NewRecords));
@@ -429,6 +429,25 @@ fn a_failing_store_does_not_stop_detection() {
     let s = engine.stats("q");
     assert!(s.persistence_failures >= 150, "{s:?}");
     assert_eq!(engine.model_info("q").unwrap().version, 1);
+}
+
+#[test]
+fn load_keeps_no_key_it_cannot_read_and_loads_stored_keys() {
+    let down = Engine::new(params(), Arc::new(Down)).unwrap();
+    assert!(matches!(down.load("q"), Err(Error::Persistence { .. })));
+    assert!(
+        down.keys().is_empty(),
+        "the key is not kept: the next call tries again"
+    );
+
+    let store = Arc::new(InMemoryPersistence::new(10_000));
+    let first = Engine::new(params(), store.clone()).unwrap();
+    first.observe_many("q", &orders(150, 12, 100.0)).unwrap();
+    let second = Engine::new(params(), store).unwrap();
+    assert!(second.load("q").unwrap(), "loaded now");
+    assert!(!second.load("q").unwrap(), "held already");
+    assert_eq!(second.model_info("q").unwrap().version, 1);
+    assert_eq!(second.stats("q").history, 150);
 }
 
 /// In-memory persistence that counts how history reaches it.

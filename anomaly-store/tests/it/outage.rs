@@ -270,3 +270,47 @@ async fn invalid_detections_are_set_aside() {
         []
     ));
 }
+
+/// The URL with its database name replaced by one that does not exist.
+fn unknown_database(url: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let cut = base.rfind('/').expect("a database name");
+    let mut unknown = format!("{}/no_such_database_here", &base[..cut]);
+    if let Some(q) = query {
+        unknown = format!("{unknown}?{q}");
+    }
+    unknown
+}
+
+/// A server that cannot be reached is told apart from one that answers with an error: the first may pass by
+/// itself (a service starts without it), the second is a configuration to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_and_refusing_servers_are_told_apart() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for url in [
+        format!("postgres://postgres@127.0.0.1:{port}/test"),
+        format!("mysql://root@127.0.0.1:{port}/test"),
+    ] {
+        let err = SeaOrmStore::connect_with_timeout(&url, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(err.is_unreachable(), "{url}: {}", err.chain());
+    }
+    for (var, test) in [
+        ("TEST_PG_URL", "unknown_database_on_postgres"),
+        ("TEST_MYSQL_URL", "unknown_database_on_mariadb"),
+    ] {
+        if let Some(url) = crate::backends::url_from_env(var, test) {
+            let err =
+                SeaOrmStore::connect_with_timeout(&unknown_database(&url), Duration::from_secs(5))
+                    .await
+                    .unwrap_err();
+            assert!(!err.is_unreachable(), "{var}: {}", err.chain());
+        }
+    }
+}

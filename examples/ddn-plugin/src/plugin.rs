@@ -13,8 +13,8 @@ use anomaly_llm::FallbackChain;
 use anomaly_llm::hybrid::HybridReport;
 use anomaly_llm::query::{FlaggedRecord, QueryAnalyzer, QueryContext, StatisticalVerdict};
 use anomaly_store::{
-    Anomaly, AnomalyQueue, BlockingStore, CleanupSchedule, QueryPattern, QueueConfig,
-    RetentionPolicy, SeaOrmStore, Store, StoreError,
+    Anomaly, AnomalyQueue, BlockingStore, CleanupSchedule, MAX_KEY_CHARS, QueryPattern,
+    QueueConfig, RetentionPolicy, SeaOrmStore, Store, StoreError,
 };
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -75,12 +75,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Plugin {
-    /// Connects the store (creating the SQLite directory when needed), restores nothing eagerly (keys come back on
-    /// first use), builds the LLM chain and starts the retention schedule. Call inside a tokio runtime.
+    /// Connects the store (creating the SQLite directory when needed; a database server that cannot be reached
+    /// is connected later, the store starting unavailable), restores nothing eagerly (datasets are loaded on first
+    /// use), builds the LLM chain and starts the retention schedule. Call inside a tokio runtime.
     ///
     /// # Errors
-    /// [`PluginError::Store`] when the database cannot be opened, [`PluginError::Config`] for an unusable LLM
-    /// configuration, [`PluginError::Engine`] for engine parameters it refuses.
+    /// [`PluginError::Store`] when the database cannot be opened (a bad URL, an SQLite file that cannot be
+    /// created, a server that refuses the credentials or the database, a failed migration),
+    /// [`PluginError::Config`] for an unusable LLM configuration, [`PluginError::Engine`] for engine parameters it
+    /// refuses.
     pub async fn start(config: Config) -> Result<Self, PluginError> {
         if let Some(path) = sqlite_path(&config.database_url)
             && let Some(dir) = std::path::Path::new(path).parent()
@@ -103,14 +106,15 @@ impl Plugin {
         } else {
             config.store_timeout
         };
-        // A database server that does not answer at start-up does not stop the plugin: it starts with the store
-        // unavailable (every dataset skipped, as none is loaded) and connects, migrating the schema, once the
-        // server answers. A bad URL, a failed migration, or an SQLite file that cannot be opened still stop it.
+        // A database server that cannot be reached at start-up (refused, timed out, host not found) does not stop
+        // the plugin: it starts with the store unavailable (every dataset skipped, as none is loaded) and connects,
+        // migrating the schema, once the server answers. A bad URL, a server that answers with an error (wrong
+        // credentials, unknown database), a failed migration, or an SQLite file that cannot be opened stop it.
         let (store, down_at_start): (Arc<dyn Store>, Option<String>) =
             match SeaOrmStore::connect_with_timeout(&config.database_url, pool_timeout).await {
                 Ok(store) => (Arc::new(store.with_max_history(max_history)), None),
                 Err(e @ StoreError::Connect { .. })
-                    if !config.database_url.starts_with("sqlite:") =>
+                    if e.is_unreachable() && !config.database_url.starts_with("sqlite:") =>
                 {
                     let reason = e.chain();
                     tracing::warn!(error = %reason, "the database does not answer: starting without it");
@@ -284,14 +288,23 @@ impl Plugin {
                 continue;
             }
             let key = dataset_key(&qid, dataset);
-            // A dataset this process has not loaded yet cannot be restored from a store that is down: scoring it
-            // would start it from scratch, and its next model would supersede the stored one.
-            if !self.store_status().available()
-                && loaded
-                    .get_or_insert_with(|| self.engine.keys())
-                    .binary_search(&key)
-                    .is_err()
+            if key.chars().count() > MAX_KEY_CHARS {
+                skipped.push(json!({
+                    "dataset": dataset,
+                    "reason": format!("the dataset name is too long to store (query id, colon and name: at most {MAX_KEY_CHARS} characters)"),
+                }));
+                continue;
+            }
+            // A dataset this process has not loaded yet is loaded from the store first. If the store cannot be
+            // read, it is skipped: scoring it would start it from scratch, and its next model would supersede the
+            // stored one. (While the store is known to be down the load fails at once.)
+            if loaded
+                .get_or_insert_with(|| self.engine.keys())
+                .binary_search(&key)
+                .is_err()
+                && let Err(e) = self.load_dataset(&key).await
             {
+                tracing::debug!(key, error = %e, "could not load a dataset");
                 skipped.push(json!({
                     "dataset": dataset,
                     "reason": "the store is unavailable and this dataset's model is not loaded yet",
@@ -427,6 +440,14 @@ impl Plugin {
                 "history_pending": self.history.stats().pending,
             }
         }))
+    }
+
+    /// Loads a dataset's history and model from the store into the engine (see [`Engine::load`]).
+    async fn load_dataset(&self, key: &str) -> Result<bool, PluginError> {
+        let (engine, key) = (self.engine.clone(), key.to_string());
+        Ok(tokio::task::spawn_blocking(move || engine.load(&key))
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))??)
     }
 
     async fn score_dataset(

@@ -184,6 +184,13 @@ async fn delete_history(
     State(plugin): Shared,
     Path(query_id): Path<String>,
 ) -> Result<Json<Value>, PluginError> {
+    // Every dataset or none: while the store is known to be down, nothing is forgotten.
+    if !plugin.store_status().available() {
+        return Err(PluginError::Engine(anomaly_core::Error::Persistence {
+            reason: "the store is unavailable: history can be forgotten only once it is back"
+                .into(),
+        }));
+    }
     let mut removed = serde_json::Map::new();
     for dataset in known_datasets(&plugin, &query_id).await? {
         let engine = plugin.engine().clone();

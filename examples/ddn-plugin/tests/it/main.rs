@@ -359,6 +359,26 @@ async fn bad_requests_auth_and_exclusions() {
         out["metadata"]["datasets_skipped"][0]["dataset"], "audit_log",
         "{out}"
     );
+    // A root field (alias) too long to store is skipped with the reason, not scored and then refused by the store.
+    let long = "a".repeat(300);
+    let (status, out) = send(
+        json!({"rawRequest": {"query": "{ a }"}, "response": {"data": {long.clone(): [{"x": 1}]}}})
+            .to_string(),
+        Some("s3cret"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        out["metadata"]["datasets_skipped"][0]["dataset"], long,
+        "{out}"
+    );
+    assert!(
+        out["metadata"]["datasets_skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("too long"),
+        "{out}"
+    );
     for (body, says) in [
         ("not json".to_string(), "not JSON"),
         ("{}".to_string(), "rawRequest"),
