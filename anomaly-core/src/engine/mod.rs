@@ -373,6 +373,14 @@ impl Engine {
         state
     }
 
+    /// Whether the engine holds the key in memory (it has been used or loaded in this process).
+    pub fn holds(&self, key: &str) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
     /// Loads a key from persistence (its history and latest model) unless the engine holds it already; returns
     /// whether it was loaded now. Unlike the restore on a key's first use, which starts the key empty when the
     /// store cannot be read, a key whose stored history or model cannot be read is not kept: the error is returned
@@ -382,12 +390,7 @@ impl Engine {
     /// # Errors
     /// [`Error::Persistence`] when the stored history or model cannot be read.
     pub fn load(&self, key: &str) -> Result<bool> {
-        if self
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(key)
-        {
+        if self.holds(key) {
             return Ok(false);
         }
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());

@@ -275,7 +275,6 @@ impl Plugin {
         // Datasets whose model version could not be written, and detections queued or refused by the queue.
         let mut unpersisted = Vec::new();
         let (mut queued, mut refused) = (0usize, 0usize);
-        let mut loaded: Option<Vec<String>> = None;
         for (dataset, value) in &req.datasets {
             if self.config.is_excluded(dataset) {
                 skipped
@@ -298,10 +297,7 @@ impl Plugin {
             // A dataset this process has not loaded yet is loaded from the store first. If the store cannot be
             // read, it is skipped: scoring it would start it from scratch, and its next model would supersede the
             // stored one. (While the store is known to be down the load fails at once.)
-            if loaded
-                .get_or_insert_with(|| self.engine.keys())
-                .binary_search(&key)
-                .is_err()
+            if !self.engine.holds(&key)
                 && let Err(e) = self.load_dataset(&key).await
             {
                 tracing::debug!(key, error = %e, "could not load a dataset");
