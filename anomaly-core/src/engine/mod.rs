@@ -296,6 +296,9 @@ struct KeyState {
 pub struct Engine {
     params: Arc<EngineParams>,
     keys: RwLock<HashMap<String, Arc<KeyState>>>,
+    /// Serialise restores of one key (by a hash of it) without holding `keys` while the store is read: a slow
+    /// store must not stall every other key, nor callers that only look keys up.
+    restoring: [Mutex<()>; RESTORE_STRIPES],
     persistence: Arc<dyn Persistence>,
 }
 
@@ -312,6 +315,9 @@ thread_local! {
     /// Each thread's vector and notes for scoring, so a score does not allocate.
     static SCRATCH: std::cell::RefCell<(Vec<f64>, RecordNotes)> = std::cell::RefCell::new(Default::default());
 }
+
+/// Restore gates (a key's restores are serialised by a hash of it).
+const RESTORE_STRIPES: usize = 16;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-updated in a way that matters more than
@@ -338,6 +344,7 @@ impl Engine {
         Ok(Engine {
             params: Arc::new(params),
             keys: RwLock::new(HashMap::new()),
+            restoring: std::array::from_fn(|_| Mutex::new(())),
             persistence,
         })
     }
@@ -360,16 +367,32 @@ impl Engine {
         k
     }
 
+    fn held(&self, key: &str) -> Option<Arc<KeyState>> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// The restore gate of `key`.
+    fn restoring(&self, key: &str) -> MutexGuard<'_, ()> {
+        lock(&self.restoring[murmur3_32(key.as_bytes(), 1) as usize % RESTORE_STRIPES])
+    }
+
     fn state(&self, key: &str) -> Arc<KeyState> {
-        if let Some(s) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(key) {
-            return Arc::clone(s);
+        if let Some(s) = self.held(key) {
+            return s;
         }
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = keys.get(key) {
-            return Arc::clone(s);
+        let _gate = self.restoring(key);
+        if let Some(s) = self.held(key) {
+            return s;
         }
         let state = Arc::new(self.restore(key).0);
-        keys.insert(key.to_string(), Arc::clone(&state));
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), Arc::clone(&state));
         state
     }
 
@@ -393,14 +416,17 @@ impl Engine {
         if self.holds(key) {
             return Ok(false);
         }
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        if keys.contains_key(key) {
+        let _gate = self.restoring(key);
+        if self.holds(key) {
             return Ok(false);
         }
         match self.restore(key) {
             (_, Some(unreadable)) => Err(unreadable),
             (state, None) => {
-                keys.insert(key.to_string(), Arc::new(state));
+                self.keys
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.to_string(), Arc::new(state));
                 Ok(true)
             }
         }
