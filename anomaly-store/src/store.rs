@@ -207,27 +207,35 @@ pub trait Store: Send + Sync {
     async fn delete_data_source(&self, name: &str) -> Result<bool>;
 }
 
+/// `Store` for a type that hands every call to another store: `$target`, an expression in `$s` (which stands for
+/// `self`), yields that store. Used for references and smart pointers, and by [`LazyStore`](crate::LazyStore).
 macro_rules! forward_store {
-    ($($ty:ty),*) => {$(
+    ($(impl[$($generics:tt)*] $ty:ty => |$s:ident| $target:expr;)*) => {$(
         #[async_trait]
-        impl<T: Store + ?Sized> Store for $ty {
+        impl<$($generics)*> Store for $ty {
             async fn append_history(&self, records: &[HistoryRecord]) -> Result<()> {
-                (**self).append_history(records).await
+                let $s = self;
+                $target.append_history(records).await
             }
             async fn load_history(&self, key: &str, limit: u64) -> Result<Vec<HistoryRecord>> {
-                (**self).load_history(key, limit).await
+                let $s = self;
+                $target.load_history(key, limit).await
             }
             async fn clear_history(&self, key: &str) -> Result<u64> {
-                (**self).clear_history(key).await
+                let $s = self;
+                $target.clear_history(key).await
             }
             async fn insert_anomalies(&self, anomalies: &[Anomaly]) -> Result<u64> {
-                (**self).insert_anomalies(anomalies).await
+                let $s = self;
+                $target.insert_anomalies(anomalies).await
             }
             async fn insert_anomaly(&self, anomaly: &Anomaly) -> Result<i64> {
-                (**self).insert_anomaly(anomaly).await
+                let $s = self;
+                $target.insert_anomaly(anomaly).await
             }
             async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage> {
-                (**self).query_anomalies(query).await
+                let $s = self;
+                $target.query_anomalies(query).await
             }
             async fn save_model(
                 &self,
@@ -236,7 +244,8 @@ macro_rules! forward_store {
                 metadata: &ModelMetadata,
                 snapshot: &[u8],
             ) -> Result<u64> {
-                (**self).save_model(key, kind, metadata, snapshot).await
+                let $s = self;
+                $target.save_model(key, kind, metadata, snapshot).await
             }
             async fn save_model_at(
                 &self,
@@ -246,10 +255,12 @@ macro_rules! forward_store {
                 snapshot: &[u8],
                 saved_at: DateTime<Utc>,
             ) -> Result<u64> {
-                (**self).save_model_at(key, kind, metadata, snapshot, saved_at).await
+                let $s = self;
+                $target.save_model_at(key, kind, metadata, snapshot, saved_at).await
             }
             async fn cleanup(&self, policy: &RetentionPolicy, now: DateTime<Utc>) -> Result<CleanupReport> {
-                (**self).cleanup(policy, now).await
+                let $s = self;
+                $target.cleanup(policy, now).await
             }
             async fn cleanup_keys(
                 &self,
@@ -257,34 +268,44 @@ macro_rules! forward_store {
                 now: DateTime<Utc>,
                 keys: Option<&[String]>,
             ) -> Result<CleanupReport> {
-                (**self).cleanup_keys(policy, now, keys).await
+                let $s = self;
+                $target.cleanup_keys(policy, now, keys).await
             }
             async fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
-                (**self).load_model(key, version).await
+                let $s = self;
+                $target.load_model(key, version).await
             }
             async fn rollback_model(&self, key: &str, version: u64) -> Result<Option<u64>> {
-                (**self).rollback_model(key, version).await
+                let $s = self;
+                $target.rollback_model(key, version).await
             }
             async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
-                (**self).model_versions(key).await
+                let $s = self;
+                $target.model_versions(key).await
             }
             async fn keys(&self) -> Result<Vec<String>> {
-                (**self).keys().await
+                let $s = self;
+                $target.keys().await
             }
             async fn upsert_query_pattern(&self, pattern: &QueryPattern) -> Result<()> {
-                (**self).upsert_query_pattern(pattern).await
+                let $s = self;
+                $target.upsert_query_pattern(pattern).await
             }
             async fn query_pattern(&self, query_hash: &str) -> Result<Option<QueryPattern>> {
-                (**self).query_pattern(query_hash).await
+                let $s = self;
+                $target.query_pattern(query_hash).await
             }
             async fn upsert_data_source(&self, source: &DataSource) -> Result<()> {
-                (**self).upsert_data_source(source).await
+                let $s = self;
+                $target.upsert_data_source(source).await
             }
             async fn data_source(&self, name: &str) -> Result<Option<DataSource>> {
-                (**self).data_source(name).await
+                let $s = self;
+                $target.data_source(name).await
             }
             async fn data_sources(&self) -> Result<Vec<DataSource>> {
-                (**self).data_sources().await
+                let $s = self;
+                $target.data_sources().await
             }
             async fn update_data_source_state(
                 &self,
@@ -293,13 +314,20 @@ macro_rules! forward_store {
                 status: SourceStatus,
                 last_error: Option<&str>,
             ) -> Result<bool> {
-                (**self).update_data_source_state(name, watermark, status, last_error).await
+                let $s = self;
+                $target.update_data_source_state(name, watermark, status, last_error).await
             }
             async fn delete_data_source(&self, name: &str) -> Result<bool> {
-                (**self).delete_data_source(name).await
+                let $s = self;
+                $target.delete_data_source(name).await
             }
         }
     )*};
 }
 
-forward_store!(&T, Box<T>, Arc<T>);
+forward_store! {
+    impl[T: Store + ?Sized] &T => |s| (**s);
+    impl[T: Store + ?Sized] Box<T> => |s| (**s);
+    impl[T: Store + ?Sized] Arc<T> => |s| (**s);
+}
+pub(crate) use forward_store;
