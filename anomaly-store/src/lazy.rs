@@ -187,6 +187,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_url_of_no_supported_database_is_refused_at_once() {
+        let err = crate::SeaOrmStore::lazy(
+            "redis://127.0.0.1:6379",
+            Duration::from_secs(1),
+            100,
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err}");
+    }
+
     #[tokio::test]
     async fn callers_arriving_together_make_one_attempt_per_interval() {
         let (up, attempts) = (

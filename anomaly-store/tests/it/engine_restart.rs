@@ -77,3 +77,16 @@ async fn blocking_store_from_async_code() {
     assert_eq!(store.keys().unwrap(), vec!["k".to_string()]);
     drop(store);
 }
+
+#[test]
+fn invalid_data_reaches_the_engine_as_a_refusal_not_an_outage() {
+    let store = BlockingStore::in_memory(10).unwrap();
+    let long_key = "k".repeat(anomaly_store::MAX_KEY_CHARS + 1);
+    let err = store
+        .append_history_many(&long_key, &[json!({"a": 1})])
+        .unwrap_err();
+    assert!(
+        matches!(err, anomaly_core::Error::PersistenceRefused { .. }),
+        "{err:?}"
+    );
+}
