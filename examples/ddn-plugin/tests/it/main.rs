@@ -472,6 +472,9 @@ async fn claude_is_asked_and_its_failure_falls_back_to_offline() {
     v.push(("ANTHROPIC_API_KEY", "sk-test".into()));
     v.push(("CLAUDE_MODEL", "claude-test".into()));
     v.push(("ANTHROPIC_BASE_URL", mock.uri()));
+    // Three retries wait at least 0.25 + 0.5 + 1 s (equal jitter), so a failing Claude always outlasts a 1 s budget
+    // (the default 2 s budget was outlasted only when the jitter drew long waits); a local answer fits it easily.
+    v.push(("RESPONSE_BUDGET_MS", "1000".into()));
     let server = Server::start(&vars(&v)).await;
     let health: Value = client()
         .get(server.url("/health"))
