@@ -1,8 +1,11 @@
 //! The one serialised form of every model: a tagged, versioned [`Snapshot`].
 //!
-//! A snapshot is JSON: `{"format": "anomaly-snapshot", "version": 1, "model": {"kind": "...", ...}}`. Floats are
+//! A snapshot is JSON: `{"format": "anomaly-snapshot", "version": 2, "model": {"kind": "...", ...}}`. Floats are
 //! written so they read back to the same bits, so a restored model scores bit-identically. This is what the store
 //! persists and what Python pickles, so a model saved from one side loads on the other.
+//!
+//! Versions: 2 gave record models field roles (a timestamp no longer carries its epoch seconds as a column). A
+//! version 1 snapshot still loads and scores as it did: its record model keeps the layout it was trained with.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +16,10 @@ use crate::stream::{Ema, MovingAverage, StreamingIsolationForest};
 
 /// The value of the `format` field.
 pub const SNAPSHOT_FORMAT: &str = "anomaly-snapshot";
-/// The snapshot version this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The snapshot version this build writes.
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest snapshot version this build reads.
+pub const OLDEST_SNAPSHOT_VERSION: u32 = 1;
 
 /// Any model of this crate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,14 +107,19 @@ impl Snapshot {
         if header.format != SNAPSHOT_FORMAT {
             return Err(unsupported(format!("unknown format `{}`", header.format)));
         }
-        if header.version != SNAPSHOT_VERSION {
+        if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&header.version) {
             return Err(unsupported(format!(
-                "version {} (this build reads version {SNAPSHOT_VERSION})",
+                "version {} (this build reads versions {OLDEST_SNAPSHOT_VERSION} to {SNAPSHOT_VERSION})",
                 header.version
             )));
         }
-        let snapshot: Snapshot = serde_json::from_slice(bytes)
+        let mut snapshot: Snapshot = serde_json::from_slice(bytes)
             .map_err(|e| unsupported(format!("corrupt snapshot: {e}")))?;
+        if header.version == 1
+            && let Model::RecordModel(m) = &mut snapshot.model
+        {
+            m.upgrade_from_v1();
+        }
         snapshot
             .model
             .check()

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::Duration;
 
-use anomaly_core::engine::{RecordExplanation, RecordVerdict};
+use anomaly_core::engine::{BatchReport, RecordExplanation, RecordVerdict};
 use anomaly_core::stats::{Comparison, DatasetStats};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -160,16 +160,20 @@ pub struct StatisticalVerdict {
     pub rationale: Option<String>,
 }
 
-/// The detector name given to the engine's verdicts.
+/// The detector name given to the engine's verdicts that no detector flagged (the forest scored them).
 pub const RECORD_MODEL_DETECTOR: &str = "isolation_forest";
 
-/// A [`RecordVerdict`] is always the engine's record model's, whose detector is its isolation forest: the verdict
-/// carries a `model_version` but no detector name, so the name is [`RECORD_MODEL_DETECTOR`]. A verdict from any
-/// other detector is built as a `StatisticalVerdict` directly, with its own name.
+/// A [`RecordVerdict`] is the engine's: its detector is the one that flagged it (the forest first, else the range
+/// rule), or the forest that scored it. A verdict from any other detector is built as a `StatisticalVerdict`
+/// directly, with its own name.
 impl From<RecordVerdict> for StatisticalVerdict {
     fn from(v: RecordVerdict) -> Self {
         StatisticalVerdict {
-            detector: RECORD_MODEL_DETECTOR.into(),
+            detector: v
+                .flagged_by
+                .primary()
+                .map_or(RECORD_MODEL_DETECTOR, |d| d.as_str())
+                .into(),
             score: v.score,
             threshold: v.threshold,
             is_anomaly: v.is_anomaly,
@@ -230,6 +234,34 @@ impl QueryContext {
             comparison: None,
             flagged: Vec::new(),
         }
+    }
+
+    /// A context for one batch the record engine observed ([`Engine::observe_batch`](anomaly_core::engine::Engine::observe_batch)):
+    /// the batch's statistics and its comparison with the key's baseline, and as records to look at every flagged
+    /// one (with its verdict and explanation) and the first `sample` of the others.
+    pub fn from_batch(
+        query: impl Into<String>,
+        records: &[Value],
+        report: &BatchReport,
+        sample: usize,
+    ) -> Self {
+        let mut ctx = QueryContext::new(query, report.statistics.clone());
+        ctx.comparison = report.comparison.clone();
+        ctx.flagged = records
+            .iter()
+            .zip(&report.outcomes)
+            .enumerate()
+            .filter(|(i, (_, o))| o.is_anomaly() || *i < sample)
+            .map(|(i, (record, o))| FlaggedRecord {
+                index: i,
+                record: record.clone(),
+                verdict: o.verdict().map(|v| StatisticalVerdict {
+                    rationale: report.explanations.get(&i).map(|e| e.rationale.clone()),
+                    ..StatisticalVerdict::from(*v)
+                }),
+            })
+            .collect();
+        ctx
     }
 
     /// Whether the analysis runs in baseline mode (no history to compare with).
@@ -686,6 +718,32 @@ fn push_new<T: PartialEq>(into: &mut Vec<T>, items: Vec<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_context_holds_every_flagged_record_and_a_sample() {
+        use anomaly_core::engine::{Engine, EngineParams};
+        let engine =
+            Engine::in_memory(EngineParams::new().min_training_records(50).drift(None)).unwrap();
+        let normal: Vec<Value> = (0..200).map(|i| json!({"amount": 100 + i % 7})).collect();
+        engine.observe_batch("q", &normal).unwrap();
+        let mut batch: Vec<Value> = (0..10).map(|i| json!({"amount": 100 + i % 7})).collect();
+        batch[8] = json!({"amount": 1_000_000});
+        let report = engine.observe_batch("q", &batch).unwrap();
+        let ctx = QueryContext::from_batch("{ q }", &batch, &report, 3);
+        let indices: Vec<usize> = ctx.flagged.iter().map(|f| f.index).collect();
+        assert!(
+            indices.starts_with(&[0, 1, 2]) && indices.contains(&8),
+            "{indices:?}"
+        );
+        let flagged = ctx.flagged.iter().find(|f| f.index == 8).unwrap();
+        let verdict = flagged.verdict.as_ref().unwrap();
+        assert!(
+            verdict.is_anomaly && verdict.rationale.is_some(),
+            "{verdict:?}"
+        );
+        assert_eq!(ctx.stats.n_records(), 10);
+        assert!(ctx.comparison.is_some());
+    }
 
     #[test]
     fn batches_respect_count_input_and_answer_budgets() {

@@ -1,16 +1,33 @@
 //! `_Engine`: the record engine (one model per key over JSON-like records).
 
+use std::collections::BTreeMap;
+
 use anomaly_core::engine::{Engine, EngineParams};
+use anomaly_core::records::role::{FieldRole, FieldRoles};
+use anomaly_core::records::vectorizer::VectorizerParams;
 use anomaly_core::{Contamination, IsolationForestParams};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::convert::{to_json, to_python};
 use crate::errors::IntoPyResult;
 
 fn sensitivity(v: Option<f64>) -> Contamination {
     v.map_or(Contamination::Auto, Contamination::Fraction)
+}
+
+/// An iterable of dicts as JSON records.
+fn json_records(records: &Bound<'_, PyAny>) -> PyResult<Vec<Value>> {
+    records.try_iter()?.map(|r| to_json(&r?)).collect()
+}
+
+/// `{"path": "role"}` → pinned roles; an unknown role name is an `InvalidParameterError`.
+fn field_roles(roles: BTreeMap<String, String>) -> PyResult<FieldRoles> {
+    roles
+        .into_iter()
+        .map(|(path, role)| Ok((path, role.parse::<FieldRole>().py_err()?)))
+        .collect()
 }
 
 /// An engine with in-memory persistence; safe to call from several Python threads at once.
@@ -23,7 +40,7 @@ pub(crate) struct NativeEngine {
 impl NativeEngine {
     /// `None` leaves the core's default; `auto_sensitivity` asks for `"auto"` explicitly.
     #[new]
-    #[pyo3(signature = (*, min_training_records=None, max_history=None, retrain_every=None, sensitivity=None, auto_sensitivity=false, n_estimators=None, drift=None, seed=None))]
+    #[pyo3(signature = (*, min_training_records=None, max_history=None, retrain_every=None, sensitivity=None, auto_sensitivity=false, n_estimators=None, drift=None, seed=None, field_roles=None, max_columns=None, max_keys_in_memory=None, stale_growth=None, range_tolerance=None, range_rule=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         min_training_records: Option<usize>,
@@ -34,8 +51,33 @@ impl NativeEngine {
         n_estimators: Option<usize>,
         drift: Option<bool>,
         seed: Option<u64>,
+        field_roles: Option<BTreeMap<String, String>>,
+        max_columns: Option<usize>,
+        max_keys_in_memory: Option<usize>,
+        stale_growth: Option<f64>,
+        range_tolerance: Option<f64>,
+        range_rule: bool,
     ) -> PyResult<Self> {
         let mut p = EngineParams::new();
+        let mut v = VectorizerParams::new();
+        if let Some(roles) = field_roles {
+            v = v.field_roles(self::field_roles(roles)?);
+        }
+        if let Some(n) = max_columns {
+            v = v.max_columns(n);
+        }
+        p = p.vectorizer(v);
+        if let Some(n) = max_keys_in_memory {
+            p = p.max_keys_in_memory(n);
+        }
+        if let Some(g) = stale_growth {
+            p = p.stale_growth(g);
+        }
+        if !range_rule {
+            p = p.range_tolerance(None);
+        } else if let Some(t) = range_tolerance {
+            p = p.range_tolerance(Some(t));
+        }
         if let Some(n) = min_training_records {
             p = p.min_training_records(n);
         }
@@ -83,14 +125,47 @@ impl NativeEngine {
         key: &str,
         records: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let records: Vec<Value> = records
-            .try_iter()?
-            .map(|r| to_json(&r?))
-            .collect::<PyResult<_>>()?;
+        let records = json_records(records)?;
         let outcomes = py
             .detach(|| self.engine.observe_many(key, &records))
             .py_err()?;
         to_python(py, &outcomes)
+    }
+
+    /// One batch as a service sees it: outcomes, explanations of the flagged records, the batch's statistics
+    /// against the key's baseline, and the model's summary.
+    fn observe_batch<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        records: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let records = json_records(records)?;
+        let report = py
+            .detach(|| self.engine.observe_batch(key, &records))
+            .py_err()?;
+        let explanations: serde_json::Map<String, Value> = report
+            .explanations
+            .iter()
+            .map(|(i, e)| {
+                (
+                    i.to_string(),
+                    serde_json::to_value(e).unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        to_python(
+            py,
+            &json!({
+                "outcomes": report.outcomes,
+                "flagged": report.flagged().collect::<Vec<_>>(),
+                "explanations": explanations,
+                "comparison": report.comparison,
+                "comparison_summary": report.comparison.as_ref().map(|c| c.summary()),
+                "model": report.model,
+                "persistence_failures": report.persistence_failures,
+            }),
+        )
     }
 
     /// Scores the record without learning it.
@@ -134,21 +209,47 @@ impl NativeEngine {
         py.detach(|| self.engine.set_sensitivity(key, c)).py_err()
     }
 
+    /// Pins the roles of a key's fields (`{"path": "role"}`) and retrains it if it has a model.
+    fn set_field_roles(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        roles: BTreeMap<String, String>,
+    ) -> PyResult<()> {
+        let roles = field_roles(roles)?;
+        py.detach(|| self.engine.set_field_roles(key, roles))
+            .py_err()
+    }
+
     fn keys(&self) -> Vec<String> {
         self.engine.keys()
     }
 
+    /// Keys held, restored and evicted, and trainings.
+    fn totals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, &self.engine.totals())
+    }
+
     fn stats<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        to_python(py, &self.engine.stats(key))
+        let stats = py.detach(|| self.engine.stats(key)).py_err()?;
+        to_python(py, &stats)
     }
 
     fn model_info<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        to_python(py, &self.engine.model_info(key))
+        let info = py.detach(|| self.engine.model_info(key)).py_err()?;
+        to_python(py, &info)
+    }
+
+    /// The key's baseline statistics (of its records neither detector flagged), without merge state.
+    fn statistics<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        let stats = py.detach(|| self.engine.statistics(key)).py_err()?;
+        to_python(py, &stats.to_prompt_json())
     }
 
     fn history<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyList>> {
+        let records = py.detach(|| self.engine.history(key)).py_err()?;
         let list = PyList::empty(py);
-        for r in self.engine.history(key) {
+        for r in records {
             list.append(crate::convert::from_json(py, &r)?)?;
         }
         Ok(list)
@@ -164,10 +265,8 @@ impl NativeEngine {
         py: Python<'py>,
         key: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        Ok(self
-            .engine
-            .model(key)
-            .map(|m| PyBytes::new(py, &m.to_snapshot_bytes())))
+        let model = py.detach(|| self.engine.model(key)).py_err()?;
+        Ok(model.map(|m| PyBytes::new(py, &m.to_snapshot_bytes())))
     }
 
     /// The core parameters, as a dict.

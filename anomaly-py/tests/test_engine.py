@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import anomaly
 
@@ -58,4 +59,80 @@ def test_sensitivity_and_training():
     assert version == engine.model_info("k")["version"] >= 2
     engine.set_sensitivity("k", "auto")
     assert engine.model_info("k")["threshold"] == 0.5
-    assert engine.clear("k") == 80 and engine.model_info("k") is None
+    # Clearing forgets the history and the baseline; the model stays, as its stored versions do.
+    assert engine.clear("k") == 80 and engine.history("k") == []
+    assert engine.model_info("k")["version"] == version + 1
+
+
+def rows(n, start=0):
+    """A table: an increasing id, a UUID, a creation time anywhere in a week, and measurements."""
+    out = []
+    for k in range(start, start + n):
+        minute = (k * 7919) % (7 * 1440)
+        out.append(
+            {
+                "id": k + 1,
+                "ref": f"{k:08x}-1234-4abc-8def-0123456789ab",
+                "created_at": f"2026-03-{2 + minute // 1440:02d}T{minute // 60 % 24:02d}:{minute % 60:02d}:00Z",
+                "amount": 20.0 + (k * 37) % 180,
+                "country": ["US", "FR", "DE"][k % 3],
+            }
+        )
+    return out
+
+
+def test_field_roles_inferred_and_pinned():
+    engine = anomaly.Engine(min_training_records=100, drift=False, seed=1)
+    engine.observe_many("t", rows(200))
+    fields = {f["field"]: f for f in engine.model_info("t")["fields"]}
+    assert fields["id"]["role"] == "identifier" and fields["id"]["columns"] == 0
+    assert fields["ref"]["role"] == "identifier" and "UUID" in fields["ref"]["rule"]
+    assert fields["created_at"]["role"] == "timestamp"
+    assert fields["amount"]["role"] == "measurement"
+    assert not any(f.startswith("id") or f.endswith(".epoch") for f in engine.model_info("t")["features"])
+    engine.set_field_roles("t", {"amount": "ignore", "country": "category"})
+    info = engine.model_info("t")
+    assert info["reason"] == {"reason": "field_roles"}
+    assert {f["field"]: f["rule"] for f in info["fields"]}["amount"] == "pinned"
+    pinned = anomaly.Engine(min_training_records=100, field_roles={"amount": "category"}, drift=False)
+    pinned.observe_many("t", rows(120))
+    assert {f["field"]: f["role"] for f in pinned.model_info("t")["fields"]}["amount"] == "category"
+    with pytest.raises(anomaly.InvalidParameterError, match="identifier"):
+        anomaly.Engine(field_roles={"id": "key"})
+    assert anomaly.FIELD_ROLES == ("measurement", "category", "timestamp", "identifier", "text", "ignore")
+
+
+def test_range_rule_and_batches():
+    engine = anomaly.Engine(min_training_records=100, drift=False, seed=3)
+    engine.observe_batch("t", rows(300))
+    batch = rows(20, start=300)
+    batch[5]["amount"] = 1_000_000.0
+    report = engine.observe_batch("t", batch)
+    assert 5 in report["flagged"]
+    verdict = report["outcomes"][5]
+    assert verdict["is_anomaly"] and verdict["flagged_by"]["range_rule"]
+    explanation = report["explanations"]["5"]
+    assert explanation["range_violations"][0]["field"] == "amount"
+    assert "far outside" in explanation["rationale"]
+    assert report["model"]["version"] >= 1
+    assert "amount" in report["comparison_summary"]
+    assert engine.statistics("t")["fields"]["amount"]["numeric"]["max"] < 1_000
+    off = anomaly.Engine(min_training_records=100, drift=False, range_rule=False)
+    off.observe_batch("t", rows(300))
+    assert not off.score("t", batch[5])["flagged_by"]["range_rule"]
+
+
+def test_bounds():
+    engine = anomaly.Engine(min_training_records=20, max_keys_in_memory=3, max_columns=40, drift=False)
+    for k in range(10):
+        engine.observe_many(f"k{k}", rows(25))
+    totals = engine.totals()
+    assert totals["keys_in_memory"] <= 3 and totals["evicted"] >= 7
+    assert engine.model_info("k0")["version"] == 1, "an evicted key comes back"
+    wide = [{**{f"f{i}_{j}": j for j in range(200)}, "kind": "click"} for i in range(30)]
+    engine.observe_many("wide", wide)
+    info = engine.model_info("wide")
+    # Trained on the first 20 records: 4,001 fields, of which the 40 columns hold 20.
+    assert len(info["features"]) <= 40 and info["left_out_fields"] > 3_900
+    with pytest.raises(anomaly.InvalidParameterError):
+        anomaly.Engine(max_keys_in_memory=0)

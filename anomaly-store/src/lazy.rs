@@ -18,8 +18,8 @@ use tokio::sync::OnceCell;
 use crate::error::{Result, StoreError};
 use crate::store::Store;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
-    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelMetadata,
+    ModelVersion, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
 };
 
 /// A connection attempt: a future that yields the connected store.
@@ -29,7 +29,14 @@ pub type Connect =
 /// A [`Store`] that connects on first use; see the [module documentation](self).
 ///
 /// [`SeaOrmStore::lazy`](crate::SeaOrmStore::lazy) builds one for a database URL.
+///
+/// Clones share the connection (and the attempts to make it).
+#[derive(Clone)]
 pub struct LazyStore {
+    inner: Arc<Lazy>,
+}
+
+struct Lazy {
     backend: &'static str,
     connect: Connect,
     retry_after: Duration,
@@ -41,7 +48,7 @@ pub struct LazyStore {
 impl std::fmt::Debug for LazyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LazyStore")
-            .field("backend", &self.backend)
+            .field("backend", &self.inner.backend)
             .field("connected", &self.connected())
             .finish_non_exhaustive()
     }
@@ -52,17 +59,37 @@ impl LazyStore {
     /// and again at most every `retry_after` until it succeeds.
     pub fn new(backend: &'static str, retry_after: Duration, connect: Connect) -> Self {
         LazyStore {
-            backend,
-            connect,
-            retry_after,
-            store: OnceCell::new(),
-            last_attempt: Mutex::new(None),
+            inner: Arc::new(Lazy {
+                backend,
+                connect,
+                retry_after,
+                store: OnceCell::new(),
+                last_attempt: Mutex::new(None),
+            }),
         }
+    }
+
+    /// A store that is connected already: `store`, on `backend`.
+    pub fn ready(backend: &'static str, store: Arc<dyn Store>) -> Self {
+        let lazy = LazyStore::new(
+            backend,
+            Duration::from_secs(1),
+            Box::new(|| {
+                Box::pin(async {
+                    Err(StoreError::Connect {
+                        backend: "ready",
+                        source: "a ready store never connects again".into(),
+                    })
+                })
+            }),
+        );
+        let _ = lazy.inner.store.set(store);
+        lazy
     }
 
     /// Whether the connection has been made.
     pub fn connected(&self) -> bool {
-        self.store.initialized()
+        self.inner.store.initialized()
     }
 
     /// The connected store, connecting now if it is time to try again.
@@ -70,6 +97,12 @@ impl LazyStore {
     /// # Errors
     /// [`StoreError::Connect`] (or the migration's error) while the database cannot be reached.
     pub async fn store(&self) -> Result<&Arc<dyn Store>> {
+        self.inner.store().await
+    }
+}
+
+impl Lazy {
+    async fn store(&self) -> Result<&Arc<dyn Store>> {
         if let Some(store) = self.store.get() {
             return Ok(store);
         }

@@ -1,9 +1,9 @@
 #![doc = include_str!("../README.md")]
 
-mod blocking;
 mod error;
 mod lazy;
 mod memory;
+mod persistence;
 mod queue;
 mod schedule;
 mod sea;
@@ -11,7 +11,6 @@ mod source;
 mod store;
 mod types;
 
-pub use blocking::BlockingStore;
 pub use error::{MAX_KEY_CHARS, Result, StoreError};
 pub use lazy::{Connect, LazyStore};
 pub use memory::InMemoryStore;
@@ -24,6 +23,6 @@ pub use source::{
 pub use store::Store;
 pub use types::{
     Anomaly, AnomalyCursor, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord,
-    ModelInfo, ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
+    ModelMetadata, ModelVersion, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
     StoredAnomaly, redact_url, to_micros,
 };

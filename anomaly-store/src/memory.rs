@@ -10,8 +10,8 @@ use tokio::sync::Mutex;
 use crate::error::{Result, check_key, check_source};
 use crate::store::Store;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
-    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus, StoredAnomaly,
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelMetadata,
+    ModelVersion, QueryPattern, RetentionPolicy, SavedModel, SourceStatus, StoredAnomaly,
     to_micros,
 };
 
@@ -29,8 +29,11 @@ struct Tables {
 }
 
 /// A [`Store`] in process memory. History is capped at `max_history` records per key.
+///
+/// Clones share the same tables.
+#[derive(Clone)]
 pub struct InMemoryStore {
-    tables: Mutex<Tables>,
+    tables: std::sync::Arc<Mutex<Tables>>,
     max_history: u64,
 }
 
@@ -46,7 +49,7 @@ impl InMemoryStore {
     /// Keeps at most `max_history` history records per key (the oldest are dropped first).
     pub fn new(max_history: u64) -> Self {
         InMemoryStore {
-            tables: Mutex::new(Tables::default()),
+            tables: std::sync::Arc::new(Mutex::new(Tables::default())),
             max_history,
         }
     }
@@ -163,7 +166,7 @@ impl Store for InMemoryStore {
         let versions = t.models.entry(key.to_string()).or_default();
         let version = versions.last().map_or(1, |m| m.info.version + 1);
         versions.push(SavedModel {
-            info: ModelInfo {
+            info: ModelVersion {
                 key: key.to_string(),
                 version,
                 kind: kind.to_string(),
@@ -189,7 +192,7 @@ impl Store for InMemoryStore {
         })
     }
 
-    async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
+    async fn model_versions(&self, key: &str) -> Result<Vec<ModelVersion>> {
         let t = self.tables.lock().await;
         Ok(t.models
             .get(key)

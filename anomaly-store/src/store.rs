@@ -8,8 +8,8 @@ use crate::error::Result;
 use chrono::{DateTime, Utc};
 
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
-    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelMetadata,
+    ModelVersion, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
 };
 use serde_json::Value;
 
@@ -115,13 +115,22 @@ pub trait Store: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
-    async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>>;
+    async fn model_versions(&self, key: &str) -> Result<Vec<ModelVersion>>;
 
     /// Keys with history or models, sorted.
     ///
     /// # Errors
     /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
     async fn keys(&self) -> Result<Vec<String>>;
+
+    /// Asks the database the cheapest question there is, to tell whether it answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) or [`StoreError::Connect`](crate::StoreError::Connect)
+    /// when it does not.
+    async fn ping(&self) -> Result<()> {
+        self.query_pattern("health-check").await.map(|_| ())
+    }
 
     /// Applies a retention policy at `now` to every key: removes history and detections older than their limits,
     /// and model versions older than theirs except each key's latest, which is never removed. A record exactly at
@@ -279,13 +288,17 @@ macro_rules! forward_store {
                 let $s = self;
                 $target.rollback_model(key, version).await
             }
-            async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
+            async fn model_versions(&self, key: &str) -> Result<Vec<ModelVersion>> {
                 let $s = self;
                 $target.model_versions(key).await
             }
             async fn keys(&self) -> Result<Vec<String>> {
                 let $s = self;
                 $target.keys().await
+            }
+            async fn ping(&self) -> Result<()> {
+                let $s = self;
+                $target.ping().await
             }
             async fn upsert_query_pattern(&self, pattern: &QueryPattern) -> Result<()> {
                 let $s = self;

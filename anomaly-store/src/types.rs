@@ -236,42 +236,8 @@ impl AnomalyPage {
     }
 }
 
-/// What a model was trained on and how well.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelMetadata {
-    /// Records it was trained on.
-    pub records_trained_on: u64,
-    /// Names of its input features.
-    pub features: Vec<String>,
-    /// When it was trained.
-    pub trained_at: DateTime<Utc>,
-    /// Anything else worth keeping (threshold, contamination, the drift that caused the retrain, …).
-    pub metrics: Value,
-}
-
-/// One stored model version, without its snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    /// The key.
-    pub key: String,
-    /// Version, from 1, increasing per key.
-    pub version: u64,
-    /// Snapshot kind (`record_model`, `isolation_forest`, …).
-    pub kind: String,
-    /// Its metadata.
-    pub metadata: ModelMetadata,
-    /// When this version was saved.
-    pub saved_at: DateTime<Utc>,
-}
-
-/// A stored model version with its snapshot bytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedModel {
-    /// Its description.
-    pub info: ModelInfo,
-    /// The snapshot bytes ([`anomaly_core::Snapshot`]).
-    pub snapshot: Vec<u8>,
-}
+/// Model versions are the engine's own types: one name per concept from the engine to the database.
+pub use anomaly_core::engine::{ModelMetadata, ModelVersion, SavedModel};
 
 /// How long each kind of record is kept; what [`Store::cleanup`](crate::Store::cleanup) enforces.
 ///

@@ -52,7 +52,7 @@ fn bench_records(c: &mut Criterion) {
     engine
         .observe_many("orders", &records(1_000, 1))
         .expect("train");
-    let model = engine.model("orders").expect("trained");
+    let model = engine.model("orders").expect("readable").expect("trained");
     let probe = records(n, 2);
 
     let mut group = c.benchmark_group("records");

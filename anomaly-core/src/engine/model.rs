@@ -3,9 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::range_rule::RangeViolation;
 use crate::error::{Error, Result};
 use crate::explanation::fmt_num;
 use crate::forest::{IsolationForest, IsolationForestParams};
+use crate::records::role::FieldRoles;
 use crate::records::vectorizer::{FieldAttribution, RecordNotes, Vectorizer, VectorizerParams};
 
 /// A vectoriser and the forest fitted on its vectors; immutable once trained.
@@ -16,19 +18,76 @@ pub struct RecordModel {
     version: u64,
     trained_on: usize,
     trained_at: f64,
+    /// Roles pinned for its key (not the engine's), kept so that a restored key keeps them.
+    #[serde(default)]
+    pinned: FieldRoles,
 }
 
-/// The verdict on one record.
+/// One of the engine's detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// The key's isolation forest over the record's vector.
+    IsolationForest,
+    /// The range rule over the key's baseline (see [`RangeViolation`]).
+    RangeRule,
+}
+
+impl Detector {
+    /// `isolation_forest` or `range_rule`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Detector::IsolationForest => "isolation_forest",
+            Detector::RangeRule => "range_rule",
+        }
+    }
+}
+
+/// Which detectors flagged a record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlaggedBy {
+    /// The isolation forest: its score exceeds its threshold.
+    pub isolation_forest: bool,
+    /// The range rule: a measured number lies far outside everything the key's history holds.
+    pub range_rule: bool,
+}
+
+impl FlaggedBy {
+    /// The detector to name first: the forest when it flagged the record, else the range rule, else none.
+    pub fn primary(&self) -> Option<Detector> {
+        if self.isolation_forest {
+            Some(Detector::IsolationForest)
+        } else if self.range_rule {
+            Some(Detector::RangeRule)
+        } else {
+            None
+        }
+    }
+}
+
+/// The verdict on one record: the forest's score, and whether any detector flagged it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RecordVerdict {
     /// Isolation-forest score in `(0, 1]`; higher is more anomalous.
     pub score: f64,
     /// The threshold it was compared with.
     pub threshold: f64,
-    /// `score > threshold`.
+    /// Whether a detector flagged the record: `score > threshold`, or the range rule.
     pub is_anomaly: bool,
+    /// Which detectors flagged it.
+    #[serde(default)]
+    pub flagged_by: FlaggedBy,
     /// Version of the model that scored it.
     pub model_version: u64,
+}
+
+impl RecordVerdict {
+    /// The verdict with the range rule's answer merged in.
+    pub(crate) fn with_range_rule(mut self, fires: bool) -> Self {
+        self.flagged_by.range_rule = fires;
+        self.is_anomaly = self.flagged_by.isolation_forest || fires;
+        self
+    }
 }
 
 /// A verdict on one record, explained in field names.
@@ -36,13 +95,39 @@ pub struct RecordVerdict {
 pub struct RecordExplanation {
     /// The verdict.
     pub verdict: RecordVerdict,
-    /// Fields by contribution, then fields the schema never saw.
+    /// Fields by contribution, then identifiers and fields the schema does not hold.
     pub fields: Vec<FieldAttribution>,
     /// What did not fit the schema.
     pub notes: RecordNotes,
-    /// One sentence, for example "Anomalous: score 0.71 exceeds the threshold 0.5; `amount` = 99,812 is above the
-    /// typical 12–480, and `country` = 'KP' was never seen."
+    /// The range rule's reasons, when it flagged the record.
+    #[serde(default)]
+    pub range_violations: Vec<RangeViolation>,
+    /// One sentence or two, for example "Anomalous: score 0.71 exceeds the threshold 0.5; `amount` = 99,812 is
+    /// above the typical 12–480, and `country` = 'KP' was never seen."
     pub rationale: String,
+}
+
+impl RecordExplanation {
+    /// The explanation with the range rule's reasons merged into the verdict and the rationale.
+    pub(crate) fn with_range_violations(mut self, violations: Vec<RangeViolation>) -> Self {
+        if violations.is_empty() {
+            return self;
+        }
+        let reasons: Vec<String> = violations.iter().map(RangeViolation::description).collect();
+        let reasons = reasons.join("; ");
+        self.rationale = if self.verdict.flagged_by.isolation_forest {
+            format!("{} Range rule: {reasons}.", self.rationale)
+        } else {
+            format!(
+                "Anomalous by the range rule: {reasons}. The forest's score {} does not exceed its threshold {}.",
+                fmt_num(self.verdict.score),
+                fmt_num(self.verdict.threshold)
+            )
+        };
+        self.verdict = self.verdict.with_range_rule(true);
+        self.range_violations = violations;
+        self
+    }
 }
 
 impl RecordModel {
@@ -57,6 +142,11 @@ impl RecordModel {
         version: u64,
     ) -> Result<Self> {
         let vectorizer = vectorizer.fit(records)?;
+        if vectorizer.n_features() == 0 {
+            return Err(Error::EmptyInput {
+                what: "no field to score (every field is an identifier or ignored)",
+            });
+        }
         let x = vectorizer.transform_many(records)?;
         let forest = forest
             .clone()
@@ -68,6 +158,7 @@ impl RecordModel {
             version,
             trained_on: records.len(),
             trained_at: now(),
+            pinned: FieldRoles::new(),
         })
     }
 
@@ -79,6 +170,16 @@ impl RecordModel {
     pub(crate) fn with_version(mut self, version: u64) -> Self {
         self.version = version;
         self
+    }
+
+    pub(crate) fn with_pinned(mut self, pinned: FieldRoles) -> Self {
+        self.pinned = pinned;
+        self
+    }
+
+    /// The roles pinned for its key when it was trained (the engine's own pins are in the vectoriser's parameters).
+    pub fn pinned(&self) -> &FieldRoles {
+        &self.pinned
     }
 
     /// Records it was trained on.
@@ -112,11 +213,20 @@ impl RecordModel {
         notes: &mut RecordNotes,
     ) -> Result<RecordVerdict> {
         self.vectorizer.transform_into(record, buf, notes)?;
-        let v = self.forest.verdict_row(buf)?;
+        self.verdict(buf)
+    }
+
+    /// The forest's verdict on the vector `x`.
+    fn verdict(&self, x: &[f64]) -> Result<RecordVerdict> {
+        let v = self.forest.verdict_row(x)?;
         Ok(RecordVerdict {
             score: v.score,
             threshold: v.threshold,
             is_anomaly: v.is_anomaly,
+            flagged_by: FlaggedBy {
+                isolation_forest: v.is_anomaly,
+                range_rule: false,
+            },
             model_version: self.version,
         })
     }
@@ -129,14 +239,24 @@ impl RecordModel {
         self.score_with(record, &mut Vec::new(), &mut RecordNotes::default())
     }
 
-    /// Scores and explains one record in field names.
+    /// Scores and explains one record in field names (the forest's verdict; the engine adds the range rule's).
     ///
     /// # Errors
     /// As [`score_with`](Self::score_with).
     pub fn explain(&self, record: &Value) -> Result<RecordExplanation> {
         let (x, notes) = self.vectorizer.transform(record)?;
-        let verdict = self.score(record)?;
-        let attributions = self.forest.attributions(&x)?;
+        self.explain_vector(record, &x, notes)
+    }
+
+    /// [`explain`](Self::explain) of a record whose vector `x` and notes are known.
+    pub(crate) fn explain_vector(
+        &self,
+        record: &Value,
+        x: &[f64],
+        notes: RecordNotes,
+    ) -> Result<RecordExplanation> {
+        let verdict = self.verdict(x)?;
+        let attributions = self.forest.attributions(x)?;
         let mut per_column = vec![0.0; x.len()];
         for a in &attributions {
             per_column[a.feature] = a.contribution;
@@ -147,8 +267,14 @@ impl RecordModel {
             verdict,
             fields,
             notes,
+            range_violations: Vec::new(),
             rationale,
         })
+    }
+
+    /// A model of snapshot version 1: see [`Vectorizer::upgrade_from_v1`].
+    pub(crate) fn upgrade_from_v1(&mut self) {
+        self.vectorizer.upgrade_from_v1();
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {

@@ -25,13 +25,18 @@ impl Reservoir {
     }
 
     pub(crate) fn push(&mut self, record: Value) {
+        self.push_with(|| record);
+    }
+
+    /// Offers the record `make` gives, calling it only if the record is kept (once the sample is full, most are not).
+    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Value) {
         self.seen += 1;
         if self.records.len() < self.cap {
-            self.records.push(record);
+            self.records.push(make());
         } else {
             let j = self.rng.random_range(0..self.seen);
             if (j as usize) < self.cap {
-                self.records[j as usize] = record;
+                self.records[j as usize] = make();
             }
         }
     }

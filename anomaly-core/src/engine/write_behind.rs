@@ -1,5 +1,5 @@
 //! [`WriteBehind`]: a [`Persistence`] that buffers history appends in memory and writes them in the background,
-//! one batch per key per interval.
+//! one batch per key per interval, and keeps an outage of the storage off the caller's path.
 //!
 //! The engine appends every record it learns to its key's history, on the caller's thread. On a database that is
 //! one transaction (and, on SQLite, one `fsync`) per call; a busy key that sees thousands of records a second
@@ -21,6 +21,11 @@
 //!   its records twice.
 //! - Records are stamped by the store when they are written, up to `interval` after they were seen (after an
 //!   outage, when it ends).
+//! - **Outages** ([`Availability`]): the first call that fails with [`Error::Persistence`] while the storage does
+//!   not answer a probe either marks it unavailable (a failure of one call or one key's data does not). From then on every call through the `WriteBehind` (reads that restore a key, model saves,
+//!   clears) fails at once instead of waiting for the storage's timeout, history appends keep buffering, and the
+//!   background thread probes the storage ([`Persistence::probe`]) right away and then every `interval` until it
+//!   answers; then it writes what is pending. [`check`](WriteBehind::check) asks the storage now.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -32,7 +37,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::persistence::{ModelMeta, Persistence, StoredModel};
+use super::availability::Availability;
+use super::persistence::{ModelMetadata, ModelVersion, Persistence, SavedModel};
 use crate::error::{Error, Result};
 
 /// Counters of a [`WriteBehind`].
@@ -46,7 +52,7 @@ pub struct WriteBehindStats {
     pub superseded: u64,
     /// Records the inner persistence refused as invalid, dropped.
     pub refused: u64,
-    /// Flushes that stopped on a failed write (their records stayed pending).
+    /// Flushes that stopped on a failed write or found the storage down (their records stayed pending).
     pub failed_flushes: u64,
 }
 
@@ -61,7 +67,7 @@ pub struct WriteBehindStats {
 ///
 /// let store = Arc::new(InMemoryPersistence::new(10_000));
 /// let buffered = WriteBehind::new(store.clone(), 10_000, Duration::from_secs(1))?;
-/// buffered.append_history_many("orders", &[json!({"amount": 12.5}), json!({"amount": 13.0})])?;
+/// buffered.append_history("orders", &[json!({"amount": 12.5}), json!({"amount": 13.0})])?;
 /// assert_eq!(buffered.stats().pending, 2);
 /// // Reads see pending records; the store gets them at the next interval, or now:
 /// assert_eq!(buffered.load_history("orders", 10)?.len(), 2);
@@ -91,14 +97,23 @@ struct KeyBuffer {
     busy: bool,
 }
 
+/// What the background thread is asked to do besides its periodic write.
+#[derive(Default)]
+struct Signals {
+    stop: bool,
+    /// Probe the storage now (a call just found it down).
+    probe: bool,
+}
+
 struct Shared {
     inner: Arc<dyn Persistence>,
     cap: usize,
     keys: Mutex<HashMap<String, KeyBuffer>>,
     /// Notified when a key stops being busy.
     released: Condvar,
-    stop: Mutex<bool>,
+    signals: Mutex<Signals>,
     wake: Condvar,
+    availability: Availability,
     /// The key whose write failed last, if the last flush failed.
     last_failed: Mutex<Option<String>>,
     /// Whether the last background flush failed.
@@ -188,7 +203,7 @@ impl Shared {
         let mut refused = 0u64;
         let mut outcome = Ok(());
         while let Some((lo, hi)) = ranges.pop() {
-            match self.inner.append_history_many(key, &records[lo..hi]) {
+            match self.inner.append_history(key, &records[lo..hi]) {
                 Ok(()) => {
                     self.written.fetch_add((hi - lo) as u64, Ordering::Relaxed);
                 }
@@ -218,7 +233,54 @@ impl Shared {
         outcome
     }
 
+    /// Runs `f` on the inner persistence unless the storage is known to be down; a failure that is not a refusal
+    /// marks it down and wakes the probe.
+    fn guarded<T>(&self, f: impl FnOnce(&dyn Persistence) -> Result<T>) -> Result<T> {
+        if !self.availability.is_available() {
+            return Err(self.availability.unavailable());
+        }
+        f(self.inner.as_ref()).inspect_err(|e| self.failed(e))
+    }
+
+    /// A call failed: the storage is down if it does not answer a probe either (a failure of one key's data or of
+    /// one call is not an outage).
+    fn failed(&self, e: &Error) {
+        if !matches!(e, Error::Persistence { .. }) {
+            return;
+        }
+        if self.inner.probe().is_ok() {
+            tracing::debug!(error = %e, "a store call failed but the store answers");
+            return;
+        }
+        self.mark_down(e);
+    }
+
+    fn mark_down(&self, e: &Error) {
+        if self.availability.failed(&e.to_string()) {
+            lock(&self.signals).probe = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// Asks the storage whether it answers, and records the answer.
+    fn probe(&self) -> bool {
+        match self.inner.probe() {
+            Ok(()) => {
+                self.availability.answered();
+                true
+            }
+            Err(e) => {
+                self.availability.failed(&e.to_string());
+                false
+            }
+        }
+    }
+
     fn flush(&self) -> Result<()> {
+        if !self.availability.is_available() && !self.probe() {
+            self.failed_flushes.fetch_add(1, Ordering::Relaxed);
+            return Err(self.availability.unavailable());
+        }
         let mut keys: Vec<String> = lock(&self.keys)
             .iter()
             .filter(|(_, b)| !b.queue.is_empty())
@@ -236,6 +298,7 @@ impl Shared {
             }
             if let Err((unwritten, e)) = self.write(key, &records) {
                 self.put_back(key, &records[unwritten..]);
+                self.failed(&e);
                 self.failed_flushes.fetch_add(1, Ordering::Relaxed);
                 *lock(&self.last_failed) = Some(key.clone());
                 // The store is failing: the other keys wait for the next flush rather than fail one by one.
@@ -249,13 +312,18 @@ impl Shared {
     fn run(&self, interval: Duration) {
         loop {
             let stopping = {
-                let stop = lock(&self.stop);
-                let (stop, _) = self
+                let signals = lock(&self.signals);
+                let (mut signals, _) = self
                     .wake
-                    .wait_timeout_while(stop, interval, |stop| !*stop)
+                    .wait_timeout_while(signals, interval, |s| !s.stop && !s.probe)
                     .unwrap_or_else(|e| e.into_inner());
-                *stop
+                signals.probe = false;
+                signals.stop
             };
+            // While the storage is down, probe it (each interval) and write nothing until it answers.
+            if !self.availability.is_available() && !self.probe() && !stopping {
+                continue;
+            }
             match std::panic::catch_unwind(AssertUnwindSafe(|| self.flush())) {
                 Ok(Ok(())) => {
                     if self.failing.swap(false, Ordering::Relaxed) {
@@ -300,8 +368,9 @@ impl WriteBehind {
             cap,
             keys: Mutex::new(HashMap::new()),
             released: Condvar::new(),
-            stop: Mutex::new(false),
+            signals: Mutex::new(Signals::default()),
             wake: Condvar::new(),
+            availability: Availability::default(),
             last_failed: Mutex::new(None),
             failing: AtomicBool::new(false),
             pending: AtomicU64::new(0),
@@ -327,13 +396,33 @@ impl WriteBehind {
         })
     }
 
-    /// Writes every pending record now.
+    /// Writes every pending record now (probing the storage first if it is taken to be down).
     ///
     /// # Errors
     /// The first failed write of the inner persistence; its records, and those of the keys not reached yet, stay
-    /// pending.
+    /// pending. [`Error::Persistence`] when the storage is down and still does not answer.
     pub fn flush(&self) -> Result<()> {
         self.shared.flush()
+    }
+
+    /// Whether the storage answers, as last seen.
+    pub fn availability(&self) -> &Availability {
+        &self.shared.availability
+    }
+
+    /// Whether the storage answers: asked now while it is taken to be available (a failure marks it down), the
+    /// background probe's last answer (at most an interval old) while it is not, so this never waits on a storage
+    /// known to be down.
+    pub fn check(&self) -> bool {
+        self.shared.availability.is_available() && self.shared.probe()
+    }
+
+    /// Marks the storage unavailable (for example a database server that did not answer at start-up); the
+    /// background thread probes it from now on.
+    pub fn mark_unavailable(&self, reason: &str) {
+        self.shared.mark_down(&Error::Persistence {
+            reason: reason.to_string(),
+        });
     }
 
     /// The persistence the records are written to.
@@ -357,7 +446,7 @@ impl WriteBehind {
 impl Drop for WriteBehind {
     /// Stops the background thread after a last write of everything pending, waiting at most [`WriteBehind::SHUTDOWN_WAIT`].
     fn drop(&mut self) {
-        *lock(&self.shared.stop) = true;
+        lock(&self.shared.signals).stop = true;
         self.shared.wake.notify_all();
         if let Some((flusher, finished)) = self.flusher.take() {
             let finished = finished.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -378,11 +467,8 @@ impl Drop for WriteBehind {
 }
 
 impl Persistence for WriteBehind {
-    fn append_history(&self, key: &str, record: &Value) -> Result<()> {
-        self.append_history_many(key, std::slice::from_ref(record))
-    }
-
-    fn append_history_many(&self, key: &str, records: &[Value]) -> Result<()> {
+    /// Buffers the records (the newest `cap` per key); never fails.
+    fn append_history(&self, key: &str, records: &[Value]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -408,7 +494,7 @@ impl Persistence for WriteBehind {
     /// The stored history followed by the pending records, the most recent `limit` of them.
     fn load_history(&self, key: &str, limit: usize) -> Result<Vec<Value>> {
         let _claim = self.shared.claim(key);
-        let mut records = self.shared.inner.load_history(key, limit)?;
+        let mut records = self.shared.guarded(|p| p.load_history(key, limit))?;
         if let Some(buffer) = lock(&self.shared.keys).get(key) {
             records.extend(buffer.queue.iter().cloned());
         }
@@ -421,30 +507,45 @@ impl Persistence for WriteBehind {
     /// pending records stay.
     fn clear_history(&self, key: &str) -> Result<usize> {
         let _claim = self.shared.claim(key);
-        let stored = self.shared.inner.clear_history(key)?;
+        let stored = self.shared.guarded(|p| p.clear_history(key))?;
         Ok(stored + self.shared.take(key).len())
     }
 
-    fn save_model(&self, key: &str, meta: &ModelMeta, snapshot: &[u8]) -> Result<u64> {
-        self.shared.inner.save_model(key, meta, snapshot)
+    fn save_model(
+        &self,
+        key: &str,
+        kind: &str,
+        metadata: &ModelMetadata,
+        snapshot: &[u8],
+    ) -> Result<u64> {
+        self.shared
+            .guarded(|p| p.save_model(key, kind, metadata, snapshot))
     }
 
-    fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<StoredModel>> {
-        self.shared.inner.load_model(key, version)
+    fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
+        self.shared.guarded(|p| p.load_model(key, version))
     }
 
-    fn model_versions(&self, key: &str) -> Result<Vec<ModelMeta>> {
-        self.shared.inner.model_versions(key)
+    fn model_versions(&self, key: &str) -> Result<Vec<ModelVersion>> {
+        self.shared.guarded(|p| p.model_versions(key))
     }
 
     fn keys(&self) -> Result<Vec<String>> {
         // Every key with pending records or in use (its first records may be on their way to the store), read
         // before the store's: a key that leaves this map has had its records written by then.
         let mut keys: Vec<String> = lock(&self.shared.keys).keys().cloned().collect();
-        keys.extend(self.shared.inner.keys()?);
+        keys.extend(self.shared.guarded(|p| p.keys())?);
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    fn probe(&self) -> Result<()> {
+        if self.check() {
+            Ok(())
+        } else {
+            Err(self.shared.availability.unavailable())
+        }
     }
 }
 
@@ -479,10 +580,7 @@ mod tests {
     }
 
     impl Persistence for Flaky {
-        fn append_history(&self, key: &str, record: &Value) -> Result<()> {
-            self.append_history_many(key, std::slice::from_ref(record))
-        }
-        fn append_history_many(&self, key: &str, records: &[Value]) -> Result<()> {
+        fn append_history(&self, key: &str, records: &[Value]) -> Result<()> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             if self.down.load(Ordering::Relaxed) || key == "always-fails" {
                 return Err(down());
@@ -492,9 +590,12 @@ mod tests {
                     reason: "bad record".into(),
                 });
             }
-            self.inner.append_history_many(key, records)
+            self.inner.append_history(key, records)
         }
         fn load_history(&self, key: &str, limit: usize) -> Result<Vec<Value>> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(down());
+            }
             self.inner.load_history(key, limit)
         }
         fn clear_history(&self, key: &str) -> Result<usize> {
@@ -503,17 +604,29 @@ mod tests {
             }
             self.inner.clear_history(key)
         }
-        fn save_model(&self, key: &str, meta: &ModelMeta, snapshot: &[u8]) -> Result<u64> {
-            self.inner.save_model(key, meta, snapshot)
+        fn save_model(
+            &self,
+            key: &str,
+            kind: &str,
+            metadata: &ModelMetadata,
+            snapshot: &[u8],
+        ) -> Result<u64> {
+            self.inner.save_model(key, kind, metadata, snapshot)
         }
-        fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<StoredModel>> {
+        fn load_model(&self, key: &str, version: Option<u64>) -> Result<Option<SavedModel>> {
             self.inner.load_model(key, version)
         }
-        fn model_versions(&self, key: &str) -> Result<Vec<ModelMeta>> {
+        fn model_versions(&self, key: &str) -> Result<Vec<ModelVersion>> {
             self.inner.model_versions(key)
         }
         fn keys(&self) -> Result<Vec<String>> {
             self.inner.keys()
+        }
+        fn probe(&self) -> Result<()> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(down());
+            }
+            Ok(())
         }
     }
 
@@ -528,10 +641,9 @@ mod tests {
         let store = Flaky::new();
         let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
         for chunk in 0..5 {
-            wb.append_history_many("a", &records(chunk * 10, 10))
-                .unwrap();
+            wb.append_history("a", &records(chunk * 10, 10)).unwrap();
         }
-        wb.append_history("b", &json!({"i": -1})).unwrap();
+        wb.append_history("b", &[json!({"i": -1})]).unwrap();
         assert_eq!(
             store.calls.load(Ordering::Relaxed),
             0,
@@ -552,8 +664,8 @@ mod tests {
     fn only_the_newest_cap_records_are_kept_pending() {
         let store = Flaky::new();
         let wb = WriteBehind::new(store.clone(), 30, HOUR).unwrap();
-        wb.append_history_many("a", &records(0, 25)).unwrap();
-        wb.append_history_many("a", &records(25, 50)).unwrap();
+        wb.append_history("a", &records(0, 25)).unwrap();
+        wb.append_history("a", &records(25, 50)).unwrap();
         assert_eq!(wb.stats().pending, 30);
         assert_eq!(wb.stats().superseded, 45);
         wb.flush().unwrap();
@@ -563,10 +675,10 @@ mod tests {
     #[test]
     fn reads_see_stored_then_pending_records() {
         let store = Flaky::new();
-        store.append_history_many("a", &records(0, 5)).unwrap();
+        store.append_history("a", &records(0, 5)).unwrap();
         let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
-        wb.append_history_many("a", &records(5, 5)).unwrap();
-        wb.append_history_many("new", &records(0, 1)).unwrap();
+        wb.append_history("a", &records(5, 5)).unwrap();
+        wb.append_history("new", &records(0, 1)).unwrap();
         assert_eq!(wb.load_history("a", 100).unwrap(), records(0, 10));
         assert_eq!(wb.load_history("a", 3).unwrap(), records(7, 3));
         assert_eq!(wb.keys().unwrap(), vec!["a".to_string(), "new".to_string()]);
@@ -575,9 +687,9 @@ mod tests {
     #[test]
     fn clearing_drops_pending_records_too() {
         let store = Flaky::new();
-        store.append_history_many("a", &records(0, 5)).unwrap();
+        store.append_history("a", &records(0, 5)).unwrap();
         let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
-        wb.append_history_many("a", &records(5, 3)).unwrap();
+        wb.append_history("a", &records(5, 3)).unwrap();
         assert_eq!(wb.clear_history("a").unwrap(), 8);
         wb.flush().unwrap();
         assert!(store.load_history("a", 100).unwrap().is_empty());
@@ -588,9 +700,9 @@ mod tests {
         let store = Flaky::new();
         let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
         store.down.store(true, Ordering::Relaxed);
-        wb.append_history_many("a", &records(0, 10)).unwrap();
+        wb.append_history("a", &records(0, 10)).unwrap();
         assert!(wb.flush().is_err());
-        wb.append_history_many("a", &records(10, 10)).unwrap();
+        wb.append_history("a", &records(10, 10)).unwrap();
         assert!(wb.flush().is_err());
         let stats = wb.stats();
         assert_eq!(
@@ -611,7 +723,7 @@ mod tests {
         let store = Flaky::new();
         let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
         for key in ["a", "b", "c"] {
-            wb.append_history_many(key, &records(0, 4)).unwrap();
+            wb.append_history(key, &records(0, 4)).unwrap();
         }
         store.down.store(true, Ordering::Relaxed);
         assert!(wb.flush().is_err());
@@ -632,14 +744,16 @@ mod tests {
     fn a_key_that_keeps_failing_does_not_hold_up_the_others() {
         let store = Flaky::new();
         let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
-        wb.append_history_many("always-fails", &records(0, 3))
-            .unwrap();
-        wb.append_history_many("fine", &records(0, 3)).unwrap();
+        wb.append_history("always-fails", &records(0, 3)).unwrap();
+        wb.append_history("fine", &records(0, 3)).unwrap();
         // Whichever comes first in the first flush, the second flush writes `fine`.
         let _ = wb.flush();
         assert!(wb.flush().is_err());
         assert_eq!(store.load_history("fine", 10).unwrap(), records(0, 3));
         assert_eq!(wb.stats().pending, 3);
+        // The store answers its probes: one key's failing writes are no outage.
+        assert!(wb.availability().is_available());
+        assert_eq!(wb.availability().outages(), 0);
     }
 
     #[test]
@@ -650,7 +764,7 @@ mod tests {
         for bad in [3, 4, 57, 99] {
             batch[bad] = json!({"i": bad, "bad": true});
         }
-        wb.append_history_many("a", &batch).unwrap();
+        wb.append_history("a", &batch).unwrap();
         wb.flush().unwrap();
         let good: Vec<Value> = batch.iter().filter(|r| r["bad"] != true).cloned().collect();
         assert_eq!(store.load_history("a", 1_000).unwrap(), good);
@@ -676,7 +790,7 @@ mod tests {
                 let wb = wb.clone();
                 std::thread::spawn(move || {
                     for n in 0..50 {
-                        wb.append_history_many(&format!("k{t}"), &records(n * 2, 2))
+                        wb.append_history(&format!("k{t}"), &records(n * 2, 2))
                             .unwrap();
                         let seen = wb.load_history(&format!("k{t}"), 1_000).unwrap();
                         assert_eq!(
@@ -705,7 +819,7 @@ mod tests {
     fn the_background_thread_writes_and_drop_writes_the_rest() {
         let store = Flaky::new();
         let wb = WriteBehind::new(store.clone(), 100, Duration::from_millis(10)).unwrap();
-        wb.append_history_many("a", &records(0, 3)).unwrap();
+        wb.append_history("a", &records(0, 3)).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while store.load_history("a", 100).unwrap().len() < 3 {
             assert!(
@@ -715,9 +829,49 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         let wb = WriteBehind::new(store.clone(), 100, HOUR).unwrap();
-        wb.append_history_many("a", &records(3, 2)).unwrap();
+        wb.append_history("a", &records(3, 2)).unwrap();
         drop(wb);
         assert_eq!(store.load_history("a", 100).unwrap(), records(0, 5));
+    }
+
+    #[test]
+    fn an_outage_fails_calls_at_once_and_the_probe_ends_it() {
+        let store = Flaky::new();
+        let wb = WriteBehind::new(store.clone(), 100, Duration::from_millis(20)).unwrap();
+        assert!(wb.check());
+        store.down.store(true, Ordering::Relaxed);
+        // The first call that fails marks the storage down ...
+        assert!(wb.load_history("a", 10).is_err());
+        assert!(!wb.availability().is_available());
+        assert_eq!(wb.availability().outages(), 1);
+        // ... after which calls fail at once, without reaching it, and appends keep buffering.
+        let calls = store.calls.load(Ordering::Relaxed);
+        let err = wb.clear_history("a").unwrap_err().to_string();
+        assert!(err.contains("unavailable") && err.contains("down"), "{err}");
+        wb.append_history("a", &records(0, 3)).unwrap();
+        assert_eq!(
+            store.calls.load(Ordering::Relaxed),
+            calls,
+            "no write while down"
+        );
+        assert!(!wb.check(), "no probe answers while down");
+        // The storage answers again: the background probe notices and the pending records are written.
+        store.down.store(false, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.load_history("a", 100).unwrap().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "the probe never came");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(wb.availability().is_available());
+        assert_eq!(wb.availability().outages(), 1);
+        // A refusal is no outage.
+        wb.append_history("a", &[json!({"bad": true})]).unwrap();
+        wb.flush().unwrap();
+        assert!(wb.availability().is_available());
+        store.down.store(true, Ordering::Relaxed);
+        wb.mark_unavailable("not reachable at start-up");
+        assert!(!wb.availability().is_available());
+        assert_eq!(wb.availability().outages(), 2);
     }
 
     #[test]

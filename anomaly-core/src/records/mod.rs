@@ -4,10 +4,13 @@
 //! - [`kind`]: each leaf's observed type (number, boolean, date/time, category, null), with numeric and date/time
 //!   strings recognised.
 //! - [`hashing`]: signed feature hashing with MurmurHash3, as scikit-learn's `FeatureHasher`.
+//! - [`role`]: what each field is for (measurement, category, timestamp, identifier, text, ignore), inferred from
+//!   training records or pinned.
 //! - [`vectorizer`]: the learned schema that turns records into fixed-width feature vectors and explains them in
 //!   field names.
 
 pub mod flatten;
 pub mod hashing;
 pub mod kind;
+pub mod role;
 pub mod vectorizer;

@@ -1,22 +1,32 @@
 //! The learned schema that turns records into fixed-width feature vectors, and explains them in field names.
 //!
-//! Encoding per field, by the kind it had in training (the most frequent non-null kind):
+//! Each field has a kind (the most frequent non-null kind of its values in training) and a
+//! [role](super::role) (decided from the training values, or pinned), and the role decides its columns:
 //!
-//! | kind | columns |
+//! | role | columns |
 //! | --- | --- |
-//! | number | value, missing |
-//! | boolean | 0/1, missing |
-//! | date/time | epoch seconds, sin/cos of hour of day, sin/cos of day of week, missing |
+//! | measurement | value (a number, 0/1 for a boolean, epoch seconds for a date/time), missing |
 //! | category | `hash_width` signed buckets (MurmurHash3 of `path=value`), training frequency (optional), missing |
-//! | always null | missing |
+//! | timestamp | sin/cos of hour of day, sin/cos of day of week, missing |
+//! | text | length in characters, missing |
+//! | identifier, ignore | none |
+//! | (a field only ever null) | missing |
 //!
 //! A missing or null value sets the missing indicator and takes the learned imputation value (the training median).
 //! Fields are laid out in sorted path order, so the same record gives the same vector in any process. A record with
 //! a field the schema does not know is still scored on the known fields, and the new field is reported; a value of
 //! another type than learned counts as missing and is reported; an unseen category lands in its hash bucket with
 //! frequency 0 and is reported. Nothing is padded or truncated: the width is the schema's.
+//!
+//! The width is bounded: a schema has at most [`VectorizerParams::max_columns`] columns. When the training records
+//! hold more fields than fit, the most frequent fields are kept and the rarest left out; the schema says how many
+//! ([`Vectorizer::left_out`]), and a record carrying them has them reported as fields the schema does not hold.
+//!
+//! Models of snapshot version 1 encoded a date/time as its epoch seconds too, and had no roles; they load with the
+//! roles their kinds gave and keep that layout, so they score as they did.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +34,7 @@ use serde_json::Value;
 use super::flatten::{Leaf, Limits, flatten_into};
 use super::hashing::bucket;
 use super::kind::{FieldKind, Moment, Typed, interpret, interpret_str};
+use super::role::{Evidence, FieldRole, FieldRoles, infer};
 use crate::error::{Error, Result};
 use crate::explanation::{Attribution, describe_attribution, fmt_num};
 use crate::forest::percentile;
@@ -32,6 +43,9 @@ thread_local! {
     /// Scratch for the `path=value` token a category hashes, so encoding does not allocate per field.
     static TOKEN: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
+
+/// Fields named in a [`RecordNotes`] list, at most (the rest are counted).
+pub const MAX_LISTED_FIELDS: usize = 32;
 
 /// How numeric columns are scaled after encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,9 +65,11 @@ pub enum Scaler {
 /// | --- | --- | --- |
 /// | `hash_width` | 8 | hash buckets per categorical field |
 /// | `frequency_encoding` | `true` | add a column with the category's share in training |
-/// | `scaler` | `None` | scaling of value, epoch and frequency columns |
+/// | `scaler` | `None` | scaling of value, length and frequency columns |
 /// | `limits` | depth 32, 10,000 fields | what one record may contain |
 /// | `max_categories` | 1,000 | categories remembered per field (the most frequent) |
+/// | `max_columns` | 1,000 | columns of the schema: the rarest fields beyond it are left out |
+/// | `field_roles` | none | roles pinned by field path, over the inferred ones |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VectorizerParams {
     hash_width: usize,
@@ -61,6 +77,14 @@ pub struct VectorizerParams {
     scaler: Scaler,
     limits: Limits,
     max_categories: usize,
+    #[serde(default = "default_max_columns")]
+    max_columns: usize,
+    #[serde(default)]
+    field_roles: FieldRoles,
+}
+
+fn default_max_columns() -> usize {
+    1_000
 }
 
 impl Default for VectorizerParams {
@@ -78,6 +102,8 @@ impl VectorizerParams {
             scaler: Scaler::None,
             limits: Limits::default(),
             max_categories: 1_000,
+            max_columns: default_max_columns(),
+            field_roles: FieldRoles::new(),
         }
     }
 
@@ -105,40 +131,144 @@ impl VectorizerParams {
         self
     }
 
+    /// Bounds on one record.
+    pub fn get_limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Categories remembered per field (default 1,000).
     pub fn max_categories(mut self, n: usize) -> Self {
         self.max_categories = n;
         self
     }
 
-    /// Learns the schema, imputation values, category frequencies and scaling from `records`.
+    /// Columns of the schema, at most (default 1,000, at least 1). Training records with more fields keep their
+    /// most frequent ones; the rest are left out and reported. A training holds `records × columns` numbers.
+    pub fn max_columns(mut self, n: usize) -> Self {
+        self.max_columns = n;
+        self
+    }
+
+    /// The column cap.
+    pub fn get_max_columns(&self) -> usize {
+        self.max_columns
+    }
+
+    /// Pins the role of fields by dotted path (replacing earlier pins); other fields get the role the training
+    /// data gives them.
+    pub fn field_roles(mut self, roles: FieldRoles) -> Self {
+        self.field_roles = roles;
+        self
+    }
+
+    /// The pinned roles.
+    pub fn get_field_roles(&self) -> &FieldRoles {
+        &self.field_roles
+    }
+
+    /// Checks the parameters.
     ///
     /// # Errors
-    /// [`Error::EmptyInput`] for no records, [`Error::InvalidRecord`] (naming the record) for a record that is not
-    /// an object or exceeds the limits, [`Error::InvalidParameter`] for a zero `hash_width`.
-    pub fn fit(&self, records: &[Value]) -> Result<Vectorizer> {
+    /// [`Error::InvalidParameter`] for a zero `hash_width` or `max_columns`.
+    pub fn validate(&self) -> Result<()> {
         if self.hash_width == 0 {
             return Err(Error::invalid("hash_width", "must be at least 1"));
         }
+        if self.max_columns == 0 {
+            return Err(Error::invalid("max_columns", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Learns the schema (fields, their roles and layout), imputation values, category frequencies and scaling from
+    /// `records`.
+    ///
+    /// # Errors
+    /// [`Error::EmptyInput`] for no records, [`Error::InvalidRecord`] (naming the record) for a record that is not
+    /// an object or exceeds the limits, [`Error::InvalidParameter`] for a zero `hash_width` or `max_columns`.
+    pub fn fit(&self, records: &[Value]) -> Result<Vectorizer> {
+        self.validate()?;
         if records.is_empty() {
             return Err(Error::EmptyInput { what: "no records" });
         }
-        let mut observed: BTreeMap<String, Observed> = BTreeMap::new();
+        // Pass 1: how often each field occurs, and which records repeat an earlier one.
         let mut leaves = Vec::new();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let mut fingerprints = HashSet::with_capacity(records.len());
+        let mut repeated = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             flatten_into(record, &self.limits, &mut leaves).map_err(|e| at_record(i, e))?;
+            let mut h = std::hash::DefaultHasher::new();
             for (path, leaf) in &leaves {
-                let o = observed.entry(path.to_string()).or_default();
-                o.observe(leaf);
+                match counts.get_mut(path.as_ref()) {
+                    Some(c) => *c += 1,
+                    None => {
+                        counts.insert(path.to_string(), 1);
+                    }
+                }
+                path.hash(&mut h);
+                hash_leaf(leaf, &mut h);
+            }
+            repeated.push(!fingerprints.insert(h.finish()));
+        }
+        drop(fingerprints);
+        // Candidates: every field, or the most frequent ones when there are more than columns (each field kept has at
+        // least one column, identifiers and ignored fields aside).
+        let mut by_count: Vec<(String, usize)> = counts.into_iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut left_out = LeftOut::default();
+        if by_count.len() > self.max_columns {
+            for (path, _) in by_count.drain(self.max_columns..) {
+                left_out.add(path);
+            }
+        }
+        // Pass 2: what each candidate field holds.
+        let mut observed: BTreeMap<String, Observed> = by_count
+            .iter()
+            .map(|(p, _)| (p.clone(), Observed::default()))
+            .collect();
+        for (record, &repeated) in records.iter().zip(&repeated) {
+            flatten_into(record, &self.limits, &mut leaves)?;
+            for (path, leaf) in &leaves {
+                if let Some(o) = observed.get_mut(path.as_ref()) {
+                    o.observe(leaf, !repeated);
+                }
             }
         }
         let n = records.len() as f64;
-        let mut fields = Vec::with_capacity(observed.len());
+        let mut specs: BTreeMap<String, FieldSpec> = observed
+            .into_iter()
+            .map(|(path, o)| {
+                let spec = o.into_spec(path.clone(), n, self);
+                (path, spec)
+            })
+            .collect();
+        // The column cap: the most frequent fields first, until the next one would not fit.
+        let mut width = 0;
+        for (path, _) in &by_count {
+            let w = specs.get(path).map_or(0, |s| s.width);
+            if width + w <= self.max_columns {
+                width += w;
+            } else if let Some(s) = specs.remove(path) {
+                left_out.add(s.path);
+            }
+        }
         let mut offset = 0;
-        for (path, o) in observed {
-            let spec = o.into_spec(path, offset, n, self);
-            offset += spec.width;
-            fields.push(spec);
+        let fields: Vec<FieldSpec> = specs
+            .into_values()
+            .map(|mut f| {
+                f.offset = offset;
+                offset += f.width;
+                f
+            })
+            .collect();
+        if left_out.total > 0 {
+            tracing::warn!(
+                kept = fields.len(),
+                left_out = left_out.total,
+                max_columns = self.max_columns,
+                "the records hold more fields than the schema has columns: the rarest are left out"
+            );
         }
         let mut v = Vectorizer {
             params: self.clone(),
@@ -146,6 +276,8 @@ impl VectorizerParams {
             width: offset,
             template: Vec::new(),
             scale: Vec::new(),
+            timestamp_epoch: false,
+            left_out,
         };
         v.template = v.build_template();
         v.scale = vec![(0.0, 1.0); v.width];
@@ -153,6 +285,15 @@ impl VectorizerParams {
             v.scale = v.fit_scale(records)?;
         }
         Ok(v)
+    }
+}
+
+fn hash_leaf(leaf: &Leaf<'_>, h: &mut impl Hasher) {
+    match *leaf {
+        Leaf::Null => 0u8.hash(h),
+        Leaf::Bool(b) => (1u8, b).hash(h),
+        Leaf::Number(v) => (2u8, v.to_bits()).hash(h),
+        Leaf::String(s) => (3u8, s).hash(h),
     }
 }
 
@@ -165,34 +306,68 @@ fn at_record(i: usize, e: Error) -> Error {
     }
 }
 
+/// Fields of the training records that the schema left out to stay within its column cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// How many.
+    pub total: usize,
+    /// The most frequent of them, at most [`MAX_LISTED_FIELDS`].
+    pub sample: Vec<String>,
+}
+
+impl LeftOut {
+    fn add(&mut self, path: String) {
+        self.total += 1;
+        if self.sample.len() < MAX_LISTED_FIELDS {
+            self.sample.push(path);
+        }
+    }
+}
+
 /// What fitting saw of one field.
 #[derive(Default)]
 struct Observed {
     kinds: BTreeMap<FieldKind, usize>,
     numbers: Vec<f64>,
+    lengths: Vec<f64>,
     categories: BTreeMap<String, u64>,
     present: usize,
+    evidence: Evidence,
 }
 
 impl Observed {
-    fn observe(&mut self, leaf: &Leaf<'_>) {
+    /// Adds one value; `distinct` when its record is not a repeat of an earlier one.
+    fn observe(&mut self, leaf: &Leaf<'_>, distinct: bool) {
         let typed = interpret(leaf);
         *self.kinds.entry(typed.kind()).or_default() += 1;
         if typed.kind() != FieldKind::Null {
             self.present += 1;
+            if distinct {
+                self.evidence.present_distinct += 1;
+            }
         }
         match typed {
-            Typed::Number(v) => self.numbers.push(v),
+            Typed::Number(v) => {
+                self.numbers.push(v);
+                self.evidence.number(v);
+                if distinct {
+                    self.evidence.step(v);
+                }
+            }
             Typed::Bool(b) => self.numbers.push(b as u8 as f64),
             Typed::DateTime(m) => self.numbers.push(m.epoch_seconds),
             Typed::Category(_) | Typed::Null => {}
         }
+        if let Leaf::String(s) = leaf {
+            self.evidence.string(s);
+        }
         if let Some(token) = token(leaf) {
+            self.lengths.push(token.chars().count() as f64);
             *self.categories.entry(token.into_owned()).or_default() += 1;
         }
     }
 
-    fn into_spec(mut self, path: String, offset: usize, n: f64, p: &VectorizerParams) -> FieldSpec {
+    fn into_spec(mut self, path: String, n: f64, p: &VectorizerParams) -> FieldSpec {
         // The most frequent non-null kind; ties go to the most general (category, date/time, number, boolean).
         let priority = |k: &FieldKind| match k {
             FieldKind::Category => 4,
@@ -208,25 +383,26 @@ impl Observed {
             .max_by_key(|(k, c)| (**c, priority(k)))
             .map(|(k, _)| *k)
             .unwrap_or(FieldKind::Null);
-        let width = match kind {
-            FieldKind::Number | FieldKind::Bool => 2,
-            FieldKind::DateTime => 6,
-            FieldKind::Category => p.hash_width + usize::from(p.frequency_encoding) + 1,
-            FieldKind::Null => 1,
+        self.evidence.distinct_values = self.categories.len();
+        let (role, rule) = match p.field_roles.get(&path) {
+            Some(r) => (*r, "pinned".to_string()),
+            None => infer(&path, kind, &self.evidence),
         };
-        self.numbers.sort_by(f64::total_cmp);
-        let numeric = matches!(
-            kind,
-            FieldKind::Number | FieldKind::Bool | FieldKind::DateTime
-        ) && !self.numbers.is_empty();
-        let (imputation, typical) = if numeric {
-            let q = |p: f64| percentile(&self.numbers, p);
-            (q(50.0), (q(5.0), q(95.0)))
+        let width = column_count(role, kind, p, false);
+        let values = if role == FieldRole::Text {
+            &mut self.lengths
         } else {
+            &mut self.numbers
+        };
+        values.sort_by(f64::total_cmp);
+        let (imputation, typical) = if values.is_empty() {
             (0.0, (0.0, 0.0))
+        } else {
+            let q = |p: f64| percentile(values, p);
+            (q(50.0), (q(5.0), q(95.0)))
         };
         let category_total = self.categories.values().sum();
-        let categories = if kind == FieldKind::Category {
+        let categories = if role == FieldRole::Category {
             let mut counts: Vec<(String, u64)> =
                 std::mem::take(&mut self.categories).into_iter().collect();
             counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -238,7 +414,9 @@ impl Observed {
         FieldSpec {
             path,
             kind,
-            offset,
+            role,
+            rule,
+            offset: 0,
             width,
             presence: self.present as f64 / n,
             imputation,
@@ -246,6 +424,22 @@ impl Observed {
             categories,
             category_total,
         }
+    }
+}
+
+/// Columns of a field with `role` whose values were of `kind`; `timestamp_epoch` for the version 1 layout.
+fn column_count(
+    role: FieldRole,
+    kind: FieldKind,
+    p: &VectorizerParams,
+    timestamp_epoch: bool,
+) -> usize {
+    match role {
+        FieldRole::Identifier | FieldRole::Ignore => 0,
+        FieldRole::Measurement if kind == FieldKind::Null => 1,
+        FieldRole::Measurement | FieldRole::Text => 2,
+        FieldRole::Timestamp => 5 + usize::from(timestamp_epoch),
+        FieldRole::Category => p.hash_width + usize::from(p.frequency_encoding) + 1,
     }
 }
 
@@ -274,15 +468,22 @@ pub struct FieldSpec {
     pub path: String,
     /// The kind it had in training.
     pub kind: FieldKind,
+    /// What it is for, which decides its columns.
+    #[serde(default = "measurement")]
+    pub role: FieldRole,
+    /// The rule that decided the role (`pinned`, `numbers`, `a sequence of distinct whole numbers: …`, …).
+    #[serde(default)]
+    pub rule: String,
     /// First column of the field.
     pub offset: usize,
-    /// Number of columns.
+    /// Number of columns (0 for identifiers and ignored fields).
     pub width: usize,
     /// Share of training records where the field was present and not null.
     pub presence: f64,
-    /// Value used when the field is missing (training median; 0 for categories).
+    /// Value used when the field is missing (training median; the median length for text; 0 for categories).
     pub imputation: f64,
-    /// 5th and 95th percentiles of the field's numeric values in training (epoch seconds for date/times).
+    /// 5th and 95th percentiles of the field's numeric values in training (epoch seconds for date/times, lengths
+    /// for text).
     pub typical: (f64, f64),
     /// Most frequent categories in training and their counts.
     pub categories: BTreeMap<String, u64>,
@@ -290,11 +491,19 @@ pub struct FieldSpec {
     pub category_total: u64,
 }
 
+fn measurement() -> FieldRole {
+    FieldRole::Measurement
+}
+
 /// Things worth telling about a record besides its vector.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecordNotes {
-    /// Fields the schema did not have (not part of the vector).
+    /// Fields the schema does not hold (never seen in training, or left out by the column cap), not part of the
+    /// vector; at most [`MAX_LISTED_FIELDS`] of them.
     pub unseen_fields: Vec<String>,
+    /// Fields the schema does not hold beyond those listed in `unseen_fields`.
+    #[serde(default)]
+    pub more_unseen_fields: usize,
     /// Fields whose value had another kind than in training: `(path, learned, got)`.
     pub type_changes: Vec<(String, FieldKind, FieldKind)>,
     /// Categories never seen in training: `(path, value)`.
@@ -309,10 +518,24 @@ impl RecordNotes {
             && self.unseen_categories.is_empty()
     }
 
+    /// Fields the schema does not hold, listed or not.
+    pub fn unseen_total(&self) -> usize {
+        self.unseen_fields.len() + self.more_unseen_fields
+    }
+
     fn clear(&mut self) {
         self.unseen_fields.clear();
+        self.more_unseen_fields = 0;
         self.type_changes.clear();
         self.unseen_categories.clear();
+    }
+
+    fn unseen(&mut self, path: &str) {
+        if self.unseen_fields.len() < MAX_LISTED_FIELDS {
+            self.unseen_fields.push(path.to_string());
+        } else {
+            self.more_unseen_fields += 1;
+        }
     }
 }
 
@@ -342,6 +565,12 @@ pub struct Vectorizer {
     template: Vec<f64>,
     /// `(center, scale)` per column: `(x − center) / scale`.
     scale: Vec<(f64, f64)>,
+    /// Whether timestamps carry their epoch seconds as a column (the layout of snapshot version 1).
+    #[serde(default)]
+    timestamp_epoch: bool,
+    /// Fields left out by the column cap.
+    #[serde(default)]
+    left_out: LeftOut,
 }
 
 impl Vectorizer {
@@ -350,7 +579,7 @@ impl Vectorizer {
         self.width
     }
 
-    /// The fields of the schema, in column order.
+    /// The fields of the schema, in column order (identifiers and ignored fields among them, with no columns).
     pub fn fields(&self) -> &[FieldSpec] {
         &self.fields
     }
@@ -360,31 +589,51 @@ impl Vectorizer {
         &self.params
     }
 
-    /// Column names: `amount`, `amount.missing`, `created_at.hour_sin`, `country#3`, `country.freq`, …
+    /// Fields of the training records left out by the column cap.
+    pub fn left_out(&self) -> &LeftOut {
+        &self.left_out
+    }
+
+    /// Brings a schema of snapshot version 1 to this version's terms: each field gets the role its kind gives and
+    /// timestamps keep their epoch column, so the model scores as it did.
+    pub(crate) fn upgrade_from_v1(&mut self) {
+        self.timestamp_epoch = true;
+        for f in &mut self.fields {
+            f.role = FieldRole::default_for(f.kind);
+            f.rule = "by its kind (a model of snapshot version 1)".into();
+        }
+    }
+
+    /// Column names: `amount`, `amount.missing`, `created_at.hour_sin`, `country#3`, `country.freq`,
+    /// `note.length`, …
     pub fn feature_names(&self) -> Vec<String> {
         let mut names = Vec::with_capacity(self.width);
         for f in &self.fields {
+            if f.width == 0 {
+                continue;
+            }
             let p = &f.path;
-            match f.kind {
-                FieldKind::Number | FieldKind::Bool => names.push(p.clone()),
-                FieldKind::DateTime => {
-                    for s in [
-                        "epoch",
+            match f.role {
+                FieldRole::Measurement if f.kind != FieldKind::Null => names.push(p.clone()),
+                FieldRole::Measurement | FieldRole::Identifier | FieldRole::Ignore => {}
+                FieldRole::Text => names.push(format!("{p}.length")),
+                FieldRole::Timestamp => {
+                    let epoch = self.timestamp_epoch.then_some("epoch");
+                    for s in epoch.into_iter().chain([
                         "hour_sin",
                         "hour_cos",
                         "weekday_sin",
                         "weekday_cos",
-                    ] {
+                    ]) {
                         names.push(format!("{p}.{s}"));
                     }
                 }
-                FieldKind::Category => {
+                FieldRole::Category => {
                     names.extend((0..self.params.hash_width).map(|b| format!("{p}#{b}")));
                     if self.params.frequency_encoding {
                         names.push(format!("{p}.freq"));
                     }
                 }
-                FieldKind::Null => {}
             }
             names.push(format!("{p}.missing"));
         }
@@ -398,21 +647,43 @@ impl Vectorizer {
             .map(|i| &self.fields[i])
     }
 
+    /// Columns where a timestamp's calendar features start within its field.
+    fn moment_start(&self) -> usize {
+        usize::from(self.timestamp_epoch)
+    }
+
     fn build_template(&self) -> Vec<f64> {
         let mut t = vec![0.0; self.width];
         for f in &self.fields {
+            if f.width == 0 {
+                continue;
+            }
             let o = f.offset;
-            match f.kind {
-                FieldKind::Number | FieldKind::Bool => t[o] = f.imputation,
-                FieldKind::DateTime => {
+            match f.role {
+                FieldRole::Measurement | FieldRole::Text if f.width == 2 => t[o] = f.imputation,
+                FieldRole::Timestamp => {
                     let m = moment_of_epoch(f.imputation);
-                    write_moment(&mut t[o..o + 5], &m);
+                    self.write_moment(&mut t[o..o + f.width - 1], &m);
                 }
-                FieldKind::Category | FieldKind::Null => {}
+                _ => {}
             }
             t[o + f.width - 1] = 1.0;
         }
         t
+    }
+
+    /// Writes a moment's columns (its epoch seconds in the version 1 layout, then the four cycles).
+    fn write_moment(&self, cols: &mut [f64], m: &Moment) {
+        if self.timestamp_epoch {
+            cols[0] = m.epoch_seconds;
+        }
+        let s = self.moment_start();
+        let (hs, hc) = m.hour_cycle();
+        let (ws, wc) = m.weekday_cycle();
+        cols[s] = hs;
+        cols[s + 1] = hc;
+        cols[s + 2] = ws;
+        cols[s + 3] = wc;
     }
 
     fn fit_scale(&self, records: &[Value]) -> Result<Vec<(f64, f64)>> {
@@ -455,19 +726,34 @@ impl Vectorizer {
         Ok(scale)
     }
 
-    /// Columns that carry magnitudes: values, epochs and frequencies (not indicators, hashes or cycles).
+    /// Columns that carry magnitudes: values, lengths, epochs and frequencies (not indicators, hashes or cycles).
     fn scaled_columns(&self) -> Vec<usize> {
         let mut cols = Vec::new();
         for f in &self.fields {
-            match f.kind {
-                FieldKind::Number | FieldKind::DateTime => cols.push(f.offset),
-                FieldKind::Category if self.params.frequency_encoding => {
+            match f.role {
+                FieldRole::Measurement | FieldRole::Text if f.width == 2 => cols.push(f.offset),
+                FieldRole::Timestamp if self.timestamp_epoch => cols.push(f.offset),
+                FieldRole::Category if self.params.frequency_encoding => {
                     cols.push(f.offset + self.params.hash_width)
                 }
                 _ => {}
             }
         }
         cols
+    }
+
+    /// The column of each measured number (a measurement of numbers), with its field: where the value of a number
+    /// field sits in a vector, before scaling.
+    pub fn measured_columns(&self) -> impl Iterator<Item = (usize, &FieldSpec)> {
+        self.fields.iter().filter_map(|f| {
+            (f.role == FieldRole::Measurement && f.kind == FieldKind::Number && f.width == 2)
+                .then_some((f.offset, f))
+        })
+    }
+
+    /// The `(center, scale)` applied to each column (`(0, 1)` without a scaler).
+    pub fn column_scale(&self, column: usize) -> (f64, f64) {
+        self.scale.get(column).copied().unwrap_or((0.0, 1.0))
     }
 
     /// The vector of one record, with notes on what did not fit the schema.
@@ -526,14 +812,17 @@ impl Vectorizer {
         for (path, leaf) in &leaves {
             let Some(f) = self.field(path) else {
                 if !matches!(leaf, Leaf::Null) {
-                    notes.unseen_fields.push(path.to_string());
+                    notes.unseen(path);
                 }
                 continue;
             };
+            if f.width == 0 {
+                continue;
+            }
             let o = f.offset;
             let cols = &mut out[o..o + f.width];
-            let encoded = match f.kind {
-                FieldKind::Category => match token(leaf) {
+            let encoded = match f.role {
+                FieldRole::Category => match token(leaf) {
                     Some(t) => {
                         let (b, sign) = TOKEN.with_borrow_mut(|token| {
                             token.clear();
@@ -553,7 +842,12 @@ impl Vectorizer {
                                 .unseen_categories
                                 .push((f.path.clone(), t.into_owned()));
                         }
-                        if !matches!(leaf, Leaf::String(_)) {
+                        let changed = if f.kind == FieldKind::Category {
+                            !matches!(leaf, Leaf::String(_))
+                        } else {
+                            interpret(leaf).kind() != f.kind
+                        };
+                        if changed {
                             notes.type_changes.push((
                                 f.path.clone(),
                                 f.kind,
@@ -564,7 +858,7 @@ impl Vectorizer {
                     }
                     None => false,
                 },
-                FieldKind::Number | FieldKind::Bool => {
+                FieldRole::Measurement => {
                     let typed = match leaf {
                         Leaf::String(s) => interpret_str(s),
                         other => interpret(other),
@@ -581,18 +875,21 @@ impl Vectorizer {
                             .push((f.path.clone(), f.kind, typed.kind()));
                     }
                     match value {
-                        Some(v) => {
+                        Some(v) if f.width == 2 => {
                             cols[0] = v;
                             true
                         }
+                        // A field only ever null in training has only its missing column: any value is present.
+                        _ if f.width == 1 => typed.kind() != FieldKind::Null,
+                        Some(_) => true,
                         None => false,
                     }
                 }
-                FieldKind::DateTime => {
+                FieldRole::Timestamp => {
                     let typed = interpret(leaf);
                     let m = match typed {
                         Typed::DateTime(m) => Some(m),
-                        Typed::Number(v) => Some(moment_of_epoch(v)),
+                        Typed::Number(v) => Some(moment_of_number(v, self.timestamp_epoch)),
                         _ => None,
                     };
                     if typed.kind() != f.kind && typed.kind() != FieldKind::Null {
@@ -602,19 +899,20 @@ impl Vectorizer {
                     }
                     match m {
                         Some(m) => {
-                            write_moment(&mut cols[..5], &m);
+                            self.write_moment(&mut cols[..f.width - 1], &m);
                             true
                         }
                         None => false,
                     }
                 }
-                FieldKind::Null => {
-                    let kind = interpret(leaf).kind();
-                    if kind != FieldKind::Null {
-                        notes.type_changes.push((f.path.clone(), f.kind, kind));
+                FieldRole::Text => match token(leaf) {
+                    Some(t) => {
+                        cols[0] = t.chars().count() as f64;
+                        true
                     }
-                    kind != FieldKind::Null
-                }
+                    None => false,
+                },
+                FieldRole::Identifier | FieldRole::Ignore => false,
             };
             if encoded {
                 cols[f.width - 1] = 0.0;
@@ -625,7 +923,8 @@ impl Vectorizer {
 
     /// Per-field attributions of `record`, from per-column contributions (as
     /// [`IsolationForest::attributions`](crate::IsolationForest::attributions) gives them), most important first,
-    /// followed by fields the schema never saw.
+    /// followed by identifiers (not scored) and fields the schema does not hold (at most [`MAX_LISTED_FIELDS`],
+    /// then one line counting the rest). Ignored fields are not mentioned.
     ///
     /// # Errors
     /// [`Error::DimensionMismatch`] if `column_contributions` is not one per column; as
@@ -644,47 +943,82 @@ impl Vectorizer {
         let (_, notes) = self.transform(record)?;
         let mut leaves = Vec::new();
         flatten_into(record, &self.params.limits, &mut leaves)?;
+        let values: HashMap<&str, &Leaf<'_>> =
+            leaves.iter().map(|(p, l)| (p.as_ref(), l)).collect();
         let value_of = |path: &str| -> Option<Value> {
-            leaves
-                .iter()
-                .find(|(p, _)| p == path)
-                .and_then(|(_, l)| match *l {
-                    Leaf::Null => None,
-                    Leaf::Bool(b) => Some(Value::Bool(b)),
-                    Leaf::Number(v) => serde_json::Number::from_f64(v).map(Value::Number),
-                    Leaf::String(s) => Some(Value::String(s.to_string())),
-                })
-        };
-        let mut out: Vec<FieldAttribution> = self
-            .fields
-            .iter()
-            .map(|f| {
-                let contribution = column_contributions[f.offset..f.offset + f.width]
-                    .iter()
-                    .sum();
-                let value = value_of(&f.path);
-                let (description, unusual) = self.describe(f, value.as_ref(), &notes);
-                FieldAttribution {
-                    field: f.path.clone(),
-                    contribution,
-                    value,
-                    description,
-                    unusual,
+            values.get(path).and_then(|l| match **l {
+                Leaf::Null => None,
+                Leaf::Bool(b) => Some(Value::Bool(b)),
+                // Whole numbers read back as integers (`601`, not `601.0`).
+                Leaf::Number(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => {
+                    Some(Value::from(v as i64))
                 }
+                Leaf::Number(v) => serde_json::Number::from_f64(v).map(Value::Number),
+                Leaf::String(s) => Some(Value::String(s.to_string())),
             })
-            .collect();
+        };
+        let mut out: Vec<FieldAttribution> = Vec::with_capacity(self.fields.len());
+        let mut identifiers = Vec::new();
+        for f in &self.fields {
+            match f.role {
+                FieldRole::Ignore => continue,
+                FieldRole::Identifier => {
+                    if let Some(value) = value_of(&f.path) {
+                        identifiers.push(FieldAttribution {
+                            field: f.path.clone(),
+                            contribution: 0.0,
+                            description: format!("`{}` = {value} (identifier, not scored)", f.path),
+                            value: Some(value),
+                            unusual: false,
+                        });
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let contribution = column_contributions[f.offset..f.offset + f.width]
+                .iter()
+                .sum();
+            let value = value_of(&f.path);
+            let (description, unusual) = self.describe(f, value.as_ref(), &notes);
+            out.push(FieldAttribution {
+                field: f.path.clone(),
+                contribution,
+                value,
+                description,
+                unusual,
+            });
+        }
         out.sort_by(|a, b| {
             b.contribution
                 .total_cmp(&a.contribution)
                 .then_with(|| a.field.cmp(&b.field))
         });
+        out.extend(identifiers);
         for path in &notes.unseen_fields {
+            let left_out = self.left_out.sample.iter().any(|p| p == path);
             out.push(FieldAttribution {
                 field: path.clone(),
                 contribution: 0.0,
                 value: value_of(path),
-                description: format!("new field `{path}`"),
-                unusual: true,
+                description: if left_out {
+                    format!("`{path}` is left out of the schema (its column cap)")
+                } else {
+                    format!("new field `{path}`")
+                },
+                unusual: !left_out,
+            });
+        }
+        if notes.more_unseen_fields > 0 {
+            out.push(FieldAttribution {
+                field: String::new(),
+                contribution: 0.0,
+                value: None,
+                description: format!(
+                    "{} more fields the schema does not hold",
+                    fmt_num(notes.more_unseen_fields as f64)
+                ),
+                unusual: false,
             });
         }
         Ok(out)
@@ -716,8 +1050,8 @@ impl Vectorizer {
             );
             return (text, true);
         }
-        match f.kind {
-            FieldKind::Category => {
+        match f.role {
+            FieldRole::Category => {
                 let t = match value {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
@@ -735,57 +1069,93 @@ impl Vectorizer {
                     }
                 }
             }
-            FieldKind::Number | FieldKind::Bool => {
+            FieldRole::Measurement => {
                 let v = match value {
                     Value::Bool(b) => *b as u8 as f64,
                     Value::Number(n) => n.as_f64().unwrap_or(0.0),
                     Value::String(s) => match interpret_str(s) {
                         Typed::Number(v) => v,
+                        Typed::DateTime(m) => m.epoch_seconds,
                         _ => return (format!("`{p}` = {value}"), false),
                     },
                     _ => return (format!("`{p}` = {value}"), false),
                 };
-                let a = Attribution {
-                    feature: f.offset,
-                    name: Some(p.clone()),
-                    value: v,
-                    contribution: 0.0,
-                    typical_low: f.typical.0,
-                    typical_high: f.typical.1,
-                };
-                (describe_attribution(&a), a.is_atypical())
+                self.describe_number(f, v, p)
             }
-            FieldKind::DateTime => {
+            FieldRole::Text => {
+                let len = match value {
+                    Value::String(s) => s.chars().count(),
+                    other => other.to_string().chars().count(),
+                };
+                let (lo, hi) = f.typical;
+                let (where_, unusual) = if (len as f64) < lo {
+                    ("below", true)
+                } else if (len as f64) > hi {
+                    ("above", true)
+                } else {
+                    ("within", false)
+                };
+                (
+                    format!(
+                        "`{p}` is {} characters long, {where_} the typical {}–{}",
+                        fmt_num(len as f64),
+                        fmt_num(lo),
+                        fmt_num(hi)
+                    ),
+                    unusual,
+                )
+            }
+            FieldRole::Timestamp => {
                 let m = match value {
                     Value::String(s) => super::kind::parse_moment(s.trim()),
-                    Value::Number(n) => n.as_f64().map(moment_of_epoch),
+                    Value::Number(n) => n
+                        .as_f64()
+                        .map(|v| moment_of_number(v, self.timestamp_epoch)),
                     _ => None,
                 };
-                match m {
-                    Some(m) => {
-                        let (lo, hi) = (date(f.typical.0), date(f.typical.1));
-                        let (when, outside) = if m.epoch_seconds < f.typical.0 {
-                            (format!("before the typical {lo} to {hi}"), true)
-                        } else if m.epoch_seconds > f.typical.1 {
-                            (format!("after the typical {lo} to {hi}"), true)
-                        } else {
-                            (format!("within the typical {lo} to {hi}"), false)
-                        };
-                        let minutes = (m.hour * 60.0) as u32;
-                        (
-                            format!(
-                                "`{p}` = {value} (at {:02}:{:02}) is {when}",
-                                minutes / 60,
-                                minutes % 60
-                            ),
-                            outside,
-                        )
-                    }
-                    None => (format!("`{p}` = {value}"), false),
+                let Some(m) = m else {
+                    return (format!("`{p}` = {value}"), false);
+                };
+                let minutes = (m.hour * 60.0) as u32;
+                let at = format!(
+                    "at {:02}:{:02} on a {}",
+                    minutes / 60,
+                    minutes % 60,
+                    WEEKDAYS[m.weekday as usize % 7]
+                );
+                if !self.timestamp_epoch {
+                    return (format!("`{p}` = {value} ({at})"), false);
                 }
+                let (lo, hi) = (date(f.typical.0), date(f.typical.1));
+                let (when, outside) = if m.epoch_seconds < f.typical.0 {
+                    (format!("before the typical {lo} to {hi}"), true)
+                } else if m.epoch_seconds > f.typical.1 {
+                    (format!("after the typical {lo} to {hi}"), true)
+                } else {
+                    (format!("within the typical {lo} to {hi}"), false)
+                };
+                (format!("`{p}` = {value} ({at}) is {when}"), outside)
             }
-            FieldKind::Null => (format!("`{p}` = {value} where only nulls were seen"), true),
+            FieldRole::Identifier | FieldRole::Ignore => (format!("`{p}` = {value}"), false),
         }
+    }
+
+    fn describe_number(&self, f: &FieldSpec, v: f64, p: &str) -> (String, bool) {
+        if f.kind == FieldKind::Null {
+            return (
+                format!("`{p}` = {} where only nulls were seen", fmt_num(v)),
+                true,
+            );
+        }
+        let a = Attribution {
+            feature: f.offset,
+            name: Some(p.to_string()),
+            value: v,
+            contribution: 0.0,
+            typical_low: f.typical.0,
+            typical_high: f.typical.1,
+        };
+        (describe_attribution(&a), a.is_atypical())
     }
 
     /// Checks a vectoriser restored from bytes.
@@ -797,14 +1167,7 @@ impl Vectorizer {
             }
         }
         for f in &self.fields {
-            let expected = match f.kind {
-                FieldKind::Number | FieldKind::Bool => 2,
-                FieldKind::DateTime => 6,
-                FieldKind::Category => {
-                    self.params.hash_width + usize::from(self.params.frequency_encoding) + 1
-                }
-                FieldKind::Null => 1,
-            };
+            let expected = column_count(f.role, f.kind, &self.params, self.timestamp_epoch);
             if f.offset != offset || f.width != expected {
                 return Err(format!("field `{}` has an inconsistent layout", f.path));
             }
@@ -816,7 +1179,7 @@ impl Vectorizer {
         {
             return Err("vectoriser width is inconsistent".into());
         }
-        if self.params.hash_width == 0
+        if self.params.validate().is_err()
             || self
                 .scale
                 .iter()
@@ -827,6 +1190,16 @@ impl Vectorizer {
         Ok(())
     }
 }
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 fn kind_phrase(k: FieldKind) -> &'static str {
     match k {
@@ -852,6 +1225,16 @@ fn date(epoch: f64) -> String {
         .unwrap_or_else(|| fmt_num(epoch))
 }
 
+/// The moment of a number taken as a Unix time: seconds, or milliseconds from 10¹¹ on (the year 5138 in seconds)
+/// — except in the version 1 layout, which always read seconds.
+fn moment_of_number(v: f64, version_1: bool) -> Moment {
+    if !version_1 && v.abs() >= 1e11 {
+        moment_of_epoch(v / 1_000.0)
+    } else {
+        moment_of_epoch(v)
+    }
+}
+
 fn moment_of_epoch(epoch: f64) -> Moment {
     let secs = epoch.rem_euclid(86_400.0);
     let days = (epoch / 86_400.0).floor();
@@ -861,16 +1244,6 @@ fn moment_of_epoch(epoch: f64) -> Moment {
         // 1970-01-01 was a Thursday (Monday = 0).
         weekday: ((days + 3.0).rem_euclid(7.0)) as u32,
     }
-}
-
-fn write_moment(cols: &mut [f64], m: &Moment) {
-    let (hs, hc) = m.hour_cycle();
-    let (ws, wc) = m.weekday_cycle();
-    cols[0] = m.epoch_seconds;
-    cols[1] = hs;
-    cols[2] = hc;
-    cols[3] = ws;
-    cols[4] = wc;
 }
 
 #[cfg(test)]
@@ -931,7 +1304,10 @@ mod tests {
         assert_eq!(col("amount"), 42.0, "numeric strings are numbers");
         assert_eq!(col("amount.missing"), 0.0);
         assert_eq!(col("express"), 1.0);
-        assert_eq!(col("created_at.epoch"), 1_709_647_200.0);
+        assert!(
+            !names.iter().any(|n| n.ends_with(".epoch")),
+            "no time line: {names:?}"
+        );
         assert!(
             (col("created_at.hour_sin") - (14.0f64 / 24.0 * std::f64::consts::TAU).sin()).abs()
                 < 1e-12
@@ -1044,5 +1420,141 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn roles_decide_columns_and_identifiers_stay_in_explanations() {
+        let records: Vec<Value> = (0..200)
+            .map(|i| {
+                json!({
+                    "id": i + 1,
+                    "ref": format!("{i:08x}-1234-4abc-8def-0123456789ab"),
+                    "amount": 10.0 + (i % 50) as f64,
+                    "note": format!("customer {i} asked for a refund"),
+                    "created_at": format!("2024-03-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24),
+                })
+            })
+            .collect();
+        let v = VectorizerParams::new().fit(&records).unwrap();
+        let role = |p: &str| v.fields().iter().find(|f| f.path == p).unwrap().role;
+        assert_eq!(role("id"), FieldRole::Identifier);
+        assert_eq!(role("ref"), FieldRole::Identifier);
+        assert_eq!(role("amount"), FieldRole::Measurement);
+        assert_eq!(role("note"), FieldRole::Text);
+        assert_eq!(role("created_at"), FieldRole::Timestamp);
+        let names = v.feature_names();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("id") || n.starts_with("ref")),
+            "{names:?}"
+        );
+        assert!(names.contains(&"note.length".to_string()), "{names:?}");
+        let rule = &v.fields().iter().find(|f| f.path == "id").unwrap().rule;
+        assert!(
+            rule.contains("sequence") || rule.contains("identifier"),
+            "{rule}"
+        );
+        // A new id is neither unusual nor a new field; it is shown in the explanation.
+        let odd = json!({"id": 100_000, "ref": "ffffffff-1234-4abc-8def-0123456789ab", "amount": 30.0,
+            "note": "customer 7 asked for a refund", "created_at": "2024-03-05T10:00:00Z"});
+        let (x, notes) = v.transform(&odd).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(x.len(), v.n_features());
+        let fields = v.explain_fields(&odd, &vec![0.0; v.n_features()]).unwrap();
+        let id = fields.iter().find(|f| f.field == "id").unwrap();
+        assert_eq!(id.description, "`id` = 100000 (identifier, not scored)");
+        assert!(!id.unusual);
+    }
+
+    #[test]
+    fn pinned_roles_win() {
+        let mut pins = FieldRoles::new();
+        pins.insert("amount".into(), FieldRole::Ignore);
+        pins.insert("express".into(), FieldRole::Category);
+        let v = VectorizerParams::new()
+            .field_roles(pins)
+            .fit(&training())
+            .unwrap();
+        let spec = |p: &str| v.fields().iter().find(|f| f.path == p).unwrap().clone();
+        assert_eq!(spec("amount").role, FieldRole::Ignore);
+        assert_eq!(spec("amount").rule, "pinned");
+        assert_eq!(spec("amount").width, 0);
+        assert_eq!(spec("express").role, FieldRole::Category);
+        let names = v.feature_names();
+        assert!(!names.iter().any(|n| n.starts_with("amount")), "{names:?}");
+        assert!(names.contains(&"express#0".to_string()), "{names:?}");
+        let fields = v
+            .explain_fields(
+                &json!({"amount": 5, "express": true}),
+                &vec![0.0; v.n_features()],
+            )
+            .unwrap();
+        assert!(
+            !fields.iter().any(|f| f.field == "amount"),
+            "ignored fields are not mentioned"
+        );
+    }
+
+    #[test]
+    fn the_column_cap_keeps_the_most_frequent_fields() {
+        // Every record has `a` and `b`, and 500 fields of its own.
+        let records: Vec<Value> = (0..20)
+            .map(|i| {
+                let mut m = serde_json::Map::new();
+                m.insert("a".into(), json!(i % 3));
+                m.insert("b".into(), json!(["x", "y"][i % 2]));
+                for j in 0..500 {
+                    m.insert(format!("f{i}_{j}"), json!(j));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        let v = VectorizerParams::new()
+            .max_columns(40)
+            .fit(&records)
+            .unwrap();
+        assert!(v.n_features() <= 40, "{}", v.n_features());
+        let kept: Vec<&str> = v.fields().iter().map(|f| f.path.as_str()).collect();
+        assert!(kept.contains(&"a") && kept.contains(&"b"), "{kept:?}");
+        assert_eq!(v.left_out().total, 20 * 500 + 2 - kept.len());
+        assert_eq!(v.left_out().sample.len(), MAX_LISTED_FIELDS);
+        let (_, notes) = v.transform(&records[0]).unwrap();
+        assert_eq!(notes.unseen_total(), 502 - kept.len());
+        assert_eq!(notes.unseen_fields.len(), MAX_LISTED_FIELDS);
+        let fields = v
+            .explain_fields(&records[0], &vec![0.0; v.n_features()])
+            .unwrap();
+        assert!(
+            fields.len() <= kept.len() + MAX_LISTED_FIELDS + 1,
+            "{}",
+            fields.len()
+        );
+        assert!(
+            fields.last().unwrap().description.contains("more fields"),
+            "{:?}",
+            fields.last()
+        );
+        assert!(matches!(
+            VectorizerParams::new().max_columns(0).fit(&records),
+            Err(Error::InvalidParameter { .. })
+        ));
+    }
+
+    #[test]
+    fn repeated_rows_do_not_hide_identifiers() {
+        // The same 40 rows returned five times over: `id` still has one value per distinct row.
+        let rows: Vec<Value> = (0..40)
+            .map(|i| json!({"id": 1000 + i * 7, "amount": (i % 9) as f64}))
+            .collect();
+        let records: Vec<Value> = (0..5).flat_map(|_| rows.clone()).collect();
+        let v = VectorizerParams::new().fit(&records).unwrap();
+        assert_eq!(v.fields()[1].path, "id");
+        assert_eq!(
+            v.fields()[1].role,
+            FieldRole::Identifier,
+            "{}",
+            v.fields()[1].rule
+        );
     }
 }

@@ -113,14 +113,23 @@ pub struct NumericStats {
 }
 
 impl NumericStats {
+    /// The summary of moments `m` and a sample kept sorted (one that is not, as a deserialised older one may be, is
+    /// sorted here).
     fn from_parts(m: &Moments, sample: &[f64]) -> Option<Self> {
         if m.count == 0 || sample.is_empty() {
             return None;
         }
-        let mut sorted = sample.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        let copy;
+        let sorted = if sample.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+            sample
+        } else {
+            let mut s = sample.to_vec();
+            s.sort_by(f64::total_cmp);
+            copy = s;
+            &copy
+        };
         let mut quantiles: Vec<f64> = (0..QUANTILE_POINTS)
-            .map(|i| crate::forest::percentile_sorted(&sorted, i as f64 * 5.0))
+            .map(|i| crate::forest::percentile_sorted(sorted, i as f64 * 5.0))
             .collect();
         quantiles[0] = m.min;
         quantiles[QUANTILE_POINTS - 1] = m.max;
@@ -342,7 +351,9 @@ impl<'a> FieldAccumulator<'a> {
         }
     }
 
-    pub(crate) fn finish(self, n_records: u64) -> FieldStats {
+    pub(crate) fn finish(mut self, n_records: u64) -> FieldStats {
+        // The sample is kept sorted: quantiles and merges read it without sorting again.
+        self.sample.sort_by(f64::total_cmp);
         let mut tracked: Vec<Tracked> = self
             .categories
             .into_iter()

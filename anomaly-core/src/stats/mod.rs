@@ -35,6 +35,12 @@
 //! | top values | exact | counts summed over each side's 64 most frequent values: exact while every batch had at most 64 distinct category values, lower bounds otherwise |
 //!
 //! Everything is deterministic: the same records in the same order give the same statistics bit for bit.
+//!
+//! # Bounds
+//! A field's statistics are bounded (the sketches above), and so is the number of fields: at most
+//! [`DatasetStats::max_fields`] ([`DEFAULT_MAX_FIELDS`] unless set), the most frequent of a batch, and in a merged
+//! history the first that came; the others are counted in [`DatasetStats::fields_left_out`]. Records with thousands
+//! of distinct field names cost a bounded summary.
 //! Distribution comparisons are estimated from the 21 quantiles; see [`DatasetStats::compare`].
 
 mod compare;
@@ -42,7 +48,8 @@ pub(crate) mod distribution;
 mod field;
 mod sketch;
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,12 +65,35 @@ use crate::records::flatten::{self, Limits};
 use crate::records::kind;
 use field::FieldAccumulator;
 
+/// Fields a [`DatasetStats`] keeps unless told otherwise.
+pub const DEFAULT_MAX_FIELDS: usize = 1_000;
+
+fn default_max_fields() -> usize {
+    DEFAULT_MAX_FIELDS
+}
+
 /// Statistics of a set of JSON records: one batch, or a history of merged batches.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetStats {
     n_records: u64,
     n_batches: u64,
     fields: BTreeMap<String, FieldStats>,
+    #[serde(default)]
+    fields_left_out: u64,
+    #[serde(default = "default_max_fields")]
+    max_fields: usize,
+}
+
+impl Default for DatasetStats {
+    fn default() -> Self {
+        DatasetStats {
+            n_records: 0,
+            n_batches: 0,
+            fields: BTreeMap::new(),
+            fields_left_out: 0,
+            max_fields: DEFAULT_MAX_FIELDS,
+        }
+    }
 }
 
 impl DatasetStats {
@@ -72,59 +102,104 @@ impl DatasetStats {
         Self::default()
     }
 
+    /// Keeps at most `n` fields (at least 1) from now on: merges add no field beyond them.
+    pub fn with_max_fields(mut self, n: usize) -> Self {
+        self.max_fields = n.max(1);
+        self
+    }
+
+    /// Fields kept at most.
+    pub fn max_fields(&self) -> usize {
+        self.max_fields
+    }
+
+    /// Field occurrences left out by the field cap (a field left out of several batches counts once per batch).
+    pub fn fields_left_out(&self) -> u64 {
+        self.fields_left_out
+    }
+
     /// Statistics of one batch of records (each a JSON object); `n_batches` is 1. An empty slice is a batch of zero
-    /// records.
+    /// records. At most [`DEFAULT_MAX_FIELDS`] fields are kept, the most frequent.
     ///
     /// # Errors
     /// [`Error::InvalidRecord`] (naming the record's index) for a record that is not an object or exceeds `limits`.
-    pub fn from_records(records: &[Value], limits: &Limits) -> Result<Self> {
-        let mut acc: BTreeMap<String, FieldAccumulator<'_>> = BTreeMap::new();
-        let mut leaves = Vec::new();
-        let mut buf = String::new();
-        for (i, record) in records.iter().enumerate() {
-            flatten::flatten_into(record, limits, &mut leaves).map_err(|e| match e {
-                Error::InvalidRecord { reason } => Error::InvalidRecord {
-                    reason: format!("record {i}: {reason}"),
-                },
-                other => other,
-            })?;
-            // A path can repeat (a key `a.b` next to an object `a` with a key `b`): the first value counts.
-            leaves.sort_by(|a, b| a.0.cmp(&b.0));
-            leaves.dedup_by(|a, b| a.0 == b.0);
-            for (path, leaf) in leaves.drain(..) {
-                let typed = kind::interpret(&leaf);
-                let path: &str = &path;
-                let field = match acc.get_mut(path) {
-                    Some(f) => f,
-                    None => acc
-                        .entry(path.to_string())
-                        .or_insert_with(|| FieldAccumulator::new(path)),
-                };
-                field.push(&leaf, &typed, &mut buf);
+    pub fn from_records<R: Borrow<Value>>(records: &[R], limits: &Limits) -> Result<Self> {
+        Self::from_records_capped(records, limits, DEFAULT_MAX_FIELDS)
+    }
+
+    /// [`from_records`](Self::from_records) keeping at most `max_fields` fields (at least 1): when the records
+    /// hold more, the most frequent (ties by path), and the others counted in
+    /// [`fields_left_out`](Self::fields_left_out).
+    ///
+    /// # Errors
+    /// As [`from_records`](Self::from_records).
+    pub fn from_records_capped<R: Borrow<Value>>(
+        records: &[R],
+        limits: &Limits,
+        max_fields: usize,
+    ) -> Result<Self> {
+        let max_fields = max_fields.max(1);
+        // Usually every field fits, and one pass does; a batch with more fields than twice the cap is counted
+        // first, then summarised on its most frequent fields only.
+        match accumulate(records, limits, None, 2 * max_fields)? {
+            Some(stats) if stats.fields.len() <= max_fields => {
+                Ok(stats.with_max_fields(max_fields))
+            }
+            _ => {
+                let mut counts: HashMap<String, u64> = HashMap::new();
+                let mut leaves = Vec::new();
+                for (i, record) in records.iter().enumerate() {
+                    flatten::flatten_into(record.borrow(), limits, &mut leaves)
+                        .map_err(|e| at(i, e))?;
+                    for (path, _) in &leaves {
+                        match counts.get_mut(path.as_ref()) {
+                            Some(c) => *c += 1,
+                            None => {
+                                counts.insert(path.to_string(), 1);
+                            }
+                        }
+                    }
+                }
+                let mut by_count: Vec<(String, u64)> = counts.into_iter().collect();
+                by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let left_out = by_count.len().saturating_sub(max_fields) as u64;
+                let keep: HashSet<String> = by_count
+                    .into_iter()
+                    .take(max_fields)
+                    .map(|(p, _)| p)
+                    .collect();
+                let mut stats = accumulate(records, limits, Some(&keep), usize::MAX)?
+                    .unwrap_or_default()
+                    .with_max_fields(max_fields);
+                stats.fields_left_out = left_out;
+                Ok(stats)
             }
         }
-        let n_records = records.len() as u64;
-        Ok(DatasetStats {
-            n_records,
-            n_batches: 1,
-            fields: acc
-                .into_iter()
-                .map(|(path, f)| (path, f.finish(n_records)))
-                .collect(),
-        })
+    }
+
+    /// Adds `other`'s records to `self`'s batches without counting a batch more: `other` holds more records of the
+    /// same batch (the engine summarises a batch's normal and flagged records apart, then puts them together).
+    pub(crate) fn merge_same_batch(&mut self, other: &DatasetStats) {
+        let batches = self.n_batches.max(other.n_batches);
+        self.merge(other);
+        self.n_batches = batches;
     }
 
     /// Adds `other`'s records to `self`, as if both had been computed from all of them; batch counts add up so
     /// [`typical_batch_size`](Self::typical_batch_size) stays meaningful. See the module docs for what stays exact.
+    /// Fields beyond `self`'s [`max_fields`](Self::max_fields) are counted, not added.
     pub fn merge(&mut self, other: &DatasetStats) {
         self.n_records = self.n_records.saturating_add(other.n_records);
         self.n_batches = self.n_batches.saturating_add(other.n_batches);
+        self.fields_left_out = self.fields_left_out.saturating_add(other.fields_left_out);
         for (path, theirs) in &other.fields {
+            let room = self.fields.len() < self.max_fields;
             match self.fields.get_mut(path) {
                 Some(ours) => ours.absorb(theirs, path),
-                None => {
+                None if room => {
                     self.fields.insert(path.clone(), theirs.clone());
                 }
+                None => self.fields_left_out = self.fields_left_out.saturating_add(1),
             }
         }
         for f in self.fields.values_mut() {
@@ -192,6 +267,61 @@ impl DatasetStats {
         }
         v
     }
+}
+
+fn at(i: usize, e: Error) -> Error {
+    match e {
+        Error::InvalidRecord { reason } => Error::InvalidRecord {
+            reason: format!("record {i}: {reason}"),
+        },
+        other => other,
+    }
+}
+
+/// One pass over `records`, on the fields in `keep` (or all); `None` as soon as more than `give_up` fields appear.
+fn accumulate<'a, R: Borrow<Value>>(
+    records: &'a [R],
+    limits: &Limits,
+    keep: Option<&HashSet<String>>,
+    give_up: usize,
+) -> Result<Option<DatasetStats>> {
+    let mut acc: BTreeMap<String, FieldAccumulator<'a>> = BTreeMap::new();
+    let mut leaves = Vec::new();
+    let mut buf = String::new();
+    for (i, record) in records.iter().enumerate() {
+        flatten::flatten_into(record.borrow(), limits, &mut leaves).map_err(|e| at(i, e))?;
+        // A path can repeat (a key `a.b` next to an object `a` with a key `b`): the first value counts.
+        leaves.sort_by(|a, b| a.0.cmp(&b.0));
+        leaves.dedup_by(|a, b| a.0 == b.0);
+        for (path, leaf) in leaves.drain(..) {
+            let path: &str = &path;
+            if keep.is_some_and(|k| !k.contains(path)) {
+                continue;
+            }
+            let typed = kind::interpret(&leaf);
+            let field = match acc.get_mut(path) {
+                Some(f) => f,
+                None => {
+                    if acc.len() >= give_up {
+                        return Ok(None);
+                    }
+                    acc.entry(path.to_string())
+                        .or_insert_with(|| FieldAccumulator::new(path))
+                }
+            };
+            field.push(&leaf, &typed, &mut buf);
+        }
+    }
+    let n_records = records.len() as u64;
+    Ok(Some(DatasetStats {
+        n_records,
+        n_batches: 1,
+        fields: acc
+            .into_iter()
+            .map(|(path, f)| (path, f.finish(n_records)))
+            .collect(),
+        ..DatasetStats::default()
+    }))
 }
 
 #[cfg(test)]

@@ -158,13 +158,14 @@ pub(crate) fn reservoir_push(
 
 /// A uniform sample of the union of two populations from uniform samples of each.
 ///
-/// When both samples hold their whole population and the union fits, the result is their concatenation (exact).
+/// When both samples hold their whole population and the union fits, the result is their union (exact). Samples are
+/// kept sorted, so the quantiles are read without sorting again.
 /// Otherwise [`SAMPLE_CAP`] slots are split between the two sides by sequential draws without replacement from the
 /// populations (a hypergeometric split), and each side's share is drawn uniformly from its sample.
 pub(crate) fn merge_samples(a: &[f64], n_a: u64, b: &[f64], n_b: u64, path: &str) -> Vec<f64> {
     let complete = a.len() as u64 == n_a && b.len() as u64 == n_b;
     if complete && a.len() + b.len() <= SAMPLE_CAP {
-        return a.iter().chain(b).copied().collect();
+        return merge_sorted(a, b);
     }
     let seed = SEED ^ hash64(path.as_bytes()) ^ mix(n_a) ^ mix(n_b.rotate_left(17) ^ 0x9e37);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -185,6 +186,32 @@ pub(crate) fn merge_samples(a: &[f64], n_a: u64, b: &[f64], n_b: u64, path: &str
     }
     let mut out = choose(a, take_a, &mut rng);
     out.extend(choose(b, take_b, &mut rng));
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// The values of two samples in one sorted sample (each sorted already, or sorted here).
+fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let sorted = |v: &[f64]| v.is_sorted_by(|x, y| x.total_cmp(y).is_le());
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    if !(sorted(a) && sorted(b)) {
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        out.sort_by(f64::total_cmp);
+        return out;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].total_cmp(&b[j]).is_le() {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
     out
 }
 

@@ -561,3 +561,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_field_cap_keeps_the_most_frequent_fields_and_counts_the_rest() {
+    // Every record has `a` and `b`, and 300 fields of its own.
+    let records: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut m = serde_json::Map::new();
+            m.insert("a".into(), json!(i));
+            m.insert("b".into(), json!("x"));
+            for j in 0..300 {
+                m.insert(format!("f{i}_{j}"), json!(j));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let s = DatasetStats::from_records_capped(&records, &Limits::default(), 50).unwrap();
+    assert_eq!(s.fields().len(), 50);
+    assert!(s.field("a").is_some() && s.field("b").is_some());
+    assert_eq!(s.fields_left_out(), 3_002 - 50);
+    // A merged history keeps the fields it had, and counts new ones beyond the cap.
+    let mut h = DatasetStats::new().with_max_fields(50);
+    h.merge(&s);
+    let other = DatasetStats::from_records(&[json!({"z": 1})], &Limits::default()).unwrap();
+    h.merge(&other);
+    assert_eq!(h.fields().len(), 50);
+    assert!(h.field("z").is_none());
+    assert_eq!(h.fields_left_out(), 3_002 - 50 + 1);
+    // Under the cap, one pass gives what it always gave.
+    let few = [json!({"a": 1}), json!({"a": 2, "b": "x"})];
+    let capped = DatasetStats::from_records_capped(&few, &Limits::default(), 50).unwrap();
+    assert_eq!(capped.fields().len(), 2);
+    assert_eq!(capped.fields_left_out(), 0);
+}

@@ -5,9 +5,10 @@ use std::sync::{Arc, Barrier};
 
 use anomaly_core::drift::DriftParams;
 use anomaly_core::engine::{
-    Engine, EngineParams, InMemoryPersistence, ModelMeta, Outcome, Persistence, StoredModel,
-    TrainReason,
+    Engine, EngineParams, InMemoryPersistence, ModelMetadata, ModelVersion, Outcome, Persistence,
+    SavedModel, TrainReason,
 };
+use anomaly_core::records::role::{FieldRole, FieldRoles};
 use anomaly_core::{Contamination, Error, IsolationForestParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,7 +52,7 @@ fn learns_then_trains_then_scores() {
         );
     }
     engine.observe("q", &data[99]).unwrap();
-    let info = engine.model_info("q").unwrap();
+    let info = engine.model_info("q").unwrap().unwrap();
     assert_eq!(info.version, 1);
     assert_eq!(info.trained_on, 100);
     assert_eq!(info.reason, TrainReason::FirstModel);
@@ -97,11 +98,11 @@ fn flags_and_explains_in_field_names() {
 fn retrains_after_new_records_with_a_new_version() {
     let engine = Engine::in_memory(params().retrain_every(200)).unwrap();
     engine.observe_many("q", &orders(100, 3, 100.0)).unwrap();
-    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 1);
     engine.observe_many("q", &orders(199, 4, 100.0)).unwrap();
-    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 1);
     engine.observe("q", &orders(1, 5, 100.0)[0]).unwrap();
-    let info = engine.model_info("q").unwrap();
+    let info = engine.model_info("q").unwrap().unwrap();
     assert_eq!(
         (info.version, info.trained_on, info.reason),
         (2, 300, TrainReason::NewRecords)
@@ -111,7 +112,7 @@ fn retrains_after_new_records_with_a_new_version() {
         versions.iter().map(|m| m.version).collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(engine.stats("q").trainings, 2);
+    assert_eq!(engine.stats("q").unwrap().trainings, 2);
 }
 
 #[test]
@@ -119,31 +120,32 @@ fn automatic_retrains_wait_for_the_minimum_interval() {
     let engine = Engine::in_memory(
         params()
             .retrain_every(100)
+            .stale_growth(0.0)
             .min_retrain_interval(std::time::Duration::from_secs(2)),
     )
     .unwrap();
     engine.observe_many("q", &orders(100, 3, 100.0)).unwrap();
     assert_eq!(
-        engine.model_info("q").unwrap().version,
+        engine.model_info("q").unwrap().unwrap().version,
         1,
         "the first model is not held back"
     );
     // Ten retrains' worth of records at once: none before the interval has passed.
     engine.observe_many("q", &orders(1_000, 4, 100.0)).unwrap();
-    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 1);
     std::thread::sleep(std::time::Duration::from_millis(2_100));
     engine.observe("q", &orders(1, 5, 100.0)[0]).unwrap();
-    let info = engine.model_info("q").unwrap();
+    let info = engine.model_info("q").unwrap().unwrap();
     assert_eq!((info.version, info.reason), (2, TrainReason::NewRecords));
     engine.observe_many("q", &orders(500, 6, 100.0)).unwrap();
     assert_eq!(
-        engine.model_info("q").unwrap().version,
+        engine.model_info("q").unwrap().unwrap().version,
         2,
         "the interval starts again"
     );
     // A requested retrain is not limited.
     engine.train("q").unwrap();
-    assert_eq!(engine.model_info("q").unwrap().version, 3);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 3);
 }
 
 #[test]
@@ -158,10 +160,11 @@ fn history_is_capped_by_reservoir_sampling() {
     // Amounts encode arrival order; a uniform sample keeps early and late records alike.
     let records: Vec<Value> = (0..5_000).map(|i| json!({"amount": i})).collect();
     engine.observe_many("q", &records).unwrap();
-    let stats = engine.stats("q");
+    let stats = engine.stats("q").unwrap();
     assert_eq!((stats.history, stats.seen), (500, 5_000));
     let kept: Vec<i64> = engine
         .history("q")
+        .unwrap()
         .iter()
         .map(|r| r["amount"].as_i64().unwrap())
         .collect();
@@ -183,13 +186,26 @@ fn a_restart_keeps_models_and_history() {
     let before = first.score("q", &probe).unwrap();
     drop(first);
     let second = Engine::new(params(), store).unwrap();
+    // The forest's verdict is the same bits; the range rule reads a baseline rebuilt from the stored history.
+    let after = *second.score("q", &probe).unwrap().verdict().unwrap();
+    let before = *before.verdict().unwrap();
     assert_eq!(
-        second.score("q", &probe).unwrap(),
-        before,
+        (
+            after.score.to_bits(),
+            after.threshold.to_bits(),
+            after.model_version,
+            after.flagged_by.isolation_forest
+        ),
+        (
+            before.score.to_bits(),
+            before.threshold.to_bits(),
+            before.model_version,
+            before.flagged_by.isolation_forest
+        ),
         "same model version, same bits"
     );
-    assert_eq!(second.stats("q").history, 300);
-    assert_eq!(second.model_info("q").unwrap().version, 1);
+    assert_eq!(second.stats("q").unwrap().history, 300);
+    assert_eq!(second.model_info("q").unwrap().unwrap().version, 1);
 }
 
 #[test]
@@ -200,12 +216,13 @@ fn scoring_continues_on_the_old_model_during_a_retrain() {
                 .forest(IsolationForestParams::new().n_estimators(300))
                 .max_history(200_000)
                 .retrain_every(1_000_000)
+                .stale_growth(0.0)
                 .drift(None),
         )
         .unwrap(),
     );
     engine.observe_many("q", &orders(30_000, 7, 100.0)).unwrap();
-    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 1);
     let training = Arc::new(AtomicBool::new(true));
     let during = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(4));
@@ -279,7 +296,7 @@ fn many_threads_observe_many_keys() {
         engine.observe(key, &orders(1, 99, 100.0)[0]).unwrap();
     }
     for key in ["key0", "key1"] {
-        let s = engine.stats(key);
+        let s = engine.stats(key).unwrap();
         assert_eq!(s.seen, 801);
         assert!(s.trainings >= 2, "{key}: {s:?}");
         let versions = engine.persistence().model_versions(key).unwrap();
@@ -294,7 +311,7 @@ fn many_threads_observe_many_keys() {
 
 #[test]
 fn sensitivity_is_per_key_and_retrains() {
-    let engine = Engine::in_memory(params()).unwrap();
+    let engine = Engine::in_memory(params().stale_growth(0.0)).unwrap();
     let data = orders(400, 8, 100.0);
     engine.observe_many("a", &data).unwrap();
     engine.observe_many("b", &data).unwrap();
@@ -302,8 +319,8 @@ fn sensitivity_is_per_key_and_retrains() {
         .set_sensitivity("a", Contamination::Fraction(0.1))
         .unwrap();
     let (a, b) = (
-        engine.model_info("a").unwrap(),
-        engine.model_info("b").unwrap(),
+        engine.model_info("a").unwrap().unwrap(),
+        engine.model_info("b").unwrap().unwrap(),
     );
     assert_eq!((a.version, a.reason.clone()), (2, TrainReason::Sensitivity));
     assert_eq!(b.threshold, 0.5, "key b keeps the default");
@@ -335,25 +352,28 @@ fn drift_triggers_a_retrain() {
     )
     .unwrap();
     engine.observe_many("q", &orders(1_000, 9, 100.0)).unwrap();
-    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 1);
     // The same distribution: no retrain.
     engine.observe_many("q", &orders(1_000, 10, 100.0)).unwrap();
     assert_eq!(
-        engine.model_info("q").unwrap().version,
+        engine.model_info("q").unwrap().unwrap().version,
         1,
         "no drift on the same distribution"
     );
     // A level shift of amounts: drift, and a retrain that says why.
     engine.observe_many("q", &orders(1_000, 11, 160.0)).unwrap();
-    let info = engine.model_info("q").unwrap();
+    let info = engine.model_info("q").unwrap().unwrap();
     assert!(info.version >= 2);
     let versions = engine.persistence().model_versions("q").unwrap();
     assert!(
         versions
             .iter()
-            .any(|m| m.metrics["reason"]["reason"] == "drift"),
+            .any(|m| m.metadata.metrics["reason"]["reason"] == "drift"),
         "{:?}",
-        versions.iter().map(|m| &m.metrics).collect::<Vec<_>>()
+        versions
+            .iter()
+            .map(|m| &m.metadata.metrics)
+            .collect::<Vec<_>>()
     );
 }
 
@@ -374,100 +394,154 @@ fn hostile_records_are_refused_and_not_learnt() {
         engine.observe("q", &deep),
         Err(Error::InvalidRecord { .. })
     ));
-    assert_eq!(engine.stats("q").history, 0);
+    assert_eq!(engine.stats("q").unwrap().history, 0);
 }
 
-/// Persistence that always fails, as a database that is down.
-struct Down;
+fn refused() -> Error {
+    Error::Persistence {
+        reason: "connection refused".into(),
+    }
+}
+
+/// Persistence that fails every call, as a database that is down; with `reads`, it answers reads (empty) and fails
+/// only writes.
+struct Down {
+    reads: bool,
+}
 
 impl Persistence for Down {
-    fn append_history(&self, _: &str, _: &Value) -> anomaly_core::Result<()> {
-        Err(Error::Persistence {
-            reason: "connection refused".into(),
-        })
+    fn append_history(&self, _: &str, _: &[Value]) -> anomaly_core::Result<()> {
+        Err(refused())
     }
     fn load_history(&self, _: &str, _: usize) -> anomaly_core::Result<Vec<Value>> {
-        Err(Error::Persistence {
-            reason: "connection refused".into(),
-        })
+        if self.reads {
+            Ok(Vec::new())
+        } else {
+            Err(refused())
+        }
     }
     fn clear_history(&self, _: &str) -> anomaly_core::Result<usize> {
-        Err(Error::Persistence {
-            reason: "connection refused".into(),
-        })
+        Err(refused())
     }
-    fn save_model(&self, _: &str, _: &ModelMeta, _: &[u8]) -> anomaly_core::Result<u64> {
-        Err(Error::Persistence {
-            reason: "connection refused".into(),
-        })
+    fn save_model(
+        &self,
+        _: &str,
+        _: &str,
+        _: &ModelMetadata,
+        _: &[u8],
+    ) -> anomaly_core::Result<u64> {
+        Err(refused())
     }
-    fn load_model(&self, _: &str, _: Option<u64>) -> anomaly_core::Result<Option<StoredModel>> {
-        Err(Error::Persistence {
-            reason: "connection refused".into(),
-        })
+    fn load_model(&self, _: &str, _: Option<u64>) -> anomaly_core::Result<Option<SavedModel>> {
+        if self.reads { Ok(None) } else { Err(refused()) }
     }
-    fn model_versions(&self, _: &str) -> anomaly_core::Result<Vec<ModelMeta>> {
-        Err(Error::Persistence {
-            reason: "connection refused".into(),
-        })
+    fn model_versions(&self, _: &str) -> anomaly_core::Result<Vec<ModelVersion>> {
+        Err(refused())
     }
     fn keys(&self) -> anomaly_core::Result<Vec<String>> {
-        Err(Error::Persistence {
-            reason: "connection refused".into(),
-        })
+        Err(refused())
     }
 }
 
 #[test]
-fn a_failing_store_does_not_stop_detection() {
-    let engine = Engine::new(params(), Arc::new(Down)).unwrap();
+fn failing_writes_do_not_stop_detection() {
+    let engine = Engine::new(params(), Arc::new(Down { reads: true })).unwrap();
     let outcomes = engine.observe_many("q", &orders(150, 12, 100.0)).unwrap();
     assert!(
         outcomes.last().unwrap().verdict().is_some(),
         "trained and scoring in memory"
     );
-    let s = engine.stats("q");
+    let s = engine.stats("q").unwrap();
     assert!(s.persistence_failures >= 150, "{s:?}");
-    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 1);
 }
 
+/// A key whose store cannot be read is never started empty, whichever call comes first: its next model would
+/// supersede the stored one.
 #[test]
-fn load_keeps_no_key_it_cannot_read_and_loads_stored_keys() {
-    let down = Engine::new(params(), Arc::new(Down)).unwrap();
+fn an_unreadable_store_is_an_error_for_every_entry_point() {
+    let down = Engine::new(params(), Arc::new(Down { reads: false })).unwrap();
+    let record = orders(1, 1, 100.0).remove(0);
     assert!(matches!(down.load("q"), Err(Error::Persistence { .. })));
+    assert!(matches!(
+        down.observe("q", &record),
+        Err(Error::Persistence { .. })
+    ));
+    assert!(matches!(
+        down.observe_batch("q", std::slice::from_ref(&record)),
+        Err(Error::Persistence { .. })
+    ));
+    assert!(matches!(
+        down.score("q", &record),
+        Err(Error::Persistence { .. })
+    ));
+    assert!(matches!(
+        down.explain("q", &record),
+        Err(Error::Persistence { .. })
+    ));
+    assert!(matches!(
+        down.model_info("q"),
+        Err(Error::Persistence { .. })
+    ));
+    assert!(matches!(
+        down.statistics("q"),
+        Err(Error::Persistence { .. })
+    ));
+    assert!(matches!(down.history("q"), Err(Error::Persistence { .. })));
+    assert!(matches!(down.stats("q"), Err(Error::Persistence { .. })));
+    assert!(matches!(down.clear("q"), Err(Error::Persistence { .. })));
     assert!(
         down.keys().is_empty(),
         "the key is not kept: the next call tries again"
     );
+}
 
+#[test]
+fn load_and_every_entry_point_restore_stored_keys() {
     let store = Arc::new(InMemoryPersistence::new(10_000));
     let first = Engine::new(params(), store.clone()).unwrap();
     first.observe_many("q", &orders(150, 12, 100.0)).unwrap();
-    let second = Engine::new(params(), store).unwrap();
+    let second = Engine::new(params(), store.clone()).unwrap();
     assert!(second.load("q").unwrap(), "loaded now");
     assert!(!second.load("q").unwrap(), "held already");
-    assert_eq!(second.model_info("q").unwrap().version, 1);
-    assert_eq!(second.stats("q").history, 150);
+    assert_eq!(second.model_info("q").unwrap().unwrap().version, 1);
+    assert_eq!(second.stats("q").unwrap().history, 150);
+    // Whichever call comes first after a restart, the key resumes with its model, history and baseline.
+    let probe = orders(1, 13, 100.0).remove(0);
+    for first_call in ["model_info", "statistics", "history", "score", "explain"] {
+        let engine = Engine::new(params(), store.clone()).unwrap();
+        match first_call {
+            "model_info" => assert!(engine.model_info("q").unwrap().is_some()),
+            // The stored history less what the restored detectors flag.
+            "statistics" => {
+                let n = engine.statistics("q").unwrap().n_records();
+                assert!(n >= 100, "{n}");
+            }
+            "history" => assert!(engine.history("q").unwrap().len() >= 150),
+            "score" => assert!(engine.score("q", &probe).unwrap().verdict().is_some()),
+            _ => assert!(engine.explain("q", &probe).unwrap().is_some()),
+        }
+        let outcome = engine.observe("q", &probe).unwrap();
+        assert_eq!(
+            outcome.verdict().map(|v| v.model_version),
+            Some(1),
+            "after {first_call}"
+        );
+        assert_eq!(engine.totals().restored, 1);
+    }
 }
 
-/// In-memory persistence that counts how history reaches it.
+/// In-memory persistence that counts the calls that append history.
 #[derive(Default)]
 struct Counting {
     inner: InMemoryPersistence,
-    single: AtomicUsize,
-    batched: AtomicUsize,
+    appends: AtomicUsize,
 }
 
 impl Persistence for Counting {
-    fn append_history(&self, key: &str, record: &Value) -> anomaly_core::Result<()> {
-        self.single.fetch_add(1, Ordering::Relaxed);
-        self.inner.append_history(key, record)
-    }
-    fn append_history_many(&self, key: &str, records: &[Value]) -> anomaly_core::Result<()> {
-        self.batched.fetch_add(1, Ordering::Relaxed);
-        records
-            .iter()
-            .try_for_each(|r| self.inner.append_history(key, r))
+    fn append_history(&self, key: &str, records: &[Value]) -> anomaly_core::Result<()> {
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        self.inner.append_history(key, records)
     }
     fn load_history(&self, key: &str, limit: usize) -> anomaly_core::Result<Vec<Value>> {
         self.inner.load_history(key, limit)
@@ -478,19 +552,20 @@ impl Persistence for Counting {
     fn save_model(
         &self,
         key: &str,
-        meta: &ModelMeta,
+        kind: &str,
+        metadata: &ModelMetadata,
         snapshot: &[u8],
     ) -> anomaly_core::Result<u64> {
-        self.inner.save_model(key, meta, snapshot)
+        self.inner.save_model(key, kind, metadata, snapshot)
     }
     fn load_model(
         &self,
         key: &str,
         version: Option<u64>,
-    ) -> anomaly_core::Result<Option<StoredModel>> {
+    ) -> anomaly_core::Result<Option<SavedModel>> {
         self.inner.load_model(key, version)
     }
-    fn model_versions(&self, key: &str) -> anomaly_core::Result<Vec<ModelMeta>> {
+    fn model_versions(&self, key: &str) -> anomaly_core::Result<Vec<ModelVersion>> {
         self.inner.model_versions(key)
     }
     fn keys(&self) -> anomaly_core::Result<Vec<String>> {
@@ -500,21 +575,12 @@ impl Persistence for Counting {
 
 #[test]
 fn observe_many_persists_its_records_in_one_call() {
-    // The engine holds an `Arc<dyn Persistence>`; the batched call must reach the store's own implementation, not
-    // the trait's one-by-one default through the `Arc` forwarding impl.
     let store = Arc::new(Counting::default());
     let engine = Engine::new(params(), store.clone()).unwrap();
     engine.observe_many("q", &orders(250, 7, 100.0)).unwrap();
     engine.observe("q", &orders(1, 8, 100.0)[0]).unwrap();
-    assert_eq!(store.batched.load(Ordering::Relaxed), 2);
-    assert_eq!(store.single.load(Ordering::Relaxed), 0);
+    assert_eq!(store.appends.load(Ordering::Relaxed), 2);
     assert_eq!(store.load_history("q", 1_000).unwrap().len(), 251);
-    // Through a second `Arc` layer as well.
-    let layered: Arc<dyn Persistence> = Arc::new(store.clone() as Arc<dyn Persistence>);
-    layered
-        .append_history_many("r", &orders(3, 9, 100.0))
-        .unwrap();
-    assert_eq!(store.batched.load(Ordering::Relaxed), 3);
 }
 
 #[test]
@@ -531,7 +597,7 @@ fn retrain_growth_retrains_as_the_history_doubles() {
     let mut models = Vec::new();
     for r in &orders(1_700, 11, 100.0) {
         engine.observe("q", r).unwrap();
-        if let Some(info) = engine.model_info("q")
+        if let Ok(Some(info)) = engine.model_info("q")
             && models.last() != Some(&(info.version, info.trained_on))
         {
             models.push((info.version, info.trained_on));
@@ -557,22 +623,401 @@ fn background_retrains_swap_the_model_in_when_done() {
     let records = orders(200, 12, 100.0);
     // The first model is trained in the caller: the key is active as soon as the call returns.
     engine.observe_many("q", &records[..100]).unwrap();
-    assert_eq!(engine.model_info("q").unwrap().version, 1);
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 1);
     // The retrain that the next hundred make due runs on the pool; scoring goes on meanwhile.
     let outcomes = engine.observe_many("q", &records[100..]).unwrap();
     assert!(outcomes.iter().all(|o| o.verdict().is_some()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while engine.model_info("q").unwrap().version < 2 {
+    while engine.model_info("q").unwrap().unwrap().version < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "the background retrain never finished"
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let info = engine.model_info("q").unwrap();
+    let info = engine.model_info("q").unwrap().unwrap();
     assert_eq!(
         (info.version, info.trained_on, info.reason),
         (2, 200, TrainReason::NewRecords)
     );
     assert_eq!(engine.persistence().model_versions("q").unwrap().len(), 2);
+}
+
+/// The range rule is a second detector: a number far outside the history is flagged even where the forest, which
+/// follows its most extreme training point, does not; the verdict says who flagged it and the rationale why.
+#[test]
+fn the_range_rule_flags_what_the_forest_cannot_see_and_says_so() {
+    let engine = Engine::in_memory(params().drift(None)).unwrap();
+    engine.observe_many("q", &orders(400, 20, 100.0)).unwrap();
+    let far = json!({"amount": 1_000_000, "country": "FR", "express": false, "items": 2});
+    let outcome = engine.score("q", &far).unwrap();
+    let v = outcome.verdict().unwrap();
+    assert!(v.is_anomaly && v.flagged_by.range_rule, "{v:?}");
+    let why = engine.explain("q", &far).unwrap().unwrap();
+    assert_eq!(why.range_violations.len(), 1);
+    assert_eq!(why.range_violations[0].field, "amount");
+    assert!(
+        why.rationale.contains("far outside everything seen"),
+        "{}",
+        why.rationale
+    );
+    // Inside the range: the rule is silent.
+    let near = json!({"amount": 105, "country": "FR", "express": false, "items": 2});
+    assert!(
+        !engine
+            .score("q", &near)
+            .unwrap()
+            .verdict()
+            .unwrap()
+            .flagged_by
+            .range_rule
+    );
+    // Turned off, it never fires.
+    let off = Engine::in_memory(params().drift(None).range_tolerance(None)).unwrap();
+    off.observe_many("q", &orders(400, 20, 100.0)).unwrap();
+    assert!(
+        !off.score("q", &far)
+            .unwrap()
+            .verdict()
+            .unwrap()
+            .flagged_by
+            .range_rule
+    );
+}
+
+/// One batch as a service sees it: verdicts, explanations of what was flagged, the batch against the baseline,
+/// and the model with the role of each field.
+#[test]
+fn a_batch_report_has_everything_a_service_answers() {
+    let engine = Engine::in_memory(params().drift(None)).unwrap();
+    let with_ids = |records: Vec<Value>, from: usize| -> Vec<Value> {
+        records
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r["id"] = json!(from + i + 1);
+                r["created_at"] = json!(format!(
+                    "2026-03-{:02}T{:02}:00:00Z",
+                    1 + (from + i) % 28,
+                    (from + i) % 24
+                ));
+                r
+            })
+            .collect()
+    };
+    let first = engine
+        .observe_batch("q", &with_ids(orders(50, 21, 100.0), 0))
+        .unwrap();
+    assert_eq!(first.learning(), Some((50, 100)));
+    assert!(
+        first.comparison.is_none(),
+        "no baseline before the first batch"
+    );
+    engine
+        .observe_batch("q", &with_ids(orders(250, 22, 100.0), 50))
+        .unwrap();
+    let mut batch = with_ids(orders(20, 23, 100.0), 300);
+    batch[7]["amount"] = json!(99_999);
+    batch[7]["country"] = json!("KP");
+    let report = engine.observe_batch("q", &batch).unwrap();
+    assert!(report.learning().is_none());
+    let flagged: Vec<usize> = report.flagged().collect();
+    assert!(flagged.contains(&7), "{flagged:?}");
+    assert!(
+        report.explanations[&7].rationale.contains("amount"),
+        "{}",
+        report.explanations[&7].rationale
+    );
+    let comparison = report.comparison.as_ref().expect("a baseline by now");
+    assert!(
+        comparison.summary().contains("amount"),
+        "{}",
+        comparison.summary()
+    );
+    let model = report.model.as_ref().unwrap();
+    let role = |f: &str| {
+        model
+            .fields
+            .iter()
+            .find(|i| i.field == f)
+            .map(|i| (i.role, i.rule.clone()))
+    };
+    assert_eq!(
+        role("id").unwrap().0,
+        FieldRole::Identifier,
+        "{:?}",
+        role("id")
+    );
+    assert_eq!(role("created_at").unwrap().0, FieldRole::Timestamp);
+    assert_eq!(role("amount").unwrap().0, FieldRole::Measurement);
+    assert!(
+        !model
+            .features
+            .iter()
+            .any(|f| f.starts_with("id") || f.ends_with(".epoch")),
+        "{:?}",
+        model.features
+    );
+    // The identifier is in the explanation, not scored.
+    assert!(
+        report.explanations[&7]
+            .fields
+            .iter()
+            .any(|f| f.field == "id" && f.description.contains("identifier")),
+        "{:?}",
+        report.explanations[&7].fields
+    );
+    // The anomaly did not widen the baseline.
+    let max = engine
+        .statistics("q")
+        .unwrap()
+        .field("amount")
+        .unwrap()
+        .numeric
+        .as_ref()
+        .unwrap()
+        .max;
+    assert!(max < 1_000.0, "{max}");
+}
+
+/// A burst of records cannot keep a model trained on a small part of the history in use, whatever the retrain
+/// interval: a stale model is retrained at once.
+#[test]
+fn a_stale_model_is_retrained_despite_the_interval() {
+    let engine = Engine::in_memory(
+        params()
+            .retrain_every(500)
+            .retrain_growth(1.0)
+            .min_retrain_interval(std::time::Duration::from_secs(3_600))
+            .drift(None),
+    )
+    .unwrap();
+    engine.observe_many("q", &orders(100, 24, 100.0)).unwrap();
+    engine.observe_many("q", &orders(299, 25, 100.0)).unwrap();
+    assert_eq!(
+        engine.model_info("q").unwrap().unwrap().version,
+        1,
+        "not stale at 3.99×"
+    );
+    engine.observe("q", &orders(1, 26, 100.0)[0]).unwrap();
+    let info = engine.model_info("q").unwrap().unwrap();
+    assert_eq!(
+        (info.version, info.trained_on, info.reason),
+        (2, 400, TrainReason::Stale)
+    );
+    // Retrains it forces come at geometrically growing sizes.
+    engine.observe_many("q", &orders(1_000, 27, 100.0)).unwrap();
+    assert_eq!(engine.model_info("q").unwrap().unwrap().version, 2);
+    assert!(Engine::in_memory(params().stale_growth(0.5)).is_err());
+}
+
+/// Keys in memory are bounded: the least recently used idle keys are evicted and come back from the persistence
+/// as they were.
+#[test]
+fn idle_keys_are_evicted_and_restored() {
+    let store = Arc::new(InMemoryPersistence::new(10_000));
+    let engine = Engine::new(params().max_keys_in_memory(4).drift(None), store).unwrap();
+    engine
+        .observe_many("first", &orders(150, 30, 100.0))
+        .unwrap();
+    let probe = orders(1, 31, 100.0).remove(0);
+    let before = engine.score("first", &probe).unwrap();
+    for k in 0..20 {
+        engine
+            .observe_many(&format!("k{k}"), &orders(10, 32 + k, 100.0))
+            .unwrap();
+        assert!(engine.totals().keys_in_memory <= 4, "{:?}", engine.totals());
+    }
+    assert!(!engine.holds("first"));
+    let totals = engine.totals();
+    assert!(totals.evicted >= 17, "{totals:?}");
+    assert_eq!(
+        engine.score("first", &probe).unwrap(),
+        before,
+        "the same model, the same bits"
+    );
+    assert_eq!(engine.history("first").unwrap().len(), 150);
+    // The most recently used keys stayed.
+    assert!(engine.holds("k19") && engine.holds("k18"));
+    assert!(Engine::in_memory(params().max_keys_in_memory(0)).is_err());
+}
+
+/// Roles pinned per key and by a policy; the model info says which rule decided each role.
+#[test]
+fn field_roles_are_pinned_per_key_and_by_policy() {
+    let engine = Engine::in_memory(params().drift(None))
+        .unwrap()
+        .with_field_roles(|key| {
+            let mut pins = FieldRoles::new();
+            if key == "pinned" {
+                pins.insert("items".into(), FieldRole::Category);
+            }
+            pins
+        });
+    engine
+        .observe_many("pinned", &orders(150, 40, 100.0))
+        .unwrap();
+    engine
+        .observe_many("free", &orders(150, 40, 100.0))
+        .unwrap();
+    let field = |key: &str, f: &str| {
+        let info = engine.model_info(key).unwrap().unwrap();
+        info.fields.into_iter().find(|i| i.field == f).unwrap()
+    };
+    assert_eq!(field("pinned", "items").role, FieldRole::Category);
+    assert_eq!(field("pinned", "items").rule, "pinned");
+    assert_eq!(field("free", "items").role, FieldRole::Measurement);
+    let mut pins = FieldRoles::new();
+    pins.insert("amount".into(), FieldRole::Ignore);
+    engine.set_field_roles("free", pins).unwrap();
+    let info = engine.model_info("free").unwrap().unwrap();
+    assert_eq!(info.reason, TrainReason::FieldRoles);
+    assert!(
+        !info.features.iter().any(|f| f.starts_with("amount")),
+        "{:?}",
+        info.features
+    );
+}
+
+/// Records with thousands of distinct field names are scored, not an abort: the schema keeps its most frequent
+/// fields up to the column cap and counts the rest.
+#[test]
+fn wide_records_are_capped() {
+    let engine =
+        Engine::in_memory(params().vectorizer(
+            anomaly_core::records::vectorizer::VectorizerParams::new().max_columns(300),
+        ))
+        .unwrap();
+    let mut n = 0;
+    let batch = |n: &mut usize| -> Vec<Value> {
+        (0..50)
+            .map(|_| {
+                let mut m = serde_json::Map::new();
+                m.insert("kind".into(), json!("click"));
+                for _ in 0..2_000 {
+                    m.insert(format!("k{n}"), json!(1));
+                    *n += 1;
+                }
+                Value::Object(m)
+            })
+            .collect()
+    };
+    engine.observe_batch("wide", &batch(&mut n)).unwrap();
+    let report = engine.observe_batch("wide", &batch(&mut n)).unwrap();
+    let model = report.model.unwrap();
+    assert!(model.features.len() <= 300);
+    assert!(model.left_out_fields > 99_000, "{}", model.left_out_fields);
+    let outcome = engine.score("wide", &batch(&mut n)[0]).unwrap();
+    assert!(outcome.verdict().is_some());
+}
+
+/// An outlier the range rule flagged is in the stored history, but a restored key does not take it for normal: the
+/// rule still flags it after a restart.
+#[test]
+fn a_restored_baseline_leaves_the_outliers_out() {
+    let store = Arc::new(InMemoryPersistence::new(10_000));
+    let params = || params().drift(None).stale_growth(0.0);
+    let far = json!({"amount": 1_000_000, "country": "FR", "express": false, "items": 2});
+    {
+        let engine = Engine::new(params(), store.clone()).unwrap();
+        engine.observe_many("q", &orders(300, 50, 100.0)).unwrap();
+        let outcome = engine.observe("q", &far).unwrap();
+        assert!(outcome.verdict().unwrap().flagged_by.range_rule);
+        engine.observe_many("q", &orders(100, 51, 100.0)).unwrap();
+    }
+    let engine = Engine::new(params(), store).unwrap();
+    let after = engine.score("q", &far).unwrap();
+    assert!(after.verdict().unwrap().flagged_by.range_rule, "{after:?}");
+    let max = engine
+        .statistics("q")
+        .unwrap()
+        .field("amount")
+        .unwrap()
+        .numeric
+        .as_ref()
+        .unwrap()
+        .max;
+    assert!(max < 1_000.0, "{max}");
+}
+
+/// Records with nothing to score (identifiers only) keep the key learning without a failed training per record.
+#[test]
+fn records_with_nothing_to_score_keep_learning() {
+    let engine = Engine::in_memory(params()).unwrap();
+    let records: Vec<Value> = (0..400)
+        .map(|i| json!({"id": i + 1, "ref": format!("{i:08x}-1234-4abc-8def-0123456789ab")}))
+        .collect();
+    let outcomes = engine.observe_many("ids", &records).unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Learning { .. }))
+    );
+    assert!(engine.model_info("ids").unwrap().is_none());
+    assert_eq!(engine.stats("ids").unwrap().trainings, 0);
+}
+
+/// A field that is nearly always the same value is not flagged by the range rule for a small change.
+#[test]
+fn the_range_rule_is_not_fooled_by_a_nearly_constant_field() {
+    let engine = Engine::in_memory(params().drift(None)).unwrap();
+    let records: Vec<Value> = (0..300)
+        .map(|i| json!({"quantity": if i % 50 == 0 { 5 } else { 1 }, "amount": 100 + i % 17}))
+        .collect();
+    engine.observe_many("q", &records).unwrap();
+    let six = engine
+        .score("q", &json!({"quantity": 6, "amount": 105}))
+        .unwrap();
+    assert!(!six.verdict().unwrap().flagged_by.range_rule, "{six:?}");
+    let huge = engine
+        .score("q", &json!({"quantity": 600, "amount": 105}))
+        .unwrap();
+    assert!(huge.verdict().unwrap().flagged_by.range_rule, "{huge:?}");
+}
+
+/// Roles pinned for one key survive its eviction and a restart, under a policy that pins nothing for it.
+#[test]
+fn pinned_roles_survive_eviction_and_restarts() {
+    let store = Arc::new(InMemoryPersistence::new(10_000));
+    let engine = || {
+        Engine::new(params().drift(None).max_keys_in_memory(2), store.clone())
+            .unwrap()
+            .with_field_roles(|_| FieldRoles::new())
+    };
+    let first = engine();
+    first.observe_many("a", &orders(150, 60, 100.0)).unwrap();
+    let mut pins = FieldRoles::new();
+    pins.insert("items".into(), FieldRole::Category);
+    first.set_field_roles("a", pins).unwrap();
+    for k in 0..5 {
+        first
+            .observe_many(&format!("other{k}"), &orders(5, 61, 100.0))
+            .unwrap();
+    }
+    assert!(!first.holds("a"));
+    let role = |e: &Engine| {
+        e.model_info("a")
+            .unwrap()
+            .unwrap()
+            .fields
+            .into_iter()
+            .find(|f| f.field == "items")
+            .unwrap()
+            .role
+    };
+    assert_eq!(role(&first), FieldRole::Category, "after eviction");
+    first.train("a").unwrap();
+    assert_eq!(
+        role(&first),
+        FieldRole::Category,
+        "retrained after eviction"
+    );
+    drop(first);
+    let second = engine();
+    second.train("a").unwrap();
+    assert_eq!(
+        role(&second),
+        FieldRole::Category,
+        "retrained after a restart"
+    );
 }

@@ -157,7 +157,9 @@ fn corrupt_and_foreign_snapshots_are_refused() {
         &bytes[..bytes.len() / 2]
     )));
     let text = String::from_utf8(bytes.clone()).unwrap();
-    let future = text.replacen("\"version\":1", "\"version\":99", 1);
+    let current = format!("\"version\":{}", anomaly_core::snapshot::SNAPSHOT_VERSION);
+    assert!(text.contains(&current), "{text:.80}");
+    let future = text.replacen(&current, "\"version\":99", 1);
     match IsolationForest::from_snapshot_bytes(future.as_bytes()) {
         Err(Error::UnsupportedSnapshot { reason }) => {
             assert!(reason.contains("version 99"), "{reason}")

@@ -120,11 +120,11 @@ fn engine_flags_incidents_explains_them_and_retrains_on_a_level_shift() {
     assert!(
         versions
             .iter()
-            .any(|m| m.metrics["reason"]["reason"] == "drift"),
+            .any(|m| m.metadata.metrics["reason"]["reason"] == "drift"),
         "{:?}",
         versions
             .iter()
-            .map(|m| &m.metrics["reason"])
+            .map(|m| &m.metadata.metrics["reason"])
             .collect::<Vec<_>>()
     );
 }

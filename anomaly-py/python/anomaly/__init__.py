@@ -8,7 +8,7 @@ Models pickle through the core's versioned snapshot, so a model pickled here loa
 """
 
 from . import exceptions
-from ._engine import Engine
+from ._engine import FIELD_ROLES, Engine
 from ._forest import IsolationForest
 from ._native import Attribution, Detection, Explanation, __version__
 from ._stream import Ema, MovingAverage, StreamingIsolationForest, StreamScores, Verdict
@@ -29,6 +29,7 @@ __all__ = [
     "Ema",
     "StreamingIsolationForest",
     "Engine",
+    "FIELD_ROLES",
     "Explanation",
     "Detection",
     "Attribution",

@@ -17,13 +17,27 @@ def _sensitivity(value: Sensitivity) -> dict[str, Any]:
     return {"sensitivity": float(value)}
 
 
+FIELD_ROLES = ("measurement", "category", "timestamp", "identifier", "text", "ignore")
+
+
 class Engine:
     """One model per key: learns until ``min_training_records`` records are in (outcome ``status == "learning"``),
-    then scores every record (``status == "scored"``) and retrains on new records, drift and sensitivity changes.
+    then scores every record (``status == "scored"``) and retrains on new records, drift, staleness and sensitivity
+    or role changes.
 
     Outcomes are dicts: ``{"status": "learning", "seen", "needed"}`` or ``{"status": "scored", "score",
-    "threshold", "is_anomaly", "model_version"}`` (score: higher is more anomalous). Parameters left at ``None`` take
-    the core's defaults; ``params`` shows the values in force. Safe to share between threads.
+    "threshold", "is_anomaly", "flagged_by": {"isolation_forest", "range_rule"}, "model_version"}`` (score: higher is
+    more anomalous; ``is_anomaly`` when either detector flagged the record). Parameters left at ``None`` take the
+    core's defaults; ``params`` shows the values in force. Safe to share between threads.
+
+    Field roles (``FIELD_ROLES``): each field is a ``measurement``, ``category``, ``timestamp`` (its hour and weekday),
+    ``identifier`` (kept in explanations, not scored), ``text`` (its length) or ``ignore``, inferred from the training
+    records; ``field_roles={"id": "identifier"}`` pins them for every key, ``set_field_roles`` for one key, and
+    ``model_info(key)["fields"]`` says which rule decided each.
+
+    Bounds: ``max_history`` records per key, ``max_columns`` columns per model (the rarest fields beyond it are left
+    out and counted), ``max_keys_in_memory`` keys (the least recently used idle ones are evicted; with this in-memory
+    engine their history stays in its memory store).
     """
 
     def __init__(
@@ -36,6 +50,12 @@ class Engine:
         n_estimators: Optional[int] = None,
         drift: Optional[bool] = None,
         seed: Optional[int] = None,
+        field_roles: Optional[Mapping[str, str]] = None,
+        max_columns: Optional[int] = None,
+        max_keys_in_memory: Optional[int] = None,
+        stale_growth: Optional[float] = None,
+        range_tolerance: Optional[float] = None,
+        range_rule: bool = True,
     ) -> None:
         self._native = _native._Engine(
             min_training_records=min_training_records,
@@ -44,6 +64,12 @@ class Engine:
             n_estimators=n_estimators,
             drift=drift,
             seed=seed,
+            field_roles=None if field_roles is None else dict(field_roles),
+            max_columns=max_columns,
+            max_keys_in_memory=max_keys_in_memory,
+            stale_growth=stale_growth,
+            range_tolerance=range_tolerance,
+            range_rule=range_rule,
             **_sensitivity(sensitivity),
         )
 
@@ -54,6 +80,11 @@ class Engine:
     def observe_many(self, key: str, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """``observe`` for each record in order, in one native call."""
         return self._native.observe_many(key, records)
+
+    def observe_batch(self, key: str, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """One batch as a service sees it: ``outcomes``, ``flagged`` indices, ``explanations`` by index, the batch
+        against the key's baseline (``comparison``, ``comparison_summary``) and the ``model`` summary."""
+        return self._native.observe_batch(key, records)
 
     def score(self, key: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """Scores the record without learning it."""
@@ -72,8 +103,22 @@ class Engine:
         """Sets the share of anomalies to expect for a key (``"auto"`` or a float in (0, 0.5]) and retrains it."""
         self._native.set_sensitivity(key, None if contamination == "auto" else float(contamination))
 
+    def set_field_roles(self, key: str, roles: Mapping[str, str]) -> None:
+        """Pins the roles of a key's fields (``{"id": "identifier"}``; see ``FIELD_ROLES``) and retrains it if it has
+        a model."""
+        self._native.set_field_roles(key, dict(roles))
+
     def keys(self) -> list[str]:
+        """Keys held in memory."""
         return self._native.keys()
+
+    def totals(self) -> dict[str, int]:
+        """``keys_in_memory``, ``restored``, ``evicted`` and ``trainings``."""
+        return self._native.totals()
+
+    def statistics(self, key: str) -> dict[str, Any]:
+        """The key's baseline: statistics of its records neither detector flagged."""
+        return self._native.statistics(key)
 
     def stats(self, key: str) -> dict[str, Any]:
         return self._native.stats(key)
@@ -85,6 +130,7 @@ class Engine:
         return self._native.history(key)
 
     def clear(self, key: str) -> int:
+        """Forgets the key's history and baseline; returns how many history records went. The model stays."""
         return self._native.clear(key)
 
     def model_snapshot(self, key: str) -> Optional[bytes]:

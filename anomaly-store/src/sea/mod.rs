@@ -23,8 +23,8 @@ use serde_json::Value;
 use crate::error::{Result, StoreError, check_key, check_source};
 use crate::store::Store;
 use crate::types::{
-    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelInfo,
-    ModelMetadata, QueryPattern, RetentionPolicy, SavedModel, SourceStatus, StoredAnomaly,
+    Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelMetadata,
+    ModelVersion, QueryPattern, RetentionPolicy, SavedModel, SourceStatus, StoredAnomaly,
     to_micros,
 };
 use entities::{data_source, detection, history, model, query_pattern};
@@ -45,6 +45,8 @@ static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 ///
 /// [`connect`](SeaOrmStore::connect) creates or upgrades the schema (tables prefixed `anomaly_`, migrations
 /// recorded in `anomaly_store_migrations`). Timestamps keep microseconds on every backend.
+///
+/// Clones share the connection pool.
 #[derive(Clone)]
 pub struct SeaOrmStore {
     db: DatabaseConnection,
@@ -226,6 +228,36 @@ impl SeaOrmStore {
         ))
     }
 
+    /// Connects to `url` now if its database answers, else later: a [`LazyStore`](crate::LazyStore) either way,
+    /// with the reason the database did not answer. Only a server that cannot be reached (refused, timed out, host
+    /// not found) is connected later, at most once per `retry_after`; a bad URL, a server that answers with an error
+    /// (wrong credentials, an unknown database), a failed migration or an SQLite file that cannot be opened is an
+    /// error now. For a service that must start while its database server is down.
+    ///
+    /// # Errors
+    /// As [`connect`](SeaOrmStore::connect), but for a server that cannot be reached.
+    pub async fn connect_or_lazy(
+        url: &str,
+        timeout: Duration,
+        max_history: u64,
+        retry_after: Duration,
+    ) -> Result<(crate::LazyStore, Option<String>)> {
+        let backend = backend_of(url)?;
+        match SeaOrmStore::connect_with_timeout(url, timeout).await {
+            Ok(store) => {
+                let store: Arc<dyn Store> = Arc::new(store.with_max_history(max_history));
+                Ok((crate::LazyStore::ready(backend, store), None))
+            }
+            Err(e @ StoreError::Connect { .. }) if e.is_unreachable() && backend != "sqlite" => {
+                let reason = e.chain();
+                tracing::warn!(error = %reason, "the database does not answer: connecting when it does");
+                let lazy = SeaOrmStore::lazy(url, timeout, max_history, retry_after)?;
+                Ok((lazy, Some(reason)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Keeps at most `max_history` history records per key (the oldest are dropped first on append).
     pub fn with_max_history(mut self, max_history: u64) -> Self {
         self.max_history = max_history;
@@ -332,14 +364,14 @@ type InfoRow = (
     chrono::DateTime<Utc>,
 );
 
-fn info_from(row: InfoRow) -> Result<ModelInfo> {
+fn info_from(row: InfoRow) -> Result<ModelVersion> {
     let (key, version, kind, records, features, trained_at, metrics, saved_at) = row;
     let features: Vec<String> =
         serde_json::from_value(features).map_err(|e| StoreError::Corrupt {
             what: "model",
             reason: format!("features are not a list of names: {e}"),
         })?;
-    Ok(ModelInfo {
+    Ok(ModelVersion {
         key,
         version: to_u64("model", version)?,
         kind,
@@ -672,7 +704,7 @@ impl Store for SeaOrmStore {
         }))
     }
 
-    async fn model_versions(&self, key: &str) -> Result<Vec<ModelInfo>> {
+    async fn model_versions(&self, key: &str) -> Result<Vec<ModelVersion>> {
         let rows: Vec<InfoRow> = model::Entity::find()
             .select_only()
             .columns(INFO_COLUMNS)
@@ -683,6 +715,10 @@ impl Store for SeaOrmStore {
             .await
             .map_err(db_err("list model versions"))?;
         rows.into_iter().map(info_from).collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(db_err("ping the database"))
     }
 
     async fn keys(&self) -> Result<Vec<String>> {

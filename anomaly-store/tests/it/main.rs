@@ -4,6 +4,7 @@ mod backends;
 mod conformance;
 mod engine_restart;
 mod outage;
+mod persistence;
 mod retention;
 mod source;
 

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use anomaly_core::records::role::{FieldRoles, parse_field_roles};
 use anomaly_llm::LlmSettings;
 use regex::Regex;
 
@@ -36,6 +39,17 @@ pub struct Config {
     pub min_retrain_interval: Duration,
     /// `EXCLUDED_DATASETS`: comma-separated regular expressions of root fields never analysed.
     pub excluded_datasets: Vec<Regex>,
+    /// `FIELD_ROLES`: roles pinned per dataset (root field) and field path, as
+    /// `orders.id=identifier,orders.note=ignore` (roles: `measurement`, `category`, `timestamp`, `identifier`,
+    /// `text`, `ignore`); other fields get the role their values show.
+    pub field_roles: BTreeMap<String, FieldRoles>,
+    /// `MAX_SCHEMA_COLUMNS` (default 1,000, at least 1): columns of a dataset's model; records with more fields keep
+    /// their most frequent ones, and the answer counts the rest (`left_out_fields`).
+    pub max_schema_columns: usize,
+    /// `MAX_KEYS_IN_MEMORY` (default 1,000, at least 1): datasets (query and root field) held in memory, each with
+    /// up to `MAX_HISTORICAL_RECORDS` records of history; the least recently used idle ones beyond it are evicted
+    /// and restored from the database on their next call. It also bounds the late LLM answers kept.
+    pub max_keys_in_memory: usize,
     /// `LOG_LEVEL` (default `info`).
     pub log_level: String,
     /// `PLUGIN_SECRET`: when set, requests must carry it in `hasura-m-auth`.
@@ -120,6 +134,18 @@ impl Config {
                 "must be at least MINIMUM_TRAINING_RECORDS",
             ));
         }
+        let field_roles = match get("FIELD_ROLES") {
+            None => BTreeMap::new(),
+            Some(v) => dataset_roles(&v)?,
+        };
+        let max_schema_columns: usize = parse(&get, "MAX_SCHEMA_COLUMNS", 1_000)?;
+        if max_schema_columns == 0 {
+            return Err(bad("MAX_SCHEMA_COLUMNS", "must be at least 1"));
+        }
+        let max_keys_in_memory: usize = parse(&get, "MAX_KEYS_IN_MEMORY", 1_000)?;
+        if max_keys_in_memory == 0 {
+            return Err(bad("MAX_KEYS_IN_MEMORY", "must be at least 1"));
+        }
         let store_timeout_ms: u64 = parse(&get, "STORE_TIMEOUT_MS", 1_000)?;
         if store_timeout_ms == 0 {
             return Err(bad("STORE_TIMEOUT_MS", "must be at least 1"));
@@ -143,6 +169,9 @@ impl Config {
                 60,
             )?),
             excluded_datasets,
+            field_roles,
+            max_schema_columns,
+            max_keys_in_memory,
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             plugin_secret: get("PLUGIN_SECRET"),
             max_request_bytes: parse(&get, "MAX_REQUEST_BYTES", 10 * 1024 * 1024)?,
@@ -159,6 +188,27 @@ impl Config {
     pub fn is_excluded(&self, dataset: &str) -> bool {
         self.excluded_datasets.iter().any(|r| r.is_match(dataset))
     }
+}
+
+/// `dataset.field.path=role` pairs, by dataset.
+fn dataset_roles(text: &str) -> Result<BTreeMap<String, FieldRoles>, PluginError> {
+    let pins = parse_field_roles(text).map_err(|e| bad("FIELD_ROLES", &e.to_string()))?;
+    let mut out: BTreeMap<String, FieldRoles> = BTreeMap::new();
+    for (path, role) in pins {
+        let Some((dataset, field)) = path
+            .split_once('.')
+            .filter(|(d, f)| !d.is_empty() && !f.is_empty())
+        else {
+            return Err(bad(
+                "FIELD_ROLES",
+                &format!("`{path}` names no dataset: write `dataset.field={role}`"),
+            ));
+        };
+        out.entry(dataset.to_string())
+            .or_default()
+            .insert(field.to_string(), role);
+    }
+    Ok(out)
 }
 
 fn parse<T: std::str::FromStr>(
@@ -214,6 +264,8 @@ mod tests {
         assert_eq!(c.minimum_training_records, 100);
         assert_eq!(c.min_retrain_interval, std::time::Duration::from_secs(60));
         assert_eq!(c.store_timeout, std::time::Duration::from_millis(1_000));
+        assert_eq!((c.max_schema_columns, c.max_keys_in_memory), (1_000, 1_000));
+        assert!(c.field_roles.is_empty());
         assert!(c.plugin_secret.is_none());
         assert_eq!(c.anomaly_threshold, Some(0.01));
         assert_eq!(
@@ -234,8 +286,16 @@ mod tests {
             ("ANOMALY_THRESHOLD", "0.05"),
             ("PLUGIN_SECRET", "s3cret"),
             ("STORE_TIMEOUT_MS", "250"),
+            (
+                "FIELD_ROLES",
+                "orders.id=identifier, orders.customer.note=ignore, users.email=text",
+            ),
         ])
         .unwrap();
+        use anomaly_core::records::role::FieldRole;
+        assert_eq!(c.field_roles["orders"]["id"], FieldRole::Identifier);
+        assert_eq!(c.field_roles["orders"]["customer.note"], FieldRole::Ignore);
+        assert_eq!(c.field_roles["users"]["email"], FieldRole::Text);
         assert_eq!(c.store_timeout, std::time::Duration::from_millis(250));
         assert_eq!(c.addr.port(), 9000);
         assert_eq!(
@@ -251,6 +311,10 @@ mod tests {
             ("MINIMUM_TRAINING_RECORDS", "1"),
             ("STORE_TIMEOUT_MS", "0"),
             ("STORE_TIMEOUT_MS", "soon"),
+            ("FIELD_ROLES", "id=identifier"),
+            ("FIELD_ROLES", "orders.id=key"),
+            ("MAX_SCHEMA_COLUMNS", "0"),
+            ("MAX_KEYS_IN_MEMORY", "0"),
             ("ANTHROPIC_API_KEY", "sk-test"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();

@@ -2,14 +2,14 @@
 //! root field, what normal results look like, flags unusual records and suspicious query patterns, and keeps
 //! everything (history, detections, models, query patterns) in a database: SQLite by default.
 //!
-//! A thin binary over the libraries: [`protocol`] parses the hook's request, [`plugin`] runs the record engine,
-//! the dataset statistics and the LLM (or offline) query analysis, [`availability`] keeps the database off the
-//! response path while it is down, [`routes`] serves the endpoints, [`config`] reads the environment. See the
-//! README for the endpoints and how to wire the plugin into a DDN project.
+//! A thin binary over the libraries: [`protocol`] parses the hook's request, [`plugin`] wires the record engine
+//! (which owns every dataset's life: history, baseline, both detectors, models, restore, outages) to the LLM (or
+//! offline) query analysis and the store, [`routes`] serves the endpoints, [`config`] reads the environment. See
+//! the README for the endpoints and how to wire the plugin into a DDN project.
 
-pub mod availability;
 pub mod config;
 pub mod error;
+pub mod late;
 pub mod metrics;
 pub mod patterns;
 pub mod plugin;

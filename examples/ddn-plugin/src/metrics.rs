@@ -4,9 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anomaly_core::engine::WriteBehindStats;
-
-use crate::availability::StoreStatus;
+use anomaly_core::engine::{Availability, EngineTotals, WriteBehindStats};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -24,8 +22,6 @@ pub struct Metrics {
     pub records: AtomicU64,
     /// Records flagged.
     pub anomalies: AtomicU64,
-    /// Model trainings.
-    pub trainings: AtomicU64,
     /// LLM analyses asked for.
     pub llm_calls: AtomicU64,
     /// LLM analyses that failed or fell back to the offline rules.
@@ -52,13 +48,14 @@ impl Metrics {
     }
 
     /// The exposition text; `queue_depth` and `queue_failures` come from the store's detection queue, `history`
-    /// from the engine's history writer, `store` from the store monitor.
+    /// and `store` from the engine's history writer, `engine` from the engine.
     pub fn render(
         &self,
         queue_depth: usize,
         queue_failures: u64,
         history: WriteBehindStats,
-        store: &StoreStatus,
+        store: &Availability,
+        engine: EngineTotals,
     ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
@@ -91,7 +88,17 @@ impl Metrics {
         counter(
             "ddn_plugin_model_trainings_total",
             "Model trainings.",
-            get(&self.trainings),
+            engine.trainings,
+        );
+        counter(
+            "ddn_plugin_keys_restored_total",
+            "Datasets restored from the database (first use in this process, or after eviction).",
+            engine.restored,
+        );
+        counter(
+            "ddn_plugin_keys_evicted_total",
+            "Idle datasets evicted to stay within MAX_KEYS_IN_MEMORY.",
+            engine.evicted,
         );
         counter(
             "ddn_plugin_llm_calls_total",
@@ -137,7 +144,13 @@ impl Metrics {
             out,
             "# HELP ddn_plugin_store_available Whether the store answers, as last seen (1) or not (0).\n\
              # TYPE ddn_plugin_store_available gauge\nddn_plugin_store_available {}",
-            u8::from(store.available())
+            u8::from(store.is_available())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ddn_plugin_keys_in_memory Datasets held in memory (at most MAX_KEYS_IN_MEMORY while idle ones can be evicted).\n\
+             # TYPE ddn_plugin_keys_in_memory gauge\nddn_plugin_keys_in_memory {}",
+            engine.keys_in_memory
         );
         let _ = writeln!(
             out,
@@ -171,7 +184,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::{Metrics, StoreStatus, WriteBehindStats};
+    use super::{EngineTotals, Metrics, WriteBehindStats};
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
@@ -188,9 +201,23 @@ mod tests {
             refused: 1,
             failed_flushes: 0,
         };
-        let store = StoreStatus::default();
-        store.failed("connection refused");
-        let text = m.render(3, 1, history, &store);
+        let writer = anomaly_core::engine::WriteBehind::new(
+            std::sync::Arc::new(anomaly_core::engine::InMemoryPersistence::new(10)),
+            10,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        writer.mark_unavailable("connection refused");
+        let engine = EngineTotals {
+            keys_in_memory: 5,
+            restored: 9,
+            evicted: 4,
+            trainings: 3,
+        };
+        let text = m.render(3, 1, history, writer.availability(), engine);
+        assert!(text.contains("ddn_plugin_keys_in_memory 5"));
+        assert!(text.contains("ddn_plugin_keys_evicted_total 4"));
+        assert!(text.contains("ddn_plugin_model_trainings_total 3"));
         assert!(text.contains("ddn_plugin_requests_total 2"));
         assert!(text.contains("ddn_plugin_store_queue_depth 3"));
         assert!(text.contains("ddn_plugin_history_pending 7"));

@@ -1,33 +1,32 @@
-//! The plugin's state and the analysis of one hook call: per query and dataset, the record engine's verdicts, the
-//! dataset's statistics against its history, and the LLM (or offline) query analysis, merged.
+//! The plugin's state and one hook call: per query and dataset, the record engine's batch report (both detectors'
+//! verdicts, the explanations, the batch against the dataset's baseline), the LLM (or offline) query analysis within
+//! the response budget, the detections queued for the store, and the query's pattern. Everything a dataset lives
+//! through (history, baseline, models, restore, outages) is the engine's; this module wires and answers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anomaly_core::engine::{Engine, EngineParams, Outcome, WriteBehind};
+use anomaly_core::engine::{BatchReport, Engine, EngineParams, Persistence, WriteBehind};
 use anomaly_core::forest::Contamination;
-use anomaly_core::records::flatten::Limits;
-use anomaly_core::stats::{CompareThresholds, DatasetStats};
+use anomaly_core::records::vectorizer::VectorizerParams;
 use anomaly_llm::FallbackChain;
 use anomaly_llm::hybrid::HybridReport;
-use anomaly_llm::query::{FlaggedRecord, QueryAnalyzer, QueryContext, StatisticalVerdict};
+use anomaly_llm::query::{QueryAnalyzer, QueryContext};
 use anomaly_store::{
-    Anomaly, AnomalyQueue, BlockingStore, CleanupSchedule, MAX_KEY_CHARS, QueryPattern,
-    QueueConfig, RetentionPolicy, SeaOrmStore, Store, StoreError,
+    Anomaly, AnomalyQueue, CleanupSchedule, MAX_KEY_CHARS, QueryPattern, QueueConfig,
+    RetentionPolicy, SeaOrmStore, Store,
 };
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::availability::{GuardedPersistence, StoreMonitor, StoreStatus};
 use crate::config::Config;
 use crate::error::PluginError;
+use crate::late::LateAnswers;
 use crate::metrics::Metrics;
 use crate::patterns::PatternBook;
 use crate::protocol::{HookRequest, query_id, records_of};
-
-/// The detector name stored with each detection.
-pub const DETECTOR: &str = "isolation_forest";
 
 /// How long a call may wait for a pooled SQLite connection (contention, not an outage).
 pub const SQLITE_POOL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,8 +34,12 @@ pub const SQLITE_POOL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often query-pattern counts are written to the store.
 pub const PATTERN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How often the engine's pending history records are written (see [`WriteBehind`]): the history a crash can lose.
+/// How often the engine's pending history records are written, and how often a store that is down is probed (see
+/// [`WriteBehind`]): the history a crash can lose.
 pub const HISTORY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often a database server that did not answer at start-up is asked to connect again.
+pub const CONNECT_RETRY: Duration = Duration::from_secs(1);
 
 /// The running plugin: engine, store, LLM chain and counters, shared by every request.
 pub struct Plugin {
@@ -47,11 +50,8 @@ pub struct Plugin {
     queue: AnomalyQueue,
     analyzer: Arc<QueryAnalyzer<FallbackChain>>,
     providers: Vec<String>,
-    history_stats: Mutex<HashMap<String, DatasetStats>>,
-    late: Arc<Mutex<HashMap<String, BTreeMap<String, Value>>>>,
-    datasets: Mutex<HashMap<String, BTreeSet<String>>>,
+    late: Arc<Mutex<LateAnswers>>,
     metrics: Arc<Metrics>,
-    monitor: StoreMonitor,
     patterns: PatternBook,
     _cleanup: CleanupSchedule,
 }
@@ -69,14 +69,28 @@ pub fn dataset_key(query_id: &str, dataset: &str) -> String {
     format!("{query_id}:{dataset}")
 }
 
+/// The dataset of a key (`{query_id}:{dataset}`; a GraphQL name holds no colon).
+fn dataset_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(_, d)| d)
+}
+
 /// Locks `m`, recovering the data of a poisoned lock (every use keeps it consistent between statements).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs an engine call off the async workers (it may restore a dataset from the database, or train).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anomaly_core::Result<T> + Send + 'static,
+) -> Result<T, PluginError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PluginError::Internal(e.to_string()))??)
+}
+
 impl Plugin {
     /// Connects the store (creating the SQLite directory when needed; a database server that cannot be reached
-    /// is connected later, the store starting unavailable), restores nothing eagerly (datasets are loaded on first
+    /// is connected later, the store starting unavailable), restores nothing eagerly (datasets are restored on first
     /// use), builds the LLM chain and starts the retention schedule. Call inside a tokio runtime.
     ///
     /// # Errors
@@ -106,54 +120,49 @@ impl Plugin {
         } else {
             config.store_timeout
         };
-        // A database server that cannot be reached at start-up (refused, timed out, host not found) does not stop
-        // the plugin: it starts with the store unavailable (every dataset skipped, as none is loaded) and connects,
-        // migrating the schema, once the server answers. A bad URL, a server that answers with an error (wrong
-        // credentials, unknown database), a failed migration, or an SQLite file that cannot be opened stop it.
-        let (store, down_at_start): (Arc<dyn Store>, Option<String>) =
-            match SeaOrmStore::connect_with_timeout(&config.database_url, pool_timeout).await {
-                Ok(store) => (Arc::new(store.with_max_history(max_history)), None),
-                Err(e @ StoreError::Connect { .. })
-                    if e.is_unreachable() && !config.database_url.starts_with("sqlite:") =>
-                {
-                    let reason = e.chain();
-                    tracing::warn!(error = %reason, "the database does not answer: starting without it");
-                    let lazy = SeaOrmStore::lazy(
-                        &config.database_url,
-                        pool_timeout,
-                        max_history,
-                        crate::availability::PROBE_INTERVAL,
-                    )?;
-                    (Arc::new(lazy), Some(reason))
-                }
-                Err(e) => return Err(e.into()),
-            };
-        let monitor = StoreMonitor::start(store.clone(), config.store_timeout);
-        if let Some(reason) = down_at_start {
-            monitor.status().failed(&reason);
-        }
+        // A database server that cannot be reached at start-up does not stop the plugin: it starts with the store
+        // unavailable (every dataset skipped, as none can be restored) and connects, migrating the schema, once the
+        // server answers. The engine and the plugin share the store (its clones share one pool).
+        let (store, down_at_start) = SeaOrmStore::connect_or_lazy(
+            &config.database_url,
+            pool_timeout,
+            max_history,
+            CONNECT_RETRY,
+        )
+        .await?;
+        let persistence: Arc<dyn Persistence> = Arc::new(store.clone());
+        let store: Arc<dyn Store> = Arc::new(store);
         // The engine appends history on the request path: the appends are buffered and written once a second per
         // key (one transaction instead of one per call); model versions are written through. While the store is
-        // down, calls fail at once instead of each waiting for the pool, and pending history waits for it.
-        let guarded =
-            GuardedPersistence::new(BlockingStore::new(store.clone())?, monitor.status().clone());
+        // down, engine calls that need it fail at once, pending history waits, and the writer probes the store
+        // every second until it answers.
         let history = Arc::new(WriteBehind::new(
-            Arc::new(guarded),
+            persistence,
             config.max_historical_records,
             HISTORY_FLUSH_INTERVAL,
         )?);
+        if let Some(reason) = down_at_start {
+            history.mark_unavailable(&reason);
+        }
         let mut params = EngineParams::new()
             .min_training_records(config.minimum_training_records)
             .max_history(config.max_historical_records)
+            .max_keys_in_memory(config.max_keys_in_memory)
             .retrain_every(config.minimum_training_records.max(100) * 5)
             .retrain_growth(1.0)
             .min_retrain_interval(config.min_retrain_interval)
             // A retrain never holds a response: it runs on the rayon pool and its model is swapped in when done.
-            .train_in_background(true);
+            .train_in_background(true)
+            .vectorizer(VectorizerParams::new().max_columns(config.max_schema_columns));
         if let Some(t) = config.anomaly_threshold {
             params = params.sensitivity(Contamination::Fraction(t));
         }
-        let engine = Arc::new(Engine::new(params, history.clone())?);
+        let roles = config.field_roles.clone();
+        let engine = Arc::new(
+            Engine::new(params, history.clone())?.with_field_roles(move |key| {
+                roles.get(dataset_of(key)).cloned().unwrap_or_default()
+            }),
+        );
         let chain = config.llm.chain().map_err(|e| PluginError::Config {
             variable: "LLM settings".into(),
             reason: e.to_string(),
@@ -172,6 +181,7 @@ impl Plugin {
         };
         let cleanup = CleanupSchedule::start(store.clone(), policy, config.cleanup_interval);
         let patterns = PatternBook::start(store.clone(), PATTERN_FLUSH_INTERVAL);
+        let late = Arc::new(Mutex::new(LateAnswers::new(config.max_keys_in_memory)));
         Ok(Plugin {
             config,
             engine,
@@ -180,11 +190,8 @@ impl Plugin {
             queue,
             analyzer,
             providers,
-            history_stats: Mutex::new(HashMap::new()),
-            late: Arc::new(Mutex::new(HashMap::new())),
-            datasets: Mutex::new(HashMap::new()),
+            late,
             metrics: Arc::new(Metrics::default()),
-            monitor,
             patterns,
             _cleanup: cleanup,
         })
@@ -205,12 +212,7 @@ impl Plugin {
         &self.store
     }
 
-    /// Whether the store answers, as last seen.
-    pub fn store_status(&self) -> &StoreStatus {
-        self.monitor.status()
-    }
-
-    /// The engine's history writer: pending records and write counters.
+    /// The engine's history writer: pending records, write counters, and whether the store answers.
     pub fn history_writer(&self) -> &WriteBehind {
         &self.history
     }
@@ -230,31 +232,28 @@ impl Plugin {
         &self.providers
     }
 
-    /// The datasets seen for a query: in this process, and in the store from earlier runs (only this process's
-    /// while the store is unavailable).
+    /// Whether the store is taken to answer, as last seen.
+    pub fn store_available(&self) -> bool {
+        self.history.availability().is_available()
+    }
+
+    /// The datasets known for a query: held by the engine, with history waiting to be written, or in the store
+    /// (only the first two while the store is unavailable).
     pub async fn datasets_of(&self, query_id: &str) -> Result<BTreeSet<String>, PluginError> {
-        let mut found = lock(&self.datasets)
-            .get(query_id)
-            .cloned()
-            .unwrap_or_default();
-        if !self.store_status().available() {
-            return Ok(found);
-        }
-        let keys = match self.store.keys().await {
-            Ok(keys) => keys,
-            Err(e) => {
-                self.store_status().failed(&e.to_string());
-                tracing::warn!(error = %e, "stored datasets unknown; answering with this process's");
-                return Ok(found);
-            }
-        };
         let prefix = format!("{query_id}:");
-        for key in keys {
-            if let Some(dataset) = key.strip_prefix(&prefix) {
-                found.insert(dataset.to_string());
+        let mut keys = self.engine.keys();
+        let engine = self.engine.clone();
+        match blocking(move || engine.persistence().keys()).await {
+            Ok(stored) => keys.extend(stored),
+            Err(e) => {
+                tracing::debug!(error = %e, "stored datasets unknown; answering with the held ones")
             }
         }
-        Ok(found)
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect())
     }
 
     /// Analyses one hook call and answers the plugin's response document.
@@ -265,7 +264,7 @@ impl Plugin {
     pub async fn analyze_hook(&self, req: HookRequest) -> Result<Value, PluginError> {
         let started = Instant::now();
         let qid = query_id(&req.query);
-        let previous = lock(&self.late).remove(&qid);
+        let previous = lock(&self.late).take(&qid);
         let mut results = serde_json::Map::new();
         let mut skipped = Vec::new();
         let mut total_records = 0usize;
@@ -294,68 +293,65 @@ impl Plugin {
                 }));
                 continue;
             }
-            // A dataset this process has not loaded yet is loaded from the store first. If the store cannot be
-            // read, it is skipped: scoring it would start it from scratch, and its next model would supersede the
-            // stored one. (While the store is known to be down the load fails at once.)
-            if !self.engine.holds(&key)
-                && let Err(e) = self.load_dataset(&key).await
+            let (engine, k) = (self.engine.clone(), key.clone());
+            let (records, report) = match blocking(move || {
+                engine.observe_batch(&k, &records).map(|r| (records, r))
+            })
+            .await
             {
-                tracing::debug!(key, error = %e, "could not load a dataset");
-                skipped.push(json!({
-                    "dataset": dataset,
-                    "reason": "the store is unavailable and this dataset's model is not loaded yet",
-                }));
-                continue;
-            }
-            lock(&self.datasets)
-                .entry(qid.clone())
-                .or_default()
-                .insert(dataset.clone());
-            let scored = self.score_dataset(&key, records).await?;
-            if scored.persistence_failures > 0 {
+                Ok(done) => done,
+                // Only a restore reads the store: a dataset whose stored model cannot be read yet is skipped,
+                // not started from scratch (its next model would supersede the stored one).
+                Err(PluginError::Engine(
+                    e @ (anomaly_core::Error::Persistence { .. }
+                    | anomaly_core::Error::PersistenceRefused { .. }),
+                )) => {
+                    tracing::debug!(key, error = %e, "could not restore a dataset");
+                    skipped.push(json!({
+                            "dataset": dataset,
+                            "reason": "the store is unavailable and this dataset's model is not loaded yet",
+                        }));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if report.persistence_failures > 0 {
                 unpersisted.push(dataset.clone());
             }
-            total_records += scored.records.len();
-            total_anomalies += scored.flagged.len();
-            anomalous_query |= !scored.flagged.is_empty();
-            self.metrics.records.fetch_add(
-                scored.records.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            self.metrics.anomalies.fetch_add(
-                scored.flagged.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            let ctx = self.llm_context(&req, &scored);
+            let flagged = report.flagged().count();
+            total_records += records.len();
+            total_anomalies += flagged;
+            anomalous_query |= flagged > 0;
+            self.metrics
+                .records
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            self.metrics
+                .anomalies
+                .fetch_add(flagged as u64, Ordering::Relaxed);
+            let ctx = self.llm_context(&req, &records, &report);
             let analyzer = self.analyzer.clone();
             let metrics = self.metrics.clone();
-            metrics
-                .llm_calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.llm_calls.fetch_add(1, Ordering::Relaxed);
             let task = tokio::spawn(async move {
                 match analyzer.analyze(&ctx).await {
                     Ok(report) => {
                         if report.batches.iter().any(|b| !b.fallback_from.is_empty()) {
-                            metrics
-                                .llm_failures
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            metrics.llm_failures.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(HybridReport::merge(&ctx, &report))
                     }
                     Err(e) => {
-                        metrics
-                            .llm_failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        metrics.llm_failures.fetch_add(1, Ordering::Relaxed);
                         Err(e.to_string())
                     }
                 }
             });
-            let (q, r) = self.store_detections(&req, &qid, dataset, &key, &scored);
+            let (q, r) = self.store_detections(&req, &qid, dataset, &key, &records, &report);
             queued += q;
             refused += r;
-            pending.push((dataset.clone(), scored, task));
+            pending.push((dataset.clone(), report, task));
         }
-        for (dataset, scored, task) in pending {
+        for (dataset, report, task) in pending {
             let remaining = self
                 .config
                 .response_budget
@@ -366,9 +362,7 @@ impl Plugin {
                 Ok(Ok(Err(e))) => Some(Err(e)),
                 Ok(Err(join)) => Some(Err(join.to_string())),
                 Err(_) => {
-                    self.metrics
-                        .llm_late
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.llm_late.fetch_add(1, Ordering::Relaxed);
                     let late = self.late.clone();
                     let (qid, dataset) = (qid.clone(), dataset.clone());
                     tokio::spawn(async move {
@@ -377,7 +371,7 @@ impl Plugin {
                             Ok(Err(e)) => json!({"error": e}),
                             Err(e) => json!({"error": e.to_string()}),
                         };
-                        lock(&late).entry(qid).or_default().insert(dataset, value);
+                        lock(&late).put(qid, dataset, value);
                     });
                     None
                 }
@@ -387,14 +381,14 @@ impl Plugin {
             }
             results.insert(
                 dataset.clone(),
-                self.dataset_result(
-                    &scored,
+                dataset_result(
+                    &report,
                     llm,
                     previous.as_ref().and_then(|p| p.get(&dataset)),
                 ),
             );
         }
-        let store_available = self.store_status().available();
+        let store_available = self.store_available();
         let mut store_skipped = Vec::new();
         if !unpersisted.is_empty() {
             store_skipped.push(json!({
@@ -438,116 +432,18 @@ impl Plugin {
         }))
     }
 
-    /// Loads a dataset's history and model from the store into the engine (see [`Engine::load`]).
-    async fn load_dataset(&self, key: &str) -> Result<bool, PluginError> {
-        let (engine, key) = (self.engine.clone(), key.to_string());
-        Ok(tokio::task::spawn_blocking(move || engine.load(&key))
-            .await
-            .map_err(|e| PluginError::Internal(e.to_string()))??)
-    }
-
-    async fn score_dataset(
+    fn llm_context(
         &self,
-        key: &str,
-        records: Vec<Value>,
-    ) -> Result<ScoredDataset, PluginError> {
-        let engine = self.engine.clone();
-        let key_owned = key.to_string();
-        let (records, outcomes, explanations, after, persistence_failures) =
-            tokio::task::spawn_blocking(move || {
-                let failures_before = engine.stats(&key_owned).persistence_failures;
-                let outcomes = engine.observe_many(&key_owned, &records)?;
-                let mut explanations = BTreeMap::new();
-                for (i, o) in outcomes.iter().enumerate() {
-                    if o.is_anomaly()
-                        && let Some(e) = engine.explain(&key_owned, &records[i])?
-                    {
-                        explanations.insert(i, e);
-                    }
-                }
-                let after = engine.model_info(&key_owned);
-                let failures = engine
-                    .stats(&key_owned)
-                    .persistence_failures
-                    .saturating_sub(failures_before);
-                Ok::<_, anomaly_core::Error>((records, outcomes, explanations, after, failures))
-            })
-            .await
-            .map_err(|e| PluginError::Internal(e.to_string()))??;
-        let batch = DatasetStats::from_records(&records, &Limits::default())?;
-        let comparison = {
-            let mut all = lock(&self.history_stats);
-            let after = &after;
-            let history = all
-                .entry(key.to_string())
-                .or_insert_with(|| rebuild_stats(&self.engine, key, records.len()));
-            let comparison = (history.n_records() > 0)
-                .then(|| history.compare(&batch, &CompareThresholds::default()));
-            let violations = if after.is_some() {
-                range_violations(history, &records)
-            } else {
-                BTreeMap::new()
-            };
-            // The baseline learns the records neither detector flagged, so an anomaly does not widen what
-            // counts as normal for the next call.
-            let normal: Vec<Value> = records
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !outcomes[*i].is_anomaly() && !violations.contains_key(i))
-                .map(|(_, r)| r.clone())
-                .collect();
-            if normal.len() == records.len() {
-                history.merge(&batch);
-            } else if let Ok(clean) = DatasetStats::from_records(&normal, &Limits::default()) {
-                history.merge(&clean);
-            }
-            (comparison, violations)
-        };
-        let (comparison, violations) = comparison;
-        let flagged: Vec<usize> = outcomes
-            .iter()
-            .enumerate()
-            .filter(|(i, o)| o.is_anomaly() || violations.contains_key(i))
-            .map(|(i, _)| i)
-            .collect();
-        Ok(ScoredDataset {
-            violations,
-            model: after,
-            records,
-            outcomes,
-            explanations,
-            flagged,
-            stats: batch,
-            comparison,
-            persistence_failures,
-        })
-    }
-
-    fn llm_context(&self, req: &HookRequest, scored: &ScoredDataset) -> QueryContext {
-        let mut ctx = QueryContext::new(req.query.clone(), scored.stats.clone());
+        req: &HookRequest,
+        records: &[Value],
+        report: &BatchReport,
+    ) -> QueryContext {
+        // Every flagged record, and a sample of the others for the rules and the model to see what is returned.
+        let sample = self.config.llm.analyzer.max_records_per_batch;
+        let mut ctx = QueryContext::from_batch(req.query.clone(), records, report, sample);
         ctx.operation_name = req.operation_name.clone();
         ctx.variables = req.variables.clone();
         ctx.role = req.role.clone();
-        ctx.comparison = scored.comparison.clone();
-        // Every flagged record, and a sample of the others for the rules and the model to see what is returned.
-        let sample = self.config.llm.analyzer.max_records_per_batch;
-        ctx.flagged = scored
-            .records
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| scored.flagged.contains(i) || *i < sample)
-            .map(|(i, record)| FlaggedRecord {
-                index: i,
-                record: record.clone(),
-                verdict: scored.outcomes[i].verdict().map(|v| StatisticalVerdict {
-                    detector: detector_of(scored, i).into(),
-                    score: v.score,
-                    threshold: v.threshold,
-                    is_anomaly: scored.flagged.contains(&i),
-                    rationale: Some(rationale(scored, i)).filter(|r| !r.is_empty()),
-                }),
-            })
-            .collect();
         ctx
     }
 
@@ -559,16 +455,21 @@ impl Plugin {
         qid: &str,
         dataset: &str,
         key: &str,
-        scored: &ScoredDataset,
+        records: &[Value],
+        report: &BatchReport,
     ) -> (usize, usize) {
         let (mut queued, mut refused) = (0, 0);
-        for &i in &scored.flagged {
-            let Some(v) = scored.outcomes[i].verdict() else {
+        for i in report.flagged() {
+            let Some(v) = report.outcomes[i].verdict() else {
                 continue;
             };
-            let explanation = scored.explanations.get(&i);
+            let explanation = report.explanations.get(&i);
+            let detector = v
+                .flagged_by
+                .primary()
+                .map_or("isolation_forest", |d| d.as_str());
             let anomaly = Anomaly {
-                rationale: rationale(scored, i),
+                rationale: explanation.map(|e| e.rationale.clone()).unwrap_or_default(),
                 explanation: explanation
                     .map(|e| serde_json::to_value(&e.fields).unwrap_or(Value::Null))
                     .unwrap_or(Value::Null),
@@ -581,14 +482,15 @@ impl Plugin {
                     "role": req.role,
                     "user": req.user,
                     "record_index": i,
-                    "record": scored.records[i],
+                    "record": records[i],
+                    "flagged_by": v.flagged_by,
                 }),
                 config: json!({
                     "minimum_training_records": self.config.minimum_training_records,
                     "anomaly_threshold": self.config.anomaly_threshold,
                 }),
                 model_version: Some(v.model_version),
-                ..Anomaly::flagged(key, detector_of(scored, i), v.score, v.threshold)
+                ..Anomaly::flagged(key, detector, v.score, v.threshold)
             };
             match self.queue.try_push(anomaly) {
                 Ok(()) => queued += 1,
@@ -622,193 +524,84 @@ impl Plugin {
         &self.patterns
     }
 
-    fn dataset_result(
-        &self,
-        scored: &ScoredDataset,
-        llm: Option<Result<HybridReport, String>>,
-        previous: Option<&Value>,
-    ) -> Value {
-        let anomalous_records: Vec<Value> = scored
-            .flagged
-            .iter()
-            .map(|&i| {
-                let e = scored.explanations.get(&i);
-                json!({
-                    "index": i,
-                    "score": scored.outcomes[i].verdict().map(|v| v.score),
-                    "detector": detector_of(scored, i),
-                    "explanation": rationale(scored, i),
-                    "fields": e.map(|e| serde_json::to_value(&e.fields).unwrap_or(Value::Null)),
-                })
-            })
-            .collect();
-        let max_score = scored
-            .outcomes
-            .iter()
-            .filter_map(|o| o.verdict().map(|v| v.score))
-            .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
-        let (status, needed) = match scored.outcomes.last() {
-            Some(Outcome::Learning { seen, needed }) if scored.model.is_none() => {
-                ("learning", Some(json!({"seen": seen, "needed": needed})))
-            }
-            _ => ("active", None),
-        };
-        let (llm_analysis, security_concerns, llm_anomalous) = match llm {
-            Some(Ok(report)) => (
-                serde_json::to_value(&report).unwrap_or(Value::Null),
-                serde_json::to_value(&report.security_concerns).unwrap_or(Value::Null),
-                report.anomalies_detected,
-            ),
-            Some(Err(e)) => (json!({"status": "failed", "error": e}), json!([]), false),
-            None => (
-                json!({"status": "pending", "detail": "the analysis missed the response budget; it is reported on the query's next call"}),
-                json!([]),
-                false,
-            ),
-        };
-        json!({
-            "is_anomaly": !scored.flagged.is_empty() || llm_anomalous,
-            "score": max_score,
-            "anomalous_records": anomalous_records,
-            "model_details": {
-                "model_type": DETECTOR,
-                "features_used": scored.model.as_ref().map(|m| m.features.clone()).unwrap_or_default(),
-                "model_version": scored.model.as_ref().map(|m| m.version),
-                "status": status,
-                "learning": needed,
-            },
-            "security_concerns": security_concerns,
-            "llm_analysis": llm_analysis,
-            "previous_llm_analysis": previous,
-        })
-    }
-
-    /// The range rule's reason for `record` against the key's history, if it fires.
-    pub fn range_violation(&self, key: &str, record: &Value) -> Option<String> {
-        let mut all = lock(&self.history_stats);
-        let history = all
-            .entry(key.to_string())
-            .or_insert_with(|| rebuild_stats(&self.engine, key, 100));
-        range_violations(history, std::slice::from_ref(record)).remove(&0)
-    }
-
     /// Names of the LLM providers as one string (`anthropic → openai → offline`).
     pub fn provider_chain(&self) -> String {
         self.providers.join(" → ")
     }
 
-    /// Whether the store answers: asked within `STORE_TIMEOUT_MS` while it is taken to be available, the
-    /// background probe's last answer (at most a second old) while it is down, so this never waits on a database
-    /// known to be down.
+    /// Whether the store answers (see [`WriteBehind::check`]): asked now while it is taken to be available (a probe
+    /// gives up after `STORE_TIMEOUT_MS` of waiting to connect), the background probe's last answer (at most a
+    /// second old) while it is down, so this never waits on a database known to be down.
     pub async fn store_reachable(&self) -> bool {
-        self.monitor.reachable().await
+        let history = self.history.clone();
+        tokio::task::spawn_blocking(move || history.check())
+            .await
+            .unwrap_or(false)
     }
 }
 
-/// One dataset of a hook call, scored.
-pub(crate) struct ScoredDataset {
-    pub(crate) records: Vec<Value>,
-    pub(crate) outcomes: Vec<Outcome>,
-    pub(crate) explanations: BTreeMap<usize, anomaly_core::engine::RecordExplanation>,
-    pub(crate) flagged: Vec<usize>,
-    pub(crate) stats: DatasetStats,
-    pub(crate) comparison: Option<anomaly_core::stats::Comparison>,
-    pub(crate) model: Option<anomaly_core::engine::ModelInfo>,
-    /// Records with a numeric field far outside everything the dataset's history holds, and why.
-    pub(crate) violations: BTreeMap<usize, String>,
-    /// What the engine could not persist while scoring this dataset (model versions, and key restores; history
-    /// goes through the [`WriteBehind`] and waits there instead), as counted in its `persistence_failures`.
-    pub(crate) persistence_failures: u64,
+/// The answer for one dataset: its verdicts, its model, and the query analysis.
+fn dataset_result(
+    report: &BatchReport,
+    llm: Option<Result<HybridReport, String>>,
+    previous: Option<&Value>,
+) -> Value {
+    let anomalous_records: Vec<Value> = report
+        .flagged()
+        .map(|i| {
+            let e = report.explanations.get(&i);
+            let v = report.outcomes[i].verdict();
+            json!({
+                "index": i,
+                "score": v.map(|v| v.score),
+                "detector": v.and_then(|v| v.flagged_by.primary()).map(|d| d.as_str()),
+                "flagged_by": v.map(|v| v.flagged_by),
+                "explanation": e.map(|e| e.rationale.as_str()).unwrap_or_default(),
+                "fields": e.map(|e| serde_json::to_value(&e.fields).unwrap_or(Value::Null)),
+            })
+        })
+        .collect();
+    let max_score = report
+        .outcomes
+        .iter()
+        .filter_map(|o| o.verdict().map(|v| v.score))
+        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+    let (status, needed) = match report.learning() {
+        Some((seen, needed)) => ("learning", Some(json!({"seen": seen, "needed": needed}))),
+        None => ("active", None),
+    };
+    let (llm_analysis, security_concerns, llm_anomalous) = match llm {
+        Some(Ok(report)) => (
+            serde_json::to_value(&report).unwrap_or(Value::Null),
+            serde_json::to_value(&report.security_concerns).unwrap_or(Value::Null),
+            report.anomalies_detected,
+        ),
+        Some(Err(e)) => (json!({"status": "failed", "error": e}), json!([]), false),
+        None => (
+            json!({"status": "pending", "detail": "the analysis missed the response budget; it is reported on the query's next call"}),
+            json!([]),
+            false,
+        ),
+    };
+    let model = report.model.as_ref();
+    json!({
+        "is_anomaly": !anomalous_records.is_empty() || llm_anomalous,
+        "score": max_score,
+        "anomalous_records": anomalous_records,
+        "model_details": {
+            "model_type": "isolation_forest",
+            "detectors": ["isolation_forest", "range_rule"],
+            "features_used": model.map(|m| m.features.clone()).unwrap_or_default(),
+            "model_version": model.map(|m| m.version),
+            "left_out_fields": model.map_or(0, |m| m.left_out_fields),
+            "status": status,
+            "learning": needed,
+        },
+        "security_concerns": security_concerns,
+        "llm_analysis": llm_analysis,
+        "previous_llm_analysis": previous,
+    })
 }
-
-/// How many widths of the history's central 90 % a value must lie beyond the history's extremes to be flagged by
-/// the range rule.
-pub const RANGE_TOLERANCE: f64 = 3.0;
-
-/// The range rule, beside the isolation forest: a record whose top-level numeric field lies further than
-/// [`RANGE_TOLERANCE`] widths of the history's 5–95 % range beyond the history's minimum or maximum. An isolation
-/// forest cannot see how far outside its training range a value is (it follows the extreme training point's path),
-/// so `amount = 99,999` among amounts of 20–200 may score like an ordinary large order; this rule says what any
-/// analyst would.
-fn range_violations(history: &DatasetStats, records: &[Value]) -> BTreeMap<usize, String> {
-    let mut out = BTreeMap::new();
-    for (i, record) in records.iter().enumerate() {
-        let Some(obj) = record.as_object() else {
-            continue;
-        };
-        let mut reasons = Vec::new();
-        for (field, value) in obj {
-            let (Some(v), Some(stats)) = (value.as_f64(), history.field(field)) else {
-                continue;
-            };
-            let Some(n) = &stats.numeric else { continue };
-            let (q5, q95) = (n.quantiles.get(1), n.quantiles.get(19));
-            let width = match (q5, q95) {
-                (Some(a), Some(b)) => (b - a).max(f64::EPSILON),
-                _ => continue,
-            };
-            let slack = RANGE_TOLERANCE * width;
-            if v > n.max + slack || v < n.min - slack {
-                reasons.push(format!(
-                    "`{field}` = {} is far outside everything seen ({}–{})",
-                    fmt_num(v),
-                    fmt_num(n.min),
-                    fmt_num(n.max)
-                ));
-            }
-        }
-        if !reasons.is_empty() {
-            out.insert(i, reasons.join("; "));
-        }
-    }
-    out
-}
-
-/// A key's history statistics after a restart, rebuilt from the persisted history in batches of `batch` records.
-fn rebuild_stats(engine: &Engine, key: &str, batch: usize) -> DatasetStats {
-    let mut h = DatasetStats::new();
-    for chunk in engine.history(key).chunks(batch.max(1)) {
-        if let Ok(s) = DatasetStats::from_records(chunk, &Limits::default()) {
-            h.merge(&s);
-        }
-    }
-    h
-}
-
-fn fmt_num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// The rationale of a flagged record: the forest's explanation, and the range rule's reason when it fired.
-fn rationale(scored: &ScoredDataset, i: usize) -> String {
-    let forest = scored.explanations.get(&i).map(|e| e.rationale.clone());
-    let rule = scored
-        .violations
-        .get(&i)
-        .map(|r| format!("Range rule: {r}."));
-    match (forest, rule) {
-        (Some(f), Some(r)) => format!("{f} {r}"),
-        (Some(f), None) => f,
-        (None, Some(r)) => r,
-        (None, None) => String::new(),
-    }
-}
-
-/// The detector that flagged record `i`: the forest when it did, else the range rule.
-fn detector_of(scored: &ScoredDataset, i: usize) -> &'static str {
-    if scored.outcomes[i].is_anomaly() {
-        DETECTOR
-    } else {
-        RANGE_RULE
-    }
-}
-
-/// The detector name stored with detections of the range rule.
-pub const RANGE_RULE: &str = "range_rule";
 
 /// The file path of an SQLite URL (`sqlite://path?…`), `None` for other databases and `sqlite::memory:`.
 fn sqlite_path(url: &str) -> Option<&str> {

@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use anomaly_core::records::flatten::Limits;
-use anomaly_core::stats::DatasetStats;
 use anomaly_store::{AnomalyCursor, AnomalyQuery};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -20,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::PluginError;
-use crate::plugin::{DETECTOR, Plugin, RANGE_RULE, dataset_key};
+use crate::plugin::{Plugin, blocking, dataset_key};
 use crate::protocol::HookRequest;
 
 type Shared = State<Arc<Plugin>>;
@@ -108,7 +106,7 @@ async fn hook(State(plugin): Shared, headers: HeaderMap, body: Body) -> Response
 async fn health(State(plugin): Shared) -> Json<Value> {
     let reachable = plugin.store_reachable().await;
     let queue = plugin.queue().stats();
-    let status = plugin.store_status();
+    let status = plugin.history_writer().availability();
     Json(json!({
         "status": if reachable { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
@@ -130,24 +128,14 @@ async fn health(State(plugin): Shared) -> Json<Value> {
 /// `GET /metrics`.
 async fn metrics(State(plugin): Shared) -> impl IntoResponse {
     let q = plugin.queue().stats();
-    // Trainings happen in the background too, so they are read from the engine rather than counted per request.
-    let engine = plugin.engine();
-    let trainings: u64 = engine
-        .keys()
-        .iter()
-        .map(|k| engine.stats(k).trainings)
-        .sum();
-    plugin
-        .metrics()
-        .trainings
-        .fetch_max(trainings, Ordering::Relaxed);
     (
         [("content-type", "text/plain; version=0.0.4")],
         plugin.metrics().render(
             q.depth,
             q.failures,
             plugin.history_writer().stats(),
-            plugin.store_status(),
+            plugin.history_writer().availability(),
+            plugin.engine().totals(),
         ),
     )
 }
@@ -171,9 +159,7 @@ async fn history(
     for dataset in known_datasets(&plugin, &query_id).await? {
         let engine = plugin.engine().clone();
         let key = dataset_key(&query_id, &dataset);
-        let records = tokio::task::spawn_blocking(move || engine.history(&key))
-            .await
-            .map_err(|e| PluginError::Internal(e.to_string()))?;
+        let records = blocking(move || engine.history(&key)).await?;
         out.insert(dataset, json!({"count": records.len(), "records": records}));
     }
     Ok(Json(json!({"query_id": query_id, "datasets": out})))
@@ -185,7 +171,7 @@ async fn delete_history(
     Path(query_id): Path<String>,
 ) -> Result<Json<Value>, PluginError> {
     // Every dataset or none: while the store is known to be down, nothing is forgotten.
-    if !plugin.store_status().available() {
+    if !plugin.store_available() {
         return Err(PluginError::Engine(anomaly_core::Error::Persistence {
             reason: "the store is unavailable: history can be forgotten only once it is back"
                 .into(),
@@ -195,9 +181,7 @@ async fn delete_history(
     for dataset in known_datasets(&plugin, &query_id).await? {
         let engine = plugin.engine().clone();
         let key = dataset_key(&query_id, &dataset);
-        let n = tokio::task::spawn_blocking(move || engine.clear(&key))
-            .await
-            .map_err(|e| PluginError::Internal(e.to_string()))??;
+        let n = blocking(move || engine.clear(&key)).await?;
         removed.insert(dataset, json!(n));
     }
     Ok(Json(json!({"query_id": query_id, "removed": removed})))
@@ -212,7 +196,8 @@ async fn model(
     for dataset in known_datasets(&plugin, &query_id).await? {
         let key = dataset_key(&query_id, &dataset);
         let versions = plugin.store().model_versions(&key).await?;
-        let current = plugin.engine().model_info(&key);
+        let engine = plugin.engine().clone();
+        let current = blocking(move || engine.model_info(&key)).await?;
         out.insert(
             dataset,
             json!({
@@ -272,35 +257,23 @@ async fn analyze_one(
     }
     let engine = plugin.engine().clone();
     let key = dataset_key(&query_id, &dataset);
-    let (explained, record) = {
-        let key = key.clone();
-        tokio::task::spawn_blocking(move || engine.explain(&key, &record).map(|e| (e, record)))
-            .await
-            .map_err(|e| PluginError::Internal(e.to_string()))??
-    };
+    let explained = blocking(move || engine.explain(&key, &record)).await?;
     Ok(Json(match explained {
         Some(e) => {
-            let rule = plugin.range_violation(&key, &record);
-            let detector = if e.verdict.is_anomaly {
-                DETECTOR
-            } else {
-                RANGE_RULE
-            };
-            let explanation = match &rule {
-                Some(r) => format!("{} Range rule: {r}.", e.rationale),
-                None => e.rationale.clone(),
-            };
+            let v = e.verdict;
             json!({
                 "query_id": query_id,
                 "dataset": dataset,
                 "status": "active",
-                "is_anomaly": e.verdict.is_anomaly || rule.is_some(),
-                "detector": detector,
-                "score": e.verdict.score,
-                "threshold": e.verdict.threshold,
-                "model_version": e.verdict.model_version,
-                "explanation": explanation,
+                "is_anomaly": v.is_anomaly,
+                "detector": v.flagged_by.primary().map_or("isolation_forest", |d| d.as_str()),
+                "flagged_by": v.flagged_by,
+                "score": v.score,
+                "threshold": v.threshold,
+                "model_version": v.model_version,
+                "explanation": e.rationale,
                 "fields": e.fields,
+                "range_violations": e.range_violations,
             })
         }
         None => json!({"query_id": query_id, "dataset": dataset, "status": "learning"}),
@@ -316,14 +289,11 @@ async fn stats(
     for dataset in known_datasets(&plugin, &query_id).await? {
         let engine = plugin.engine().clone();
         let key = dataset_key(&query_id, &dataset);
-        let (history, counters) =
-            tokio::task::spawn_blocking(move || (engine.history(&key), engine.stats(&key)))
-                .await
-                .map_err(|e| PluginError::Internal(e.to_string()))?;
-        let stats = DatasetStats::from_records(&history, &Limits::default())?;
+        let (counters, stats) =
+            blocking(move || Ok((engine.stats(&key)?, engine.statistics(&key)?))).await?;
         out.insert(
             dataset,
-            json!({"history_size": history.len(), "counters": counters, "statistics": stats.to_prompt_json()}),
+            json!({"history_size": counters.history, "counters": counters, "statistics": stats.to_prompt_json()}),
         );
     }
     Ok(Json(json!({"query_id": query_id, "datasets": out})))

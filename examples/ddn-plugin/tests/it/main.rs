@@ -1,5 +1,6 @@
 //! End to end over a real socket: the plugin started as the binary starts it, called as the DDN engine calls it.
 
+mod lifecycle;
 mod outage;
 
 use std::collections::HashMap;
