@@ -1,0 +1,150 @@
+//! The layers every service's router gets, and the small responses they share.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::auth::Auth;
+use crate::settings::ServeSettings;
+use crate::telemetry::{RequestLabels, Telemetry};
+
+/// Routes that answer without authentication: probes must work before anyone has a token.
+const OPEN_ROUTES: [&str; 2] = ["/health", "/ready"];
+
+/// A JSON error body `{"error": message}` with `status`.
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// The answer of `/ready`: 200 `{"status": "ready"}`, or 503 `{"status": "not ready", "reason": …}`.
+pub fn ready_response(readiness: Result<(), String>) -> Response {
+    match readiness {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+/// `routes` with what every service needs, from the outside in:
+/// 1. the request-latency histogram in `telemetry` (every answer counted, refusals and timeouts included);
+/// 2. a timeout of `REQUEST_TIMEOUT_SECONDS` over the whole request, body read included (408);
+/// 3. `auth`, when given, on every route but `/health` and `/ready` (401 with how to send the token);
+/// 4. the body limit `MAX_REQUEST_BYTES` for extractors (413);
+///
+/// and `GET /metrics` (authenticated like the rest) rendering `telemetry`.
+pub fn app(
+    routes: Router,
+    settings: &ServeSettings,
+    auth: Option<Auth>,
+    telemetry: Arc<Telemetry>,
+) -> Router {
+    let metrics = {
+        let telemetry = telemetry.clone();
+        get(move |request: Request| async move {
+            let accept = request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let (content_type, body) = telemetry.render(&accept);
+            ([(header::CONTENT_TYPE, content_type)], body)
+        })
+    };
+    let mut router = routes
+        .route("/metrics", metrics)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+    if let Some(auth) = auth {
+        router = router.layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
+    }
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(telemetry, observe))
+}
+
+async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+    if OPEN_ROUTES.contains(&request.uri().path()) || auth.admits(request.headers()) {
+        return next.run(request).await;
+    }
+    let mut response = error_response(
+        StatusCode::UNAUTHORIZED,
+        format!("missing or wrong credentials: {}", auth.how()),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+async fn observe(
+    State(telemetry): State<Arc<Telemetry>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    telemetry.observe(
+        RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        },
+        started.elapsed(),
+    );
+    response
+}
+
+/// Middleware for routes that take a JSON body: a request whose `Content-Type` is not `application/json` (or
+/// `application/<something>+json`) gets a 415 before its body is read. This also keeps a web page a user visits
+/// from posting to the service: a cross-site `fetch` with a JSON content type needs a CORS preflight, which the
+/// services do not grant. Use with [`axum::middleware::from_fn`] on the JSON routes.
+pub async fn require_json(request: Request, next: Next) -> Response {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json {
+        next.run(request).await
+    } else {
+        error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "the body must be JSON sent with `Content-Type: application/json` (got {})",
+                if content_type.is_empty() {
+                    "no content type".to_string()
+                } else {
+                    format!("`{content_type}`")
+                }
+            ),
+        )
+    }
+}

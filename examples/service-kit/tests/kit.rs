@@ -1,0 +1,288 @@
+//! The kit end to end: a small service on loopback, spoken to over real TCP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::from_fn;
+use axum::routing::{get, post};
+use service_kit::{Auth, Env, ServeSettings, Telemetry, app, ready_response, require_json, serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+struct Running {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Duration>,
+}
+
+fn settings(vars: &'static [(&'static str, &'static str)]) -> ServeSettings {
+    ServeSettings::from_env(
+        &Env::from_lookup(|n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        }),
+        0,
+    )
+    .unwrap()
+}
+
+async fn start(settings: ServeSettings, auth: Option<Auth>) -> Running {
+    let routes = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/ready",
+            get(|| async { ready_response(Err("models are loading".into())) }),
+        )
+        .route(
+            "/echo",
+            post(|body: String| async move { body }).route_layer(from_fn(require_json)),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                "finished"
+            }),
+        );
+    let mut telemetry = Telemetry::new("kit_test");
+    let counter = service_kit::prometheus_client::metrics::counter::Counter::<u64>::default();
+    telemetry
+        .registry()
+        .register("things", "Things done", counter.clone());
+    counter.inc();
+    let router = app(routes, &settings, auth, Arc::new(telemetry));
+    let listener = settings.bind().await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        let deadline = serve(listener, router, &settings, async {
+            let _ = stopped.await;
+        })
+        .await;
+        deadline.remaining()
+    });
+    Running {
+        base,
+        stop: Some(stop),
+        done,
+    }
+}
+
+#[tokio::test]
+async fn a_token_guards_every_route_but_the_probes() {
+    let s = start(settings(&[]), Some(Auth::header("x-secret", "s3cret"))).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", s.base));
+    assert_eq!(get("/health").send().await.unwrap().status(), 200);
+    assert_eq!(get("/ready").send().await.unwrap().status(), 503);
+    let refused = get("/metrics").send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.text().await.unwrap().contains("x-secret"));
+    assert_eq!(
+        get("/nowhere").send().await.unwrap().status(),
+        401,
+        "no route probing without the token"
+    );
+    assert_eq!(
+        get("/metrics")
+            .header("x-secret", "s3cret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/metrics")
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/metrics")
+            .bearer_auth("s3cret ")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/metrics")
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn json_routes_refuse_other_content_types() {
+    let s = start(settings(&[]), None).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/echo", s.base);
+    let plain = http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 415);
+    assert!(plain.text().await.unwrap().contains("application/json"));
+    let none = http.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(none.status(), 415);
+    let form = http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415);
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/vnd.api+json",
+    ] {
+        let ok = http
+            .post(&url)
+            .header("content-type", ct)
+            .body("{\"a\":1}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{ct}");
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let s = start(settings(&[("MAX_REQUEST_BYTES", "1000")]), None).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/echo", s.base))
+        .header("content-type", "application/json")
+        .body(format!("\"{}\"", "x".repeat(5_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let s = start(settings(&[("HEADER_TIMEOUT_SECONDS", "1")]), None).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the server must close the connection after the header timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_body_sent_too_slowly_times_out() {
+    let s = start(settings(&[("REQUEST_TIMEOUT_SECONDS", "1")]), None).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_count_requests_per_route() {
+    let s = start(settings(&[]), None).await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        http.get(format!("{}/health", s.base)).send().await.unwrap();
+    }
+    let text = http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("kit_test_things_total 1"), "{text}");
+    assert!(
+        text.contains(r#"kit_test_request_duration_seconds_count{method="GET",route="/health",status="200"} 3"#),
+        "{text}"
+    );
+    match service_kit::testing::promtool_check(&text) {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "SKIPPED promtool check: promtool is not installed (scripts/test installs it)"
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    let open = http
+        .get(format!("{}/metrics", s.base))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        open.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(open.text().await.unwrap().ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_returns_the_time_left() {
+    let mut s = start(settings(&[("SHUTDOWN_TIMEOUT_SECONDS", "5")]), None).await;
+    let slow = tokio::spawn(reqwest::get(format!("{}/slow", s.base)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.stop.take().unwrap().send(()).unwrap();
+    let answer = slow.await.unwrap().unwrap();
+    assert_eq!(answer.text().await.unwrap(), "finished");
+    let left = (&mut s.done).await.unwrap();
+    assert!(
+        left > Duration::ZERO && left < Duration::from_secs(5),
+        "{left:?}"
+    );
+    assert!(
+        reqwest::get(format!("{}/health", s.base)).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_cuts_requests_at_the_deadline() {
+    let mut s = start(settings(&[("SHUTDOWN_TIMEOUT_SECONDS", "1")]), None).await;
+    // The slow route takes 1.5 s: longer than the deadline.
+    let slow = tokio::spawn(reqwest::get(format!("{}/slow", s.base)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.stop.take().unwrap().send(()).unwrap();
+    let left = tokio::time::timeout(Duration::from_secs(5), &mut s.done)
+        .await
+        .expect("serve returns by the deadline")
+        .unwrap();
+    assert_eq!(left, Duration::ZERO, "the drain used the whole deadline");
+    drop(slow);
+}
