@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::error::KitError;
 
+/// Gives a variable's value, or `None`.
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// A source of settings: the process environment ([`Env::process`]) or any lookup ([`Env::from_lookup`], for
 /// tests). Values are trimmed; an empty value counts as unset.
 ///
@@ -18,7 +21,7 @@ use crate::error::KitError;
 /// # Ok::<(), service_kit::KitError>(())
 /// ```
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
 
 impl std::fmt::Debug for Env {
