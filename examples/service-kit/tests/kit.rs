@@ -1,5 +1,8 @@
 //! The kit end to end: a small service on loopback, spoken to over real TCP.
 
+// Skipped checks say so on stderr.
+#![allow(clippy::print_stderr)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
