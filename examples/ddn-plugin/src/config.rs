@@ -1,6 +1,5 @@
 //! The plugin's settings, read from environment variables with the original plugin's names.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
@@ -8,6 +7,7 @@ use std::collections::BTreeMap;
 use anomaly_core::records::role::{FieldRoles, parse_field_roles};
 use anomaly_llm::LlmSettings;
 use regex::Regex;
+use service_kit::{Auth, Env, ServeSettings};
 
 use crate::error::PluginError;
 
@@ -15,8 +15,11 @@ use crate::error::PluginError;
 /// [`Config::from_lookup`] takes any lookup (tests).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `HOST` (default `0.0.0.0`) and `PORT` (default 8787).
-    pub addr: SocketAddr,
+    /// What every service reads: `HOST` (default `127.0.0.1`; any other address needs `PLUGIN_SECRET` or
+    /// `ALLOW_UNAUTHENTICATED=true`), `PORT` (default 8787), `MAX_REQUEST_BYTES` (default 10 MiB: larger bodies get
+    /// a 400), `REQUEST_TIMEOUT_SECONDS`, `HEADER_TIMEOUT_SECONDS`, `SHUTDOWN_TIMEOUT_SECONDS` (default 10),
+    /// `LOG_LEVEL`, `LOG_FORMAT`: see [`ServeSettings`].
+    pub serve: ServeSettings,
     /// `DATABASE_URL`; default an SQLite file `anomaly_detection.db` under `ANOMALY_DETECTION_DATA` (default
     /// `./tmp`), created if missing.
     pub database_url: String,
@@ -50,12 +53,9 @@ pub struct Config {
     /// up to `MAX_HISTORICAL_RECORDS` records of history; the least recently used idle ones beyond it are evicted
     /// and restored from the database on their next call. It also bounds the late LLM answers kept.
     pub max_keys_in_memory: usize,
-    /// `LOG_LEVEL` (default `info`).
-    pub log_level: String,
-    /// `PLUGIN_SECRET`: when set, requests must carry it in `hasura-m-auth`.
+    /// `PLUGIN_SECRET`: when set, every request but `/health` and `/ready` must carry it in `hasura-m-auth` (or as
+    /// `Authorization: Bearer <secret>`, which Prometheus can send).
     pub plugin_secret: Option<String>,
-    /// `MAX_REQUEST_BYTES` (default 10 MiB): larger bodies get a 400.
-    pub max_request_bytes: usize,
     /// `RESPONSE_BUDGET_MS` (default 2,000): how long a request may wait for the LLM analysis; a later analysis is
     /// stored and reported on the query's next call.
     pub response_budget: Duration,
@@ -88,11 +88,8 @@ impl Config {
     /// [`PluginError::Config`] naming the variable whose value is unusable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PluginError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let host = get("HOST").unwrap_or_else(|| "0.0.0.0".into());
-        let port: u16 = parse(&get, "PORT", 8787)?;
-        let addr = format!("{host}:{port}")
-            .parse()
-            .map_err(|_| bad("HOST", "not an IP address"))?;
+        let serve =
+            ServeSettings::from_env(&Env::from_lookup(get), 8787).map_err(PluginError::from)?;
         let data_dir = get("ANOMALY_DETECTION_DATA").unwrap_or_else(|| "./tmp".into());
         let database_url = get("DATABASE_URL")
             .unwrap_or_else(|| format!("sqlite://{data_dir}/anomaly_detection.db?mode=rwc"));
@@ -155,7 +152,7 @@ impl Config {
             reason: e.to_string(),
         })?;
         Ok(Config {
-            addr,
+            serve,
             database_url,
             history_retention_days: parse(&get, "HISTORICAL_RETENTION_DAYS", 14)?,
             anomaly_retention_days: parse(&get, "ANOMALY_RETENTION_DAYS", 90)?,
@@ -172,9 +169,7 @@ impl Config {
             field_roles,
             max_schema_columns,
             max_keys_in_memory,
-            log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             plugin_secret: get("PLUGIN_SECRET"),
-            max_request_bytes: parse(&get, "MAX_REQUEST_BYTES", 10 * 1024 * 1024)?,
             response_budget: Duration::from_millis(parse(&get, "RESPONSE_BUDGET_MS", 2_000)?),
             cleanup_interval: Duration::from_secs(
                 parse::<u64>(&get, "CLEANUP_INTERVAL_SECONDS", 3_600)?.max(1),
@@ -182,6 +177,23 @@ impl Config {
             store_timeout: Duration::from_millis(store_timeout_ms),
             llm,
         })
+    }
+
+    /// The authentication `PLUGIN_SECRET` asks for.
+    pub fn auth(&self) -> Option<Auth> {
+        self.plugin_secret
+            .as_ref()
+            .map(|s| Auth::header("hasura-m-auth", s))
+    }
+
+    /// Refuses to listen beyond loopback without `PLUGIN_SECRET` (unless `ALLOW_UNAUTHENTICATED=true`).
+    ///
+    /// # Errors
+    /// [`PluginError::Config`] saying how to set a secret.
+    pub fn check_exposure(&self) -> Result<(), PluginError> {
+        self.serve
+            .check_exposure(self.auth().as_ref(), "PLUGIN_SECRET")
+            .map_err(PluginError::from)
     }
 
     /// Whether a root field is excluded by `EXCLUDED_DATASETS`.
@@ -248,7 +260,7 @@ mod tests {
     #[test]
     fn defaults_are_the_original_plugins() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.addr.port(), 8787);
+        assert_eq!(c.serve.port, 8787);
         assert_eq!(
             c.database_url,
             "sqlite://./tmp/anomaly_detection.db?mode=rwc"
@@ -267,6 +279,20 @@ mod tests {
         assert_eq!((c.max_schema_columns, c.max_keys_in_memory), (1_000, 1_000));
         assert!(c.field_roles.is_empty());
         assert!(c.plugin_secret.is_none());
+        assert!(
+            c.serve.host.is_loopback(),
+            "listens on loopback unless told otherwise"
+        );
+        assert!(c.check_exposure().is_ok());
+        let public = config(&[("HOST", "0.0.0.0")]).unwrap();
+        let refused = public.check_exposure().unwrap_err().to_string();
+        assert!(refused.contains("PLUGIN_SECRET"), "{refused}");
+        assert!(
+            config(&[("HOST", "0.0.0.0"), ("PLUGIN_SECRET", "s")])
+                .unwrap()
+                .check_exposure()
+                .is_ok()
+        );
         assert_eq!(c.anomaly_threshold, Some(0.01));
         assert_eq!(
             config(&[("ANOMALY_THRESHOLD", "auto")])
@@ -297,7 +323,7 @@ mod tests {
         assert_eq!(c.field_roles["orders"]["customer.note"], FieldRole::Ignore);
         assert_eq!(c.field_roles["users"]["email"], FieldRole::Text);
         assert_eq!(c.store_timeout, std::time::Duration::from_millis(250));
-        assert_eq!(c.addr.port(), 9000);
+        assert_eq!(c.serve.port, 9000);
         assert_eq!(
             c.database_url,
             "sqlite:///data/anomaly_detection.db?mode=rwc"
@@ -306,6 +332,8 @@ mod tests {
         assert_eq!(c.anomaly_threshold, Some(0.05));
         for (var, value) in [
             ("PORT", "eighty"),
+            ("HOST", "everywhere"),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "0"),
             ("ANOMALY_THRESHOLD", "0.9"),
             ("EXCLUDED_DATASETS", "("),
             ("MINIMUM_TRAINING_RECORDS", "1"),

@@ -20,9 +20,6 @@ pub enum PluginError {
     /// The request is malformed (400).
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// `PLUGIN_SECRET` is set and the request does not carry it (401).
-    #[error("missing or wrong hasura-m-auth header")]
-    Unauthorized,
     /// Nothing known under this id (404).
     #[error("not found: {0}")]
     NotFound(String),
@@ -37,6 +34,20 @@ pub enum PluginError {
     Internal(String),
 }
 
+impl From<service_kit::KitError> for PluginError {
+    fn from(e: service_kit::KitError) -> Self {
+        match e {
+            service_kit::KitError::Config { variable, reason } => {
+                PluginError::Config { variable, reason }
+            }
+            other => PluginError::Config {
+                variable: "HOST".into(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
 impl IntoResponse for PluginError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -44,7 +55,6 @@ impl IntoResponse for PluginError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             PluginError::BadRequest(_) | PluginError::Engine(_) => StatusCode::BAD_REQUEST,
-            PluginError::Unauthorized => StatusCode::UNAUTHORIZED,
             PluginError::NotFound(_) => StatusCode::NOT_FOUND,
             PluginError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             PluginError::Config { .. } | PluginError::Internal(_) => {

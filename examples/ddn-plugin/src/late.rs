@@ -49,6 +49,19 @@ impl LateAnswers {
         Some(answers)
     }
 
+    /// Every answer still waiting, as (query id, dataset, answer), removed (at shutdown).
+    pub fn drain(&mut self) -> Vec<(String, String, Value)> {
+        self.order.clear();
+        self.by_query
+            .drain()
+            .flat_map(|(query, answers)| {
+                answers
+                    .into_iter()
+                    .map(move |(dataset, answer)| (query.clone(), dataset, answer))
+            })
+            .collect()
+    }
+
     /// Queries with answers waiting.
     pub fn len(&self) -> usize {
         self.by_query.len()

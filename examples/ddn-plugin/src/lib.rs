@@ -22,60 +22,46 @@ pub use plugin::Plugin;
 
 use std::sync::Arc;
 
-/// Starts the plugin on `listener` and serves until `shutdown` resolves; pending query patterns and history
-/// records, and queued detections (up to five seconds), are written before it returns.
+use service_kit::Telemetry;
+
+/// Starts the plugin on `listener` and serves until `shutdown` resolves (SIGTERM or SIGINT in the binary): then
+/// it stops accepting, lets in-flight requests finish, and writes pending query patterns, history records, late
+/// LLM answers and queued detections, all within `SHUTDOWN_TIMEOUT_SECONDS` ([`Plugin::shutdown`]).
 ///
 /// # Errors
-/// As [`Plugin::start`]; [`PluginError::Internal`] when serving fails.
+/// [`PluginError::Config`] when it would listen beyond loopback without `PLUGIN_SECRET` (see
+/// [`Config::check_exposure`]); as [`Plugin::start`].
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), PluginError> {
+    config.check_exposure()?;
+    let settings = config.serve.clone();
+    let auth = config.auth();
     let plugin = Arc::new(Plugin::start(config).await?);
+    let mut telemetry = Telemetry::new("ddn_plugin");
+    let reader = plugin.clone();
+    telemetry
+        .registry()
+        .register_collector(Box::new(metrics::PluginCollector::new(move || {
+            reader.snapshot()
+        })));
     tracing::info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         llm = %plugin.provider_chain(),
+        authentication = auth.is_some(),
         "ddn-plugin listening"
     );
-    axum::serve(listener, routes::router(plugin.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| PluginError::Internal(e.to_string()))?;
-    plugin.patterns().flush().await;
-    flush_history(&plugin, std::time::Duration::from_secs(5)).await;
-    if !plugin
-        .queue()
-        .flush(std::time::Duration::from_secs(5))
-        .await
-    {
-        tracing::error!(
-            unwritten = plugin.queue().depth(),
-            "shutting down with detections unwritten"
-        );
+    let app = service_kit::app(
+        routes::router(plugin.clone()),
+        &settings,
+        auth,
+        Arc::new(telemetry),
+    );
+    let deadline = service_kit::serve(listener, app, &settings, shutdown).await;
+    if plugin.shutdown(deadline).await {
+        tracing::info!("everything pending was written; stopped");
     }
     Ok(())
-}
-
-/// Writes the engine's pending history, retrying (the database may be blinking) until `deadline` has passed.
-async fn flush_history(plugin: &Arc<Plugin>, deadline: std::time::Duration) {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        let writer = plugin.clone();
-        let error = match tokio::task::spawn_blocking(move || writer.history_writer().flush()).await
-        {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("the history flush panicked: {e}"),
-        };
-        if tokio::time::Instant::now() >= until {
-            tracing::error!(
-                error,
-                unwritten = plugin.history_writer().stats().pending,
-                "shutting down with history records unwritten"
-            );
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
 }

@@ -1,15 +1,15 @@
 //! `ddn-plugin`: the anomaly-detection pre-response plugin for Hasura DDN. Configured by environment variables
-//! (see `.env.example`); `PORT` defaults to 8787 and the database to an SQLite file under `./tmp`.
+//! (see `.env.example`); it listens on `127.0.0.1:8787` by default and keeps its data in an SQLite file under
+//! `./tmp`. SIGTERM or SIGINT stops it gracefully: everything pending is written before it exits 0.
 
 use ddn_plugin::Config;
-use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Config::from_env() {
+    let config = match Config::from_env().and_then(|c| c.check_exposure().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             #[allow(clippy::print_stderr)]
@@ -19,20 +19,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    let listener = match tokio::net::TcpListener::bind(config.addr).await {
+    service_kit::init_logging(&config.serve);
+    let listener = match config.serve.bind().await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(addr = %config.addr, error = %e, "cannot listen");
+            tracing::error!(error = %e, "cannot start");
             return std::process::ExitCode::from(1);
         }
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    };
-    match ddn_plugin::serve(config, listener, shutdown).await {
+    match ddn_plugin::serve(config, listener, service_kit::shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "ddn-plugin stopped");

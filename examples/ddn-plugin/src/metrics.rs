@@ -1,15 +1,16 @@
-//! The service's counters and request-latency histogram, in Prometheus' text exposition format.
+//! The plugin's own metrics: counters the handlers update lock-free ([`Metrics`]), and a
+//! [`Collector`] that reads them, with the engine's, the history writer's, the detection queue's and the
+//! pattern book's figures, at every scrape. The request-latency histogram per route comes from the service kit.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use anomaly_core::engine::{Availability, EngineTotals, WriteBehindStats};
+use anomaly_core::engine::{EngineTotals, WriteBehindStats};
+use service_kit::prometheus_client::collector::Collector;
+use service_kit::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use service_kit::prometheus_client::metrics::counter::ConstCounter;
+use service_kit::prometheus_client::metrics::gauge::ConstGauge;
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
-];
+use crate::patterns::PatternStats;
 
 /// Counters, updated lock-free by the handlers.
 #[derive(Debug, Default)]
@@ -28,207 +29,279 @@ pub struct Metrics {
     pub llm_failures: AtomicU64,
     /// LLM analyses that missed the response budget (reported on the next call).
     pub llm_late: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_micros: AtomicU64,
+}
+
+/// Everything the plugin reports at one scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Hook requests answered.
+    pub requests: u64,
+    /// Hook requests refused.
+    pub rejected: u64,
+    /// Records scored.
+    pub records: u64,
+    /// Records flagged.
+    pub anomalies: u64,
+    /// LLM analyses asked for.
+    pub llm_calls: u64,
+    /// LLM analyses that failed or fell back.
+    pub llm_failures: u64,
+    /// LLM analyses that missed the response budget.
+    pub llm_late: u64,
+    /// Detections waiting for the database.
+    pub queue_depth: usize,
+    /// Failed attempts to write detections.
+    pub queue_failures: u64,
+    /// Detections set aside because the database refused them.
+    pub queue_set_aside: u64,
+    /// The engine's history writer.
+    pub history: WriteBehindStats,
+    /// Whether the store answers, as last seen.
+    pub store_available: bool,
+    /// Times the store was found unavailable.
+    pub store_outages: u64,
+    /// The engine's keys and trainings.
+    pub engine: EngineTotals,
+    /// Query-pattern counts.
+    pub patterns: PatternStats,
 }
 
 impl Metrics {
-    /// Records one hook request's latency.
-    pub fn observe_latency(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// The exposition text; `queue_depth` and `queue_failures` come from the store's detection queue, `history`
-    /// and `store` from the engine's history writer, `engine` from the engine.
-    pub fn render(
-        &self,
-        queue_depth: usize,
-        queue_failures: u64,
-        history: WriteBehindStats,
-        store: &Availability,
-        engine: EngineTotals,
-    ) -> String {
+    /// The handlers' counters, into `snapshot`.
+    pub fn read_into(&self, snapshot: &mut Snapshot) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        counter(
-            "ddn_plugin_requests_total",
-            "Hook requests answered.",
-            get(&self.requests),
-        );
-        counter(
-            "ddn_plugin_rejected_requests_total",
-            "Hook requests refused (4xx).",
-            get(&self.rejected),
-        );
-        counter(
-            "ddn_plugin_records_total",
-            "Records scored.",
-            get(&self.records),
-        );
-        counter(
-            "ddn_plugin_anomalies_total",
-            "Records flagged as anomalous.",
-            get(&self.anomalies),
-        );
-        counter(
-            "ddn_plugin_model_trainings_total",
-            "Model trainings.",
-            engine.trainings,
-        );
-        counter(
-            "ddn_plugin_keys_restored_total",
-            "Datasets restored from the database (first use in this process, or after eviction).",
-            engine.restored,
-        );
-        counter(
-            "ddn_plugin_keys_evicted_total",
-            "Idle datasets evicted to stay within MAX_KEYS_IN_MEMORY.",
-            engine.evicted,
-        );
-        counter(
-            "ddn_plugin_llm_calls_total",
-            "LLM analyses asked for.",
-            get(&self.llm_calls),
-        );
-        counter(
-            "ddn_plugin_llm_failures_total",
-            "LLM analyses that failed or fell back to the offline rules.",
-            get(&self.llm_failures),
-        );
-        counter(
-            "ddn_plugin_llm_late_total",
-            "LLM analyses that missed the response budget.",
-            get(&self.llm_late),
-        );
-        counter(
-            "ddn_plugin_store_failures_total",
-            "Failed attempts to write detections.",
-            queue_failures,
-        );
-        counter(
-            "ddn_plugin_history_written_total",
-            "History records written to the database.",
-            history.written,
-        );
-        counter(
-            "ddn_plugin_history_superseded_total",
-            "Pending history records dropped because newer ones of the same dataset exceeded MAX_HISTORICAL_RECORDS before they were written.",
-            history.superseded,
-        );
-        counter(
-            "ddn_plugin_history_refused_total",
-            "History records the database refused as invalid.",
-            history.refused,
-        );
-        counter(
-            "ddn_plugin_store_outages_total",
-            "Times the store was found unavailable.",
-            store.outages(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ddn_plugin_store_available Whether the store answers, as last seen (1) or not (0).\n\
-             # TYPE ddn_plugin_store_available gauge\nddn_plugin_store_available {}",
-            u8::from(store.is_available())
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ddn_plugin_keys_in_memory Datasets held in memory (at most MAX_KEYS_IN_MEMORY while idle ones can be evicted).\n\
-             # TYPE ddn_plugin_keys_in_memory gauge\nddn_plugin_keys_in_memory {}",
-            engine.keys_in_memory
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ddn_plugin_store_queue_depth Detections waiting for the database.\n\
-             # TYPE ddn_plugin_store_queue_depth gauge\nddn_plugin_store_queue_depth {queue_depth}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ddn_plugin_history_pending History records waiting to be written (once a second).\n\
-             # TYPE ddn_plugin_history_pending gauge\nddn_plugin_history_pending {}",
-            history.pending
-        );
-        let name = "ddn_plugin_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Hook request latency.\n# TYPE {name} histogram"
-        );
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", get(bucket));
+        snapshot.requests = get(&self.requests);
+        snapshot.rejected = get(&self.rejected);
+        snapshot.records = get(&self.records);
+        snapshot.anomalies = get(&self.anomalies);
+        snapshot.llm_calls = get(&self.llm_calls);
+        snapshot.llm_failures = get(&self.llm_failures);
+        snapshot.llm_late = get(&self.llm_late);
+    }
+}
+
+/// Reads a [`Snapshot`] at each scrape.
+type Read = Box<dyn Fn() -> Snapshot + Send + Sync>;
+
+/// The plugin's metrics as a `prometheus-client` collector (names under the registry's `ddn_plugin` prefix).
+pub struct PluginCollector {
+    read: Read,
+}
+
+impl std::fmt::Debug for PluginCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginCollector").finish_non_exhaustive()
+    }
+}
+
+impl PluginCollector {
+    /// A collector that calls `read` at each scrape.
+    pub fn new(read: impl Fn() -> Snapshot + Send + Sync + 'static) -> Self {
+        PluginCollector {
+            read: Box::new(read),
         }
-        let count = get(&self.latency_count);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}\n{name}_count {count}",
-            get(&self.latency_micros) as f64 / 1e6
-        );
-        out
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c: ConstCounter<u64> = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    let g: ConstGauge<i64> = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for PluginCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let s = (self.read)();
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        counter(&mut e, "requests", "Hook requests answered.", s.requests)?;
+        counter(
+            &mut e,
+            "rejected_requests",
+            "Hook requests refused (4xx).",
+            s.rejected,
+        )?;
+        counter(&mut e, "records", "Records scored.", s.records)?;
+        counter(
+            &mut e,
+            "anomalies",
+            "Records flagged as anomalous.",
+            s.anomalies,
+        )?;
+        counter(
+            &mut e,
+            "model_trainings",
+            "Model trainings.",
+            s.engine.trainings,
+        )?;
+        counter(
+            &mut e,
+            "keys_restored",
+            "Datasets restored from the database (first use in this process, or after eviction).",
+            s.engine.restored,
+        )?;
+        counter(
+            &mut e,
+            "keys_evicted",
+            "Idle datasets evicted to stay within MAX_KEYS_IN_MEMORY.",
+            s.engine.evicted,
+        )?;
+        counter(&mut e, "llm_calls", "LLM analyses asked for.", s.llm_calls)?;
+        counter(
+            &mut e,
+            "llm_failures",
+            "LLM analyses that failed or fell back to the offline rules.",
+            s.llm_failures,
+        )?;
+        counter(
+            &mut e,
+            "llm_late",
+            "LLM analyses that missed the response budget.",
+            s.llm_late,
+        )?;
+        counter(
+            &mut e,
+            "store_failures",
+            "Failed attempts to write detections.",
+            s.queue_failures,
+        )?;
+        counter(
+            &mut e,
+            "detections_set_aside",
+            "Detections the database refused (set aside, not retried).",
+            s.queue_set_aside,
+        )?;
+        counter(
+            &mut e,
+            "history_written",
+            "History records written to the database.",
+            s.history.written,
+        )?;
+        counter(
+            &mut e,
+            "history_superseded",
+            "Pending history records dropped because newer ones of the same dataset exceeded MAX_HISTORICAL_RECORDS before they were written.",
+            s.history.superseded,
+        )?;
+        counter(
+            &mut e,
+            "history_refused",
+            "History records the database refused as invalid.",
+            s.history.refused,
+        )?;
+        counter(
+            &mut e,
+            "store_outages",
+            "Times the store was found unavailable.",
+            s.store_outages,
+        )?;
+        counter(
+            &mut e,
+            "patterns_written",
+            "Query-pattern updates written to the database.",
+            s.patterns.written,
+        )?;
+        counter(
+            &mut e,
+            "patterns_dropped",
+            "Query-pattern counts dropped: the database refused them, or MAX_KEYS_IN_MEMORY queries were already waiting.",
+            s.patterns.dropped,
+        )?;
+        gauge(
+            &mut e,
+            "store_available",
+            "Whether the store answers, as last seen (1) or not (0).",
+            i64::from(s.store_available),
+        )?;
+        gauge(
+            &mut e,
+            "keys_in_memory",
+            "Datasets held in memory (at most MAX_KEYS_IN_MEMORY while idle ones can be evicted).",
+            n(s.engine.keys_in_memory),
+        )?;
+        gauge(
+            &mut e,
+            "store_queue_depth",
+            "Detections waiting for the database.",
+            n(s.queue_depth),
+        )?;
+        gauge(
+            &mut e,
+            "history_pending",
+            "History records waiting to be written (once a second).",
+            i64::try_from(s.history.pending).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut e,
+            "patterns_pending",
+            "Queries whose pattern counts wait to be written.",
+            n(s.patterns.pending),
+        )?;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{EngineTotals, Metrics, WriteBehindStats};
-    use std::sync::atomic::Ordering;
-    use std::time::Duration;
+    use super::*;
+    use service_kit::Telemetry;
 
     #[test]
-    fn the_histogram_is_cumulative() {
-        let m = Metrics::default();
-        m.observe_latency(Duration::from_micros(1_500));
-        m.observe_latency(Duration::from_millis(30));
-        m.requests.fetch_add(2, Ordering::Relaxed);
-        let history = WriteBehindStats {
-            pending: 7,
-            written: 40,
-            superseded: 2,
-            refused: 1,
-            failed_flushes: 0,
-        };
-        let writer = anomaly_core::engine::WriteBehind::new(
-            std::sync::Arc::new(anomaly_core::engine::InMemoryPersistence::new(10)),
-            10,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        writer.mark_unavailable("connection refused");
-        let engine = EngineTotals {
-            keys_in_memory: 5,
-            restored: 9,
-            evicted: 4,
-            trainings: 3,
-        };
-        let text = m.render(3, 1, history, writer.availability(), engine);
-        assert!(text.contains("ddn_plugin_keys_in_memory 5"));
-        assert!(text.contains("ddn_plugin_keys_evicted_total 4"));
-        assert!(text.contains("ddn_plugin_model_trainings_total 3"));
-        assert!(text.contains("ddn_plugin_requests_total 2"));
-        assert!(text.contains("ddn_plugin_store_queue_depth 3"));
-        assert!(text.contains("ddn_plugin_history_pending 7"));
-        assert!(text.contains("ddn_plugin_store_available 0"));
-        assert!(text.contains("ddn_plugin_store_outages_total 1"));
-        assert!(text.contains("ddn_plugin_history_written_total 40"));
-        assert!(text.contains("ddn_plugin_history_superseded_total 2"));
-        assert!(text.contains("ddn_plugin_history_refused_total 1"));
-        assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.001\"} 0"));
-        assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.002\"} 1"));
-        assert!(text.contains("ddn_plugin_request_duration_seconds_bucket{le=\"0.05\"} 2"));
-        assert!(text.contains("ddn_plugin_request_duration_seconds_count 2"));
+    fn every_figure_is_exposed_under_its_name_and_passes_promtool() {
+        let mut telemetry = Telemetry::new("ddn_plugin");
+        telemetry
+            .registry()
+            .register_collector(Box::new(PluginCollector::new(|| Snapshot {
+                requests: 2,
+                queue_depth: 3,
+                history: WriteBehindStats {
+                    pending: 7,
+                    written: 40,
+                    superseded: 2,
+                    refused: 1,
+                    failed_flushes: 0,
+                },
+                store_outages: 1,
+                engine: EngineTotals {
+                    keys_in_memory: 5,
+                    restored: 9,
+                    evicted: 4,
+                    trainings: 3,
+                },
+                patterns: PatternStats {
+                    pending: 6,
+                    written: 8,
+                    dropped: 1,
+                },
+                ..Snapshot::default()
+            })));
+        let (_, text) = telemetry.render("");
+        for line in [
+            "ddn_plugin_requests_total 2",
+            "ddn_plugin_keys_in_memory 5",
+            "ddn_plugin_keys_evicted_total 4",
+            "ddn_plugin_model_trainings_total 3",
+            "ddn_plugin_store_queue_depth 3",
+            "ddn_plugin_history_pending 7",
+            "ddn_plugin_store_available 0",
+            "ddn_plugin_store_outages_total 1",
+            "ddn_plugin_history_written_total 40",
+            "ddn_plugin_history_superseded_total 2",
+            "ddn_plugin_history_refused_total 1",
+            "ddn_plugin_patterns_pending 6",
+            "ddn_plugin_patterns_dropped_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        match service_kit::testing::promtool_check(&text) {
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
     }
 }

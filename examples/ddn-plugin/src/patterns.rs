@@ -1,16 +1,42 @@
 //! Query patterns, counted in memory and written to the store once per interval and query rather than once per
 //! call: a busy query costs one read and one upsert a second, not two database round trips per hook call, and the
 //! writes never sit on the response path.
+//!
+//! Bounded: counts of at most `capacity` queries (`MAX_KEYS_IN_MEMORY`) wait at once; while the database is down
+//! a call of a query not already waiting is dropped and counted beyond that. A pattern the database refuses for
+//! what it is ([`StoreError::InvalidInput`], e.g. a NUL character on PostgreSQL) is dropped and counted rather than
+//! retried forever.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anomaly_store::{QueryPattern, Store};
+use anomaly_store::{QueryPattern, Store, StoreError};
 
 use crate::plugin::lock;
 
-type Pending = Arc<Mutex<HashMap<String, QueryPattern>>>;
+/// Counts waiting per query hash, and what became of earlier ones.
+#[derive(Debug, Default)]
+struct Book {
+    pending: Mutex<HashMap<String, QueryPattern>>,
+    capacity: usize,
+    written: AtomicU64,
+    dropped: AtomicU64,
+}
+
+type Pending = Arc<Book>;
+
+/// What a [`PatternBook`] holds and has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PatternStats {
+    /// Queries whose counts wait to be written.
+    pub pending: usize,
+    /// Pattern updates written.
+    pub written: u64,
+    /// Calls whose counts were dropped: refused by the database, or beyond the capacity.
+    pub dropped: u64,
+}
 
 /// Pattern counts waiting to be written, and the task that writes them.
 pub struct PatternBook {
@@ -22,7 +48,7 @@ pub struct PatternBook {
 impl std::fmt::Debug for PatternBook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PatternBook")
-            .field("pending", &lock(&self.pending).len())
+            .field("pending", &lock(&self.pending.pending).len())
             .finish_non_exhaustive()
     }
 }
@@ -44,9 +70,13 @@ fn merge(into: &mut QueryPattern, new: QueryPattern) {
 }
 
 impl PatternBook {
-    /// Starts writing pending counts to `store` every `every`. Call inside a tokio runtime.
-    pub fn start(store: Arc<dyn Store>, every: Duration) -> PatternBook {
-        let pending: Pending = Arc::default();
+    /// Starts writing pending counts to `store` every `every`, holding counts of at most `capacity` queries
+    /// (at least one). Call inside a tokio runtime.
+    pub fn start(store: Arc<dyn Store>, every: Duration, capacity: usize) -> PatternBook {
+        let pending: Pending = Arc::new(Book {
+            capacity: capacity.max(1),
+            ..Book::default()
+        });
         let flusher = tokio::spawn({
             let (store, pending) = (store.clone(), pending.clone());
             async move {
@@ -70,9 +100,20 @@ impl PatternBook {
         add(&self.pending, call);
     }
 
-    /// Writes every pending count now (at shutdown, and for tests).
-    pub async fn flush(&self) {
+    /// Writes every pending count now (at shutdown, and for tests); returns how many queries still wait (their
+    /// writes failed).
+    pub async fn flush(&self) -> usize {
         flush(self.store.as_ref(), &self.pending).await;
+        lock(&self.pending.pending).len()
+    }
+
+    /// What it holds and has done.
+    pub fn stats(&self) -> PatternStats {
+        PatternStats {
+            pending: lock(&self.pending.pending).len(),
+            written: self.pending.written.load(Ordering::Relaxed),
+            dropped: self.pending.dropped.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -82,35 +123,47 @@ impl Drop for PatternBook {
     }
 }
 
-/// Merges each pending pattern into the stored one and upserts it; what cannot be written goes back to pending.
-async fn flush(store: &dyn Store, pending: &Pending) {
-    let batch: Vec<QueryPattern> = lock(pending).drain().map(|(_, p)| p).collect();
+/// Merges each pending pattern into the stored one and upserts it; what cannot be written goes back to pending,
+/// unless the database refused it for what it is (then it is dropped and counted).
+async fn flush(store: &dyn Store, book: &Pending) {
+    let batch: Vec<QueryPattern> = lock(&book.pending).drain().map(|(_, p)| p).collect();
     for delta in batch {
-        let merged = match store.query_pattern(&delta.query_hash).await {
+        let written = match store.query_pattern(&delta.query_hash).await {
             Ok(Some(mut stored)) => {
                 merge(&mut stored, delta.clone());
-                stored
+                store.upsert_query_pattern(&stored).await
             }
-            Ok(None) => delta.clone(),
+            Ok(None) => store.upsert_query_pattern(&delta).await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(()) => {
+                book.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e @ StoreError::InvalidInput { .. }) => {
+                tracing::warn!(error = %e, calls = delta.count, "the database refused a query pattern; dropped");
+                book.dropped.fetch_add(delta.count, Ordering::Relaxed);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "query pattern not written yet; kept for the next attempt");
-                add(pending, delta);
-                continue;
+                add(book, delta);
             }
-        };
-        if let Err(e) = store.upsert_query_pattern(&merged).await {
-            tracing::warn!(error = %e, "query pattern not written yet; kept for the next attempt");
-            add(pending, delta);
         }
     }
 }
 
 /// Adds `calls` to the pending counts of its query (a call just made, or counts a flush could not write: merging
 /// keeps the newest text, variables and role whichever arrives first).
-fn add(pending: &Pending, calls: QueryPattern) {
-    let mut pending = lock(pending);
+fn add(book: &Book, calls: QueryPattern) {
+    let mut pending = lock(&book.pending);
+    let full = pending.len() >= book.capacity;
     match pending.get_mut(&calls.query_hash) {
         Some(p) => merge(p, calls),
+        None if full => {
+            drop(pending);
+            book.dropped.fetch_add(calls.count, Ordering::Relaxed);
+            tracing::debug!("query-pattern book full; a call's counts were dropped");
+        }
         None => {
             pending.insert(calls.query_hash.clone(), calls);
         }
@@ -143,7 +196,7 @@ mod tests {
     #[tokio::test]
     async fn calls_add_up_across_flushes() {
         let store: Arc<dyn Store> = Arc::new(InMemoryStore::new(10));
-        let book = PatternBook::start(store.clone(), Duration::from_secs(3_600));
+        let book = PatternBook::start(store.clone(), Duration::from_secs(3_600), 100);
         book.record(call("h", 1, 0));
         book.record(call("h", 3, 2));
         book.record(call("other", 2, 0));
@@ -159,5 +212,50 @@ mod tests {
             store.query_pattern("other").await.unwrap().unwrap().count,
             1
         );
+        assert_eq!(
+            book.stats(),
+            PatternStats {
+                pending: 0,
+                written: 3,
+                dropped: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_stays_down_keeps_at_most_capacity_queries() {
+        // Nothing listens on port 1: every attempt fails at once, as in an outage.
+        let store: Arc<dyn Store> = Arc::new(
+            anomaly_store::SeaOrmStore::lazy(
+                "postgres://postgres@127.0.0.1:1/test",
+                Duration::from_millis(500),
+                10,
+                Duration::from_secs(3_600),
+            )
+            .unwrap(),
+        );
+        let book = PatternBook::start(store, Duration::from_secs(3_600), 2);
+        for (i, hash) in ["a", "b", "c", "a", "d"].iter().enumerate() {
+            book.record(call(hash, i as u32, 0));
+            book.flush().await;
+        }
+        let stats = book.stats();
+        assert_eq!(
+            (stats.pending, stats.dropped, stats.written),
+            (2, 2, 0),
+            "a and b wait; c and d were dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_pattern_is_dropped_not_retried() {
+        // A query hash longer than the store's keys: refused for what it is, every time.
+        let store: Arc<dyn Store> = Arc::new(InMemoryStore::new(10));
+        let book = PatternBook::start(store, Duration::from_secs(3_600), 10);
+        let long = "h".repeat(anomaly_store::MAX_KEY_CHARS + 1);
+        book.record(call(&long, 1, 0));
+        book.record(call(&long, 2, 0));
+        assert_eq!(book.flush().await, 0, "nothing waits for a retry");
+        assert_eq!(book.stats().dropped, 2);
     }
 }

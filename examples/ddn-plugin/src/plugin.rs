@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::error::PluginError;
 use crate::late::LateAnswers;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::patterns::PatternBook;
 use crate::protocol::{HookRequest, query_id, records_of};
 
@@ -51,6 +51,8 @@ pub struct Plugin {
     analyzer: Arc<QueryAnalyzer<FallbackChain>>,
     providers: Vec<String>,
     late: Arc<Mutex<LateAnswers>>,
+    /// LLM analyses that missed their response budget and are still running (waited for at shutdown).
+    late_tasks: Mutex<tokio::task::JoinSet<()>>,
     metrics: Arc<Metrics>,
     patterns: PatternBook,
     _cleanup: CleanupSchedule,
@@ -180,7 +182,11 @@ impl Plugin {
             models: days(config.model_retention_days),
         };
         let cleanup = CleanupSchedule::start(store.clone(), policy, config.cleanup_interval);
-        let patterns = PatternBook::start(store.clone(), PATTERN_FLUSH_INTERVAL);
+        let patterns = PatternBook::start(
+            store.clone(),
+            PATTERN_FLUSH_INTERVAL,
+            config.max_keys_in_memory,
+        );
         let late = Arc::new(Mutex::new(LateAnswers::new(config.max_keys_in_memory)));
         Ok(Plugin {
             config,
@@ -191,6 +197,7 @@ impl Plugin {
             analyzer,
             providers,
             late,
+            late_tasks: Mutex::default(),
             metrics: Arc::new(Metrics::default()),
             patterns,
             _cleanup: cleanup,
@@ -365,7 +372,10 @@ impl Plugin {
                     self.metrics.llm_late.fetch_add(1, Ordering::Relaxed);
                     let late = self.late.clone();
                     let (qid, dataset) = (qid.clone(), dataset.clone());
-                    tokio::spawn(async move {
+                    let mut late_tasks = lock(&self.late_tasks);
+                    // Reap the finished ones, so the set holds only analyses still running.
+                    while late_tasks.try_join_next().is_some() {}
+                    late_tasks.spawn(async move {
                         let value = match task.await {
                             Ok(Ok(report)) => serde_json::to_value(report).unwrap_or(Value::Null),
                             Ok(Err(e)) => json!({"error": e}),
@@ -529,6 +539,88 @@ impl Plugin {
         self.providers.join(" → ")
     }
 
+    /// Everything `/metrics` reports, read now.
+    pub fn snapshot(&self) -> Snapshot {
+        let queue = self.queue.stats();
+        let availability = self.history.availability();
+        let mut snapshot = Snapshot {
+            queue_depth: queue.depth,
+            queue_failures: queue.failures,
+            queue_set_aside: queue.rejected,
+            history: self.history.stats(),
+            store_available: availability.is_available(),
+            store_outages: availability.outages(),
+            engine: self.engine.totals(),
+            patterns: self.patterns.stats(),
+            ..Snapshot::default()
+        };
+        self.metrics.read_into(&mut snapshot);
+        snapshot
+    }
+
+    /// The stop after the last request: writes query-pattern counts and pending history, waits for LLM analyses
+    /// still running (at most half the time left), stores the late answers no call will collect as detections
+    /// (`llm_analysis`), and writes the queued detections, all by `deadline`. What could not be written is logged
+    /// with counts; the return value says whether everything was.
+    pub async fn shutdown(&self, deadline: service_kit::Deadline) -> bool {
+        let mut complete = true;
+        let waiting = deadline.run(self.patterns.flush()).await;
+        if waiting != Some(0) {
+            complete = false;
+            tracing::error!(
+                queries = self.patterns.stats().pending,
+                "shutting down with query-pattern counts unwritten"
+            );
+        }
+        if !flush_history(self, deadline).await {
+            complete = false;
+        }
+        let mut running = std::mem::take(&mut *lock(&self.late_tasks));
+        let half = deadline.remaining() / 2;
+        let all_done =
+            tokio::time::timeout(half, async { while running.join_next().await.is_some() {} })
+                .await
+                .is_ok();
+        if !all_done {
+            tracing::warn!(
+                analyses = running.len(),
+                "LLM analyses still running at shutdown were abandoned"
+            );
+            running.abort_all();
+        }
+        let uncollected = lock(&self.late).drain();
+        let now = Utc::now();
+        for (query_id, dataset, analysis) in uncollected {
+            let anomaly = Anomaly {
+                key: dataset_key(&query_id, &dataset),
+                detector: "llm_analysis".into(),
+                score: 0.0,
+                threshold: 0.0,
+                is_anomaly: analysis["anomalies_detected"].as_bool().unwrap_or(false),
+                rationale: "an LLM analysis that arrived after its response budget; the plugin stopped before \
+                            the query's next call could report it"
+                    .into(),
+                explanation: analysis,
+                context: json!({"query_id": query_id, "dataset": dataset, "late": true}),
+                config: json!({}),
+                model_version: None,
+                created_at: now,
+            };
+            if let Err(e) = self.queue.try_push(anomaly) {
+                complete = false;
+                tracing::error!(error = %e, "a late LLM analysis was not stored");
+            }
+        }
+        if !self.queue.flush(deadline.remaining()).await {
+            complete = false;
+            tracing::error!(
+                unwritten = self.queue.depth(),
+                "shutting down with detections unwritten"
+            );
+        }
+        complete
+    }
+
     /// Whether the store answers (see [`WriteBehind::check`]): asked now while it is taken to be available (a probe
     /// gives up after `STORE_TIMEOUT_MS` of waiting to connect), the background probe's last answer (at most a
     /// second old) while it is down, so this never waits on a database known to be down.
@@ -537,6 +629,32 @@ impl Plugin {
         tokio::task::spawn_blocking(move || history.check())
             .await
             .unwrap_or(false)
+    }
+}
+
+/// Writes the engine's pending history, retrying (the database may be blinking) until `deadline`; whether all was
+/// written.
+async fn flush_history(plugin: &Plugin, deadline: service_kit::Deadline) -> bool {
+    loop {
+        let writer = plugin.history.clone();
+        let attempt = deadline
+            .run(tokio::task::spawn_blocking(move || writer.flush()))
+            .await;
+        let error = match attempt {
+            Some(Ok(Ok(()))) => return true,
+            Some(Ok(Err(e))) => e.to_string(),
+            Some(Err(e)) => format!("the history flush panicked: {e}"),
+            None => "the shutdown deadline passed".into(),
+        };
+        if deadline.remaining() < Duration::from_millis(250) {
+            tracing::error!(
+                error,
+                unwritten = plugin.history.stats().pending,
+                "shutting down with history records unwritten"
+            );
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

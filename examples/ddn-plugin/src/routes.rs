@@ -2,20 +2,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use anomaly_store::{AnomalyCursor, AnomalyQuery};
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::error::PluginError;
 use crate::plugin::{Plugin, blocking, dataset_key};
@@ -23,46 +21,21 @@ use crate::protocol::HookRequest;
 
 type Shared = State<Arc<Plugin>>;
 
-/// The service: every endpoint, with `PLUGIN_SECRET` checked on all but `/health` and `/metrics`.
+/// The plugin's endpoints. The service kit adds `/metrics`, authentication (`PLUGIN_SECRET` on every route but
+/// `/health` and `/ready`), limits and timeouts around them ([`crate::serve`]). The routes that take a body want
+/// it declared as JSON (415 otherwise): a web page cannot post to them cross-site without a CORS preflight, which
+/// the plugin never grants.
 pub fn router(plugin: Arc<Plugin>) -> Router {
-    let protected = Router::new()
+    Router::new()
         .route("/anomalies", post(hook).get(list_anomalies))
         .route("/history/{query_id}", get(history).delete(delete_history))
         .route("/model/{query_id}", get(model))
         .route("/analyze/{query_id}", post(analyze_one))
         .route("/stats/{query_id}", get(stats))
-        .route_layer(middleware::from_fn_with_state(plugin.clone(), authorize));
-    Router::new()
-        .merge(protected)
+        .route_layer(middleware::from_fn(service_kit::require_json))
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        // Bodies are limited by the handlers (`MAX_REQUEST_BYTES`), which answer a 400 that names the limit.
-        .layer(DefaultBodyLimit::disable())
+        .route("/ready", get(ready))
         .with_state(plugin)
-}
-
-/// Digests of both sides compared in constant time: neither the content nor the length of the secret leaks.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
-async fn authorize(State(plugin): Shared, request: Request, next: Next) -> Response {
-    if let Some(secret) = &plugin.config().plugin_secret {
-        let given = request
-            .headers()
-            .get("hasura-m-auth")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !same_secret(given, secret.as_bytes()) {
-            plugin.metrics().rejected.fetch_add(1, Ordering::Relaxed);
-            return PluginError::Unauthorized.into_response();
-        }
-    }
-    next.run(request).await
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, PluginError> {
@@ -79,9 +52,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `POST /anomalies`: the pre-response hook.
 async fn hook(State(plugin): Shared, headers: HeaderMap, body: Body) -> Response {
-    let started = Instant::now();
     let result = async {
-        let bytes = read_body(body, plugin.config().max_request_bytes).await?;
+        let bytes = read_body(body, plugin.config().serve.max_body_bytes).await?;
         let req = HookRequest::parse(
             &bytes,
             header(&headers, "x-hasura-role"),
@@ -92,7 +64,6 @@ async fn hook(State(plugin): Shared, headers: HeaderMap, body: Body) -> Response
     .await;
     let metrics = plugin.metrics();
     metrics.requests.fetch_add(1, Ordering::Relaxed);
-    metrics.observe_latency(started.elapsed());
     match result {
         Ok(v) => Json(v).into_response(),
         Err(e) => {
@@ -125,19 +96,13 @@ async fn health(State(plugin): Shared) -> Json<Value> {
     }))
 }
 
-/// `GET /metrics`.
-async fn metrics(State(plugin): Shared) -> impl IntoResponse {
-    let q = plugin.queue().stats();
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        plugin.metrics().render(
-            q.depth,
-            q.failures,
-            plugin.history_writer().stats(),
-            plugin.history_writer().availability(),
-            plugin.engine().totals(),
-        ),
-    )
+/// `GET /ready`: 200 once the store answers, 503 with the reason before (a load balancer sends no traffic then).
+async fn ready(State(plugin): Shared) -> Response {
+    service_kit::ready_response(if plugin.store_reachable().await {
+        Ok(())
+    } else {
+        Err("the store does not answer".into())
+    })
 }
 
 async fn known_datasets(plugin: &Plugin, query_id: &str) -> Result<Vec<String>, PluginError> {
@@ -224,7 +189,7 @@ async fn analyze_one(
     Path(query_id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, PluginError> {
-    let bytes = read_body(body, plugin.config().max_request_bytes).await?;
+    let bytes = read_body(body, plugin.config().serve.max_body_bytes).await?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| PluginError::BadRequest(format!("the body is not JSON: {e}")))?;
     let datasets = known_datasets(&plugin, &query_id).await?;
@@ -359,17 +324,4 @@ fn parse_cursor(c: &str) -> Result<AnomalyCursor, PluginError> {
         created_at,
         id: id.parse().map_err(|_| bad())?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_secret;
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"s3cret", b"s3cret"));
-        assert!(!same_secret(b"s3cre", b"s3cret"));
-        assert!(!same_secret(b"", b"s3cret"));
-        assert!(!same_secret(b"s3cret!", b"s3cret"));
-    }
 }

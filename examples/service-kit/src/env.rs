@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::KitError;
 
 /// Gives a variable's value, or `None`.
-type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
 /// A source of settings: the process environment ([`Env::process`]) or any lookup ([`Env::from_lookup`], for
 /// tests). Values are trimmed; an empty value counts as unset.
@@ -20,24 +20,26 @@ type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// assert!(Env::from_lookup(|_| Some("soon".into())).number("PORT", 80u16, 1, u16::MAX).is_err());
 /// # Ok::<(), service_kit::KitError>(())
 /// ```
-pub struct Env {
-    lookup: Lookup,
+pub struct Env<'a> {
+    lookup: Lookup<'a>,
 }
 
-impl std::fmt::Debug for Env {
+impl std::fmt::Debug for Env<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Env").finish_non_exhaustive()
     }
 }
 
-impl Env {
+impl Env<'static> {
     /// The process environment.
     pub fn process() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
+}
 
+impl<'a> Env<'a> {
     /// Settings `lookup` gives (a variable's value, or `None`).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
         Env {
             lookup: Box::new(lookup),
         }

@@ -114,11 +114,16 @@ async fn observe(
     response
 }
 
-/// Middleware for routes that take a JSON body: a request whose `Content-Type` is not `application/json` (or
+/// Middleware for routes that take a JSON body: a `POST`, `PUT` or `PATCH` whose `Content-Type` is not `application/json` (or
 /// `application/<something>+json`) gets a 415 before its body is read. This also keeps a web page a user visits
 /// from posting to the service: a cross-site `fetch` with a JSON content type needs a CORS preflight, which the
 /// services do not grant. Use with [`axum::middleware::from_fn`] on the JSON routes.
 pub async fn require_json(request: Request, next: Next) -> Response {
+    use axum::http::Method;
+    // Only methods that carry a body: a GET sharing the route passes.
+    if ![Method::POST, Method::PUT, Method::PATCH].contains(request.method()) {
+        return next.run(request).await;
+    }
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)

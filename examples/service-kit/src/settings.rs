@@ -57,7 +57,7 @@ impl ServeSettings {
     ///
     /// # Errors
     /// [`KitError::Config`] naming the variable whose value is unusable.
-    pub fn from_env(env: &Env, default_port: u16) -> Result<Self, KitError> {
+    pub fn from_env(env: &Env<'_>, default_port: u16) -> Result<Self, KitError> {
         let host = match env.get("HOST") {
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
             Some(h) if h.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),

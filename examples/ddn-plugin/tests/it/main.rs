@@ -2,6 +2,7 @@
 
 mod lifecycle;
 mod outage;
+mod process;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -115,10 +116,20 @@ async fn post_hook(server: &Server, body: &Value) -> Value {
 }
 
 /// The `/metrics` exposition text.
+/// The `/metrics` exposition text, checked by `promtool check metrics`.
+#[allow(clippy::print_stderr)]
 async fn metrics_text(server: &Server) -> String {
     let r = client().get(server.url("/metrics")).send().await.unwrap();
     assert!(r.status().is_success(), "/metrics: {}", r.status());
-    r.text().await.unwrap()
+    let text = r.text().await.unwrap();
+    match service_kit::testing::promtool_check(&text) {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "SKIPPED promtool check: promtool is not installed (scripts/test installs it)"
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    text
 }
 
 fn base_vars(db: &str) -> Vec<(&'static str, String)> {
@@ -327,7 +338,9 @@ async fn suspicious_queries_are_reported() {
     server.stop().await;
 }
 
-/// Bad requests get a 400 naming the problem; `PLUGIN_SECRET` is enforced; excluded datasets are skipped.
+/// Bad requests get a 400 naming the problem; `PLUGIN_SECRET` is enforced on every route but the probes; a body not
+/// declared as JSON gets a 415 (a web page cannot post one cross-site without a preflight); excluded datasets are
+/// skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_auth_and_exclusions() {
     let dir = tempfile::tempdir().unwrap();
@@ -337,7 +350,10 @@ async fn bad_requests_auth_and_exclusions() {
     v.push(("EXCLUDED_DATASETS", "audit_.*".into()));
     let server = Server::start(&vars(&v)).await;
     let send = |body: String, secret: Option<&'static str>| {
-        let mut r = client().post(server.url("/anomalies")).body(body);
+        let mut r = client()
+            .post(server.url("/anomalies"))
+            .header("content-type", "application/json")
+            .body(body);
         if let Some(s) = secret {
             r = r.header("hasura-m-auth", s);
         }
@@ -354,6 +370,44 @@ async fn bad_requests_auth_and_exclusions() {
             .to_string();
     assert_eq!(send(ok_body.clone(), None).await.0, 401);
     assert_eq!(send(ok_body.clone(), Some("wrong")).await.0, 401);
+    // What a cross-site form or `fetch` without a preflight can send: text/plain.
+    let plain = client()
+        .post(server.url("/anomalies"))
+        .header("hasura-m-auth", "s3cret")
+        .header("content-type", "text/plain")
+        .body(ok_body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 415);
+    // Every route but /health and /ready needs the secret (the stored detections above all).
+    for path in [
+        "/anomalies",
+        "/metrics",
+        "/model/x",
+        "/history/x",
+        "/stats/x",
+    ] {
+        let r = client().get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let r = client()
+        .delete(server.url("/history/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(server.url("/metrics"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "Prometheus sends the secret as a bearer token"
+    );
     let (status, out) = send(ok_body, Some("s3cret")).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -400,9 +454,12 @@ async fn bad_requests_auth_and_exclusions() {
         assert_eq!(status, 400, "{body:.60}");
         assert!(out["error"].as_str().unwrap().contains(says), "{out}");
     }
-    // /health stays open for probes.
+    // /health and /ready stay open for probes.
     let r = client().get(server.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    let r = client().get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
     server.stop().await;
 }
 
