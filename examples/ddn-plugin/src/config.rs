@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use anomaly_core::records::role::{FieldRoles, parse_field_roles};
-use anomaly_llm::LlmSettings;
+use anomaly_llm::{LlmSettings, Secret};
 use regex::Regex;
 use service_kit::{Auth, Env, ServeSettings};
 
@@ -55,7 +55,7 @@ pub struct Config {
     pub max_keys_in_memory: usize,
     /// `PLUGIN_SECRET`: when set, every request but `/health` and `/ready` must carry it in `hasura-m-auth` (or as
     /// `Authorization: Bearer <secret>`, which Prometheus can send).
-    pub plugin_secret: Option<String>,
+    pub plugin_secret: Option<Secret>,
     /// `RESPONSE_BUDGET_MS` (default 2,000): how long a request may wait for the LLM analysis; a later analysis is
     /// stored and reported on the query's next call.
     pub response_budget: Duration,
@@ -169,7 +169,7 @@ impl Config {
             field_roles,
             max_schema_columns,
             max_keys_in_memory,
-            plugin_secret: get("PLUGIN_SECRET"),
+            plugin_secret: get("PLUGIN_SECRET").map(Secret::new),
             response_budget: Duration::from_millis(parse(&get, "RESPONSE_BUDGET_MS", 2_000)?),
             cleanup_interval: Duration::from_secs(
                 parse::<u64>(&get, "CLEANUP_INTERVAL_SECONDS", 3_600)?.max(1),
@@ -183,7 +183,7 @@ impl Config {
     pub fn auth(&self) -> Option<Auth> {
         self.plugin_secret
             .as_ref()
-            .map(|s| Auth::header("hasura-m-auth", s))
+            .map(|s| Auth::header("hasura-m-auth", s.expose()))
     }
 
     /// Refuses to listen beyond loopback without `PLUGIN_SECRET` (unless `ALLOW_UNAUTHENTICATED=true`).
@@ -279,6 +279,8 @@ mod tests {
         assert_eq!((c.max_schema_columns, c.max_keys_in_memory), (1_000, 1_000));
         assert!(c.field_roles.is_empty());
         assert!(c.plugin_secret.is_none());
+        let with_secret = config(&[("PLUGIN_SECRET", "s3cret-value")]).unwrap();
+        assert!(!format!("{with_secret:?}").contains("s3cret-value"), "the secret never reaches a log");
         assert!(
             c.serve.host.is_loopback(),
             "listens on loopback unless told otherwise"
