@@ -280,7 +280,10 @@ mod tests {
         assert!(c.field_roles.is_empty());
         assert!(c.plugin_secret.is_none());
         let with_secret = config(&[("PLUGIN_SECRET", "s3cret-value")]).unwrap();
-        assert!(!format!("{with_secret:?}").contains("s3cret-value"), "the secret never reaches a log");
+        assert!(
+            !format!("{with_secret:?}").contains("s3cret-value"),
+            "the secret never reaches a log"
+        );
         assert!(
             c.serve.host.is_loopback(),
             "listens on loopback unless told otherwise"

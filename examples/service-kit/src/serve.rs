@@ -69,7 +69,8 @@ impl Deadline {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves: each connection gets `HEADER_TIMEOUT_SECONDS` to send
-/// its request headers (a slow client is cut off instead of holding a connection forever). Then it stops
+/// its request headers (a slow client is cut off instead of holding a connection forever), and at most
+/// `MAX_CONNECTIONS` are open at once (further ones wait in the kernel's listen backlog until one closes). Then it stops
 /// accepting, lets in-flight requests finish (idle connections are closed at once) and returns the [`Deadline`]
 /// (`SHUTDOWN_TIMEOUT_SECONDS` from the signal) within which the service must flush what it holds; requests
 /// still running when it passes are cut off, and logged.
@@ -83,8 +84,14 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -102,6 +109,7 @@ pub async fn serve(
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,

@@ -26,6 +26,7 @@ pub enum LogFormat {
 /// | `MAX_REQUEST_BYTES` | 10 MiB | largest request body |
 /// | `REQUEST_TIMEOUT_SECONDS` | 30 | longest a request may take, body read included (408 after) |
 /// | `HEADER_TIMEOUT_SECONDS` | 10 | longest a client may take to send its request headers (connection closed) |
+/// | `MAX_CONNECTIONS` | 1,024 | open connections at once; beyond it new ones wait in the listen backlog |
 /// | `SHUTDOWN_TIMEOUT_SECONDS` | 10 | after SIGTERM/SIGINT: in-flight requests and flushing, all within this |
 /// | `ALLOW_UNAUTHENTICATED` | `false` | serve beyond loopback without a token (logged as a warning) |
 /// | `LOG_LEVEL` | `info` | a `tracing` filter (`debug`, `info,sqlx=warn`, …) |
@@ -44,6 +45,8 @@ pub struct ServeSettings {
     pub header_timeout: Duration,
     /// `SHUTDOWN_TIMEOUT_SECONDS`.
     pub shutdown_timeout: Duration,
+    /// `MAX_CONNECTIONS`.
+    pub max_connections: usize,
     /// `ALLOW_UNAUTHENTICATED`.
     pub allow_unauthenticated: bool,
     /// `LOG_LEVEL`.
@@ -89,6 +92,7 @@ impl ServeSettings {
             request_timeout: env.seconds("REQUEST_TIMEOUT_SECONDS", 30, 1, 3_600)?,
             header_timeout: env.seconds("HEADER_TIMEOUT_SECONDS", 10, 1, 600)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECONDS", 10, 1, 3_600)?,
+            max_connections: env.number("MAX_CONNECTIONS", 1_024, 1, 1_000_000)?,
             allow_unauthenticated: env.flag("ALLOW_UNAUTHENTICATED")?,
             log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_format,
@@ -204,6 +208,7 @@ mod tests {
             ("HEADER_TIMEOUT_SECONDS", "-1"),
             ("REQUEST_TIMEOUT_SECONDS", "1e9"),
             ("MAX_REQUEST_BYTES", "0"),
+            ("MAX_CONNECTIONS", "0"),
             ("ALLOW_UNAUTHENTICATED", "maybe"),
             ("LOG_FORMAT", "xml"),
         ] {

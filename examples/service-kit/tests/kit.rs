@@ -289,3 +289,30 @@ async fn shutdown_cuts_requests_at_the_deadline() {
     assert_eq!(left, Duration::ZERO, "the drain used the whole deadline");
     drop(slow);
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_one() {
+    let s = start(settings(&[("MAX_CONNECTIONS", "2")]), None).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let idle1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _idle2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/health", s.base);
+    let waiting = http
+        .get(&url)
+        .timeout(Duration::from_millis(700))
+        .send()
+        .await;
+    assert!(
+        waiting.is_err(),
+        "a third connection is not served while two are open"
+    );
+    drop(idle1);
+    let served = http
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+}
