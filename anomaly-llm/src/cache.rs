@@ -107,9 +107,14 @@ struct State {
 /// A provider whose validated answers are kept for `ttl`, at most `capacity` of them (the least recently used is
 /// evicted first). Keys are [`CompletionRequest::cache_key`], a SHA-256 of everything that decides the answer.
 ///
-/// Only answers that passed schema validation are kept, and only those of the first provider asked: an answer
-/// that came through a fallback (a degraded one) is returned but not cached, so the preferred provider is asked
-/// again next time.
+/// Only answers that passed schema validation are kept, and only those of the first provider of a chain: an answer
+/// that came through a fallback (a degraded one: non-empty
+/// [`fallback_from`](CompletionResponse::fallback_from), whether the links before were tried and failed or were
+/// skipped) is returned but not cached, so the preferred provider is asked again next time. Errors are not cached
+/// either. This is why [`LlmSettings::chain`](crate::LlmSettings::chain) wraps the whole chain rather than each
+/// link: the offline rules' answer after an outage is never pinned for the TTL.
+///
+/// Two identical requests that miss at the same time are both passed on (there is no single-flight).
 ///
 /// ```
 /// use std::time::Duration;
@@ -244,7 +249,7 @@ impl<P: Provider> Provider for Cached<P> {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let response = self.inner.complete_validated(request).await?;
-        if response.fallback_from.is_empty() {
+        if response.fallback_from.is_empty() && response.skipped.is_empty() {
             self.put(key, response.clone());
         }
         Ok(response)

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// A boxed foreign error (the HTTP client's, the JSON parser's), kept as a source and never part of the API.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -114,6 +116,33 @@ pub enum LlmError {
         /// Why.
         reason: String,
     },
+    /// A [`ConcurrencyLimit`](crate::ConcurrencyLimit)ed link had no free call slot: its queue of waiting callers
+    /// was full (the call was refused at once, `waited` zero) or the call waited its request's whole timeout for a
+    /// slot. The provider was not asked. Not retryable: a [`FallbackChain`](crate::FallbackChain) moves on to the
+    /// next link and reports this one as [skipped](crate::SkipReason::Saturated).
+    #[error("{provider}: {}, {in_flight} calls in flight and {waiting} waiting; not asked", fmt_waited(*.waited))]
+    Saturated {
+        /// The provider's name.
+        provider: String,
+        /// Calls in flight when the call gave up.
+        in_flight: usize,
+        /// Callers waiting for a slot when the call gave up.
+        waiting: usize,
+        /// How long the call waited for a slot (zero when the queue was full).
+        waited: Duration,
+    },
+    /// A [`CircuitBreaker`](crate::CircuitBreaker)'s circuit is open after consecutive failures of its provider:
+    /// the provider was not asked. Not retryable: a [`FallbackChain`](crate::FallbackChain) moves on to the next
+    /// link and reports this one as [skipped](crate::SkipReason::CircuitOpen).
+    #[error("{provider}: circuit open after {failures} consecutive failures, {}; not asked", fmt_retry_in(*.retry_in))]
+    CircuitOpen {
+        /// The provider's name.
+        provider: String,
+        /// The consecutive failures that opened the circuit.
+        failures: u32,
+        /// How long until a trial call is let through; zero while a trial call is under way.
+        retry_in: Duration,
+    },
     /// Every provider of a fallback chain failed; the last failure is the source.
     #[error("all {} providers failed: {}", .failures.len(), summarize(.failures))]
     AllFailed {
@@ -130,13 +159,32 @@ pub enum LlmError {
     },
 }
 
-/// One provider's failure inside a fallback chain.
+/// One provider's failure inside a fallback chain: tried and failed, or [skipped](ProviderFailure::skipped)
+/// without being asked.
 #[derive(Debug)]
 pub struct ProviderFailure {
     /// The provider's name.
     pub provider: String,
     /// Its error.
     pub error: Box<LlmError>,
+}
+
+impl ProviderFailure {
+    /// Why the link was skipped without being asked (its circuit open, or no free call slot), or `None` when it
+    /// was tried and failed.
+    pub fn skipped(&self) -> Option<SkipReason> {
+        self.error.skip_reason()
+    }
+}
+
+/// Why a link of a fallback chain was skipped without being asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its [`CircuitBreaker`](crate::CircuitBreaker) was open ([`LlmError::CircuitOpen`]).
+    CircuitOpen,
+    /// Its [`ConcurrencyLimit`](crate::ConcurrencyLimit) had no free slot ([`LlmError::Saturated`]).
+    Saturated,
 }
 
 impl LlmError {
@@ -150,6 +198,16 @@ impl LlmError {
             | LlmError::Transport { .. } => true,
             LlmError::Api { retryable, .. } => *retryable,
             _ => false,
+        }
+    }
+
+    /// Why the provider was not asked at all, when this error says it was skipped rather than tried:
+    /// [`LlmError::CircuitOpen`] and [`LlmError::Saturated`].
+    pub fn skip_reason(&self) -> Option<SkipReason> {
+        match self {
+            LlmError::CircuitOpen { .. } => Some(SkipReason::CircuitOpen),
+            LlmError::Saturated { .. } => Some(SkipReason::Saturated),
+            _ => None,
         }
     }
 
@@ -176,6 +234,22 @@ fn fmt_retry_after(d: Option<Duration>) -> String {
     match d {
         Some(d) => format!(", retry after {d:?}"),
         None => String::new(),
+    }
+}
+
+fn fmt_waited(waited: Duration) -> String {
+    if waited.is_zero() {
+        "no free call slot and the queue is full".into()
+    } else {
+        format!("no free call slot within {waited:?}")
+    }
+}
+
+fn fmt_retry_in(retry_in: Duration) -> String {
+    if retry_in.is_zero() {
+        "a trial call is under way".into()
+    } else {
+        format!("next trial in {retry_in:?}")
     }
 }
 
@@ -222,5 +296,42 @@ mod tests {
             all.to_string()
                 .starts_with("all 1 providers failed: openai: http 401")
         );
+    }
+
+    #[test]
+    fn skips_are_typed_not_retryable_and_say_why() {
+        let open = LlmError::CircuitOpen {
+            provider: "anthropic".into(),
+            failures: 5,
+            retry_in: Duration::from_secs(30),
+        };
+        assert_eq!(
+            open.to_string(),
+            "anthropic: circuit open after 5 consecutive failures, next trial in 30s; not asked"
+        );
+        let full = LlmError::Saturated {
+            provider: "openai".into(),
+            in_flight: 4,
+            waiting: 64,
+            waited: Duration::ZERO,
+        };
+        assert_eq!(
+            full.to_string(),
+            "openai: no free call slot and the queue is full, 4 calls in flight and 64 waiting; not asked"
+        );
+        for e in [&open, &full] {
+            assert!(!e.is_retryable());
+            assert!(e.status().is_none());
+        }
+        assert_eq!(open.skip_reason(), Some(SkipReason::CircuitOpen));
+        assert_eq!(full.skip_reason(), Some(SkipReason::Saturated));
+        let tried = ProviderFailure {
+            provider: "x".into(),
+            error: Box::new(LlmError::Timeout {
+                provider: "x".into(),
+                timeout: Duration::from_secs(1),
+            }),
+        };
+        assert_eq!(tried.skipped(), None);
     }
 }

@@ -3,16 +3,20 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::error::{LlmError, ProviderFailure, Result};
 use crate::provider::Provider;
-use crate::request::{CompletionRequest, CompletionResponse};
+use crate::request::{CompletionRequest, CompletionResponse, SkippedLink};
 
 /// Providers tried in order (for example Claude → a local server → offline rules). Each link's answer is
 /// validated against the request's schema (with its one repair attempt) before it is accepted; any failure —
 /// outage, rate limit after retries, refusal, truncation, invalid JSON — moves on to the next link. The answer
-/// names the providers that failed before it in [`fallback_from`](CompletionResponse::fallback_from).
+/// names the providers passed over before it in [`fallback_from`](CompletionResponse::fallback_from), and among
+/// them, in [`skipped`](CompletionResponse::skipped), those that were not asked at all because their
+/// [`CircuitBreaker`](crate::CircuitBreaker) was open or their [`ConcurrencyLimit`](crate::ConcurrencyLimit) had
+/// no free slot ([`LlmError::skip_reason`]). When no link answers, [`LlmError::AllFailed`] lists every link's
+/// error, and [`ProviderFailure::skipped`] tells skipped links from failed ones.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -76,10 +80,24 @@ impl Provider for FallbackChain {
                         .map(|f: &ProviderFailure| f.provider.clone())
                         .chain(std::mem::take(&mut response.fallback_from))
                         .collect();
+                    response.skipped = failures
+                        .iter()
+                        .filter_map(|f| {
+                            f.skipped().map(|reason| SkippedLink {
+                                provider: f.provider.clone(),
+                                reason,
+                            })
+                        })
+                        .chain(std::mem::take(&mut response.skipped))
+                        .collect();
                     return Ok(response);
                 }
                 Err(error) => {
-                    warn!(provider = link.name(), error = %error, "provider failed; falling back");
+                    if error.skip_reason().is_some() {
+                        info!(provider = link.name(), error = %error, "provider skipped; falling back");
+                    } else {
+                        warn!(provider = link.name(), error = %error, "provider failed; falling back");
+                    }
                     failures.push(ProviderFailure {
                         provider: link.name().to_string(),
                         error: Box::new(error),

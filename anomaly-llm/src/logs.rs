@@ -331,6 +331,7 @@ impl<P: Provider> LogAnalyzer<P> {
                 indices,
                 provider: response.provider,
                 fallback_from: response.fallback_from,
+                skipped: response.skipped,
                 cached: response.cached,
                 usage: response.usage,
             });

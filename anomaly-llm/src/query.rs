@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use crate::error::{LlmError, Result};
 use crate::prompt;
 use crate::provider::Provider;
-use crate::request::{CompletionRequest, OutputSchema, Task, Usage};
+use crate::request::{CompletionRequest, OutputSchema, SkippedLink, Task, Usage};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -457,8 +457,12 @@ pub struct BatchInfo {
     pub indices: Vec<usize>,
     /// The provider that answered.
     pub provider: String,
-    /// Providers that failed before it.
+    /// Providers passed over before it: tried and failed, or skipped without being asked (those are also in
+    /// [`skipped`](Self::skipped)).
     pub fallback_from: Vec<String>,
+    /// The providers of `fallback_from` that were not asked at all (circuit open, or no free call slot), with why.
+    #[serde(default)]
+    pub skipped: Vec<SkippedLink>,
     /// Whether the answer came from a cache.
     pub cached: bool,
     /// Tokens used.
@@ -658,6 +662,7 @@ impl<P: Provider> QueryAnalyzer<P> {
                 indices,
                 provider: response.provider,
                 fallback_from: response.fallback_from,
+                skipped: response.skipped,
                 cached: response.cached,
                 usage: response.usage,
             });

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::error::{LlmError, Result};
+use crate::error::{LlmError, Result, SkipReason};
 use crate::logs::LogBatch;
 use crate::query::QueryBatch;
 
@@ -372,10 +372,24 @@ pub struct CompletionResponse {
     pub usage: Usage,
     /// The provider that answered.
     pub provider: String,
-    /// Providers of a fallback chain that failed before this one answered, in order.
+    /// Providers of a fallback chain passed over before this one answered, in order: those tried that failed and
+    /// those [`skipped`](Self::skipped) without being asked. Non-empty means the answer is a degraded one.
     pub fallback_from: Vec<String>,
+    /// The providers of [`fallback_from`](Self::fallback_from) that were not asked at all (circuit open, or no
+    /// free call slot), in order, with why. A provider in `fallback_from` and not here was tried and failed.
+    #[serde(default)]
+    pub skipped: Vec<SkippedLink>,
     /// Whether the answer came from a [`Cached`](crate::Cached) provider's cache.
     pub cached: bool,
+}
+
+/// A link of a fallback chain that was skipped without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SkippedLink {
+    /// The provider's name.
+    pub provider: String,
+    /// Why it was not asked.
+    pub reason: SkipReason,
 }
 
 impl CompletionResponse {
@@ -395,6 +409,7 @@ impl CompletionResponse {
             usage: Usage::default(),
             provider: provider.into(),
             fallback_from: Vec::new(),
+            skipped: Vec::new(),
             cached: false,
         }
     }

@@ -191,7 +191,7 @@ async fn the_settings_chain_falls_back_from_an_overloaded_claude_to_offline() {
     .unwrap();
     settings.retry = fast_retry(1);
     let chain = settings.chain().unwrap();
-    assert_eq!(chain.names(), ["anthropic", "offline"]);
+    assert_eq!(chain.inner().names(), ["anthropic", "offline"]);
     let analyzer = QueryAnalyzer::with_settings(chain, settings.analyzer.clone());
     let report = analyzer
         .analyze(&orders_context(3, "analyst"))

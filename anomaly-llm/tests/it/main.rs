@@ -4,6 +4,7 @@
 mod analysers;
 mod anthropic;
 mod batching;
+mod bounds;
 mod cache_and_fallback;
 mod common;
 mod conformance;

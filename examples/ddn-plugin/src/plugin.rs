@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anomaly_core::engine::{BatchReport, Engine, EngineParams, Persistence, WriteBehind};
 use anomaly_core::forest::Contamination;
 use anomaly_core::records::vectorizer::VectorizerParams;
-use anomaly_llm::FallbackChain;
 use anomaly_llm::hybrid::HybridReport;
 use anomaly_llm::query::{QueryAnalyzer, QueryContext};
+use anomaly_llm::{Cached, FallbackChain};
 use anomaly_store::{
     Anomaly, AnomalyQueue, CleanupSchedule, MAX_KEY_CHARS, QueryPattern, QueueConfig,
     RetentionPolicy, SeaOrmStore, Store,
@@ -48,7 +48,7 @@ pub struct Plugin {
     history: Arc<WriteBehind>,
     store: Arc<dyn Store>,
     queue: AnomalyQueue,
-    analyzer: Arc<QueryAnalyzer<FallbackChain>>,
+    analyzer: Arc<QueryAnalyzer<Cached<FallbackChain>>>,
     providers: Vec<String>,
     late: Arc<Mutex<LateAnswers>>,
     /// LLM analyses that missed their response budget and are still running (waited for at shutdown).
@@ -169,7 +169,12 @@ impl Plugin {
             variable: "LLM settings".into(),
             reason: e.to_string(),
         })?;
-        let providers = chain.names().iter().map(|s| s.to_string()).collect();
+        let providers = chain
+            .inner()
+            .names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let analyzer = Arc::new(QueryAnalyzer::with_settings(
             chain,
             config.llm.analyzer.clone(),
