@@ -169,7 +169,11 @@ enum Conn<'a> {
     Sqlite(&'a mut SqliteConnection),
 }
 
-/// A user's `SELECT` on SQLite, PostgreSQL or MySQL/MariaDB, read incrementally (see the [module docs](self)).
+/// A user's `SELECT` on SQLite, PostgreSQL or MySQL/MariaDB, read incrementally by its timestamp column (see the
+/// [crate docs](crate)).
+///
+/// The database account's read-only grant is the real boundary; the query guard ([`check_read_only_select`]) and
+/// the read-only transaction with a statement timeout each fetch runs in are defence in depth.
 ///
 /// ```no_run
 /// use std::time::Duration;
