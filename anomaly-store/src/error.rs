@@ -54,6 +54,34 @@ pub enum StoreError {
         /// What was refused.
         reason: String,
     },
+    /// A [`SqlSource`](crate::SqlSource) statement ran longer than the source's statement timeout
+    /// ([`SqlSource::with_statement_timeout`](crate::SqlSource::with_statement_timeout)) and was cancelled.
+    #[error(
+        "the source's query ran longer than its statement timeout of {} ms and was cancelled",
+        timeout.as_millis()
+    )]
+    StatementTimeout {
+        /// The statement timeout in force.
+        timeout: std::time::Duration,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// More rows of a [`SqlSource`](crate::SqlSource) share one timestamp than a fetch completes a run with (see
+    /// [`SqlSource::run_limit`](crate::SqlSource::run_limit)): the watermark cannot move past them without
+    /// loading them all at once.
+    #[error(
+        "{rows} rows share the timestamp {timestamp}, more than the {limit} a fetch reads for one run of equal \
+         timestamps; give the query a finer timestamp column or raise the batch size"
+    )]
+    TimestampRunTooLong {
+        /// The timestamp value shared by the run.
+        timestamp: String,
+        /// How many rows share it.
+        rows: u64,
+        /// The most rows a fetch reads for one run.
+        limit: u64,
+    },
     /// A column of a [`SqlSource`](crate::SqlSource) result that cannot be read as asked.
     #[error("source column `{column}`: {reason}")]
     SourceColumn {

@@ -18,7 +18,8 @@ pub use queue::{AnomalyQueue, QueueConfig, QueueStats};
 pub use schedule::{CLEANUP_RETRY, CleanupSchedule, CleanupStatus};
 pub use sea::SeaOrmStore;
 pub use source::{
-    DEFAULT_BATCH_SIZE, SourceBatch, SourceRow, SqlSource, Watermark, check_read_only_select,
+    DEFAULT_BATCH_SIZE, DEFAULT_STATEMENT_TIMEOUT, DroppedValue, SourceBatch, SourceRow,
+    SqlDialect, SqlSource, Watermark, check_read_only_select,
 };
 pub use store::Store;
 pub use types::{

@@ -9,6 +9,9 @@ use sea_orm::sqlx::mysql::MySqlRow;
 use sea_orm::sqlx::postgres::PgRow;
 use sea_orm::sqlx::sqlite::SqliteRow;
 use sea_orm::sqlx::{self, Column, Row, TypeInfo, ValueRef};
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use super::watermark::Watermark;
@@ -38,14 +41,69 @@ fn hex(bytes: &[u8]) -> Value {
     Value::String(s)
 }
 
+/// A decoded row: its JSON, its timestamp, and the columns whose value could not be represented (each with why),
+/// which are `null` in the JSON.
+#[derive(Debug)]
+pub(super) struct Decoded {
+    pub(super) record: Value,
+    pub(super) timestamp: Watermark,
+    pub(super) dropped: Vec<(String, String)>,
+}
+
 /// A PostgreSQL row of the wrapping query: its JSON and its timestamp.
-pub(super) fn postgres_row(row: &PgRow, ts_column: &str) -> Result<(Value, Watermark)> {
+pub(super) fn postgres_row(row: &PgRow, ts_column: &str) -> Result<Decoded> {
     let text: String = row
         .try_get(ROW_COLUMN)
         .map_err(|e| decode_error(ROW_COLUMN, e))?;
-    let record: Value = serde_json::from_str(&text).map_err(|e| decode_error(ROW_COLUMN, e))?;
-    let ts = postgres_watermark(row, ts_column)?;
-    Ok((record, ts))
+    let (record, dropped) = postgres_record(&text)?;
+    if let Some((_, reason)) = dropped.iter().find(|(c, _)| c == ts_column) {
+        return Err(decode_error(ts_column, reason));
+    }
+    let timestamp = postgres_watermark(row, ts_column)?;
+    Ok(Decoded {
+        record,
+        timestamp,
+        dropped,
+    })
+}
+
+/// `row_to_json` text as a JSON object. A value JSON numbers cannot hold (a `NUMERIC` beyond an `f64`, such as
+/// `1e309`) would fail the whole row: the object is then read column by column and such a column becomes `null`,
+/// reported with the reason.
+fn postgres_record(text: &str) -> Result<(Value, Vec<(String, String)>)> {
+    let whole_error = match serde_json::from_str::<Value>(text) {
+        Ok(record) => return Ok((record, Vec::new())),
+        Err(e) => e,
+    };
+    let columns: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(text).map_err(|_| decode_error(ROW_COLUMN, &whole_error))?;
+    let mut map = Map::with_capacity(columns.len());
+    let mut dropped = Vec::new();
+    for (column, raw) in columns {
+        let value = match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => value,
+            Err(e) => {
+                dropped.push((
+                    column.clone(),
+                    format!("{e} (value {})", abbreviate(raw.get())),
+                ));
+                Value::Null
+            }
+        };
+        map.insert(column, value);
+    }
+    Ok((Value::Object(map), dropped))
+}
+
+/// At most 40 characters of a value, for messages.
+fn abbreviate(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(40).collect();
+    if chars.next().is_some() {
+        format!("{head}… ({} characters)", text.chars().count())
+    } else {
+        head
+    }
 }
 
 fn postgres_watermark(row: &PgRow, ts_column: &str) -> Result<Watermark> {
@@ -77,9 +135,10 @@ fn unsupported_timestamp(column: &str, type_name: &str) -> StoreError {
 }
 
 /// A MySQL/MariaDB row as JSON, and the value of its timestamp column.
-pub(super) fn mysql_row(row: &MySqlRow, ts_column: &str) -> Result<(Value, Watermark)> {
+pub(super) fn mysql_row(row: &MySqlRow, ts_column: &str) -> Result<Decoded> {
     let mut map = Map::with_capacity(row.len());
     let mut ts = None;
+    let mut dropped = Vec::new();
     for (i, col) in row.columns().iter().enumerate() {
         let name = col.name();
         let err = |e: sqlx::Error| decode_error(name, e);
@@ -112,8 +171,16 @@ pub(super) fn mysql_row(row: &MySqlRow, ts_column: &str) -> Result<(Value, Water
                 }
                 "DECIMAL" => {
                     let s = row.try_get_unchecked::<String, _>(i).map_err(err)?;
-                    let v = s.parse::<Number>().map_or(Value::String(s), Value::Number);
-                    (v, None)
+                    match s.parse::<Number>() {
+                        Ok(n) => (Value::Number(n), None),
+                        Err(e) => {
+                            dropped.push((
+                                name.to_string(),
+                                format!("{e} (value {})", abbreviate(&s)),
+                            ));
+                            (Value::Null, None)
+                        }
+                    }
                 }
                 "DATETIME" => {
                     let v = row.try_get::<NaiveDateTime, _>(i).map_err(err)?;
@@ -159,12 +226,16 @@ pub(super) fn mysql_row(row: &MySqlRow, ts_column: &str) -> Result<(Value, Water
         }
         map.insert(name.to_string(), value);
     }
-    let ts = ts.ok_or_else(|| missing_column(ts_column))?;
-    Ok((Value::Object(map), ts))
+    let timestamp = ts.ok_or_else(|| missing_column(ts_column))?;
+    Ok(Decoded {
+        record: Value::Object(map),
+        timestamp,
+        dropped,
+    })
 }
 
 /// A SQLite row as JSON (by each value's storage class), and the value of its timestamp column.
-pub(super) fn sqlite_row(row: &SqliteRow, ts_column: &str) -> Result<(Value, Watermark)> {
+pub(super) fn sqlite_row(row: &SqliteRow, ts_column: &str) -> Result<Decoded> {
     let mut map = Map::with_capacity(row.len());
     let mut ts = None;
     for (i, col) in row.columns().iter().enumerate() {
@@ -201,8 +272,12 @@ pub(super) fn sqlite_row(row: &SqliteRow, ts_column: &str) -> Result<(Value, Wat
         }
         map.insert(name.to_string(), value);
     }
-    let ts = ts.ok_or_else(|| missing_column(ts_column))?;
-    Ok((Value::Object(map), ts))
+    let timestamp = ts.ok_or_else(|| missing_column(ts_column))?;
+    Ok(Decoded {
+        record: Value::Object(map),
+        timestamp,
+        dropped: Vec::new(),
+    })
 }
 
 fn missing_column(column: &str) -> StoreError {

@@ -145,4 +145,8 @@ source_suite!(
     watermark_reads_every_row_once,
     writes_are_refused,
     read_only_session_stops_writing_functions,
+    statement_timeout_cancels_slow_queries,
+    settings_do_not_outlive_a_fetch,
+    long_runs_of_equal_timestamps_are_bounded,
+    numbers_beyond_f64_do_not_stop_the_source,
 );

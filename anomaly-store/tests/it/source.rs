@@ -287,7 +287,24 @@ pub(crate) async fn writes_are_refused(fx: Fixture) {
         format!("SELECT * FROM {}; DROP TABLE {}", fx.table, fx.table),
         format!("SELECT * INTO copy_of FROM {}", fx.table),
         format!("SELECT * FROM {} FOR UPDATE", fx.table),
-    ] {
+        // Settings, sleeps and the reviewer's ways past the old lexer.
+        "SELECT set_config('default_transaction_read_only', 'off', false)".to_string(),
+        r#"SELECT "pg_sleep"(3600)"#.to_string(),
+        "SELECT pg_sleep_for('1 hour')".to_string(),
+    ]
+    .into_iter()
+    .chain(
+        // In MySQL, `--` without a space is no comment, and `/*! … */` is run.
+        matches!(fx.writer, Writer::MySql(_))
+            .then(|| {
+                [
+                    "SELECT 1--1, SLEEP(3600)".to_string(),
+                    "SELECT 1 /*! , SLEEP(3600) */".to_string(),
+                ]
+            })
+            .into_iter()
+            .flatten(),
+    ) {
         let err = SqlSource::connect(&fx.url, &query, "ts", &[])
             .await
             .unwrap_err();
@@ -337,5 +354,182 @@ pub(crate) async fn read_only_session_stops_writing_functions(fx: Fixture) {
     fx.writer
         .execute(&format!("DROP FUNCTION {function}()"))
         .await;
+    fx.drop_table().await;
+}
+
+/// A statement that runs past the statement timeout is cancelled by the database (or, on SQLite, interrupted by the
+/// progress handler) in about the timeout, and the fetch fails with the typed error naming it; the source stays
+/// usable.
+pub(crate) async fn statement_timeout_cancels_slow_queries(fx: Fixture) {
+    let slow = match fx.writer {
+        Writer::Postgres(_) => "SELECT now() AS ts, count(*) AS n \
+             FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b"
+            .to_string(),
+        Writer::MySql(_) => {
+            "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) \
+             SELECT NOW(6) AS ts, COUNT(*) AS n FROM r a, r b, r c, r d"
+                .to_string()
+        }
+        Writer::Sqlite(_) => "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) \
+             SELECT '2026-01-01' AS ts, count(*) AS n FROM (SELECT n FROM r LIMIT 10000000000)"
+            .to_string(),
+    };
+    let timeout = std::time::Duration::from_secs(1);
+    let source = SqlSource::connect(&fx.url, &slow, "ts", &[])
+        .await
+        .expect("source")
+        .with_statement_timeout(timeout);
+    assert_eq!(source.statement_timeout(), timeout);
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let err = source.fetch(None).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(&err, StoreError::StatementTimeout { timeout: t, .. } if *t == timeout),
+            "{}",
+            err.chain()
+        );
+        assert!(err.to_string().contains("1000 ms"), "{err}");
+        assert!(
+            took >= timeout.mul_f64(0.9) && took < timeout * 8,
+            "cancelled after {took:?}"
+        );
+    }
+    fx.drop_table().await;
+}
+
+/// PostgreSQL: a query that switches the session's read-only default off (through a function the guard cannot see
+/// into) cannot open the way for the next fetch to write: each fetch is its own read-only transaction, rolled back.
+pub(crate) async fn settings_do_not_outlive_a_fetch(fx: Fixture) {
+    let Writer::Postgres(_) = fx.writer else {
+        return;
+    };
+    let unlock = format!("{}_unlock", fx.table);
+    let writer = format!("{}_write", fx.table);
+    fx.writer
+        .execute(&format!(
+            "CREATE FUNCTION {unlock}() RETURNS TEXT AS $$ \
+             SELECT set_config('default_transaction_read_only', 'off', false) $$ LANGUAGE sql"
+        ))
+        .await;
+    fx.writer
+        .execute(&format!(
+            "CREATE FUNCTION {writer}() RETURNS TEXT AS $$ \
+             INSERT INTO {t} (id, ts, host) VALUES (1, now(), 'x') RETURNING 'wrote' $$ LANGUAGE sql",
+            t = fx.table
+        ))
+        .await;
+    // The first fetch unlocks; were the setting to survive, the next would write.
+    let query = format!(
+        "SELECT now() AS ts, CASE WHEN current_setting('default_transaction_read_only') = 'off' \
+         THEN {writer}() ELSE {unlock}() END AS did"
+    );
+    let source = SqlSource::connect(&fx.url, &query, "ts", &[])
+        .await
+        .expect("the guard cannot see inside user functions");
+    for _ in 0..4 {
+        match source.fetch(None).await {
+            Ok(batch) => assert_eq!(batch.rows[0].record["did"], "off", "{batch:?}"),
+            Err(e) => assert!(e.chain().contains("read-only"), "{}", e.chain()),
+        }
+    }
+    let Writer::Postgres(pool) = &fx.writer else {
+        unreachable!()
+    };
+    let written: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", fx.table))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        written, 0,
+        "a fetch wrote through a setting an earlier fetch changed"
+    );
+    fx.writer
+        .execute(&format!(
+            "DROP FUNCTION {unlock}(); DROP FUNCTION {writer}()"
+        ))
+        .await;
+    fx.drop_table().await;
+}
+
+/// A run of equal timestamps longer than the run limit is not loaded whole: the fetch fails naming the timestamp
+/// and the number of rows.
+pub(crate) async fn long_runs_of_equal_timestamps_are_bounded(fx: Fixture) {
+    let total = 10_005_i64;
+    let rows: Vec<(i64, i64)> = (0..total).map(|id| (id, 7)).collect();
+    for chunk in rows.chunks(1_000) {
+        fx.writer.insert(&fx.table, chunk).await;
+    }
+    fx.writer.insert(&fx.table, &[(total, 8)]).await;
+    let source = fx.source(1).await;
+    assert_eq!(source.run_limit(), 10_000);
+    let err = source.fetch(None).await.unwrap_err();
+    match &err {
+        StoreError::TimestampRunTooLong {
+            timestamp,
+            rows,
+            limit,
+        } => {
+            assert_eq!((*rows, *limit), (10_005, 10_000), "{err}");
+            assert!(timestamp.starts_with("2026-01-01"), "{timestamp}");
+        }
+        other => panic!("{}", other.chain()),
+    }
+    assert!(err.to_string().contains("10005 rows"), "{err}");
+    // With batches large enough for the run, it is read whole.
+    let source = fx.source(2_000).await;
+    let batch = source.fetch(None).await.expect("fetch");
+    assert_eq!(batch.rows.len(), total as usize);
+    fx.drop_table().await;
+}
+
+/// A number JSON cannot hold becomes null (and is reported) instead of failing every fetch; as the timestamp column
+/// it is a typed error. MariaDB cannot store such a number: its largest DECIMAL decodes as a number.
+pub(crate) async fn numbers_beyond_f64_do_not_stop_the_source(fx: Fixture) {
+    fx.writer.insert(&fx.table, &[(1, 1), (2, 2), (3, 3)]).await;
+    match fx.writer {
+        Writer::Postgres(_) => {
+            let query = format!(
+                "SELECT id, ts, CASE WHEN id = 2 THEN 1e309::numeric ELSE id END AS big FROM {}",
+                fx.table
+            );
+            let source = SqlSource::connect(&fx.url, &query, "ts", &[])
+                .await
+                .unwrap();
+            let batch = source.fetch(None).await.expect("the fetch goes on");
+            let ids: Vec<_> = batch.rows.iter().map(|r| r.record["id"].clone()).collect();
+            assert_eq!(ids, [json!(1), json!(2), json!(3)]);
+            assert_eq!(batch.rows[1].record["big"], Value::Null);
+            assert_eq!(batch.rows[2].record["big"], json!(3));
+            assert_eq!(batch.dropped_values.len(), 1, "{batch:?}");
+            assert_eq!(batch.dropped_values[0].column, "big");
+            assert_eq!(batch.dropped_values[0].timestamp, batch.rows[1].timestamp);
+            assert_eq!(batch.watermark.as_ref(), Some(&batch.rows[2].timestamp));
+
+            let source = SqlSource::connect(&fx.url, "SELECT 1e309::numeric AS ts", "ts", &[])
+                .await
+                .unwrap();
+            let err = source.fetch(None).await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::SourceColumn { column, .. } if column == "ts"),
+                "{err}"
+            );
+        }
+        Writer::MySql(_) => {
+            let query = format!(
+                "SELECT id, ts, CAST(REPEAT('9', 65) AS DECIMAL(65, 0)) AS big FROM {}",
+                fx.table
+            );
+            let source = SqlSource::connect(&fx.url, &query, "ts", &[])
+                .await
+                .unwrap();
+            let batch = source.fetch(None).await.expect("fetch");
+            assert_eq!(batch.rows.len(), 3);
+            let big = batch.rows[0].record["big"].as_f64().expect("a number");
+            assert!((big - 1e65).abs() < 1e50, "{big}");
+            assert!(batch.dropped_values.is_empty());
+        }
+        Writer::Sqlite(_) => {}
+    }
     fx.drop_table().await;
 }
