@@ -16,7 +16,7 @@ pub use lazy::{Connect, LazyStore};
 pub use memory::InMemoryStore;
 pub use queue::{AnomalyQueue, QueueConfig, QueueStats};
 pub use schedule::{CLEANUP_RETRY, CleanupSchedule, CleanupStatus};
-pub use sea::SeaOrmStore;
+pub use sea::{SeaOrmStore, Timeouts};
 pub use source::{
     DEFAULT_BATCH_SIZE, DEFAULT_STATEMENT_TIMEOUT, DroppedValue, SourceBatch, SourceRow,
     SqlDialect, SqlSource, Watermark, check_read_only_select,

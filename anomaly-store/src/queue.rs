@@ -4,18 +4,34 @@
 //! A detector must not lose a detection because the database blinked, nor stall its scoring loop while it does.
 //! [`push`](AnomalyQueue::push) appends to an in-memory queue of bounded capacity; one background task writes the
 //! queue's head in batches (one transaction each, [`Store::insert_anomalies`]) and removes a batch only once it is
-//! committed. When a write or the first connection fails, the task waits (exponential backoff from
-//! [`QueueConfig::retry_initial`] to [`QueueConfig::retry_max`]) and tries again, for as long as it takes. A full
-//! queue pushes back: [`push`](AnomalyQueue::push) waits for room and [`try_push`](AnomalyQueue::try_push) returns
-//! [`StoreError::QueueFull`]; nothing is dropped.
+//! committed. A full queue pushes back: [`push`](AnomalyQueue::push) waits for room and
+//! [`try_push`](AnomalyQueue::try_push) returns [`StoreError::QueueFull`]; nothing is dropped.
+//!
+//! Which failures are waited out, and which are the data's:
+//! - **The store is unavailable**: the first connection fails, the server cannot be reached
+//!   ([`StoreError::is_unreachable`]) and does not answer a [`ping`](Store::ping) either, or it answers with a
+//!   condition of its own ([`StoreError::is_transient`]: read-only, out of space or connections, a lost race). The
+//!   task waits (exponential backoff from [`QueueConfig::retry_initial`] to [`QueueConfig::retry_max`]) and tries
+//!   the same batch again, for as long as it takes.
+//! - **The store works but refuses the batch**: [`StoreError::InvalidInput`] (a key over
+//!   [`MAX_KEY_CHARS`](crate::MAX_KEY_CHARS), a NUL character on PostgreSQL, a value the server calls a data
+//!   exception, a packet over MariaDB's `max_allowed_packet`), or any other error while a ping still succeeds (the
+//!   server cut the connection over this batch, a statement error). The batch is split in halves, written half by
+//!   half, down to the detection at fault. A single detection refused as invalid is set aside at once; one failing
+//!   otherwise is tried [`QueueConfig::max_attempts`] times (default 3, the backoff between attempts) and then set
+//!   aside with the last error as its reason. The rest of the queue moves on either way.
+//!
+//! Set-aside detections are logged, counted ([`QueueStats::rejected`]) and kept, with their reason, for
+//! [`take_rejected`](AnomalyQueue::take_rejected): at most [`QueueConfig::rejected_capacity`] of them (default
+//! 1,000); beyond it the oldest is dropped, logged and counted ([`QueueStats::rejected_dropped`]).
+//!
+//! Every wait on the server is bounded: one write (and the ping that follows a failed one) by
+//! [`QueueConfig::write_timeout`], a connection by [`QueueConfig::connect_timeout`]; a write cut short counts as
+//! the server not answering.
 //!
 //! Exactly once: a batch is committed whole or not at all, and is removed from the queue only after its commit
-//! returned, so every detection is written once. The one case no client can rule out is a connection lost after
-//! the database committed and before it answered: that batch is written again on retry.
-//!
-//! A detection the store refuses for what it is ([`StoreError::InvalidInput`], for example a key over
-//! [`MAX_KEY_CHARS`](crate::MAX_KEY_CHARS)) would be refused forever: the task writes the rest of its batch one by
-//! one and sets the refused detections aside, logged and counted, for [`take_rejected`](AnomalyQueue::take_rejected).
+//! returned, so every detection is written once. The one case no client can rule out is a connection lost (or a
+//! write timed out) after the database committed and before it answered: that batch is written again on retry.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +60,15 @@ pub struct QueueConfig {
     /// How long one attempt may wait to connect (default 5 s; see
     /// [`SeaOrmStore::connect_with_timeout`]), for queues made by [`AnomalyQueue::connect_lazily`].
     pub connect_timeout: Duration,
+    /// Attempts at one detection whose write fails although the store works, with an error other than
+    /// [`StoreError::InvalidInput`], before it is set aside (default 3; at least 1). See the [module docs](self).
+    pub max_attempts: u32,
+    /// Set-aside detections kept for [`AnomalyQueue::take_rejected`] (default 1,000); beyond it the oldest are
+    /// dropped, logged and counted in [`QueueStats::rejected_dropped`].
+    pub rejected_capacity: usize,
+    /// How long one write, or one ping of the store, may take before it counts as the server not answering
+    /// (default 60 s).
+    pub write_timeout: Duration,
 }
 
 impl Default for QueueConfig {
@@ -54,6 +79,9 @@ impl Default for QueueConfig {
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            rejected_capacity: 1_000,
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -69,8 +97,12 @@ pub struct QueueStats {
     pub written: u64,
     /// Failed attempts to connect or write (each followed by a retry).
     pub failures: u64,
-    /// Detections the store refused as invalid, set aside.
+    /// Detections set aside: refused by the store as invalid, or failing [`QueueConfig::max_attempts`] times
+    /// while the store worked.
     pub rejected: u64,
+    /// Set-aside detections dropped (the oldest first) because more than [`QueueConfig::rejected_capacity`]
+    /// waited for [`AnomalyQueue::take_rejected`].
+    pub rejected_dropped: u64,
     /// Whether the last attempt to reach the database succeeded (`false` until a lazily connecting queue has
     /// connected).
     pub healthy: bool,
@@ -87,7 +119,10 @@ enum Target {
 #[derive(Default)]
 struct State {
     queue: VecDeque<Anomaly>,
-    rejected: Vec<(Anomaly, String)>,
+    rejected: VecDeque<(Anomaly, String)>,
+    /// Failed attempts at the queue's head alone (see [`QueueConfig::max_attempts`]); 0 when the head is not
+    /// suspected.
+    head_attempts: u32,
     closed: bool,
     last_error: Option<String>,
 }
@@ -102,6 +137,8 @@ struct Shared {
     written: AtomicU64,
     failures: AtomicU64,
     rejected: AtomicU64,
+    rejected_dropped: AtomicU64,
+    rejected_capacity: usize,
     healthy: AtomicBool,
 }
 
@@ -175,6 +212,8 @@ impl AnomalyQueue {
             written: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            rejected_dropped: AtomicU64::new(0),
+            rejected_capacity: config.rejected_capacity,
             healthy: AtomicBool::new(connected),
         });
         let worker = tokio::spawn(write_loop(shared.clone(), target, config));
@@ -244,14 +283,16 @@ impl AnomalyQueue {
             written: self.shared.written.load(Ordering::Relaxed),
             failures: self.shared.failures.load(Ordering::Relaxed),
             rejected: self.shared.rejected.load(Ordering::Relaxed),
+            rejected_dropped: self.shared.rejected_dropped.load(Ordering::Relaxed),
             healthy: self.shared.healthy.load(Ordering::Relaxed),
             last_error: state.last_error.clone(),
         }
     }
 
-    /// Takes the detections the store refused as invalid, each with the reason.
+    /// Takes the detections set aside (refused by the store, or failing every attempt while it worked), oldest
+    /// first, each with the reason: at most [`QueueConfig::rejected_capacity`], the most recent ones.
     pub fn take_rejected(&self) -> Vec<(Anomaly, String)> {
-        std::mem::take(&mut self.shared.lock().rejected)
+        std::mem::take(&mut self.shared.lock().rejected).into()
     }
 
     /// Waits until every queued detection is written, at most `timeout`; returns whether the queue is empty.
@@ -309,24 +350,32 @@ async fn write_loop(shared: Arc<Shared>, target: Target, config: QueueConfig) {
         Target::Store(s) => (Some(s), None),
         Target::Url { url, max_history } => (None, Some((url, max_history))),
     };
+    let writer = Writer {
+        shared: &shared,
+        max_attempts: config.max_attempts.max(1),
+        write_timeout: config.write_timeout,
+    };
     let batch_size = config.batch_size.max(1);
     let mut backoff = config.retry_initial;
     loop {
         let arrived = shared.arrived.notified();
-        let batch: Vec<Anomaly> = shared
-            .lock()
-            .queue
-            .iter()
-            .take(batch_size)
-            .cloned()
-            .collect();
+        let batch: Vec<Anomaly> = {
+            let state = shared.lock();
+            // A suspected head is tried alone until it is written or set aside.
+            let size = if state.head_attempts > 0 {
+                1
+            } else {
+                batch_size
+            };
+            state.queue.iter().take(size).cloned().collect()
+        };
         if batch.is_empty() {
             shared.progressed.notify_waiters();
             arrived.await;
             continue;
         }
         let outcome = match (&store, &url) {
-            (Some(s), _) => write_batch(&shared, s.as_ref(), batch).await,
+            (Some(s), _) => writer.write(s.as_ref(), &batch).await,
             (None, Some((url, max_history))) => {
                 match SeaOrmStore::connect_with_timeout(url, config.connect_timeout).await {
                     Ok(s) => {
@@ -334,7 +383,7 @@ async fn write_loop(shared: Arc<Shared>, target: Target, config: QueueConfig) {
                         store = Some(Arc::new(s.with_max_history(*max_history)));
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(Stalled::Unavailable(e)),
                 }
             }
             (None, None) => unreachable!("a queue has a store or a url"),
@@ -344,16 +393,28 @@ async fn write_loop(shared: Arc<Shared>, target: Target, config: QueueConfig) {
                 shared.healthy.store(true, Ordering::Relaxed);
                 backoff = config.retry_initial;
             }
-            Err(e) => {
+            Err(stalled) => {
                 let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                shared.healthy.store(false, Ordering::Relaxed);
-                let message = e.chain();
-                tracing::warn!(
-                    error = %message,
-                    failures,
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "anomaly queue cannot write; retrying"
-                );
+                let message = stalled.error().chain();
+                if let Stalled::Head { attempts, .. } = stalled {
+                    // The store works; one detection fails. Not an outage.
+                    shared.healthy.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        error = %message,
+                        attempt = attempts,
+                        max_attempts = writer.max_attempts,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "anomaly queue cannot write the detection at its head; retrying it alone"
+                    );
+                } else {
+                    shared.healthy.store(false, Ordering::Relaxed);
+                    tracing::warn!(
+                        error = %message,
+                        failures,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "anomaly queue cannot write; retrying"
+                    );
+                }
                 shared.lock().last_error = Some(message);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(config.retry_max);
@@ -362,38 +423,151 @@ async fn write_loop(shared: Arc<Shared>, target: Target, config: QueueConfig) {
     }
 }
 
-/// Writes the queue's head; removes what was committed. An invalid detection in the batch sends it one by one.
-async fn write_batch(shared: &Shared, store: &dyn Store, batch: Vec<Anomaly>) -> Result<()> {
-    match store.insert_anomalies(&batch).await {
-        Ok(_) => {
-            committed(shared, batch.len());
-            Ok(())
+/// Why the background task waits before trying again.
+enum Stalled {
+    /// The store is unavailable (unreachable, not connected yet, a condition of the server's).
+    Unavailable(StoreError),
+    /// The store works, but the detection at the queue's head failed; it has attempts left.
+    Head {
+        /// The failure.
+        error: StoreError,
+        /// Attempts made so far.
+        attempts: u32,
+    },
+}
+
+impl Stalled {
+    fn error(&self) -> &StoreError {
+        match self {
+            Stalled::Unavailable(error) | Stalled::Head { error, .. } => error,
         }
-        Err(StoreError::InvalidInput { .. }) => {
-            for anomaly in batch {
-                match store.insert_anomaly(&anomaly).await {
-                    Ok(_) => committed(shared, 1),
-                    Err(e @ StoreError::InvalidInput { .. }) => {
-                        let reason = e.to_string();
-                        tracing::error!(key = %anomaly.key, %reason, "detection refused by the store; set aside");
-                        shared.rejected.fetch_add(1, Ordering::Relaxed);
-                        let mut state = shared.lock();
-                        state.queue.pop_front();
-                        state.rejected.push((anomaly, reason));
-                        drop(state);
-                        shared.progressed.notify_waiters();
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
     }
 }
 
-fn committed(shared: &Shared, n: usize) {
-    shared.lock().queue.drain(..n);
-    shared.written.fetch_add(n as u64, Ordering::Relaxed);
-    shared.progressed.notify_waiters();
+/// Writes batches from the queue's head for the background task.
+struct Writer<'a> {
+    shared: &'a Shared,
+    max_attempts: u32,
+    write_timeout: Duration,
+}
+
+impl Writer<'_> {
+    /// Writes `batch`, the queue's head, removing what was committed and setting aside what is at fault (see the
+    /// [module docs](self)). `Err` when the task must wait and try again: the store is unavailable, or the one
+    /// detection at the head failed and has attempts left.
+    fn write<'b>(
+        &'b self,
+        store: &'b dyn Store,
+        batch: &'b [Anomaly],
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<(), Stalled>> + Send + 'b>> {
+        Box::pin(async move {
+            let error = match self.insert(store, batch).await {
+                Ok(()) => {
+                    self.committed(batch.len());
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if !self.batch_at_fault(store, &error).await {
+                return Err(Stalled::Unavailable(error));
+            }
+            if batch.len() > 1 {
+                let (first, second) = batch.split_at(batch.len() / 2);
+                self.write(store, first).await?;
+                return self.write(store, second).await;
+            }
+            let refused = matches!(error, StoreError::InvalidInput { .. });
+            let attempts = {
+                let mut state = self.shared.lock();
+                state.head_attempts += 1;
+                state.head_attempts
+            };
+            if refused || attempts >= self.max_attempts {
+                self.set_aside(&batch[0], &error, attempts);
+                return Ok(());
+            }
+            Err(Stalled::Head { error, attempts })
+        })
+    }
+
+    /// One bounded write of `batch`.
+    async fn insert(&self, store: &dyn Store, batch: &[Anomaly]) -> Result<()> {
+        match tokio::time::timeout(self.write_timeout, store.insert_anomalies(batch)).await {
+            Ok(written) => written.map(|_| ()),
+            Err(_) => Err(timed_out("insert anomalies", self.write_timeout)),
+        }
+    }
+
+    /// Whether `error` is the batch's rather than the store's: refused input, or a failure that is no server
+    /// condition while the store still answers a ping.
+    async fn batch_at_fault(&self, store: &dyn Store, error: &StoreError) -> bool {
+        match error {
+            StoreError::InvalidInput { .. } => true,
+            StoreError::Database { .. } if !error.is_transient() => {
+                match tokio::time::timeout(self.write_timeout, store.ping()).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e.chain(), "the store does not answer a ping either");
+                        false
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes the committed `n` detections from the queue's head.
+    fn committed(&self, n: usize) {
+        let mut state = self.shared.lock();
+        state.queue.drain(..n);
+        state.head_attempts = 0;
+        drop(state);
+        self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.shared.progressed.notify_waiters();
+    }
+
+    /// Moves the queue's head, `anomaly`, to the set-aside list (bounded: the oldest goes beyond its capacity).
+    fn set_aside(&self, anomaly: &Anomaly, error: &StoreError, attempts: u32) {
+        let reason = error.chain();
+        tracing::error!(key = %anomaly.key, %reason, attempts, "detection refused by the store; set aside");
+        self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.shared.lock();
+        let head = state.queue.pop_front();
+        state.head_attempts = 0;
+        let mut dropped = 0u64;
+        if let Some(head) = head {
+            state.rejected.push_back((head, reason));
+            while state.rejected.len() > self.shared.rejected_capacity {
+                state.rejected.pop_front();
+                dropped += 1;
+            }
+        }
+        drop(state);
+        if dropped > 0 {
+            let total = self
+                .shared
+                .rejected_dropped
+                .fetch_add(dropped, Ordering::Relaxed)
+                + dropped;
+            tracing::warn!(
+                dropped,
+                total,
+                capacity = self.shared.rejected_capacity,
+                "set-aside detections over capacity: the oldest dropped (call take_rejected to keep them)"
+            );
+        }
+        self.shared.progressed.notify_waiters();
+    }
+}
+
+/// A wait on the server cut short after `timeout`, as the store would report it (unreachable).
+fn timed_out(operation: &'static str, timeout: Duration) -> StoreError {
+    StoreError::Database {
+        operation,
+        source: Box::new(sea_orm::sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {timeout:?}"),
+        ))),
+    }
 }

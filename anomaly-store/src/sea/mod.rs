@@ -40,6 +40,71 @@ const ATTEMPTS: u32 = 10;
 /// Serialises schema migrations of the stores of one process (several may connect to one database at once).
 static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// How long a [`SeaOrmStore`] waits on its database server before an operation fails with the reason
+/// ([`StoreError::is_unreachable`] tells such a failure). Every wait on the server is bounded: none of these can be
+/// switched off.
+///
+/// ```
+/// use std::time::Duration;
+/// let timeouts = anomaly_store::Timeouts::default().connect(Duration::from_secs(2));
+/// assert_eq!(timeouts.connect_timeout(), Duration::from_secs(2));
+/// assert_eq!(timeouts.acquire_timeout(), anomaly_store::Timeouts::DEFAULT_ACQUIRE);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    connect: Duration,
+    acquire: Duration,
+}
+
+impl Timeouts {
+    /// Default of [`connect`](Timeouts::connect): 5 s.
+    pub const DEFAULT_CONNECT: Duration = Duration::from_secs(5);
+    /// Default of [`acquire`](Timeouts::acquire): 10 s.
+    pub const DEFAULT_ACQUIRE: Duration = Duration::from_secs(10);
+
+    /// Both waits bounded by `timeout` (what [`SeaOrmStore::connect_with_timeout`] uses).
+    pub fn uniform(timeout: Duration) -> Self {
+        Timeouts {
+            connect: timeout,
+            acquire: timeout,
+        }
+    }
+
+    /// How long connecting may take, from the first attempt to an open connection, including the attempts the
+    /// driver repeats while the server refuses connections (default [`DEFAULT_CONNECT`](Self::DEFAULT_CONNECT)).
+    /// Migrations run after it, each statement within the acquire timeout.
+    pub fn connect(mut self, timeout: Duration) -> Self {
+        self.connect = timeout;
+        self
+    }
+
+    /// How long an operation may wait for a connection of the pool, opening a new one included (default
+    /// [`DEFAULT_ACQUIRE`](Self::DEFAULT_ACQUIRE)).
+    pub fn acquire(mut self, timeout: Duration) -> Self {
+        self.acquire = timeout;
+        self
+    }
+
+    /// See [`connect`](Timeouts::connect).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect
+    }
+
+    /// See [`acquire`](Timeouts::acquire).
+    pub fn acquire_timeout(&self) -> Duration {
+        self.acquire
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Self::DEFAULT_CONNECT,
+            acquire: Self::DEFAULT_ACQUIRE,
+        }
+    }
+}
+
 /// A [`Store`] on a database: `sqlite://path?mode=rwc` (the embedded default), `sqlite::memory:`,
 /// `postgres://user:password@host/db` or `mysql://user:password@host/db` (MariaDB too).
 ///
@@ -79,10 +144,7 @@ fn backend_of(url: &str) -> Result<&'static str> {
 }
 
 fn db_err(operation: &'static str) -> impl FnOnce(DbErr) -> StoreError {
-    move |e| StoreError::Database {
-        operation,
-        source: Box::new(e),
-    }
+    move |e| crate::error::from_db(operation, e)
 }
 
 /// Whether an error means "lost a race, try again": a duplicate key, a deadlock, a serialisation failure, a busy
@@ -146,7 +208,8 @@ fn to_u64(what: &'static str, v: i64) -> Result<u64> {
 }
 
 impl SeaOrmStore {
-    /// Connects and creates or upgrades the schema. History is capped at 100,000 records per key (see
+    /// Connects and creates or upgrades the schema, with the default [`Timeouts`] (connecting within 5 s, a pooled
+    /// connection within 10 s). History is capped at 100,000 records per key (see
     /// [`with_max_history`](SeaOrmStore::with_max_history)).
     ///
     /// ```no_run
@@ -157,24 +220,35 @@ impl SeaOrmStore {
     ///
     /// # Errors
     /// [`StoreError::UnsupportedUrl`] for another scheme, [`StoreError::Connect`] when the database does not
-    /// answer, [`StoreError::Migration`] when the schema cannot be created.
+    /// answer in time ([`StoreError::is_unreachable`]) or refuses the connection, [`StoreError::Migration`] when the
+    /// schema cannot be created.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with_timeout(url, Duration::from_secs(30)).await
+        Self::connect_with_timeouts(url, Timeouts::default()).await
     }
 
-    /// As [`connect`](SeaOrmStore::connect), with how long connecting, and later waiting for a pooled connection,
-    /// may take before an operation fails (30 s for [`connect`](SeaOrmStore::connect)). A short timeout suits a
-    /// caller that retries by itself, such as [`AnomalyQueue`](crate::AnomalyQueue).
+    /// As [`connect`](SeaOrmStore::connect), with one bound for connecting and for later waiting for a pooled
+    /// connection ([`Timeouts::uniform`]). A short timeout suits a caller that retries by itself, such as
+    /// [`AnomalyQueue`](crate::AnomalyQueue).
     ///
     /// # Errors
     /// As [`connect`](SeaOrmStore::connect).
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self> {
+        Self::connect_with_timeouts(url, Timeouts::uniform(timeout)).await
+    }
+
+    /// As [`connect`](SeaOrmStore::connect), with the given [`Timeouts`].
+    ///
+    /// # Errors
+    /// As [`connect`](SeaOrmStore::connect).
+    pub async fn connect_with_timeouts(url: &str, timeouts: Timeouts) -> Result<Self> {
         let backend = backend_of(url)?;
         let mut options = ConnectOptions::new(url.to_string());
+        // sea-orm hands both settings to the pool's acquire timeout (the later wins); the connect timeout bounds
+        // the first connection below.
         options
             .sqlx_logging(false)
-            .connect_timeout(timeout)
-            .acquire_timeout(timeout);
+            .connect_timeout(timeouts.acquire)
+            .acquire_timeout(timeouts.acquire);
         if backend == "sqlite" && !url.contains(":memory:") && !url.contains("mode=memory") {
             // A write-ahead log instead of the rollback journal: a commit appends the new pages once instead of
             // copying every page it changes to the journal first, and readers no longer block the writer. With
@@ -185,12 +259,26 @@ impl SeaOrmStore {
                     .pragma("cache_size", "-65536")
             });
         }
-        let db = Database::connect(options)
-            .await
-            .map_err(|e| StoreError::Connect {
+        // The driver repeats a refused connection until its acquire timeout and then reports only that it timed
+        // out; the connect timeout cuts it short with the reason.
+        let db = match tokio::time::timeout(timeouts.connect, Database::connect(options)).await {
+            Ok(connected) => connected.map_err(|e| StoreError::Connect {
                 backend,
                 source: Box::new(e),
-            })?;
+            })?,
+            Err(_) => {
+                return Err(StoreError::Connect {
+                    backend,
+                    source: Box::new(sea_orm::sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no connection within {:?} (the server refuses connections or does not answer)",
+                            timeouts.connect
+                        ),
+                    ))),
+                });
+            }
+        };
         let store = SeaOrmStore {
             db,
             backend,

@@ -403,11 +403,43 @@ pub(crate) async fn hostile_and_unicode_strings(s: Arc<dyn Store>) {
 }
 
 /// A NUL character (U+0000) either round-trips exactly or, where the database cannot hold it (PostgreSQL), is
-/// refused as invalid input naming the field, before anything is written: never a database error, never a
-/// silently altered value.
+/// refused as invalid input naming the field, before anything is written: never a database error (which the
+/// callers would retry for ever), never a silently altered value. Every write path: history, detections, query
+/// patterns, model metadata.
 pub(crate) async fn nul_characters(s: Arc<dyn Store>) {
+    let refusals = nul_writes(s).await;
+    assert!(
+        refusals == 0 || refusals == 4,
+        "a backend stores NUL everywhere or nowhere ({refusals} of 4 refused)"
+    );
+}
+
+/// On PostgreSQL every write of a NUL character is refused as invalid input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_are_invalid_input_on_postgres() {
+    let Some(s) = crate::backends::from_env(
+        "TEST_PG_URL",
+        "nul_characters_are_invalid_input_on_postgres",
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(nul_writes(s).await, 4);
+}
+
+/// Writes a NUL character through every write path; returns how many were refused (each refusal checked to be
+/// [`StoreError::InvalidInput`], each success to round-trip).
+async fn nul_writes(s: Arc<dyn Store>) -> usize {
     let key = unique("nul");
-    let refused = |e: &StoreError| matches!(e, StoreError::InvalidInput { reason, .. } if reason.contains("NUL"));
+    let mut refusals = 0;
+    let mut refused = |e: StoreError| {
+        assert!(
+            matches!(&e, StoreError::InvalidInput { reason, .. } if reason.contains("NUL")),
+            "{e:?}"
+        );
+        refusals += 1;
+    };
     let payload = json!({"line": "a\u{0}b", "k\u{0}": 1});
     match s
         .append_history(&[HistoryRecord {
@@ -418,10 +450,11 @@ pub(crate) async fn nul_characters(s: Arc<dyn Store>) {
         .await
     {
         Ok(()) => assert_eq!(s.load_history(&key, 10).await.unwrap()[0].payload, payload),
-        Err(e) => assert!(refused(&e), "{e:?}"),
+        Err(e) => refused(e),
     }
     let mut a = anomaly(&key, "nul", 0.9, t0());
     a.rationale = "before\u{0}after".into();
+    a.context = json!({"record": {"note": "\u{0}"}});
     let good = anomaly(&key, "nul", 0.8, t0());
     match s.insert_anomalies(&[good.clone(), a.clone()]).await {
         Ok(2) => {
@@ -433,7 +466,7 @@ pub(crate) async fn nul_characters(s: Arc<dyn Store>) {
         }
         Ok(n) => panic!("{n} of 2 stored"),
         Err(e) => {
-            assert!(refused(&e), "{e:?}");
+            refused(e);
             // All or none: the valid detection of the batch was not written either.
             let page = s
                 .query_anomalies(&AnomalyQuery::new().key(&key))
@@ -442,6 +475,31 @@ pub(crate) async fn nul_characters(s: Arc<dyn Store>) {
             assert!(page.items.is_empty());
         }
     }
+    let mut p = pattern(&key, t0());
+    p.text = "query { a(x: \"\u{0}\") }".into();
+    p.variables = json!({"x": "\u{0}"});
+    match s.upsert_query_pattern(&p).await {
+        Ok(()) => assert_eq!(s.query_pattern(&key).await.unwrap().unwrap(), p),
+        Err(e) => {
+            refused(e);
+            assert!(s.query_pattern(&key).await.unwrap().is_none());
+        }
+    }
+    let mut m = metadata(3);
+    m.features.push("a\u{0}b".into());
+    m.metrics = json!({"note": "\u{0}"});
+    match s.save_model(&key, "nul", &m, b"snapshot").await {
+        Ok(v) => {
+            let saved = s.load_model(&key, Some(v)).await.unwrap().unwrap();
+            assert_eq!(saved.info.metadata.features, m.features);
+            assert_eq!(saved.info.metadata.metrics, m.metrics);
+        }
+        Err(e) => {
+            refused(e);
+            assert!(s.model_versions(&key).await.unwrap().is_empty());
+        }
+    }
+    refusals
 }
 
 pub(crate) async fn overlong_key_refused(s: Arc<dyn Store>) {

@@ -5,6 +5,7 @@ mod conformance;
 mod engine_restart;
 mod outage;
 mod persistence;
+mod queue;
 mod retention;
 mod source;
 

@@ -19,6 +19,7 @@ fn fast() -> QueueConfig {
         retry_initial: Duration::from_millis(10),
         retry_max: Duration::from_millis(200),
         connect_timeout: Duration::from_millis(200),
+        ..QueueConfig::default()
     }
 }
 

@@ -144,12 +144,8 @@ pub(crate) async fn sqlite_fixture() -> Fixture {
 }
 
 /// The fixture on the server in `var`, or `None` (and a loud line) when it is unset.
-#[allow(clippy::print_stderr)]
 pub(crate) async fn server_fixture(var: &str, test: &str) -> Option<Fixture> {
-    let Ok(url) = std::env::var(var) else {
-        eprintln!("SKIPPED {test}: no database server (set {var})");
-        return None;
-    };
+    let url = crate::backends::url_from_env(var, test)?;
     Some(Fixture::new(url, None).await)
 }
 
