@@ -56,8 +56,20 @@ impl<'py> Matrix<'py> {
     }
 }
 
-/// A Python value (dict, list, tuple, str, bool, int, float, None, or anything with `__float__`) as JSON.
+/// Deepest nesting of dicts, lists and tuples that [`to_json`] converts: serde_json's own recursion limit, so a record
+/// that could not be parsed from JSON text cannot be passed as Python objects either. A deeper value, or one that
+/// contains itself (`d = {}; d["a"] = d`), raises `InvalidRecordError` (a `ValueError`) naming this limit instead of
+/// overflowing the stack.
+pub(crate) const MAX_RECORD_DEPTH: usize = 128;
+
+/// A Python value (dict, list, tuple, str, bool, int, float, None, or anything with `__float__`) as JSON, nested at
+/// most [`MAX_RECORD_DEPTH`] deep.
 pub(crate) fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    to_json_within(v, MAX_RECORD_DEPTH)
+}
+
+/// [`to_json`] with `depth_left` more levels of containers allowed below `v`.
+fn to_json_within(v: &Bound<'_, PyAny>, depth_left: usize) -> PyResult<Value> {
     if v.is_none() {
         return Ok(Value::Null);
     }
@@ -79,6 +91,19 @@ pub(crate) fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Ok(f) = v.cast::<PyFloat>() {
         return Ok(float(f.value()));
     }
+    let is_container = v.is_instance_of::<PyDict>()
+        || v.is_instance_of::<PyList>()
+        || v.is_instance_of::<PyTuple>();
+    if is_container && depth_left == 0 {
+        return Err(named(
+            v.py(),
+            "InvalidRecordError",
+            format!(
+                "record nested deeper than {MAX_RECORD_DEPTH} levels of dicts, lists and tuples (or containing itself)"
+            ),
+        ));
+    }
+    let depth_left = depth_left.saturating_sub(1);
     if let Ok(d) = v.cast::<PyDict>() {
         let mut map = serde_json::Map::with_capacity(d.len());
         for (k, val) in d.iter() {
@@ -86,21 +111,21 @@ pub(crate) fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
                 Ok(s) => s.to_cow()?.into_owned(),
                 Err(_) => k.str()?.to_cow()?.into_owned(),
             };
-            map.insert(key, to_json(&val)?);
+            map.insert(key, to_json_within(&val, depth_left)?);
         }
         return Ok(Value::Object(map));
     }
     if let Ok(l) = v.cast::<PyList>() {
         return l
             .iter()
-            .map(|x| to_json(&x))
+            .map(|x| to_json_within(&x, depth_left))
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }
     if let Ok(t) = v.cast::<PyTuple>() {
         return t
             .iter()
-            .map(|x| to_json(&x))
+            .map(|x| to_json_within(&x, depth_left))
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }

@@ -164,3 +164,45 @@ def test_engine_bad_records():
         engine.observe("k", {"x": object()})
     with pytest.raises(InvalidParameterError):
         anomaly.Engine(min_training_records=1)
+
+
+def test_records_nested_too_deeply_or_containing_themselves():
+    # The converter stops at 128 levels (serde_json's limit) instead of overflowing the stack.
+    engine = anomaly.Engine(min_training_records=5)
+    looped = {}
+    looped["a"] = looped
+    deep = {"leaf": 1}
+    for _ in range(100_000):
+        deep = {"a": deep}
+    listed = []
+    listed.append(listed)
+    for record in (looped, deep, {"x": listed}):
+        for call in (engine.observe, engine.score):
+            with pytest.raises(InvalidRecordError, match="128 levels"):
+                call("k", record)
+        with pytest.raises(InvalidRecordError, match="128 levels"):
+            engine.observe_many("k", [record])
+    assert engine.keys() == []
+    # 128 levels convert; the engine itself refuses records nested deeper than its own limit (32).
+    ok = {"leaf": 1}
+    for _ in range(126):
+        ok = {"a": ok}
+    with pytest.raises(InvalidRecordError, match="deeper than 32"):
+        engine.observe("k", ok)
+
+
+def test_huge_buffer_sizes_grow_with_the_data():
+    # A window of 2**40 allocated nothing up front (it used to abort the process on allocation).
+    d = anomaly.MovingAverage(window=2**40)
+    for i in range(50):
+        assert d.update([float(i)]) is None
+    assert pickle.loads(pickle.dumps(d)).params["window"] == 2**40
+    for name in ("window_size", "threshold_window", "batch_size"):
+        s = anomaly.StreamingIsolationForest(warmup=20, n_estimators=4, **{name: 2**40})
+        for i in range(40):
+            s.update([float(i % 5)])
+        assert pickle.loads(pickle.dumps(s)).params[name] == 2**40
+    with pytest.raises(InvalidParameterError, match="n_estimators"):
+        anomaly.StreamingIsolationForest(n_estimators=2**40)
+    with pytest.raises(InvalidParameterError, match="n_estimators"):
+        IsolationForest(n_estimators=2**40).fit(np.zeros((10, 2)))

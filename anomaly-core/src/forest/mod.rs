@@ -14,7 +14,9 @@ mod tree;
 pub(crate) use grow::grow_tree;
 pub use model::IsolationForest;
 pub(crate) use model::{credit_splits, lead_features, rank_attributions, typical_ranges};
-pub use params::{Contamination, IsolationForestParams, MaxFeatures, MaxSamples};
+pub use params::{
+    Contamination, IsolationForestParams, MAX_ESTIMATORS, MAX_THREADS, MaxFeatures, MaxSamples,
+};
 pub use path_length::average_path_length;
 pub(crate) use quantile::{percentile, percentile_sorted};
 pub(crate) use tree::{Tree, path_lengths4};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::grow::grow_tree;
 use super::parallel::install;
-use super::params::{Contamination, IsolationForestParams};
+use super::params::{Contamination, IsolationForestParams, MAX_ESTIMATORS};
 use super::path_length::average_path_length;
 use super::quantile::{percentile, percentile_select};
 use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree, path_lengths4};
@@ -100,7 +100,9 @@ impl IsolationForest {
     /// `x` and a contamination threshold is recomputed on `x`.
     ///
     /// # Errors
-    /// As [`IsolationForestParams::fit`], and [`Error::DimensionMismatch`] if `x` has another width.
+    /// As [`IsolationForestParams::fit`], [`Error::DimensionMismatch`] if `x` has another width, and
+    /// [`Error::InvalidParameter`] (`additional`) when the forest would have more than
+    /// [`MAX_ESTIMATORS`](crate::forest::MAX_ESTIMATORS) trees.
     pub fn grow(&self, x: ArrayView2<'_, f64>, additional: usize) -> Result<Self> {
         validate::matrix_with_width(x, self.n_features)?;
         if x.nrows() < 2 {
@@ -110,7 +112,17 @@ impl IsolationForest {
             });
         }
         let mut model = self.clone();
-        model.params.n_estimators += additional;
+        model.params.n_estimators = self
+            .params
+            .n_estimators
+            .checked_add(additional)
+            .filter(|&n| n <= MAX_ESTIMATORS)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "additional",
+                    format!("the forest would exceed the limit of {MAX_ESTIMATORS} trees"),
+                )
+            })?;
         model.grow_trees(x, additional)?;
         Ok(model)
     }
@@ -408,6 +420,12 @@ impl IsolationForest {
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.n_features == 0 || self.trees.is_empty() || self.max_samples < 2 {
             return Err("empty model".into());
+        }
+        if let Err(e) = self.params.validate() {
+            return Err(format!("invalid forest parameters: {e}"));
+        }
+        if self.trees.len() > MAX_ESTIMATORS {
+            return Err(format!("more than {MAX_ESTIMATORS} trees"));
         }
         if self.typical.len() != self.n_features {
             return Err("typical ranges do not match the number of features".into());

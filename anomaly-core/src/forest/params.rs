@@ -40,19 +40,28 @@ pub enum MaxFeatures {
     Fraction(f64),
 }
 
+/// Most trees a forest may have ([`IsolationForestParams::n_estimators`], and after
+/// [`IsolationForest::grow`](crate::IsolationForest::grow)): the trees are allocated up front, so a larger count is
+/// refused with [`Error::InvalidParameter`] rather than attempted.
+pub const MAX_ESTIMATORS: usize = 100_000;
+
+/// Most threads of a forest's own pool ([`IsolationForestParams::n_threads`]): a pool allocates per thread when it is
+/// built, so a larger count is refused with [`Error::InvalidParameter`].
+pub const MAX_THREADS: usize = 1024;
+
 /// Parameters of an isolation forest; [`fit`](Self::fit) turns them into an [`IsolationForest`].
 ///
 /// The definitions are scikit-learn 1.9's `IsolationForest` (Liu, Ting & Zhou, "Isolation Forest", ICDM 2008):
 ///
 /// | parameter | default | meaning |
 /// | --- | --- | --- |
-/// | `n_estimators` | 100 | number of trees |
+/// | `n_estimators` | 100 | number of trees (at most [`MAX_ESTIMATORS`]) |
 /// | `max_samples` | `Auto` | rows per tree: `min(256, n)`, a count or a fraction |
 /// | `contamination` | `Auto` | threshold: score 0.5, or the quantile of training scores |
 /// | `max_features` | `All` | features per tree |
 /// | `bootstrap` | `false` | draw rows with replacement |
 /// | `seed` | 0 | every random draw derives from it |
-/// | `n_threads` | `None` | `None`: rayon's global pool; `Some(1)`: serial; `Some(k)`: a pool of k |
+/// | `n_threads` | `None` | `None`: rayon's global pool; `Some(1)`: serial; `Some(k)`: a pool of k (k ≤ [`MAX_THREADS`]) |
 ///
 /// The result is the same, bit for bit, for any thread count.
 ///
@@ -174,6 +183,15 @@ impl IsolationForestParams {
         if self.n_estimators == 0 {
             return Err(Error::invalid("n_estimators", "must be at least 1"));
         }
+        if self.n_estimators > MAX_ESTIMATORS {
+            return Err(Error::invalid(
+                "n_estimators",
+                format!(
+                    "{} exceeds the limit of {MAX_ESTIMATORS} trees",
+                    self.n_estimators
+                ),
+            ));
+        }
         match self.max_samples {
             MaxSamples::Count(0) => {
                 return Err(Error::invalid("max_samples", "must be at least 1"));
@@ -206,8 +224,15 @@ impl IsolationForestParams {
             }
             _ => {}
         }
-        if self.n_threads == Some(0) {
-            return Err(Error::invalid("n_threads", "must be at least 1"));
+        match self.n_threads {
+            Some(0) => return Err(Error::invalid("n_threads", "must be at least 1")),
+            Some(k) if k > MAX_THREADS => {
+                return Err(Error::invalid(
+                    "n_threads",
+                    format!("{k} exceeds the limit of {MAX_THREADS} threads"),
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }

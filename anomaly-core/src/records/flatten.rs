@@ -6,7 +6,8 @@
 //!   `path.mean`; elements are not descended into (an array of objects is summarised by its length);
 //! - `null` is a leaf of its own (treated as missing downstream);
 //! - records nested deeper than [`Limits::max_depth`] or with more than [`Limits::max_fields`] leaves are refused
-//!   with [`Error::InvalidRecord`], so a hostile record cannot exhaust the stack or memory.
+//!   with [`Error::InvalidRecord`], so a hostile record cannot exhaust the stack or memory; whatever `max_depth`
+//!   says, nesting beyond [`MAX_DEPTH`] is refused too (a limit restored from a snapshot cannot lift it).
 //!
 //! `serde_json::Value` cannot hold NaN or infinity, so every number here is finite.
 
@@ -16,10 +17,14 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// The deepest nesting any [`Limits`] allows (serde_json's own recursion limit when it parses text): a larger
+/// `max_depth` acts as this one.
+pub const MAX_DEPTH: usize = 128;
+
 /// Bounds on what one record may contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
-    /// Deepest nesting of objects (default 32).
+    /// Deepest nesting of objects (default 32; values above [`MAX_DEPTH`] act as [`MAX_DEPTH`]).
     pub max_depth: usize,
     /// Most leaves one record may produce (default 10,000).
     pub max_fields: usize,
@@ -95,9 +100,10 @@ fn walk_object<'a>(
     limits: &Limits,
     out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
 ) -> Result<()> {
-    if depth > limits.max_depth {
+    let max_depth = limits.max_depth.min(MAX_DEPTH);
+    if depth > max_depth {
         return Err(Error::InvalidRecord {
-            reason: format!("nested deeper than {} levels", limits.max_depth),
+            reason: format!("nested deeper than {max_depth} levels"),
         });
     }
     for (key, value) in map {

@@ -44,6 +44,10 @@ thread_local! {
     static TOKEN: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
+/// Most hash buckets per categorical field ([`VectorizerParams::hash_width`]); a wider one is refused with
+/// [`Error::InvalidParameter`] (no schema could hold it within a sensible `max_columns`).
+pub const MAX_HASH_WIDTH: usize = 65_536;
+
 /// Fields named in a [`RecordNotes`] list, at most (the rest are counted).
 pub const MAX_LISTED_FIELDS: usize = 32;
 
@@ -63,7 +67,7 @@ pub enum Scaler {
 ///
 /// | parameter | default | meaning |
 /// | --- | --- | --- |
-/// | `hash_width` | 8 | hash buckets per categorical field |
+/// | `hash_width` | 8 | hash buckets per categorical field (1 to [`MAX_HASH_WIDTH`]) |
 /// | `frequency_encoding` | `true` | add a column with the category's share in training |
 /// | `scaler` | `None` | scaling of value, length and frequency columns |
 /// | `limits` | depth 32, 10,000 fields | what one record may contain |
@@ -169,10 +173,16 @@ impl VectorizerParams {
     /// Checks the parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] for a zero `hash_width` or `max_columns`.
+    /// [`Error::InvalidParameter`] for a `hash_width` outside 1 to [`MAX_HASH_WIDTH`] or a zero `max_columns`.
     pub fn validate(&self) -> Result<()> {
         if self.hash_width == 0 {
             return Err(Error::invalid("hash_width", "must be at least 1"));
+        }
+        if self.hash_width > MAX_HASH_WIDTH {
+            return Err(Error::invalid(
+                "hash_width",
+                format!("{} exceeds the limit of {MAX_HASH_WIDTH}", self.hash_width),
+            ));
         }
         if self.max_columns == 0 {
             return Err(Error::invalid("max_columns", "must be at least 1"));
@@ -439,7 +449,10 @@ fn column_count(
         FieldRole::Measurement if kind == FieldKind::Null => 1,
         FieldRole::Measurement | FieldRole::Text => 2,
         FieldRole::Timestamp => 5 + usize::from(timestamp_epoch),
-        FieldRole::Category => p.hash_width + usize::from(p.frequency_encoding) + 1,
+        // Saturating: a restored `hash_width` is checked only after the layout.
+        FieldRole::Category => p
+            .hash_width
+            .saturating_add(usize::from(p.frequency_encoding) + 1),
     }
 }
 
@@ -1160,7 +1173,10 @@ impl Vectorizer {
 
     /// Checks a vectoriser restored from bytes.
     pub(crate) fn check(&self) -> Result<(), String> {
-        let mut offset = 0;
+        if let Err(e) = self.params.validate() {
+            return Err(format!("invalid vectoriser parameters: {e}"));
+        }
+        let mut offset: usize = 0;
         for w in self.fields.windows(2) {
             if w[0].path >= w[1].path {
                 return Err("fields out of order".into());
@@ -1171,7 +1187,9 @@ impl Vectorizer {
             if f.offset != offset || f.width != expected {
                 return Err(format!("field `{}` has an inconsistent layout", f.path));
             }
-            offset += f.width;
+            offset = offset
+                .checked_add(f.width)
+                .ok_or("vectoriser width overflows")?;
         }
         if offset != self.width
             || self.template.len() != self.width

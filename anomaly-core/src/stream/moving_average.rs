@@ -12,7 +12,7 @@ use crate::explanation::{Attribution, Details, Explanation, ThresholdRule, Verdi
 ///
 /// | parameter | default | meaning |
 /// | --- | --- | --- |
-/// | `window` | 5 | observations in the rolling window |
+/// | `window` | 5 | observations in the rolling window (memory grows with the observations, up to the window) |
 /// | `threshold` | 20 | absolute deviation from the window mean that flags |
 /// | `sigma` | `None` | if set to k, flag when the deviation exceeds k window standard deviations instead |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

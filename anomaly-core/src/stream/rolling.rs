@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 /// Sliding-window mean and population variance of one series.
 ///
 /// Each update uses the stable sliding form of Welford's recurrence; to keep rounding from accumulating, the sums are
-/// recomputed exactly from the window every [`RESYNC`] updates.
+/// recomputed exactly from the window every [`RESYNC`] updates. The window grows as values arrive (nothing is
+/// allocated for the capacity up front), so a huge capacity costs only the values actually pushed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RollingStats {
     window: Vec<f64>,
@@ -21,7 +22,7 @@ const RESYNC: u32 = 4096;
 impl RollingStats {
     pub(crate) fn new(capacity: usize) -> Self {
         RollingStats {
-            window: Vec::with_capacity(capacity),
+            window: Vec::new(),
             capacity,
             head: 0,
             mean: 0.0,

@@ -14,8 +14,8 @@ use super::{StreamingDetector, check_observation};
 use crate::error::{Error, Result};
 use crate::explanation::{Details, Explanation, Verdict, fmt_num};
 use crate::forest::{
-    Tree, average_path_length, credit_splits, grow_tree, lead_features, path_lengths4, percentile,
-    rank_attributions, typical_ranges,
+    MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree, lead_features,
+    path_lengths4, percentile, rank_attributions, typical_ranges,
 };
 
 /// Most rows any tree is grown on, as in the batch forest's `max_samples = auto`.
@@ -28,13 +28,16 @@ const MAX_TREE_SAMPLES: usize = 256;
 /// | `batch_size` | 20 | points between two refits |
 /// | `window_size` | 1024 | most recent points the forest is grown on (each tree on 256 of them) |
 /// | `warmup` | 100 | points before the first forest is grown |
-/// | `n_estimators` | 50 | trees |
+/// | `n_estimators` | 50 | trees (at most [`MAX_ESTIMATORS`](crate::forest::MAX_ESTIMATORS)) |
 /// | `smoothing_alpha` | 0.25 | EMA weight of each new raw score |
 /// | `threshold_sigma` | 3 | adaptive threshold = rolling mean + k · rolling std of the smoothed scores |
 /// | `threshold_window` | 100 | smoothed scores the adaptive threshold is computed over |
 /// | `min_consecutive` | 3 | anomalous points in a row before one is reported |
 /// | `contamination` | 0.1 | the threshold is never below the `1 − contamination` quantile of recent smoothed scores |
 /// | `seed` | 0 | every random draw derives from it |
+///
+/// Nothing is allocated for `window_size`, `threshold_window` or `batch_size` up front: the buffers grow as points
+/// arrive, so a large value costs memory only for the points actually seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamingIsolationForestParams {
     batch_size: usize,
@@ -127,6 +130,15 @@ impl StreamingIsolationForestParams {
         if self.n_estimators == 0 {
             return Err(Error::invalid("n_estimators", "must be at least 1"));
         }
+        if self.n_estimators > MAX_ESTIMATORS {
+            return Err(Error::invalid(
+                "n_estimators",
+                format!(
+                    "{} exceeds the limit of {MAX_ESTIMATORS} trees",
+                    self.n_estimators
+                ),
+            ));
+        }
         if !(self.smoothing_alpha > 0.0 && self.smoothing_alpha <= 1.0) {
             return Err(Error::invalid("smoothing_alpha", "must be in (0, 1]"));
         }
@@ -148,7 +160,7 @@ impl StreamingIsolationForestParams {
         Ok(StreamingIsolationForest {
             rng: ChaCha8Rng::seed_from_u64(self.seed),
             smoothed_stats: RollingStats::new(self.threshold_window),
-            recent: VecDeque::with_capacity(self.batch_size),
+            recent: VecDeque::new(),
             params: self,
             dims: None,
             window: Vec::new(),
@@ -248,7 +260,9 @@ struct Assessment {
 pub struct StreamingIsolationForest {
     params: StreamingIsolationForestParams,
     dims: Option<usize>,
-    /// Ring of the last `window_size` points, row-major.
+    /// Ring of the last `window_size` points, row-major. It grows as points arrive until it holds `window_size`
+    /// rows; until then `window_head` is its number of rows. (Snapshots written before it grew lazily hold all
+    /// `window_size` rows from the first point, zeros beyond `window_len`.)
     window: Vec<f64>,
     window_len: usize,
     window_head: usize,
@@ -258,7 +272,9 @@ pub struct StreamingIsolationForest {
     #[serde(with = "rng_state")]
     rng: ChaCha8Rng,
     smoothed_stats: RollingStats,
-    /// Floor of the adaptive threshold: the `1 − contamination` quantile of recent smoothed scores.
+    /// Floor of the adaptive threshold: the `1 − contamination` quantile of recent smoothed scores; −∞ before the
+    /// first refit, which JSON writes as `null`.
+    #[serde(deserialize_with = "floor_or_null")]
     quantile_floor: f64,
     smoothed: Option<f64>,
     consecutive: usize,
@@ -346,7 +362,7 @@ impl StreamingIsolationForest {
         let d = x.len();
         if self.dims.is_none() {
             self.dims = Some(d);
-            self.window = vec![0.0; self.params.window_size * d];
+            self.window = Vec::new();
         }
         if let Some(a) = a {
             self.smoothed = Some(a.smoothed);
@@ -362,7 +378,12 @@ impl StreamingIsolationForest {
             });
         }
         let slot = self.window_head * d;
-        self.window[slot..slot + d].copy_from_slice(x);
+        if slot == self.window.len() {
+            // Still filling: the ring grows by one row.
+            self.window.extend_from_slice(x);
+        } else {
+            self.window[slot..slot + d].copy_from_slice(x);
+        }
         self.window_head = (self.window_head + 1) % self.params.window_size;
         self.window_len = (self.window_len + 1).min(self.params.window_size);
         self.seen += 1;
@@ -373,9 +394,12 @@ impl StreamingIsolationForest {
                 self.since_refit = 0;
             }
         } else if self.since_refit >= self.params.batch_size {
-            let per_batch = (self.params.n_estimators * self.params.batch_size)
-                .div_ceil(self.params.window_size)
-                .clamp(1, self.params.n_estimators);
+            let per_batch = (self
+                .params
+                .n_estimators
+                .saturating_mul(self.params.batch_size))
+            .div_ceil(self.params.window_size)
+            .clamp(1, self.params.n_estimators);
             self.grow(per_batch);
             self.refresh_floor();
             self.since_refit = 0;
@@ -433,9 +457,19 @@ impl StreamingIsolationForest {
             return Err("invalid streaming forest parameters".into());
         }
         let d = self.dims.unwrap_or(0);
-        if self.window.len() != p.window_size * d
-            || self.window_len > p.window_size
+        // Rows the ring holds: it grows up to window_size rows (all of them at once in older snapshots), and while it
+        // grows the next row is appended at its end.
+        let rows = match self.dims {
+            None if self.window.is_empty() && self.window_len == 0 && self.window_head == 0 => 0,
+            Some(d) if d > 0 && self.window.len() % d == 0 => self.window.len() / d,
+            _ => return Err("streaming forest window of inconsistent size".into()),
+        };
+        if rows > p.window_size
+            || self.window_len > rows
             || self.window_head >= p.window_size
+            || (rows < p.window_size && self.window_head != rows)
+            || (!self.trees.is_empty() && self.window_len < p.warmup)
+            || self.recent.len() > p.batch_size
             || self.trees.len() > p.n_estimators
             || (self.trees.is_empty() && self.next_replace != 0)
             || self.next_replace >= p.n_estimators
@@ -534,6 +568,11 @@ impl StreamingDetector for StreamingIsolationForest {
             rationale,
         }))
     }
+}
+
+/// Reads the threshold floor: `null` is the −∞ of a forest not yet refitted (JSON has no infinities).
+fn floor_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 /// Serialises the generator as seed, stream and word position (split into two `u64`s: the snapshot format holds no

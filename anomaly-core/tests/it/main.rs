@@ -7,6 +7,7 @@ mod accuracy;
 mod engine;
 mod errors;
 mod forest_properties;
+mod limits;
 mod records;
 mod records_e2e;
 mod streaming;
