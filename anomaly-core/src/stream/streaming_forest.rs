@@ -461,7 +461,7 @@ impl StreamingIsolationForest {
         // grows the next row is appended at its end.
         let rows = match self.dims {
             None if self.window.is_empty() && self.window_len == 0 && self.window_head == 0 => 0,
-            Some(d) if d > 0 && self.window.len() % d == 0 => self.window.len() / d,
+            Some(d) if d > 0 && self.window.len().is_multiple_of(d) => self.window.len() / d,
             _ => return Err("streaming forest window of inconsistent size".into()),
         };
         if rows > p.window_size
