@@ -614,6 +614,71 @@ async fn claude_is_asked_and_its_failure_falls_back_to_offline() {
     server.stop().await;
 }
 
+/// An LLM answer that misses its response budget is kept for the query's next call; when the plugin stops before
+/// that call, the answer is stored as an `llm_analysis` detection instead of being lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_llm_answer_outlives_a_stop() {
+    use anomaly_store::{AnomalyQuery, SeaOrmStore, Store};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let mock = MockServer::start().await;
+    let tool = anomaly_llm::query::query_schema().name;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({
+                    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+                    "content": [{"type": "tool_use", "id": "toolu_1", "name": tool, "input": {
+                        "anomalies_detected": true,
+                        "findings": [{"record_index": 0, "reason": "late but right", "risk_level": "medium", "category": "size_anomaly"}],
+                        "query_pattern_analysis": {"typical": true, "concerns": [], "recommendations": []},
+                        "security_concerns": []
+                    }}],
+                    "stop_reason": "tool_use",
+                    "usage": {"input_tokens": 100, "output_tokens": 50}
+                }))
+                // Well past the response budget, well within the shutdown deadline.
+                .set_delay(Duration::from_millis(1_500)),
+        )
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = base_vars(&sqlite_url(&dir));
+    v.push(("ANTHROPIC_API_KEY", "sk-test".into()));
+    v.push(("CLAUDE_MODEL", "claude-test".into()));
+    v.push(("ANTHROPIC_BASE_URL", mock.uri()));
+    v.push(("RESPONSE_BUDGET_MS", "200".into()));
+    v.push(("SHUTDOWN_TIMEOUT_SECONDS", "20".into()));
+    let server = Server::start(&vars(&v)).await;
+    let out = post_hook(
+        &server,
+        &hook_body(ORDERS_QUERY, "user", normal_orders(0, 5)),
+    )
+    .await;
+    assert_eq!(
+        out["results"]["orders"]["llm_analysis"]["status"], "pending",
+        "{out}"
+    );
+    let qid = out["metadata"]["query_hash"].as_str().unwrap().to_string();
+    server.stop().await;
+    let store = SeaOrmStore::connect(&sqlite_url(&dir)).await.unwrap();
+    let page = store
+        .query_anomalies(&AnomalyQuery::new().detector("llm_analysis"))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "{:?}", page.items);
+    let stored = &page.items[0].anomaly;
+    assert_eq!(stored.key, format!("{qid}:orders"));
+    assert!(stored.is_anomaly);
+    assert!(
+        stored.explanation.to_string().contains("late but right"),
+        "{:?}",
+        stored.explanation
+    );
+    assert_eq!(stored.context["late"], true);
+}
+
 /// The same flow on PostgreSQL when `TEST_PG_URL` is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::print_stderr)]

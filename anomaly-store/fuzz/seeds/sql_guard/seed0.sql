@@ -1,0 +1,1 @@
+SELECT * FROM orders WHERE ts > now() - interval '1 day'

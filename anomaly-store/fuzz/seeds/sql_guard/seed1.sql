@@ -1,0 +1,1 @@
+WITH t AS (SELECT id, amount FROM orders) SELECT id, sum(amount) OVER (PARTITION BY id) FROM t

@@ -1,0 +1,1 @@
+SELECT E'\'' || pg_sleep(1)

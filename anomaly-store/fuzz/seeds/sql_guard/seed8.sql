@@ -1,0 +1,1 @@
+SELECT CASE WHEN x > 1 THEN 'a' ELSE 'b' END, CAST(y AS TEXT) FROM t JOIN u ON t.id = u.id
