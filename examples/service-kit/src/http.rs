@@ -39,7 +39,9 @@ pub fn ready_response(readiness: Result<(), String>) -> Response {
 /// `routes` with what every service needs, from the outside in:
 /// 1. the request-latency histogram in `telemetry` (every answer counted, refusals and timeouts included);
 /// 2. a timeout of `REQUEST_TIMEOUT_SECONDS` over the whole request, body read included (408);
-/// 3. `auth`, when given, on every route but `/health` and `/ready` (401 with how to send the token);
+/// 3. `auth`, when given, on every route but `/health` and `/ready` (401 with how to send the token); without
+///    one (a loopback `HOST`), a `Host` header other than `localhost`, `127.0.0.1` or `[::1]` is refused (403), so a
+///    web page cannot reach the service through DNS rebinding;
 /// 4. the body limit `MAX_REQUEST_BYTES` for extractors (413);
 ///
 /// and `GET /metrics` (authenticated like the rest) rendering `telemetry`.
@@ -67,6 +69,8 @@ pub fn app(
         .layer(DefaultBodyLimit::max(settings.max_body_bytes));
     if let Some(auth) = auth {
         router = router.layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
+    } else if settings.host.is_loopback() {
+        router = router.layer(middleware::from_fn(loopback_host_only));
     }
     router
         .layer(TimeoutLayer::with_status_code(
@@ -91,13 +95,56 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
     response
 }
 
+/// Whether a `Host` header names this machine's loopback (with any port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:8080
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        })
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn loopback_host_only(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if is_loopback_host(host) {
+        return next.run(request).await;
+    }
+    error_response(
+        StatusCode::FORBIDDEN,
+        format!(
+            "this service answers only requests addressed to localhost (Host `{host}`); to serve other names, \
+             listen beyond loopback with a token"
+        ),
+    )
+}
+
 async fn observe(
     State(telemetry): State<Arc<Telemetry>>,
     request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    // A client can send any method name: only the standard ones become label values, so series stay bounded.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -151,5 +198,36 @@ pub async fn require_json(request: Request, next: Next) -> Response {
                 }
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8787",
+            "127.1.2.3:9",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "10.0.0.1",
+            "[::2]:80",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 }

@@ -71,9 +71,11 @@ impl Deadline {
 /// Serves `app` on `listener` until `shutdown` resolves: each connection gets `HEADER_TIMEOUT_SECONDS` to send
 /// its request headers (a slow client is cut off instead of holding a connection forever), and at most
 /// `MAX_CONNECTIONS` are open at once (further ones wait in the kernel's listen backlog until one closes). Then it stops
-/// accepting, lets in-flight requests finish (idle connections are closed at once) and returns the [`Deadline`]
-/// (`SHUTDOWN_TIMEOUT_SECONDS` from the signal) within which the service must flush what it holds; requests
-/// still running when it passes are cut off, and logged.
+/// accepting, lets in-flight requests finish (idle connections are closed at once) for at most half of
+/// `SHUTDOWN_TIMEOUT_SECONDS`, cuts off the connections still open then (a request still running is cancelled, a
+/// client still sending its headers or not reading its answer is dropped: logged), and returns the [`Deadline`]
+/// (`SHUTDOWN_TIMEOUT_SECONDS` from the signal): the other half at least is left for the service to flush what
+/// it holds.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -85,6 +87,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -105,7 +108,9 @@ pub async fn serve(
                 };
                 let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
                 let connection = graceful.watch(connection);
-                tokio::spawn(async move {
+                // Reap the connections that ended, so the set holds only open ones.
+                while connections.try_join_next().is_some() {}
+                connections.spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -117,11 +122,18 @@ pub async fn serve(
     }
     drop(listener);
     let deadline = Deadline::after(settings.shutdown_timeout);
-    if deadline.run(graceful.shutdown()).await.is_none() {
+    let drain = settings.shutdown_timeout / 2;
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        while connections.try_join_next().is_some() {}
         tracing::warn!(
-            timeout_seconds = settings.shutdown_timeout.as_secs(),
-            "requests still running at the shutdown deadline were cut off"
+            connections = connections.len(),
+            drain_seconds = drain.as_secs_f64(),
+            "connections still open after half the shutdown time were cut off"
         );
+        connections.abort_all();
     }
     deadline
 }
