@@ -147,6 +147,10 @@ const DENIED_PREFIXES: &[&str] = &[
     "pg_background_",
     "query_to_",
     "cursor_to_",
+    "crosstab",
+    "pg_logical_",
+    "pg_copy_",
+    "pg_stat_statements_reset",
 ];
 
 /// Whether a function of this name (the last part, unquoted) is refused.
@@ -164,8 +168,9 @@ fn is_denied(name: &str) -> bool {
 /// MODE`), and no call, anywhere in the tree, of a function with side effects (sleeps such as `pg_sleep` and
 /// `sleep`, `set_config`, sequence mutators, file access, `dblink*`, advisory locks, `pg_terminate_backend`,
 /// `load_extension`, functions that run SQL text such as `query_to_xml`, …), matched case-insensitively on the last
-/// part of the name, quoted or schema-qualified. MySQL executable comments (`/*! … */`, `/*M! … */`) are refused
-/// wherever they appear, even inside a literal.
+/// part of the name, quoted or schema-qualified. MySQL executable comments (`/*! … */`, `/*M! … */`),
+/// PostgreSQL's Unicode-escaped identifiers (`U&"…"`) and whitespace beyond ASCII (a no-break space after `--`)
+/// are refused wherever they appear, even inside a literal: the parser and the server would read them differently.
 ///
 /// This is defence in depth: the database account's read-only grant is the real boundary (a user-defined function
 /// can do anything its owner allows, and the guard cannot know what it does).
@@ -194,6 +199,24 @@ pub fn check_read_only_select(sql: &str, dialect: SqlDialect) -> Result<&str> {
              wherever it appears, even inside a string literal"
                 .into(),
         ));
+    }
+    // PostgreSQL reads `U&"…"` as an identifier with Unicode escapes (`U&"pg\005fsleep"` is `pg_sleep`); the
+    // parser reads `U & "…"`, a name it cannot see through. Refused anywhere, like executable comments.
+    if sql.to_ascii_lowercase().contains("u&\"") {
+        return Err(refuse(
+            "it holds a Unicode-escaped identifier (`U&\"…\"`), which hides the name the server reads; write the \
+             name plainly"
+                .into(),
+        ));
+    }
+    // Whitespace beyond ASCII separates tokens for the parser but not for every server (MySQL starts a `--`
+    // comment only before ASCII whitespace): text the two read differently is refused.
+    if let Some(c) = sql.chars().find(|c| c.is_whitespace() && !c.is_ascii()) {
+        return Err(refuse(format!(
+            "it holds the non-ASCII whitespace character U+{:04X}, which servers and the parser read differently; \
+             use plain spaces",
+            u32::from(c)
+        )));
     }
     let parser_dialect = dialect.parser_dialect();
     let tokens = Tokenizer::new(parser_dialect.as_ref(), sql)
@@ -486,6 +509,29 @@ mod tests {
                 my,
                 "executable comment",
             ),
+            // Unicode-escaped identifiers on PostgreSQL: `U&"pg\005fsleep"` is pg_sleep.
+            (r#"SELECT U&"pg\005fsleep"(3600)"#, pg, "Unicode-escaped"),
+            (
+                r#"SELECT u&"set\005fconfig"('a', 'b', false)"#,
+                pg,
+                "Unicode-escaped",
+            ),
+            // `--` before a no-break space: a comment to the parser, not to MySQL.
+            (
+                "SELECT 1 --\u{a0}x, SLEEP(3600) FROM (SELECT 1 AS `\u{a0}x`) t",
+                my,
+                "U+00A0",
+            ),
+            (
+                "SELECT * FROM crosstab('SELECT 1') AS t(a int)",
+                pg,
+                "crosstab",
+            ),
+            (
+                "SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)",
+                pg,
+                "pg_logical_slot_get_changes",
+            ),
             // Backslash escapes in MySQL's double-quoted strings.
             (r#"SELECT "\"", SLEEP(3600), "\"""#, my, "SLEEP"),
             // E'…' strings with backslash escapes on PostgreSQL.
@@ -542,6 +588,15 @@ mod tests {
         /// guard never panics on arbitrary text.
         #[test]
         fn literals_are_opaque(s in ".*") {
+            // Refused wherever they appear, literals included (documented): the rest must pass.
+            let refused_anywhere = s.to_ascii_lowercase().contains("u&\"")
+                || s.chars().any(|c| c.is_whitespace() && !c.is_ascii());
+            if refused_anywhere {
+                for dialect in ALL {
+                    prop_assert!(check(&s, dialect).is_err());
+                }
+                return Ok(());
+            }
             let quoted = s.replace('\'', "''");
             let sql = format!("SELECT * FROM t WHERE note = '{quoted}'");
             for dialect in [SqlDialect::Postgres, SqlDialect::Sqlite] {

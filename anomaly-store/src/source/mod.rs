@@ -32,8 +32,9 @@
 //!   guard did); MySQL `START TRANSACTION READ ONLY` with `max_execution_time`, MariaDB with `max_statement_time`;
 //!   SQLite a transaction on a connection under `PRAGMA query_only`, with a progress handler that interrupts a
 //!   statement past the timeout (SQLite has no statement timeout of its own). Sessions also default to read-only,
-//!   and MySQL sessions drop `ANSI_QUOTES` and `NO_BACKSLASH_ESCAPES` from their `sql_mode`, again so that the
-//!   server reads the text as the guard did.
+//!   and MySQL sessions get a fixed `sql_mode` without `ANSI_QUOTES` and `NO_BACKSLASH_ESCAPES`, again so that the
+//!   server reads the text as the guard did. On PostgreSQL the timeout is set again before each statement of a
+//!   fetch, so a `set_config` in the query cannot lift it for the statements after.
 //! - A statement past the timeout fails with [`StoreError::StatementTimeout`].
 
 mod decode;
@@ -402,6 +403,7 @@ impl SqlSource {
             .await?;
         let more = rows.len() as u64 >= self.batch_size;
         if more && let Some(last) = rows.last().map(|r| r.timestamp.clone()) {
+            self.renew_timeout(&mut conn).await?;
             // The limit may have cut a run of equal timestamps: replace the run's tail with all of it, at most
             // `run_limit` rows.
             rows.retain(|r| r.timestamp != last);
@@ -418,6 +420,7 @@ impl SqlSource {
                 )
                 .await?;
             if run.len() as u64 > limit {
+                self.renew_timeout(&mut conn).await?;
                 let count = self.count_run(&mut conn, &last).await?;
                 return Err(StoreError::TimestampRunTooLong {
                     timestamp: last.to_string(),
@@ -446,6 +449,22 @@ impl SqlSource {
             more,
             dropped_values,
         })
+    }
+
+    /// Sets the statement timeout again on PostgreSQL, where the query's own `set_config('statement_timeout', …,
+    /// true)` could have lifted it for the rest of the transaction.
+    async fn renew_timeout(&self, conn: &mut Conn<'_>) -> Result<()> {
+        if let Conn::Postgres(c) = conn {
+            let setting = format!(
+                "SET LOCAL statement_timeout = {}",
+                self.statement_timeout.as_millis()
+            );
+            (&mut **c)
+                .execute(setting.as_str())
+                .await
+                .map_err(|e| self.fetch_error(e, "renew the statement timeout"))?;
+        }
+        Ok(())
     }
 
     /// How many rows have the timestamp `at`.
@@ -669,10 +688,10 @@ fn quote(identifier: &str, q: char) -> String {
     format!("{q}{doubled}{q}")
 }
 
-/// Removes `ANSI_QUOTES` and `NO_BACKSLASH_ESCAPES` from the session's `sql_mode`, so that the server reads
-/// double-quoted text and backslashes as the guard's MySQL dialect does.
-const MYSQL_SQL_MODE: &str = "SET SESSION sql_mode = (SELECT TRIM(BOTH ',' FROM \
-     REPLACE(REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), ',ANSI_QUOTES,', ','), ',NO_BACKSLASH_ESCAPES,', ',')))";
+/// The session's `sql_mode`, set whole: without `ANSI_QUOTES` and `NO_BACKSLASH_ESCAPES` (nor the combination modes
+/// that imply them: `ANSI`, `ORACLE`, `MSSQL`, `DB2`, `POSTGRESQL`, `MAXDB`), so that the server reads double-quoted
+/// text and backslashes as the guard's MySQL dialect does. The modes kept are those MySQL 8 and MariaDB share.
+const MYSQL_SQL_MODE: &str = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
 
 async fn connect_read_only(url: &str, dialect: SqlDialect) -> Result<Pool> {
     let connect_error = |backend: &'static str| {

@@ -16,8 +16,8 @@ use crate::error::PluginError;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// What every service reads: `HOST` (default `127.0.0.1`; any other address needs `PLUGIN_SECRET` or
-    /// `ALLOW_UNAUTHENTICATED=true`), `PORT` (default 8787), `MAX_REQUEST_BYTES` (default 10 MiB: larger bodies get
-    /// a 400), `REQUEST_TIMEOUT_SECONDS`, `HEADER_TIMEOUT_SECONDS`, `SHUTDOWN_TIMEOUT_SECONDS` (default 10),
+    /// `ALLOW_UNAUTHENTICATED=true`), `PORT` (default 8787), `MAX_REQUEST_BYTES` (default 10 MiB: a larger hook
+    /// body gets a 400 naming the limit), `REQUEST_TIMEOUT_SECONDS`, `HEADER_TIMEOUT_SECONDS`, `SHUTDOWN_TIMEOUT_SECONDS` (default 10),
     /// `LOG_LEVEL`, `LOG_FORMAT`: see [`ServeSettings`].
     pub serve: ServeSettings,
     /// `DATABASE_URL`; default an SQLite file `anomaly_detection.db` under `ANOMALY_DETECTION_DATA` (default

@@ -7,8 +7,27 @@ use ddn_plugin::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("ddn-plugin: cannot start the async runtime: {e}");
+            }
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run());
+    // Work the shutdown deadline cut off (a database write that hangs) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn run() -> std::process::ExitCode {
     let config = match Config::from_env().and_then(|c| c.check_exposure().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {

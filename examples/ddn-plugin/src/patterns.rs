@@ -23,6 +23,8 @@ struct Book {
     capacity: usize,
     written: AtomicU64,
     dropped: AtomicU64,
+    /// One flush at a time: two would read, merge and write the same row, and one count would overwrite the other.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 type Pending = Arc<Book>;
@@ -42,7 +44,8 @@ pub struct PatternStats {
 pub struct PatternBook {
     pending: Pending,
     store: Arc<dyn Store>,
-    flusher: tokio::task::JoinHandle<()>,
+    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for PatternBook {
@@ -77,21 +80,26 @@ impl PatternBook {
             capacity: capacity.max(1),
             ..Book::default()
         });
+        let stop = Arc::new(tokio::sync::Notify::new());
         let flusher = tokio::spawn({
-            let (store, pending) = (store.clone(), pending.clone());
+            let (store, pending, stop) = (store.clone(), pending.clone(), stop.clone());
             async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tick.tick().await;
-                    flush(store.as_ref(), &pending).await;
+                    // Stopping is seen between flushes, never in the middle of one.
+                    tokio::select! {
+                        _ = tick.tick() => flush(store.as_ref(), &pending, None).await,
+                        () = stop.notified() => return,
+                    }
                 }
             }
         });
         PatternBook {
             pending,
             store,
-            flusher,
+            flusher: Mutex::new(Some(flusher)),
+            stop,
         }
     }
 
@@ -100,10 +108,21 @@ impl PatternBook {
         add(&self.pending, call);
     }
 
-    /// Writes every pending count now (at shutdown, and for tests); returns how many queries still wait (their
-    /// writes failed).
+    /// Writes every pending count now (for tests); returns how many queries still wait (their writes failed).
     pub async fn flush(&self) -> usize {
-        flush(self.store.as_ref(), &self.pending).await;
+        flush(self.store.as_ref(), &self.pending, None).await;
+        lock(&self.pending.pending).len()
+    }
+
+    /// The last flush, at shutdown: stops the background writer (after the write it may be doing), then writes
+    /// query by query until `deadline`; returns how many queries still wait (failed, or not reached in time).
+    pub async fn close(&self, deadline: tokio::time::Instant) -> usize {
+        let flusher = lock(&self.flusher).take();
+        if let Some(flusher) = flusher {
+            self.stop.notify_one();
+            let _ = tokio::time::timeout_at(deadline, flusher).await;
+        }
+        flush(self.store.as_ref(), &self.pending, Some(deadline)).await;
         lock(&self.pending.pending).len()
     }
 
@@ -119,15 +138,25 @@ impl PatternBook {
 
 impl Drop for PatternBook {
     fn drop(&mut self) {
-        self.flusher.abort();
+        if let Some(flusher) = lock(&self.flusher).take() {
+            flusher.abort();
+        }
     }
 }
 
-/// Merges each pending pattern into the stored one and upserts it; what cannot be written goes back to pending,
-/// unless the database refused it for what it is (then it is dropped and counted).
-async fn flush(store: &dyn Store, book: &Pending) {
-    let batch: Vec<QueryPattern> = lock(&book.pending).drain().map(|(_, p)| p).collect();
-    for delta in batch {
+/// Merges each pending pattern into the stored one and upserts it, one query at a time (taken from pending only
+/// as it is written, so a flush stopped by `deadline` leaves the rest pending); what cannot be written goes back
+/// to pending, unless the database refused it for what it is (then it is dropped and counted).
+async fn flush(store: &dyn Store, book: &Pending, deadline: Option<tokio::time::Instant>) {
+    let _one_at_a_time = book.flushing.lock().await;
+    let hashes: Vec<String> = lock(&book.pending).keys().cloned().collect();
+    for hash in hashes {
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return;
+        }
+        let Some(delta) = lock(&book.pending).remove(&hash) else {
+            continue;
+        };
         let written = match store.query_pattern(&delta.query_hash).await {
             Ok(Some(mut stored)) => {
                 merge(&mut stored, delta.clone());

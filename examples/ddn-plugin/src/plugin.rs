@@ -569,11 +569,11 @@ impl Plugin {
     /// with counts; the return value says whether everything was.
     pub async fn shutdown(&self, deadline: service_kit::Deadline) -> bool {
         let mut complete = true;
-        let waiting = deadline.run(self.patterns.flush()).await;
-        if waiting != Some(0) {
+        let waiting = self.patterns.close(deadline.instant()).await;
+        if waiting > 0 {
             complete = false;
             tracing::error!(
-                queries = self.patterns.stats().pending,
+                queries = waiting,
                 "shutting down with query-pattern counts unwritten"
             );
         }

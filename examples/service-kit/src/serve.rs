@@ -57,6 +57,11 @@ impl Deadline {
         self.at.saturating_duration_since(Instant::now())
     }
 
+    /// The moment itself.
+    pub fn instant(&self) -> Instant {
+        self.at
+    }
+
     /// Whether it has passed.
     pub fn passed(&self) -> bool {
         self.remaining().is_zero()
