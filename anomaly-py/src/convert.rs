@@ -62,14 +62,41 @@ impl<'py> Matrix<'py> {
 /// overflowing the stack.
 pub(crate) const MAX_RECORD_DEPTH: usize = 128;
 
+/// Most values (containers and scalars) one record may hold once shared sub-objects are counted each time they
+/// appear: a record that reuses one dict at every level (`d = {"a": x, "b": x}`, 128 times) would otherwise expand
+/// to 2^128 values. Beyond it, `InvalidRecordError`.
+pub(crate) const MAX_RECORD_VALUES: usize = 1_000_000;
+
 /// A Python value (dict, list, tuple, str, bool, int, float, None, or anything with `__float__`) as JSON, nested at
-/// most [`MAX_RECORD_DEPTH`] deep.
+/// most [`MAX_RECORD_DEPTH`] deep, holding at most [`MAX_RECORD_VALUES`] values, containing no container of its own
+/// path (a dict that contains itself).
 pub(crate) fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
-    to_json_within(v, MAX_RECORD_DEPTH)
+    let mut walk = Walk {
+        path: Vec::new(),
+        values: 0,
+    };
+    to_json_within(v, MAX_RECORD_DEPTH, &mut walk)
+}
+
+/// The state of one conversion: the containers from the root to the current value (by identity), and the values
+/// converted so far.
+struct Walk {
+    path: Vec<usize>,
+    values: usize,
 }
 
 /// [`to_json`] with `depth_left` more levels of containers allowed below `v`.
-fn to_json_within(v: &Bound<'_, PyAny>, depth_left: usize) -> PyResult<Value> {
+fn to_json_within(v: &Bound<'_, PyAny>, depth_left: usize, walk: &mut Walk) -> PyResult<Value> {
+    walk.values += 1;
+    if walk.values > MAX_RECORD_VALUES {
+        return Err(named(
+            v.py(),
+            "InvalidRecordError",
+            format!(
+                "record holding more than {MAX_RECORD_VALUES} values (a sub-object shared many times counts each time)"
+            ),
+        ));
+    }
     if v.is_none() {
         return Ok(Value::Null);
     }
@@ -103,31 +130,19 @@ fn to_json_within(v: &Bound<'_, PyAny>, depth_left: usize) -> PyResult<Value> {
             ),
         ));
     }
-    let depth_left = depth_left.saturating_sub(1);
-    if let Ok(d) = v.cast::<PyDict>() {
-        let mut map = serde_json::Map::with_capacity(d.len());
-        for (k, val) in d.iter() {
-            let key = match k.cast::<PyString>() {
-                Ok(s) => s.to_cow()?.into_owned(),
-                Err(_) => k.str()?.to_cow()?.into_owned(),
-            };
-            map.insert(key, to_json_within(&val, depth_left)?);
+    if is_container {
+        let id = v.as_ptr() as usize;
+        if walk.path.contains(&id) {
+            return Err(named(
+                v.py(),
+                "InvalidRecordError",
+                "record containing itself (a dict, list or tuple inside itself)".to_string(),
+            ));
         }
-        return Ok(Value::Object(map));
-    }
-    if let Ok(l) = v.cast::<PyList>() {
-        return l
-            .iter()
-            .map(|x| to_json_within(&x, depth_left))
-            .collect::<PyResult<_>>()
-            .map(Value::Array);
-    }
-    if let Ok(t) = v.cast::<PyTuple>() {
-        return t
-            .iter()
-            .map(|x| to_json_within(&x, depth_left))
-            .collect::<PyResult<_>>()
-            .map(Value::Array);
+        walk.path.push(id);
+        let converted = container_to_json(v, depth_left.saturating_sub(1), walk);
+        walk.path.pop();
+        return converted;
     }
     // numpy scalars: integers through `__index__`, floats through `__float__`.
     if v.hasattr("__index__")?
@@ -140,6 +155,39 @@ fn to_json_within(v: &Bound<'_, PyAny>, depth_left: usize) -> PyResult<Value> {
     }
     Err(PyTypeError::new_err(format!(
         "cannot use a value of type {} in a record (expected dict, list, str, bool, int, float or None)",
+        v.get_type().name()?
+    )))
+}
+
+/// A dict, list or tuple as JSON.
+fn container_to_json(v: &Bound<'_, PyAny>, depth_left: usize, walk: &mut Walk) -> PyResult<Value> {
+    if let Ok(d) = v.cast::<PyDict>() {
+        let mut map = serde_json::Map::with_capacity(d.len());
+        for (k, val) in d.iter() {
+            let key = match k.cast::<PyString>() {
+                Ok(s) => s.to_cow()?.into_owned(),
+                Err(_) => k.str()?.to_cow()?.into_owned(),
+            };
+            map.insert(key, to_json_within(&val, depth_left, walk)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(l) = v.cast::<PyList>() {
+        return l
+            .iter()
+            .map(|x| to_json_within(&x, depth_left, walk))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    if let Ok(t) = v.cast::<PyTuple>() {
+        return t
+            .iter()
+            .map(|x| to_json_within(&x, depth_left, walk))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot use a value of type {} in a record",
         v.get_type().name()?
     )))
 }

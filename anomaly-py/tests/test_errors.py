@@ -176,12 +176,24 @@ def test_records_nested_too_deeply_or_containing_themselves():
         deep = {"a": deep}
     listed = []
     listed.append(listed)
-    for record in (looped, deep, {"x": listed}):
+    for record, says in ((looped, "containing itself"), (deep, "128 levels"), ({"x": listed}, "containing itself")):
         for call in (engine.observe, engine.score):
-            with pytest.raises(InvalidRecordError, match="128 levels"):
+            with pytest.raises(InvalidRecordError, match=says):
                 call("k", record)
-        with pytest.raises(InvalidRecordError, match="128 levels"):
+        with pytest.raises(InvalidRecordError, match=says):
             engine.observe_many("k", [record])
+    # A dict that holds itself twice (2**128 paths for a depth-only check), and one sub-object shared at every
+    # level (no cycle, but 2**100 values once expanded): refused at once.
+    twice = {}
+    twice["a"] = twice
+    twice["b"] = twice
+    with pytest.raises(InvalidRecordError, match="containing itself"):
+        engine.observe("k", twice)
+    shared = {"leaf": 1}
+    for _ in range(100):
+        shared = {"a": shared, "b": shared}
+    with pytest.raises(InvalidRecordError, match="values"):
+        engine.observe("k", shared)
     assert engine.keys() == []
     # 128 levels convert; the engine itself refuses records nested deeper than its own limit (32).
     ok = {"leaf": 1}
