@@ -1,7 +1,6 @@
 //! Arbitrary text into the read-only guard, in every dialect: `Ok` or `StoreError::NotReadOnly`, never a panic, an
-//! abort (deep nesting overflowing the stack) or a hang. What it accepts must be a prefix of the input with no `;`
-//! left outside a literal, so that wrapping it as a sub-query cannot smuggle a second statement; and accepting must
-//! be stable (the accepted text is accepted again, as itself).
+//! abort (deep nesting overflowing the stack) or a hang. What it accepts must come from the input, and accepting
+//! must be stable: the accepted text (what runs, wrapped as a sub-query) is accepted again, as itself.
 #![no_main]
 
 use anomaly_store::{SqlDialect, check_read_only_select};

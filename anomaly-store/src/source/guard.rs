@@ -192,6 +192,23 @@ fn is_denied(name: &str) -> bool {
 /// message), several statements, a statement that is not a query, a data-modifying part, `INTO`, a locking clause,
 /// a denied function or a MySQL executable comment.
 pub fn check_read_only_select(sql: &str, dialect: SqlDialect) -> Result<&str> {
+    let accepted = check_once(sql, dialect)?;
+    // What is returned is what runs: it must pass as it is, and read the same once the trailing `;`, comments and
+    // whitespace are gone (found by fuzzing: MySQL reads `@` before a carriage return and `@` at the end apart).
+    match check_once(accepted, dialect) {
+        Ok(again) if again == accepted => Ok(accepted),
+        Ok(_) => Err(StoreError::NotReadOnly {
+            reason: "it reads differently once its trailing semicolon, comments and whitespace are removed".into(),
+        }),
+        Err(StoreError::NotReadOnly { reason }) => Err(StoreError::NotReadOnly {
+            reason: format!("once its trailing semicolon, comments and whitespace are removed, {reason}"),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// One pass of [`check_read_only_select`]: the checks on `sql` as given, and where its statement ends.
+fn check_once(sql: &str, dialect: SqlDialect) -> Result<&str> {
     let refuse = |reason: String| StoreError::NotReadOnly { reason };
     if dialect == SqlDialect::MySql && has_executable_comment(sql) {
         return Err(refuse(
@@ -481,6 +498,19 @@ mod tests {
             let err = check(sql, SqlDialect::MySql).expect_err(sql).to_string();
             assert!(err.contains(says), "{sql}: {err}");
         }
+    }
+
+    /// Found by the `sql_guard` fuzz target: MySQL accepted `SELECT ELB @` followed by carriage returns, and returned
+    /// the text without them, which no longer parses. What is returned must pass as itself.
+    #[test]
+    fn what_is_returned_passes_as_itself() {
+        let sql = format!("SELECT \r\r\r\rELB{}@\r\r", "\r".repeat(42));
+        for dialect in ALL {
+            if let Ok(accepted) = check(&sql, dialect) {
+                assert_eq!(check(accepted, dialect).unwrap(), accepted, "{dialect}");
+            }
+        }
+        assert!(check(&sql, SqlDialect::MySql).is_err());
     }
 
     /// The reviewer's bypasses of the old lexer, each accepted before the parser replaced it.
