@@ -74,10 +74,10 @@ fn bad_request(message: impl Into<String>) -> Response {
     error_response(StatusCode::BAD_REQUEST, message)
 }
 
-fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>, Response> {
+fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| bad_request(format!("`{name}`: `{v}` is not an RFC 3339 time ({e})")))
+        .map_err(|e| format!("`{name}`: `{v}` is not an RFC 3339 time ({e})"))
 }
 
 fn parse_number(
@@ -85,14 +85,14 @@ fn parse_number(
     name: &str,
     default: u64,
     max: u64,
-) -> Result<u64, Response> {
+) -> Result<u64, String> {
     match params.get(name) {
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(bad_request(format!(
+            _ => Err(format!(
                 "`{name}`: `{v}` is not a whole number between 1 and {max}"
-            ))),
+            )),
         },
     }
 }
@@ -115,11 +115,11 @@ async fn list(
     }
     let page = match parse_number(&params, "page", 1, u64::from(u32::MAX)) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return bad_request(e),
     };
     let page_size = match parse_number(&params, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return bad_request(e),
     };
     let mut query = AnomalyQuery::new().limit(SCAN_PAGE);
     query.key = params.get("series").cloned();
@@ -128,7 +128,7 @@ async fn list(
         if let Some(v) = params.get(name) {
             match parse_time(name, v) {
                 Ok(t) => *slot = Some(t),
-                Err(r) => return r,
+                Err(e) => return bad_request(e),
             }
         }
     }

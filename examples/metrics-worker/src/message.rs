@@ -178,7 +178,8 @@ mod tests {
                 (Refusal::NonFinite, Some("cpu".into()))
             );
         }
-        let cases: [(&[u8], fn(&Refusal) -> bool); 9] = [
+        type Case<'a> = (&'a [u8], fn(&Refusal) -> bool);
+        let cases: [Case<'_>; 9] = [
             (b"not json", |r| matches!(r, Refusal::Malformed(_))),
             (br#"{"series":"a"}"#, |r| matches!(r, Refusal::Malformed(_))),
             (br#"{"series":"a","value":"1"}"#, |r| {

@@ -166,7 +166,7 @@ impl Default for ProducerOptions {
             rate: 50.0,
             count: None,
             duration: None,
-            quiet_points: 200,
+            quiet_points: 50,
             seed: 1,
         }
     }

@@ -27,7 +27,7 @@ struct Args {
     #[arg(long)]
     count: Option<u64>,
     /// Normal points per series between two incidents.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 50)]
     quiet_points: u64,
     /// Random seed.
     #[arg(long, default_value_t = 1)]

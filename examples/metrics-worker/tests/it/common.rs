@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 /// `TEST_NATS_URL`, or `None` after printing SKIPPED.
+#[allow(clippy::print_stderr)]
 pub(crate) fn nats_url(test: &str) -> Option<String> {
     match std::env::var("TEST_NATS_URL")
         .ok()
@@ -17,7 +18,7 @@ pub(crate) fn nats_url(test: &str) -> Option<String> {
     {
         Some(u) => Some(u),
         None => {
-            println!("SKIPPED {test}: TEST_NATS_URL is not set");
+            eprintln!("SKIPPED {test}: TEST_NATS_URL is not set");
             None
         }
     }

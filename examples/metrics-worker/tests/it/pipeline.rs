@@ -24,6 +24,7 @@ fn keys(results: &[Value]) -> Vec<(String, u64)> {
         .collect()
 }
 
+#[allow(clippy::print_stderr)]
 async fn planted_spikes_on(database_url: Option<&str>, name: &str) {
     let Some(url) = nats_url(name) else { return };
     let h = Harness::new(&url, name, database_url).await;
@@ -113,7 +114,7 @@ async fn planted_spikes_on(database_url: Option<&str>, name: &str) {
     let text = worker.metrics_text().await;
     match service_kit::testing::promtool_check(&text) {
         Ok(true) => {}
-        Ok(false) => println!("SKIPPED promtool check: promtool is not installed"),
+        Ok(false) => eprintln!("SKIPPED promtool check: promtool is not installed"),
         Err(e) => panic!("{e}"),
     }
     for name in [
@@ -138,10 +139,11 @@ async fn planted_spikes_are_detected_and_stored_with_full_context_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)]
 async fn planted_spikes_are_detected_and_stored_with_full_context_on_postgres() {
     match std::env::var("TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
         Some(pg) => planted_spikes_on(Some(&pg), "spikes_pg").await,
-        None => println!("SKIPPED: TEST_PG_URL is not set"),
+        None => eprintln!("SKIPPED: TEST_PG_URL is not set"),
     }
 }
 
