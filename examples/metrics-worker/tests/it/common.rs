@@ -169,6 +169,27 @@ impl Harness {
     }
 }
 
+impl Drop for Harness {
+    /// Removes the stream even when the test failed: one JetStream API request over a plain socket (no runtime is
+    /// needed in `drop`); errors are ignored, as the stream may already be gone.
+    fn drop(&mut self) {
+        use std::io::Write;
+        let addr = self.nats_url.trim_start_matches("nats://").to_string();
+        if let Ok(mut socket) = std::net::TcpStream::connect(addr) {
+            let _ = socket.write_all(
+                format!(
+                    "CONNECT {{\"verbose\":false}}\r\nPUB $JS.API.STREAM.DELETE.{} 0\r\n\r\nPING\r\n",
+                    self.stream
+                )
+                .as_bytes(),
+            );
+            let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut buf = [0u8; 512];
+            let _ = std::io::Read::read(&mut socket, &mut buf);
+        }
+    }
+}
+
 /// A worker running in this process.
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
