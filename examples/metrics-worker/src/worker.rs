@@ -158,7 +158,13 @@ impl Consumer {
                 match next {
                     None => continue 'connect,
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "pulling messages failed; continuing")
+                        // Missed heartbeats, a server restart: the stream recovers by itself; the pause keeps a
+                        // lasting failure from spinning.
+                        tracing::warn!(error = %e, "pulling messages failed; continuing");
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => return,
+                            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        }
                     }
                     Some(Ok(message)) => {
                         if !self.handle(message).await {
