@@ -9,10 +9,14 @@
 mod ema;
 mod moving_average;
 mod rolling;
+mod series;
 mod streaming_forest;
 
 pub use ema::{Ema, EmaParams};
 pub use moving_average::{MovingAverage, MovingAverageParams};
+pub use series::{
+    SeriesDetection, SeriesDetectors, SeriesMethod, SeriesOutcome, SeriesParams, SeriesStats,
+};
 pub use streaming_forest::{StreamingIsolationForest, StreamingIsolationForestParams};
 
 use ndarray::ArrayView2;

@@ -1,0 +1,179 @@
+//! The binary as an operator runs it: refusing to start open on a network, a token beyond loopback, and SIGTERM
+//! while messages flow.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use metrics_worker::TestHooks;
+
+use crate::common::{Harness, nats_url, stationary, unique};
+
+fn worker() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_metrics-worker"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_a_token() {
+    let out = worker()
+        .env("HOST", "0.0.0.0")
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("API_TOKEN") && said.contains("0.0.0.0"),
+        "{said}"
+    );
+    let out = worker().env("MA_THRESHOLD", "-3").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MA_THRESHOLD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_the_probes_needs_the_token() {
+    let Some(url) = nats_url("token") else { return };
+    let h = Harness::new(&url, "token", None).await;
+    let w = h
+        .start(h.config(&[("API_TOKEN", "s3cret")]), TestHooks::default())
+        .await;
+    for path in ["/anomalies", "/anomalies/1", "/metrics"] {
+        let r = w.http.get(w.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let r = w
+            .http
+            .get(w.url(path))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 401, "{path}");
+    }
+    for path in ["/health", "/ready"] {
+        assert_eq!(
+            w.http.get(w.url(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
+    w.stop().await;
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    while !http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the worker did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_messages_flow_exits_zero_and_loses_nothing() {
+    let Some(url) = nats_url("sigterm") else {
+        return;
+    };
+    let h = Harness::new(&url, "sigterm", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let series = unique("s");
+    let start = |h: &Harness| {
+        worker()
+            .env("NATS_URL", &h.nats_url)
+            .env("NATS_SUBJECT_PREFIX", &h.prefix)
+            .env("NATS_STREAM", &h.stream)
+            .env("NATS_ACK_WAIT_SECONDS", "2")
+            .env("METRICS_WORKER_DATA", dir.path())
+            .env("PORT", port.to_string())
+            .env("SHUTDOWN_TIMEOUT_SECONDS", "5")
+            .spawn()
+            .unwrap()
+    };
+    let mut child = start(&h);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&http, &base).await;
+    let values = stationary(400, 2);
+    let publishing = {
+        let js = h.js.clone();
+        let subject = format!("{}.{series}", h.prefix);
+        let series = series.clone();
+        tokio::spawn(async move {
+            for v in values {
+                let body = serde_json::json!({"series": series, "value": v}).to_string();
+                js.publish(subject.clone(), body.into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if stopped.elapsed() > Duration::from_secs(8) {
+            let _ = child.kill();
+            panic!("the worker did not stop within its shutdown timeout");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.code(), Some(0), "SIGTERM ends it cleanly");
+    publishing.await.unwrap();
+    // A second run takes every message the first did not acknowledge: in the end all 400 are acknowledged.
+    let mut child = start(&h);
+    wait_ready(&http, &base).await;
+    let started = Instant::now();
+    loop {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            h.js.get_stream(&h.stream)
+                .await
+                .unwrap()
+                .get_consumer("metrics-worker")
+                .await
+                .unwrap();
+        let info = consumer.info().await.unwrap();
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            assert_eq!(info.delivered.stream_sequence, 400);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "messages left: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
