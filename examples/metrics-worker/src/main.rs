@@ -15,57 +15,48 @@ struct Args {
     demo: bool,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let config = match Config::from_env().and_then(|c| c.check_exposure().map(|()| c)) {
-        Ok(c) => c,
-        Err(e) => {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("metrics-worker: {e}");
+    service_kit::run_service(
+        "metrics-worker",
+        || {
+            let config = Config::from_env()?;
+            config.check_exposure()?;
+            let settings = config.serve.clone();
+            Ok::<_, metrics_worker::WorkerError>((config, settings))
+        },
+        |config, listener| async move {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            if args.demo {
+                start_demo(&config, stop_rx);
             }
-            return std::process::ExitCode::from(2);
-        }
+            let shutdown = async move {
+                service_kit::shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            };
+            metrics_worker::serve(config, listener, shutdown).await
+        },
+    )
+}
+
+/// Publishes synthetic series with incidents to the configured NATS, in-process, until `stop`.
+fn start_demo(config: &Config, stop: tokio::sync::watch::Receiver<bool>) {
+    let demo_config = config.clone();
+    let options = ProducerOptions {
+        prefix: config.subject_prefix.clone(),
+        ..ProducerOptions::default()
     };
-    service_kit::init_logging(&config.serve);
-    let listener = match config.serve.bind().await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return std::process::ExitCode::from(1);
+    tracing::info!(
+        rate = options.rate,
+        series = options.series,
+        "demo: publishing synthetic series with a spike, a level shift or a drift every {} points per series; \
+         watch GET /anomalies",
+        options.quiet_points
+    );
+    tokio::spawn(async move {
+        match metrics_worker::produce(&demo_config, &options, stop).await {
+            Ok(n) => tracing::info!(published = n, "demo producer stopped"),
+            Err(e) => tracing::error!(error = %e, "demo producer failed"),
         }
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if args.demo {
-        let demo_config = config.clone();
-        let options = ProducerOptions {
-            prefix: config.subject_prefix.clone(),
-            ..ProducerOptions::default()
-        };
-        tracing::info!(
-            rate = options.rate,
-            series = options.series,
-            "demo: publishing synthetic series with a spike, a level shift or a drift every {} points per series; \
-             watch GET /anomalies",
-            options.quiet_points
-        );
-        tokio::spawn(async move {
-            match metrics_worker::produce(&demo_config, &options, stop_rx).await {
-                Ok(n) => tracing::info!(published = n, "demo producer stopped"),
-                Err(e) => tracing::error!(error = %e, "demo producer failed"),
-            }
-        });
-    }
-    let shutdown = async move {
-        service_kit::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    };
-    match metrics_worker::serve(config, listener, shutdown).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "metrics-worker stopped");
-            std::process::ExitCode::from(1)
-        }
-    }
+    });
 }

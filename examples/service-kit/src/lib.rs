@@ -11,13 +11,15 @@
 //! - [`serve`]: HTTP/1 with a header read timeout, until [`shutdown_signal`] (SIGTERM or SIGINT); in-flight
 //!   requests finish, then the returned [`Deadline`] tells the service how long it has left to flush;
 //! - [`Telemetry`]: the metric registry (`prometheus-client`) with the request-latency histogram;
-//! - [`init_logging`]: `tracing` logs as text or JSON lines.
+//! - [`init_logging`]: `tracing` logs as text or JSON lines;
+//! - [`run_service`]: a service binary's `main` (configuration, logging, bind, serve, exit codes, a bounded exit).
 
 mod auth;
 mod env;
 mod error;
 mod http;
 mod logging;
+mod run;
 mod serve;
 mod settings;
 mod telemetry;
@@ -28,6 +30,7 @@ pub use env::Env;
 pub use error::KitError;
 pub use http::{app, error_response, ready_response, require_json};
 pub use logging::init_logging;
+pub use run::run_service;
 pub use serve::{Deadline, serve, shutdown_signal};
 pub use settings::{LogFormat, ServeSettings};
 pub use telemetry::Telemetry;
