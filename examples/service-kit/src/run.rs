@@ -1,0 +1,69 @@
+//! [`run_service`]: the `main` every service binary shares.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::logging::init_logging;
+use crate::settings::ServeSettings;
+
+/// How long the runtime waits, once the service returned, for blocking work its shutdown deadline cut off (a
+/// database write that hangs) before the process exits anyway.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs a service binary: `load` reads and checks its configuration (including
+/// [`ServeSettings::check_exposure`]) and gives its [`ServeSettings`]; then logging starts, the address is bound,
+/// and `serve` runs with the listener until it returns. Exit codes: 0 after a clean stop, 2 for a configuration
+/// the service refuses (said on stderr, before logging exists), 1 when it cannot start or stops with an error.
+/// The runtime waits at most a second for work left behind, so a stop never hangs past the service's deadline.
+pub fn run_service<C, E, S, F>(
+    name: &str,
+    load: impl FnOnce() -> Result<(C, ServeSettings), E>,
+    serve: impl FnOnce(C, TcpListener) -> F,
+) -> ExitCode
+where
+    E: std::fmt::Display,
+    S: std::fmt::Display,
+    F: Future<Output = Result<(), S>>,
+{
+    #[allow(clippy::print_stderr)]
+    let say = |what: String| eprintln!("{name}: {what}");
+    let (config, settings) = match load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            say(e.to_string());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            say(format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        init_logging(&settings);
+        let listener = match settings.bind().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::from(1);
+            }
+        };
+        match serve(config, listener).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "{name} stopped");
+                ExitCode::from(1)
+            }
+        }
+    });
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
+}
