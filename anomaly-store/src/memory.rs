@@ -148,8 +148,27 @@ impl Store for InMemoryStore {
             .collect();
         items.sort_by_key(|a| std::cmp::Reverse((a.anomaly.created_at, a.id)));
         let limit = query.page_size();
-        items.truncate(limit as usize + 1);
+        let skip = usize::try_from(query.offset).unwrap_or(usize::MAX);
+        let items: Vec<StoredAnomaly> = items
+            .into_iter()
+            .skip(skip)
+            .take(limit as usize + 1)
+            .collect();
         Ok(AnomalyPage::from_items(items, limit))
+    }
+
+    async fn count_anomalies(&self, query: &AnomalyQuery) -> Result<u64> {
+        let filters = AnomalyQuery {
+            after: None,
+            ..query.clone()
+        };
+        let t = self.tables.lock().await;
+        Ok(t.anomalies.iter().filter(|a| filters.matches(a)).count() as u64)
+    }
+
+    async fn anomaly(&self, id: i64) -> Result<Option<StoredAnomaly>> {
+        let t = self.tables.lock().await;
+        Ok(t.anomalies.iter().find(|a| a.id == id).cloned())
     }
 
     async fn save_model_at(

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::types::{
     Anomaly, AnomalyPage, AnomalyQuery, CleanupReport, DataSource, HistoryRecord, ModelMetadata,
-    ModelVersion, QueryPattern, RetentionPolicy, SavedModel, SourceStatus,
+    ModelVersion, QueryPattern, RetentionPolicy, SavedModel, SourceStatus, StoredAnomaly,
 };
 use serde_json::Value;
 
@@ -58,6 +58,18 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
     async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage>;
+
+    /// How many detections match the query's filters (its `limit`, `offset` and cursor are ignored).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn count_anomalies(&self, query: &AnomalyQuery) -> Result<u64>;
+
+    /// The detection with this id, `None` when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](crate::StoreError::Database) when storage fails.
+    async fn anomaly(&self, id: i64) -> Result<Option<StoredAnomaly>>;
 
     /// Saves a new model version of `key` and returns its number: one more than the key's latest, decided
     /// atomically, so concurrent writers get distinct versions. Its `saved_at` is now.
@@ -245,6 +257,14 @@ macro_rules! forward_store {
             async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage> {
                 let $s = self;
                 $target.query_anomalies(query).await
+            }
+            async fn count_anomalies(&self, query: &AnomalyQuery) -> Result<u64> {
+                let $s = self;
+                $target.count_anomalies(query).await
+            }
+            async fn anomaly(&self, id: i64) -> Result<Option<$crate::StoredAnomaly>> {
+                let $s = self;
+                $target.anomaly(id).await
             }
             async fn save_model(
                 &self,

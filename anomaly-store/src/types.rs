@@ -123,6 +123,10 @@ pub struct AnomalyQuery {
     pub limit: u64,
     /// Where the previous page ended ([`AnomalyPage::next`]); `None` for the first page.
     pub after: Option<AnomalyCursor>,
+    /// Matching detections to skip before the page (after the cursor, if any): numbered pages for an API that
+    /// shows them. The database still reads the skipped rows, so prefer the cursor for deep paging.
+    #[serde(default)]
+    pub offset: u64,
 }
 
 impl Default for AnomalyQuery {
@@ -135,6 +139,7 @@ impl Default for AnomalyQuery {
             min_score: None,
             limit: 100,
             after: None,
+            offset: 0,
         }
     }
 }
@@ -179,6 +184,12 @@ impl AnomalyQuery {
     /// The page after `cursor`.
     pub fn after(mut self, cursor: Option<AnomalyCursor>) -> Self {
         self.after = cursor;
+        self
+    }
+
+    /// Skips `offset` matching detections before the page.
+    pub fn offset(mut self, offset: u64) -> Self {
+        self.offset = offset;
         self
     }
 

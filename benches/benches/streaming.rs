@@ -1,5 +1,8 @@
 #![allow(missing_docs)]
-//! Streaming detectors: points per second through `score_many_values` on a univariate series.
+//! Streaming detectors: points per second through `score_many_values` on a univariate series, and across 1,000
+//! series as the metric worker runs them (each point to its own series' detector, round robin, so every detector's
+//! state is cold in cache as in production; and through `SeriesDetectors`, which adds the lookup by name, the
+//! context kept per series and the alert rule).
 //!
 //! The series is a sine (period 1000 points, amplitude 10) plus N(0, 1) noise, seeded: 1M points under
 //! `cargo bench`, 10k under `cargo test --benches` (criterion's test mode, which runs each benchmark once). Every
@@ -10,6 +13,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use anomaly_benches::{full_run, sine_series};
+use anomaly_core::stream::{SeriesDetectors, SeriesParams};
 use anomaly_core::{
     EmaParams, MovingAverageParams, StreamingDetector, StreamingIsolationForestParams, Verdict,
 };
@@ -65,5 +69,83 @@ fn bench_streaming(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_streaming);
+/// Series of the multi-series benchmarks.
+const SERIES: usize = 1_000;
+
+/// Points per series: 1,000 under `cargo bench` (a million points in all), 20 in test mode.
+fn points_per_series() -> usize {
+    if full_run() { 1_000 } else { 20 }
+}
+
+/// Feeds `points` to `detectors` round robin (point `i` of every series before point `i + 1` of any).
+fn round_robin<D: StreamingDetector>(detectors: &mut [D], points: &[Vec<f64>]) -> usize {
+    let mut flagged = 0;
+    for i in 0..points[0].len() {
+        for (d, series) in detectors.iter_mut().zip(points) {
+            let v = d.score_and_update(&[series[i]]).expect("score");
+            flagged += usize::from(v.is_some_and(|v| v.is_anomaly));
+        }
+    }
+    flagged
+}
+
+fn bench_many_series(c: &mut Criterion) {
+    let n = points_per_series();
+    let points: Vec<Vec<f64>> = (0..SERIES)
+        .map(|s| sine_series(n, SERIES_SEED + s as u64))
+        .collect();
+    let names: Vec<String> = (0..SERIES).map(|s| format!("cpu.host-{s}")).collect();
+    let mut group = c.benchmark_group("series_1000");
+    group
+        .throughput(Throughput::Elements((SERIES * n) as u64))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(5));
+    let id = |name: &str| BenchmarkId::new(name, SERIES * n);
+    group.bench_function(id("moving_average_w5"), |b| {
+        let params = MovingAverageParams::new().window(5).threshold(20.0);
+        b.iter_batched_ref(
+            || {
+                (0..SERIES)
+                    .map(|_| params.clone().build().expect("build"))
+                    .collect::<Vec<_>>()
+            },
+            |detectors| round_robin(detectors, black_box(&points)),
+            criterion::BatchSize::LargeInput,
+        );
+    });
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function(id("streaming_isolation_forest"), |b| {
+        let params = StreamingIsolationForestParams::new();
+        b.iter_batched_ref(
+            || {
+                (0..SERIES)
+                    .map(|_| params.clone().build().expect("build"))
+                    .collect::<Vec<_>>()
+            },
+            |detectors| round_robin(detectors, black_box(&points)),
+            criterion::BatchSize::LargeInput,
+        );
+    });
+    group.bench_function(id("series_detectors"), |b| {
+        b.iter_batched_ref(
+            || SeriesDetectors::new(SeriesParams::default()).expect("build"),
+            |detectors| {
+                let mut found = 0;
+                for i in 0..n {
+                    for (name, series) in names.iter().zip(&points) {
+                        let outcome = detectors.observe(name, i as u64 + 1, series[i]).expect("observe");
+                        found += usize::from(matches!(outcome, anomaly_core::stream::SeriesOutcome::Observed(d) if !d.is_empty()));
+                    }
+                }
+                found
+            },
+            criterion::BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_streaming, bench_many_series);
 criterion_main!(benches);

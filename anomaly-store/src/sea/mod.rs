@@ -15,7 +15,7 @@ use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
@@ -666,22 +666,7 @@ impl Store for SeaOrmStore {
 
     async fn query_anomalies(&self, query: &AnomalyQuery) -> Result<AnomalyPage> {
         use detection::Column as C;
-        let mut cond = Condition::all();
-        if let Some(k) = &query.key {
-            cond = cond.add(C::Key.eq(k.as_str()));
-        }
-        if let Some(d) = &query.detector {
-            cond = cond.add(C::Detector.eq(d.as_str()));
-        }
-        if let Some(s) = query.since {
-            cond = cond.add(C::CreatedAt.gte(to_micros(s)));
-        }
-        if let Some(u) = query.until {
-            cond = cond.add(C::CreatedAt.lt(to_micros(u)));
-        }
-        if let Some(m) = query.min_score {
-            cond = cond.add(C::Score.gte(m));
-        }
+        let mut cond = anomaly_filters(query);
         if let Some(c) = &query.after {
             cond = cond.add(
                 Condition::any().add(C::CreatedAt.lt(c.created_at)).add(
@@ -692,11 +677,15 @@ impl Store for SeaOrmStore {
             );
         }
         let limit = query.page_size();
-        let rows = detection::Entity::find()
+        let mut select = detection::Entity::find()
             .filter(cond)
             .order_by_desc(C::CreatedAt)
             .order_by_desc(C::Id)
-            .limit(limit + 1)
+            .limit(limit + 1);
+        if query.offset > 0 {
+            select = select.offset(query.offset);
+        }
+        let rows = select
             .all(&self.db)
             .await
             .map_err(db_err("query anomalies"))?;
@@ -705,6 +694,23 @@ impl Store for SeaOrmStore {
             .map(anomaly_from)
             .collect::<Result<Vec<_>>>()?;
         Ok(AnomalyPage::from_items(items, limit))
+    }
+
+    async fn count_anomalies(&self, query: &AnomalyQuery) -> Result<u64> {
+        detection::Entity::find()
+            .filter(anomaly_filters(query))
+            .count(&self.db)
+            .await
+            .map_err(db_err("count anomalies"))
+    }
+
+    async fn anomaly(&self, id: i64) -> Result<Option<StoredAnomaly>> {
+        detection::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err("read an anomaly"))?
+            .map(anomaly_from)
+            .transpose()
     }
 
     async fn save_model_at(
@@ -1092,4 +1098,26 @@ impl Store for SeaOrmStore {
             .map_err(db_err("delete data source"))?;
         Ok(r.rows_affected > 0)
     }
+}
+
+/// The conditions of a query's filters (key, detector, time range, score), without its cursor.
+fn anomaly_filters(query: &AnomalyQuery) -> Condition {
+    use detection::Column as C;
+    let mut cond = Condition::all();
+    if let Some(k) = &query.key {
+        cond = cond.add(C::Key.eq(k.as_str()));
+    }
+    if let Some(d) = &query.detector {
+        cond = cond.add(C::Detector.eq(d.as_str()));
+    }
+    if let Some(s) = query.since {
+        cond = cond.add(C::CreatedAt.gte(to_micros(s)));
+    }
+    if let Some(u) = query.until {
+        cond = cond.add(C::CreatedAt.lt(to_micros(u)));
+    }
+    if let Some(m) = query.min_score {
+        cond = cond.add(C::Score.gte(m));
+    }
+    cond
 }

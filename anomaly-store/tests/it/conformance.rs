@@ -204,6 +204,39 @@ pub(crate) async fn anomaly_pagination_and_filters(s: Arc<dyn Store>) {
     assert_eq!(combined.len(), 7);
     let by_other = q(AnomalyQuery::new().key(&other)).await;
     assert_eq!(by_other.len(), 1);
+
+    // Counting takes the filters and ignores page size, offset and cursor.
+    let count = |q: AnomalyQuery| {
+        let s = s.clone();
+        async move { s.count_anomalies(&q).await.unwrap() }
+    };
+    assert_eq!(count(AnomalyQuery::new().key(&key)).await, 25);
+    assert_eq!(
+        count(AnomalyQuery::new().key(&key).limit(3).offset(20)).await,
+        25
+    );
+    assert_eq!(
+        count(AnomalyQuery::new().key(&key).detector("ema")).await,
+        12
+    );
+    assert_eq!(count(AnomalyQuery::new().key(&key).min_score(0.8)).await, 5);
+    assert_eq!(count(AnomalyQuery::new().key(unique("none"))).await, 0);
+    // Numbered pages by offset are the same rows, in the same order, as the cursor's pages.
+    for (offset, expected) in [(0, 7), (7, 7), (21, 4), (25, 0), (1_000, 0)] {
+        let page = s
+            .query_anomalies(&AnomalyQuery::new().key(&key).limit(7).offset(offset))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), expected, "offset {offset}");
+        let from = offset.min(25) as usize;
+        assert_eq!(page.items, seen[from..from + expected], "offset {offset}");
+        assert_eq!(page.next.is_some(), offset + 7 < 25, "offset {offset}");
+    }
+    // Lookup by id.
+    let third = &seen[2];
+    assert_eq!(s.anomaly(third.id).await.unwrap().as_ref(), Some(third));
+    let missing = seen.iter().map(|a| a.id).max().unwrap() + 1_000_000;
+    assert_eq!(s.anomaly(missing).await.unwrap(), None);
 }
 
 pub(crate) async fn model_versions_round_trip(s: Arc<dyn Store>) {

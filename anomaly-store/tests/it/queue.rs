@@ -128,6 +128,15 @@ impl Store for Faulty {
     async fn clear_history(&self, key: &str) -> anomaly_store::Result<u64> {
         self.inner.clear_history(key).await
     }
+    async fn count_anomalies(&self, query: &AnomalyQuery) -> anomaly_store::Result<u64> {
+        self.inner.count_anomalies(query).await
+    }
+    async fn anomaly(
+        &self,
+        id: i64,
+    ) -> anomaly_store::Result<Option<anomaly_store::StoredAnomaly>> {
+        self.inner.anomaly(id).await
+    }
     async fn insert_anomaly(&self, anomaly: &Anomaly) -> anomaly_store::Result<i64> {
         self.check(std::slice::from_ref(anomaly))?;
         self.inner.insert_anomaly(anomaly).await

@@ -18,8 +18,6 @@ use service_kit::{error_response, ready_response};
 pub(crate) const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Largest `page_size` of `/anomalies`.
 pub(crate) const MAX_PAGE_SIZE: u64 = 500;
-/// Rows read per database query while counting and skipping to a page.
-const SCAN_PAGE: u64 = 1_000;
 
 /// What the endpoints read.
 #[derive(Clone)]
@@ -121,7 +119,7 @@ async fn list(
         Ok(p) => p,
         Err(e) => return bad_request(e),
     };
-    let mut query = AnomalyQuery::new().limit(SCAN_PAGE);
+    let mut query = AnomalyQuery::new().limit(page_size);
     query.key = params.get("series").cloned();
     query.detector = params.get("method").cloned();
     for (name, slot) in [("since", &mut query.since), ("until", &mut query.until)] {
@@ -132,28 +130,18 @@ async fn list(
             }
         }
     }
-    // The store pages by cursor; page numbers and the total are found by reading through the matching rows.
     let skip = (page - 1).saturating_mul(page_size);
-    let mut count: u64 = 0;
-    let mut results = Vec::new();
-    loop {
-        let batch = match state.store.query_anomalies(&query).await {
-            Ok(b) => b,
-            Err(e) => {
-                return error_response(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
-            }
-        };
-        for a in &batch.items {
-            if count >= skip && count < skip + page_size {
-                results.push(result(a));
-            }
-            count += 1;
+    let query = query.offset(skip);
+    let (count, batch) = match tokio::try_join!(
+        state.store.count_anomalies(&query),
+        state.store.query_anomalies(&query)
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
         }
-        match batch.next {
-            Some(cursor) => query = query.after(Some(cursor)),
-            None => break,
-        }
-    }
+    };
+    let results: Vec<Value> = batch.items.iter().map(result).collect();
     let link = |p: u64| {
         let mut pairs: Vec<(&str, String)> = FILTERS
             .iter()
@@ -177,20 +165,9 @@ async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> Response 
     let Ok(id) = id.parse::<i64>() else {
         return bad_request(format!("`{id}` is not a detection id (a whole number)"));
     };
-    let mut query = AnomalyQuery::new().limit(SCAN_PAGE);
-    loop {
-        let batch = match state.store.query_anomalies(&query).await {
-            Ok(b) => b,
-            Err(e) => {
-                return error_response(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
-            }
-        };
-        if let Some(a) = batch.items.iter().find(|a| a.id == id) {
-            return Json(result(a)).into_response();
-        }
-        match batch.next {
-            Some(cursor) => query = query.after(Some(cursor)),
-            None => return error_response(StatusCode::NOT_FOUND, format!("no detection {id}")),
-        }
+    match state.store.anomaly(id).await {
+        Ok(Some(a)) => Json(result(&a)).into_response(),
+        Ok(None) => error_response(StatusCode::NOT_FOUND, format!("no detection {id}")),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
     }
 }

@@ -30,6 +30,22 @@ pub struct Config {
     /// `NATS_ACK_WAIT_SECONDS` (default 30): how long the server waits for an acknowledgement before it
     /// redelivers a message.
     pub ack_wait: Duration,
+    /// `NATS_STREAM_MAX_AGE_SECONDS` (default 86,400, a day; 0 keeps messages forever): how long the stream keeps
+    /// a message, set when the worker creates the stream (an existing stream keeps its own limits).
+    pub stream_max_age: Duration,
+    /// `WORKER_COUNT` (default 1): workers sharing the stream, each owning the series that hash to its index.
+    pub worker_count: u32,
+    /// `WORKER_INDEX` (default 0, below `WORKER_COUNT`): this worker's share.
+    pub worker_index: u32,
+    /// `ALERT_WEBHOOK_URL`: when set, each detection is also POSTed there as a Slack-compatible message.
+    pub alert_webhook_url: Option<String>,
+    /// `ALERT_COOLDOWN_SECONDS` (default 300): least time between two webhook messages of one series.
+    pub alert_cooldown: Duration,
+    /// `ALERT_WEBHOOK_ATTEMPTS` (default 4): attempts per webhook message (retried on 5xx, 408, 429 and network
+    /// errors, 1 s, 2 s, 4 s apart or as `Retry-After` asks).
+    pub alert_webhook_attempts: u32,
+    /// `PUBLIC_URL` (default `http://HOST:PORT`): where people reach the worker, for the dashboard link in alerts.
+    pub public_url: String,
     /// `MA_WINDOW_SIZE` (default 5).
     pub ma_window_size: usize,
     /// `MA_THRESHOLD` (default 20): the absolute deviation from the window mean that flags.
@@ -105,7 +121,7 @@ impl Config {
             .get("DATABASE_URL")
             .unwrap_or_else(|| format!("sqlite://{data_dir}/metrics_worker.db?mode=rwc"));
         let config = Config {
-            serve,
+            serve: serve.clone(),
             api_token: env.get("API_TOKEN"),
             nats_url: env
                 .get("NATS_URL")
@@ -114,6 +130,22 @@ impl Config {
             stream,
             consumer,
             ack_wait: env.seconds("NATS_ACK_WAIT_SECONDS", 30, 1, 3_600)?,
+            stream_max_age: env.seconds(
+                "NATS_STREAM_MAX_AGE_SECONDS",
+                86_400,
+                0,
+                10 * 365 * 86_400,
+            )?,
+            worker_count: env.number("WORKER_COUNT", 1, 1, 1_024)?,
+            worker_index: env.number("WORKER_INDEX", 0, 0, 1_023)?,
+            alert_webhook_url: env.get("ALERT_WEBHOOK_URL"),
+            alert_cooldown: env.seconds("ALERT_COOLDOWN_SECONDS", 300, 0, 7 * 86_400)?,
+            alert_webhook_attempts: env.number("ALERT_WEBHOOK_ATTEMPTS", 4, 1, 20)?,
+            public_url: env
+                .get("PUBLIC_URL")
+                .unwrap_or_else(|| format!("http://{}", serve.addr()))
+                .trim_end_matches('/')
+                .to_string(),
             ma_window_size: env.number("MA_WINDOW_SIZE", 5, 1, 100_000)?,
             ma_threshold: positive(&env, "MA_THRESHOLD", 20.0)?,
             if_smoothing_alpha: env.parse("IF_SMOOTHING_ALPHA", 0.25)?,
@@ -134,6 +166,24 @@ impl Config {
         }
         if !(config.if_contamination > 0.0 && config.if_contamination <= 0.5) {
             return Err(bad("IF_CONTAMINATION", "must be in (0, 0.5]"));
+        }
+        if config.worker_index >= config.worker_count {
+            return Err(bad(
+                "WORKER_INDEX",
+                format!(
+                    "{} must be below WORKER_COUNT ({})",
+                    config.worker_index, config.worker_count
+                ),
+            ));
+        }
+        if let Some(url) = &config.alert_webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            // The URL is a secret (a Slack webhook's is): never echoed.
+            return Err(bad(
+                "ALERT_WEBHOOK_URL",
+                "must be an http:// or https:// URL",
+            ));
         }
         Ok(config)
     }
@@ -167,6 +217,31 @@ impl Config {
         Ok(self
             .serve
             .check_exposure(self.auth().as_ref(), "API_TOKEN")?)
+    }
+
+    /// The durable consumer of this worker: `NATS_CONSUMER`, or `<NATS_CONSUMER>-<index>-of-<count>` when
+    /// `WORKER_COUNT` is above 1 (so a change of layout starts consumers of its own).
+    pub fn consumer_name(&self) -> String {
+        if self.worker_count == 1 {
+            self.consumer.clone()
+        } else {
+            format!(
+                "{}-{}-of-{}",
+                self.consumer, self.worker_index, self.worker_count
+            )
+        }
+    }
+
+    /// Whether this worker handles the series whose subject tail is `series` (see
+    /// [`partition`](crate::message::partition)).
+    pub fn owns(&self, series: &str) -> bool {
+        self.worker_count == 1
+            || crate::message::partition(series, self.worker_count) == self.worker_index
+    }
+
+    /// The subject detections of `series` are announced on: `<prefix>-alerts.<series>`.
+    pub fn alert_subject(&self, series: &str) -> String {
+        format!("{}-alerts.{series}", self.subject_prefix)
     }
 
     /// The subjects the stream holds: `<prefix>.>`.
@@ -235,6 +310,11 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://./tmp/metrics_worker.db?mode=rwc");
         assert_eq!(c.stream_subjects(), "metrics.>");
         assert_eq!(c.dead_letter_subject(None), "metrics-dead.unknown");
+        assert_eq!(c.alert_subject("cpu.a"), "metrics-alerts.cpu.a");
+        assert_eq!(c.consumer_name(), "metrics-worker");
+        assert_eq!(c.public_url, "http://127.0.0.1:8000");
+        assert_eq!(c.stream_max_age, Duration::from_secs(86_400));
+        assert!(c.owns("anything") && c.alert_webhook_url.is_none());
         assert!(c.check_exposure().is_ok());
         anomaly_core::stream::SeriesDetectors::new(c.series_params()).unwrap();
     }
@@ -254,11 +334,33 @@ mod tests {
             ("NATS_SUBJECT_PREFIX", "metrics.>"),
             ("NATS_STREAM", "A.B"),
             ("NATS_ACK_WAIT_SECONDS", "0"),
+            ("WORKER_INDEX", "1"),
+            ("WORKER_COUNT", "0"),
+            ("ALERT_WEBHOOK_URL", "hooks.slack.com/x"),
             ("PORT", "x"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn workers_split_the_series_between_them() {
+        let layout: Vec<Config> = (0..3)
+            .map(|i| config(&[("WORKER_COUNT", "3"), ("WORKER_INDEX", &i.to_string())]).unwrap())
+            .collect();
+        assert_eq!(layout[2].consumer_name(), "metrics-worker-2-of-3");
+        let mut per_worker = [0; 3];
+        for n in 0..3_000 {
+            let series = format!("cpu.host-{n}");
+            let owners: Vec<usize> = (0..3).filter(|&i| layout[i].owns(&series)).collect();
+            assert_eq!(owners.len(), 1, "{series}: exactly one owner");
+            per_worker[owners[0]] += 1;
+        }
+        assert!(
+            per_worker.iter().all(|&n| (800..1_200).contains(&n)),
+            "{per_worker:?}"
+        );
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! (`<prefix>.<series>`), each series goes through a moving average and a streaming isolation forest
 //! ([`anomaly_core::stream::SeriesDetectors`]), every detection is stored with everything that decided it
 //! ([`anomaly_store`]: SQLite by default, PostgreSQL by `DATABASE_URL`), and a message is acknowledged only once its
-//! detections are stored. HTTP through the service kit: `/health`, `/ready`, `/metrics`, `/anomalies`,
-//! `/anomalies/{id}`.
+//! detections are stored, then announced (`<prefix>-alerts.<series>`, a webhook). HTTP through the service kit:
+//! `/health`, `/ready`, `/metrics`, `/anomalies`, `/anomalies/{id}`, and the live dashboard at `/ui`.
 //!
 //! A thin binary over the libraries: [`config`] reads the environment, [`message`] parses and checks a point,
-//! `worker` consumes, `api` answers, [`producer`] generates labelled synthetic series. See the README for the
+//! `worker` consumes, `alerts` announces, `api` and `ui` answer, [`producer`] generates labelled synthetic series. See the README for the
 //! acknowledgement and idempotency design.
 
 pub mod config;
@@ -14,8 +14,10 @@ pub mod error;
 pub mod message;
 pub mod producer;
 
+mod alerts;
 mod api;
 mod metrics;
+mod ui;
 mod worker;
 
 pub use config::Config;
@@ -31,6 +33,9 @@ use anomaly_core::stream::SeriesDetectors;
 use anomaly_store::{SeaOrmStore, Store};
 use service_kit::Telemetry;
 use tokio::sync::watch;
+
+/// How often the consumer's backlog is read from the server for `/metrics`.
+const BACKLOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts the worker: connects to the database and to NATS (creating the stream and the durable consumer), then
 /// consumes and serves HTTP on `listener` until `shutdown` resolves (SIGTERM or SIGINT in the binary). Then it stops
@@ -70,28 +75,42 @@ pub async fn serve_with_hooks(
         "IF_MIN_ANOMALY_CONSEC": config.if_min_anomaly_consec,
     });
     let store = open_store(&config).await?;
-    let (client, consumer) = worker::connect(&config).await?;
+    let attached = worker::connect(&config).await?;
     let mut telemetry = Telemetry::new("metrics");
     let metrics = metrics::WorkerMetrics::register(&mut telemetry);
     let (stop_tx, stop_rx) = watch::channel(false);
     let consuming = Arc::new(AtomicBool::new(true));
+    let (alerts, webhook_task) =
+        alerts::Alerts::start(attached.client.clone(), config.clone(), metrics.clone())?;
+    let (changes, changes_rx) = watch::channel(0u64);
+    tokio::spawn(worker::watch_backlog(
+        attached.stream.clone(),
+        config.consumer_name(),
+        metrics.clone(),
+        BACKLOG_EVERY,
+        stop_rx.clone(),
+    ));
     let consumer = worker::Consumer {
         config: config.clone(),
-        client,
-        consumer,
+        client: attached.client,
+        consumer: attached.consumer,
         detectors,
         store: store.clone(),
         metrics,
         hooks,
         config_json,
         stored: 0,
+        replay_until: attached.replay_until,
+        alerts,
+        changes,
     };
     let consumer_task = {
         let consuming = consuming.clone();
         let stop_rx = stop_rx.clone();
         tokio::spawn(async move {
-            consumer.run(stop_rx).await;
+            let alerts = consumer.run(stop_rx).await;
             consuming.store(false, Ordering::Relaxed);
+            alerts
         })
     };
     // The signal stops the consumer at once, while HTTP drains its requests.
@@ -112,11 +131,22 @@ pub async fn serve_with_hooks(
         nats = %config.nats_url,
         stream = %config.stream,
         subjects = %config.stream_subjects(),
+        consumer = %config.consumer_name(),
+        worker = %format!("{} of {}", config.worker_index + 1, config.worker_count),
+        webhook = config.alert_webhook_url.is_some(),
         authentication = config.api_token.is_some(),
         "metrics-worker consuming and listening"
     );
     let app = service_kit::app(
-        api::router(api::ApiState { store, consuming }),
+        api::router(api::ApiState {
+            store: store.clone(),
+            consuming,
+        })
+        .merge(ui::router(ui::UiState {
+            store,
+            changes: changes_rx,
+            stop: stop_rx,
+        })),
         &config.serve,
         config.auth(),
         Arc::new(telemetry),
@@ -124,7 +154,11 @@ pub async fn serve_with_hooks(
     let deadline = service_kit::serve(listener, app, &config.serve, http_shutdown).await;
     let _ = stop_tx.send(true);
     match deadline.run(consumer_task).await {
-        Some(_) => tracing::info!("the message in hand was stored and acknowledged; stopped"),
+        Some(Ok(alerts)) => {
+            tracing::info!("the message in hand was stored and acknowledged; stopped");
+            alerts.close(webhook_task, &deadline).await;
+        }
+        Some(Err(e)) => tracing::error!(error = %e, "the consumer failed"),
         None => tracing::warn!(
             "the message in hand was not finished by the shutdown deadline; the server will redeliver it"
         ),

@@ -1,4 +1,5 @@
-//! The worker's own figures in `/metrics` (every name under the kit's `metrics_` prefix).
+//! The worker's own figures in `/metrics`: every name under the kit's `metrics_` prefix but
+//! `anomaly_events_total`, which keeps the original pipeline's name.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,27 @@ pub(crate) struct MethodLabel {
     pub(crate) method: String,
 }
 
+/// Labels of `alerts_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AlertLabels {
+    pub(crate) channel: String,
+    pub(crate) outcome: String,
+}
+
+/// Upper bounds of the publication-to-acknowledgement buckets, in seconds.
+const END_TO_END_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The consumer's backlog as the server last reported it.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    pending: AtomicU64,
+    ack_pending: AtomicU64,
+    redelivered: AtomicU64,
+    read: std::sync::atomic::AtomicBool,
+}
+
 /// Label of `dead_letters_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReasonLabel {
@@ -37,7 +59,11 @@ pub(crate) struct WorkerMetrics {
     pub(crate) anomalies: Family<MethodLabel, Counter>,
     pub(crate) dead_letters: Family<ReasonLabel, Counter>,
     pub(crate) processing: Histogram,
+    pub(crate) end_to_end: Histogram,
     pub(crate) store_failures: Counter,
+    pub(crate) foreign: Counter,
+    pub(crate) alerts: Family<AlertLabels, Counter>,
+    pub(crate) backlog: Arc<Backlog>,
     pub(crate) series_in_memory: Arc<AtomicU64>,
     pub(crate) series_evicted: Arc<AtomicU64>,
 }
@@ -51,10 +77,19 @@ impl WorkerMetrics {
             anomalies: Family::default(),
             dead_letters: Family::default(),
             processing: Histogram::new(LATENCY_BUCKETS),
+            end_to_end: Histogram::new(END_TO_END_BUCKETS),
             store_failures: Counter::default(),
+            foreign: Counter::default(),
+            alerts: Family::default(),
+            backlog: Arc::default(),
             series_in_memory: Arc::default(),
             series_evicted: Arc::default(),
         };
+        telemetry.unprefixed_registry().register(
+            "anomaly_events",
+            "Detections stored, by method (the original pipeline's name, without the metrics_ prefix)",
+            m.anomalies.clone(),
+        );
         let r = telemetry.registry();
         r.register(
             "processed",
@@ -67,11 +102,6 @@ impl WorkerMetrics {
             m.redelivered.clone(),
         );
         r.register(
-            "anomaly_events",
-            "Detections stored, by method",
-            m.anomalies.clone(),
-        );
-        r.register(
             "dead_letters",
             "Messages refused (malformed, non-finite value, bad series name) and sent to the dead-letter subject",
             m.dead_letters.clone(),
@@ -82,16 +112,53 @@ impl WorkerMetrics {
             m.processing.clone(),
         );
         r.register(
+            "end_to_end_seconds",
+            "Time from a message's publication (the server's clock) to its acknowledgement",
+            m.end_to_end.clone(),
+        );
+        r.register(
+            "foreign",
+            "Messages of series another worker owns (WORKER_COUNT above 1), acknowledged unread",
+            m.foreign.clone(),
+        );
+        r.register(
+            "alerts",
+            "Detections announced, by channel (nats, webhook) and outcome",
+            m.alerts.clone(),
+        );
+        r.register(
             "store_failures",
             "Failed attempts to persist a message's detections (each retried)",
             m.store_failures.clone(),
         );
         r.register_collector(Box::new(Live {
+            backlog: m.backlog.clone(),
             started: Instant::now(),
             in_memory: m.series_in_memory.clone(),
             evicted: m.series_evicted.clone(),
         }));
         m
+    }
+
+    /// Counts one announcement.
+    pub(crate) fn alert(&self, channel: &str, outcome: &str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                channel: channel.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Records the consumer's backlog as the server reports it.
+    pub(crate) fn backlog(&self, info: &async_nats::jetstream::consumer::Info) {
+        let b = &self.backlog;
+        b.pending.store(info.num_pending, Ordering::Relaxed);
+        b.ack_pending
+            .store(info.num_ack_pending as u64, Ordering::Relaxed);
+        b.redelivered
+            .store(info.num_redelivered as u64, Ordering::Relaxed);
+        b.read.store(true, Ordering::Relaxed);
     }
 
     /// Records the detector state's figures.
@@ -105,6 +172,7 @@ impl WorkerMetrics {
 /// The figures read at scrape time.
 #[derive(Debug)]
 struct Live {
+    backlog: Arc<Backlog>,
     started: Instant,
     in_memory: Arc<AtomicU64>,
     evicted: Arc<AtomicU64>,
@@ -127,6 +195,28 @@ impl Collector for Live {
             None,
             c.metric_type(),
         )?)?;
+        if self.backlog.read.load(Ordering::Relaxed) {
+            for (name, help, v) in [
+                (
+                    "consumer_pending_messages",
+                    "Messages of the stream this worker's consumer has not delivered yet (its lag), as the server last said",
+                    &self.backlog.pending,
+                ),
+                (
+                    "consumer_ack_pending_messages",
+                    "Messages delivered to this worker's consumer and not acknowledged yet",
+                    &self.backlog.ack_pending,
+                ),
+                (
+                    "consumer_redelivered_messages",
+                    "Messages delivered more than once and not acknowledged yet",
+                    &self.backlog.redelivered,
+                ),
+            ] {
+                let g: ConstGauge<i64> = ConstGauge::new(n(v));
+                g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+        }
         let u: ConstGauge<f64> = ConstGauge::new(self.started.elapsed().as_secs_f64());
         u.encode(e.encode_descriptor(
             "uptime_seconds",

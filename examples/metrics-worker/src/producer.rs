@@ -277,3 +277,85 @@ mod tests {
         assert!(points[99].value > 400.0, "{}", points[99].value);
     }
 }
+
+/// What a worker's `/metrics` says about its progress, for the producer's `--report`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerProgress {
+    /// `metrics_processed_total` plus `metrics_foreign_total` and `metrics_dead_letters_total`: every message the
+    /// worker has acknowledged.
+    pub acknowledged: f64,
+    /// `metrics_end_to_end_seconds` buckets: (upper bound, cumulative count).
+    pub end_to_end: Vec<(f64, f64)>,
+}
+
+impl WorkerProgress {
+    /// Reads the figures from a Prometheus text exposition.
+    pub fn parse(exposition: &str) -> WorkerProgress {
+        let mut p = WorkerProgress::default();
+        for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            if name == "metrics_processed_total"
+                || name == "metrics_foreign_total"
+                || name.starts_with("metrics_dead_letters_total{")
+            {
+                p.acknowledged += value;
+            } else if let Some(rest) = name.strip_prefix("metrics_end_to_end_seconds_bucket{le=\"")
+            {
+                let le = rest.trim_end_matches("\"}");
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::NAN)
+                };
+                p.end_to_end.push((bound, value));
+            }
+        }
+        p
+    }
+
+    /// The upper bound of the bucket holding the `q` quantile of the observations made between `before` and
+    /// `self` (`None` when there were none).
+    pub fn end_to_end_quantile(&self, before: &WorkerProgress, q: f64) -> Option<f64> {
+        let earlier = |bound: f64| {
+            before
+                .end_to_end
+                .iter()
+                .find(|(b, _)| *b == bound)
+                .map_or(0.0, |(_, c)| *c)
+        };
+        let total = self.end_to_end.last().map(|(b, c)| c - earlier(*b))?;
+        if total <= 0.0 {
+            return None;
+        }
+        self.end_to_end
+            .iter()
+            .find(|(b, c)| c - earlier(*b) >= q * total)
+            .map(|(b, _)| *b)
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::WorkerProgress;
+
+    #[test]
+    fn progress_reads_acknowledgements_and_latency_buckets() {
+        let text = "# TYPE x counter\nmetrics_processed_total 90\nmetrics_foreign_total 5\n\
+            metrics_dead_letters_total{reason=\"malformed\"} 5\n\
+            metrics_end_to_end_seconds_bucket{le=\"0.01\"} 50\n\
+            metrics_end_to_end_seconds_bucket{le=\"0.1\"} 99\n\
+            metrics_end_to_end_seconds_bucket{le=\"+Inf\"} 100\n";
+        let p = WorkerProgress::parse(text);
+        assert_eq!(p.acknowledged, 100.0);
+        let none = WorkerProgress::default();
+        assert_eq!(p.end_to_end_quantile(&none, 0.5), Some(0.01));
+        assert_eq!(p.end_to_end_quantile(&none, 0.99), Some(0.1));
+        assert_eq!(p.end_to_end_quantile(&none, 1.0), Some(f64::INFINITY));
+        assert_eq!(p.end_to_end_quantile(&p, 0.5), None);
+    }
+}

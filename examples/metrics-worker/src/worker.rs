@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::alerts::Alerts;
 use crate::config::Config;
 use crate::error::WorkerError;
 use crate::message::{MetricPoint, Refusal};
@@ -67,6 +68,7 @@ pub async fn ensure_stream(
         .get_or_create_stream(jetstream::stream::Config {
             name: config.stream.clone(),
             subjects: vec![subjects.clone()],
+            max_age: config.stream_max_age,
             ..Default::default()
         })
         .await
@@ -85,32 +87,123 @@ pub async fn ensure_stream(
     Ok(stream)
 }
 
-/// Connects to NATS, creates the stream when it is missing, and the durable consumer.
-pub(crate) async fn connect(
-    config: &Config,
-) -> Result<(async_nats::Client, PullConsumer), WorkerError> {
+/// What [`connect`] attaches to.
+pub(crate) struct Attached {
+    pub(crate) client: async_nats::Client,
+    pub(crate) stream: jetstream::stream::Stream,
+    pub(crate) consumer: PullConsumer,
+    /// When this worker's consumer was created beside consumers of another layout (`WORKER_COUNT` changed):
+    /// the furthest stream sequence they had delivered. Messages up to it may have been handled by the old
+    /// layout, so their detections are checked against the store as redeliveries are.
+    pub(crate) replay_until: u64,
+}
+
+/// Whether `name` is the consumer of a worker layout over `base`: `base` itself or `<base>-<i>-of-<n>`.
+fn is_layout_consumer(name: &str, base: &str) -> bool {
+    if name == base {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix(base).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    rest.split_once("-of-")
+        .is_some_and(|(i, n)| digits(i) && digits(n))
+}
+
+/// Connects to NATS, creates the stream when it is missing, and this worker's durable consumer. A new consumer
+/// starts at the stream's beginning, unless consumers of another layout of the same `NATS_CONSUMER` exist (the
+/// worker count changed): then it starts after the lowest of their acknowledgement floors, so nothing they had
+/// not finished is skipped, and what they may have finished is checked against the store.
+pub(crate) async fn connect(config: &Config) -> Result<Attached, WorkerError> {
     let client = connect_client(config, "metrics-worker").await?;
     let js = jetstream::new(client.clone());
     let stream = ensure_stream(&js, config).await?;
+    let nats = |what: String| WorkerError::nats(&config.nats_url, what);
+    let name = config.consumer_name();
+    let mut mine = None;
+    let mut others = Vec::new();
+    let mut infos = stream.consumers();
+    while let Some(info) = infos.next().await {
+        let info =
+            info.map_err(|e| nats(format!("listing the consumers of {}: {e}", config.stream)))?;
+        if info.name == name {
+            mine = Some(info);
+        } else if is_layout_consumer(&info.name, &config.consumer) {
+            others.push(info);
+        }
+    }
+    let mut deliver_policy = jetstream::consumer::DeliverPolicy::All;
+    let mut replay_until = 0;
+    if mine.is_none() && !others.is_empty() {
+        let floor = others
+            .iter()
+            .map(|i| i.ack_floor.stream_sequence)
+            .min()
+            .unwrap_or(0);
+        replay_until = others
+            .iter()
+            .map(|i| i.delivered.stream_sequence)
+            .max()
+            .unwrap_or(0);
+        deliver_policy = jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: floor + 1,
+        };
+        tracing::warn!(
+            consumer = %name,
+            start_sequence = floor + 1,
+            replay_until,
+            "new worker layout: starting after the previous layout's acknowledgement floor"
+        );
+    }
+    if !others.is_empty() {
+        let names: Vec<&str> = others.iter().map(|i| i.name.as_str()).collect();
+        tracing::warn!(
+            consumers = ?names,
+            "consumers of another worker layout exist on this stream; once every worker of this layout runs, \
+             delete them (`nats consumer rm`) or they keep the stream's messages pending"
+        );
+    }
     let consumer: PullConsumer = stream
         .get_or_create_consumer(
-            &config.consumer,
+            &name,
             jetstream::consumer::pull::Config {
-                durable_name: Some(config.consumer.clone()),
+                durable_name: Some(name.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: config.ack_wait,
                 filter_subject: config.stream_subjects(),
+                deliver_policy,
                 ..Default::default()
             },
         )
         .await
-        .map_err(|e| {
-            WorkerError::nats(
-                &config.nats_url,
-                format!("consumer {}: {e}", config.consumer),
-            )
-        })?;
-    Ok((client, consumer))
+        .map_err(|e| nats(format!("consumer {name}: {e}")))?;
+    Ok(Attached {
+        client,
+        stream,
+        consumer,
+        replay_until,
+    })
+}
+
+/// Reads the consumer's backlog from the server every `every` into `metrics`, until `stop`.
+pub(crate) async fn watch_backlog(
+    stream: jetstream::stream::Stream,
+    name: String,
+    metrics: WorkerMetrics,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match stream.consumer_info(&name).await {
+            Ok(info) => metrics.backlog(&info),
+            Err(e) => tracing::debug!(error = %e, "cannot read the consumer's backlog"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// One message's place in the stream.
@@ -133,11 +226,23 @@ pub(crate) struct Consumer {
     /// The detectors' configuration as stored with each detection.
     pub(crate) config_json: serde_json::Value,
     pub(crate) stored: u64,
+    /// See [`Attached::replay_until`].
+    pub(crate) replay_until: u64,
+    /// Announces each stored detection (NATS, webhook).
+    pub(crate) alerts: Alerts,
+    /// Counts stored detections, for the dashboard's live updates.
+    pub(crate) changes: watch::Sender<u64>,
 }
 
 impl Consumer {
     /// Consumes until `stop` turns true; the message in hand is finished (persisted, acknowledged) first.
-    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Returns the announcer, for its queued webhook messages.
+    pub(crate) async fn run(mut self, stop: watch::Receiver<bool>) -> Alerts {
+        self.consume(stop).await;
+        self.alerts
+    }
+
+    async fn consume(&mut self, mut stop: watch::Receiver<bool>) {
         'connect: loop {
             let mut messages = match self.consumer.messages().await {
                 Ok(m) => m,
@@ -193,7 +298,29 @@ impl Consumer {
                 return true;
             }
         };
+        let subject_series = message
+            .subject
+            .as_str()
+            .strip_prefix(self.config.subject_prefix.as_str())
+            .and_then(|s| s.strip_prefix('.'))
+            .unwrap_or_default();
+        if !self.config.owns(subject_series) {
+            // Another worker's series: read by every worker, handled by its owner alone.
+            self.metrics.foreign.inc();
+            self.ack(&message).await;
+            return true;
+        }
         let point = match MetricPoint::parse(&message.payload) {
+            Ok(p) if p.series != subject_series => {
+                let refusal = Refusal::BadSeries(format!(
+                    "the body names `{}` but was published on `{}`",
+                    p.series, message.subject
+                ));
+                self.dead_letter(&message, delivery, &refusal, Some(&p.series))
+                    .await;
+                self.ack(&message).await;
+                return true;
+            }
             Ok(p) => p,
             Err((refusal, series)) => {
                 self.dead_letter(&message, delivery, &refusal, series.as_deref())
@@ -228,10 +355,17 @@ impl Consumer {
             .map(|d| self.anomaly(&point, delivery, d))
             .collect();
         let stored = if rows.is_empty() {
-            0
+            Vec::new()
         } else {
             self.persist(rows, &point.series, delivery).await
         };
+        if !stored.is_empty() {
+            self.changes.send_modify(|n| *n += stored.len() as u64);
+            for a in &stored {
+                self.alerts.announce(a).await;
+            }
+        }
+        let stored = stored.len() as u64;
         self.metrics.processed.inc();
         self.stored += stored;
         let hooks = &self.hooks;
@@ -256,6 +390,12 @@ impl Consumer {
         self.metrics
             .processing
             .observe(received.elapsed().as_secs_f64());
+        let since_publication = (Utc::now() - delivery.published)
+            .to_std()
+            .unwrap_or_default();
+        self.metrics
+            .end_to_end
+            .observe(since_publication.as_secs_f64());
         true
     }
 
@@ -350,12 +490,12 @@ impl Consumer {
 
     /// Stores `rows` (one message's detections) in one transaction, retrying until it succeeds: the message is
     /// acknowledged only afterwards. For a redelivered message, detections already stored by an earlier delivery
-    /// (same series, method and stream sequence) are left out. Returns how many were stored.
-    async fn persist(&self, rows: Vec<Anomaly>, series: &str, delivery: Delivery) -> u64 {
+    /// (same series, method and stream sequence) are left out. Returns the ones stored.
+    async fn persist(&self, rows: Vec<Anomaly>, series: &str, delivery: Delivery) -> Vec<Anomaly> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let attempt = async {
-                let rows = if delivery.delivered > 1 {
+                let rows = if delivery.delivered > 1 || delivery.sequence <= self.replay_until {
                     self.not_yet_stored(rows.clone(), series, delivery).await?
                 } else {
                     rows.clone()
@@ -375,12 +515,12 @@ impl Consumer {
                             })
                             .inc();
                     }
-                    return stored.len() as u64;
+                    return stored;
                 }
                 Err(e @ StoreError::InvalidInput { .. }) => {
                     // Retrying cannot help: logged whole, and the message acknowledged so it is not redelivered forever.
                     tracing::error!(error = %e, %series, sequence = delivery.sequence, rows = ?rows, "the database refuses these detections; dropped");
-                    return 0;
+                    return Vec::new();
                 }
                 Err(e) => {
                     self.metrics.store_failures.inc();
@@ -429,5 +569,30 @@ impl Consumer {
             .into_iter()
             .filter(|a| !stored.contains(&a.detector))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_layout_consumer;
+
+    #[test]
+    fn layout_consumers_are_recognised_by_name() {
+        for name in [
+            "metrics-worker",
+            "metrics-worker-0-of-2",
+            "metrics-worker-11-of-12",
+        ] {
+            assert!(is_layout_consumer(name, "metrics-worker"), "{name}");
+        }
+        for name in [
+            "metrics-worker-x",
+            "metrics-worker-1-of-",
+            "metrics-worker-a-of-2",
+            "metrics",
+            "other-0-of-2",
+        ] {
+            assert!(!is_layout_consumer(name, "metrics-worker"), "{name}");
+        }
     }
 }

@@ -12,7 +12,8 @@
 //!   requests finish, then the returned [`Deadline`] tells the service how long it has left to flush;
 //! - [`Telemetry`]: the metric registry (`prometheus-client`) with the request-latency histogram;
 //! - [`init_logging`]: `tracing` logs as text or JSON lines;
-//! - [`run_service`]: a service binary's `main` (configuration, logging, bind, serve, exit codes, a bounded exit).
+//! - [`run_service`]: a service binary's `main` (configuration, logging, bind, serve, exit codes, a bounded exit);
+//! - [`Webhook`]: JSON notifications to an outside URL, queued, cooled down per key, retried, drained at shutdown.
 
 mod auth;
 mod env;
@@ -24,6 +25,7 @@ mod serve;
 mod settings;
 mod telemetry;
 pub mod testing;
+mod webhook;
 
 pub use auth::Auth;
 pub use env::Env;
@@ -34,6 +36,7 @@ pub use run::run_service;
 pub use serve::{Deadline, serve, shutdown_signal};
 pub use settings::{LogFormat, ServeSettings};
 pub use telemetry::Telemetry;
+pub use webhook::{Webhook, WebhookOutcome, WebhookSettings, WebhookTask};
 
 /// The metric library, for services that register their own metrics in [`Telemetry::registry`].
 pub use prometheus_client;

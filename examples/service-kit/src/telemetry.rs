@@ -32,6 +32,7 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Telemetry {
     registry: Registry,
+    unprefixed: Registry,
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -46,12 +47,22 @@ impl Telemetry {
             "Time from a request's headers to its response, by method, route and status",
             requests.clone(),
         );
-        Telemetry { registry, requests }
+        Telemetry {
+            registry,
+            unprefixed: Registry::default(),
+            requests,
+        }
     }
 
     /// The registry, to add the service's own metrics.
     pub fn registry(&mut self) -> &mut Registry {
         &mut self.registry
+    }
+
+    /// A registry whose names go out without the service's prefix: for a name the system a service replaces
+    /// already made public (dashboards and alerts query it as it is). Rendered after the prefixed ones.
+    pub fn unprefixed_registry(&mut self) -> &mut Registry {
+        &mut self.unprefixed
     }
 
     pub(crate) fn observe(&self, labels: RequestLabels, took: Duration) {
@@ -67,13 +78,18 @@ impl Telemetry {
         let mut out = String::new();
         if accept.contains("application/openmetrics-text") {
             // Writing into a String cannot fail.
-            let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+            use prometheus_client::encoding::text;
+            let _ = text::encode_registry(&mut out, &self.registry)
+                .and_then(|()| text::encode_registry(&mut out, &self.unprefixed))
+                .and_then(|()| text::encode_eof(&mut out));
             (
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 out,
             )
         } else {
-            let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+            use prometheus_client::encoding::prometheus_text;
+            let _ = prometheus_text::encode(&mut out, &self.registry)
+                .and_then(|()| prometheus_text::encode(&mut out, &self.unprefixed));
             (
                 prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
                 out,

@@ -44,3 +44,28 @@ pub fn promtool_check(exposition: &str) -> Result<bool, String> {
         ))
     }
 }
+
+/// Runs `promtool` with `args` (`["check", "config", "deploy/prometheus.yml"]`): `Ok(true)` when it passes,
+/// `Ok(false)` when promtool is not installed and `REQUIRE_PROMTOOL` is unset.
+///
+/// # Errors
+/// What promtool reported, or why it could not run.
+pub fn promtool(args: &[&str]) -> Result<bool, String> {
+    match Command::new("promtool").args(args).output() {
+        Ok(out) if out.status.success() => Ok(true),
+        Ok(out) => Err(format!(
+            "promtool {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::env::var_os("REQUIRE_PROMTOOL").is_some() {
+                Err("promtool is not installed but REQUIRE_PROMTOOL is set".into())
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) => Err(format!("cannot run promtool: {e}")),
+    }
+}

@@ -32,6 +32,11 @@ struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A benchmark: after publishing, watch the worker at this base URL (`http://127.0.0.1:8000`) until it has
+    /// acknowledged every message, then print the throughput from the first publication to the last
+    /// acknowledgement and the publication-to-acknowledgement latency quantiles (from its histogram).
+    #[arg(long)]
+    report: Option<String>,
 }
 
 #[tokio::main]
@@ -72,9 +77,38 @@ async fn main() -> std::process::ExitCode {
         service_kit::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let http = reqwest::Client::new();
+    let scrape = |base: String| {
+        let http = http.clone();
+        async move {
+            let text = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            Ok::<_, reqwest::Error>(metrics_worker::producer::WorkerProgress::parse(&text))
+        }
+    };
+    let before = match &args.report {
+        Some(base) => match scrape(base.clone()).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the worker's /metrics");
+                return std::process::ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    let started = std::time::Instant::now();
     match metrics_worker::produce(&config, &options, stop_rx).await {
         Ok(n) => {
+            let published_in = started.elapsed();
             tracing::info!(published = n, "done");
+            if let (Some(base), Some(before)) = (args.report, before) {
+                return report(n, published_in, started, &before, || scrape(base.clone())).await;
+            }
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -82,4 +116,60 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Waits until the worker has acknowledged `n` more messages than `before`, then prints the figures.
+#[allow(clippy::print_stdout)]
+async fn report<F, Fut>(
+    n: u64,
+    published_in: Duration,
+    started: std::time::Instant,
+    before: &metrics_worker::producer::WorkerProgress,
+    scrape: F,
+) -> std::process::ExitCode
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<metrics_worker::producer::WorkerProgress, reqwest::Error>,
+        >,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let after = loop {
+        match scrape().await {
+            Ok(p) if p.acknowledged - before.acknowledged >= n as f64 => break p,
+            Ok(_) if std::time::Instant::now() < deadline => {}
+            Ok(p) => {
+                tracing::error!(
+                    acknowledged = p.acknowledged - before.acknowledged,
+                    published = n,
+                    "the worker did not catch up within 300 s"
+                );
+                return std::process::ExitCode::from(1);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the worker's /metrics");
+                return std::process::ExitCode::from(1);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let done_in = started.elapsed();
+    let q = |q: f64| {
+        after.end_to_end_quantile(before, q).map_or_else(
+            || "n/a".to_string(),
+            |s| format!("<= {:.1} ms", s * 1_000.0),
+        )
+    };
+    println!(
+        "published {n} messages in {:.2} s ({:.0}/s); all acknowledged after {:.2} s: {:.0} messages/s end to end; \
+         publication to acknowledgement p50 {}, p99 {}, p99.9 {}",
+        published_in.as_secs_f64(),
+        n as f64 / published_in.as_secs_f64(),
+        done_in.as_secs_f64(),
+        n as f64 / done_in.as_secs_f64(),
+        q(0.5),
+        q(0.99),
+        q(0.999),
+    );
+    std::process::ExitCode::SUCCESS
 }

@@ -119,8 +119,10 @@ async fn planted_spikes_on(database_url: Option<&str>, name: &str) {
     }
     for name in [
         "metrics_processed_total 260",
-        "metrics_anomaly_events_total{method=\"moving_average\"}",
-        "metrics_anomaly_events_total{method=\"isolation_forest\"} 1",
+        "\nanomaly_events_total{method=\"moving_average\"}",
+        "\nanomaly_events_total{method=\"isolation_forest\"} 1",
+        "metrics_end_to_end_seconds_bucket",
+        "metrics_consumer_pending_messages",
         "metrics_processing_seconds_bucket",
         "metrics_series_in_memory 1",
         "metrics_series_evicted_total 0",

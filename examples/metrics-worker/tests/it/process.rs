@@ -177,3 +177,120 @@ async fn sigterm_while_messages_flow_exits_zero_and_loses_nothing() {
         .status();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// `sample` in the Prometheus text at `base`, 0 when absent.
+async fn scrape(http: &reqwest::Client, base: &str, sample: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_split_the_series_and_process_every_message_once() {
+    let Some(url) = nats_url("two workers") else {
+        return;
+    };
+    let h = Harness::new(&url, "split", None).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ports = [free_port(), free_port()];
+    let mut children: Vec<std::process::Child> = (0..2)
+        .map(|i| {
+            worker()
+                .env("NATS_URL", &h.nats_url)
+                .env("NATS_SUBJECT_PREFIX", &h.prefix)
+                .env("NATS_STREAM", &h.stream)
+                .env("WORKER_COUNT", "2")
+                .env("WORKER_INDEX", i.to_string())
+                .env("METRICS_WORKER_DATA", dirs[i].path())
+                .env("PORT", ports[i].to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    for b in &bases {
+        wait_ready(&http, b).await;
+    }
+    // 12 series of 40 points, each with one spike the moving average flags.
+    let series: Vec<String> = (0..12).map(|i| format!("cpu.host-{i}")).collect();
+    for (i, s) in series.iter().enumerate() {
+        let mut values = stationary(40, i as u64);
+        values[30] = 500.0;
+        h.publish(s, &values).await;
+    }
+    let total = 12.0 * 40.0;
+    let started = Instant::now();
+    let (mut processed, mut foreign) = ([0.0; 2], [0.0; 2]);
+    loop {
+        for i in 0..2 {
+            processed[i] = scrape(&http, &bases[i], "metrics_processed_total").await;
+            foreign[i] = scrape(&http, &bases[i], "metrics_foreign_total").await;
+        }
+        if processed[0] + processed[1] >= total && foreign[0] + foreign[1] >= total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "processed {processed:?}, foreign {foreign:?} of {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        processed[0] + processed[1],
+        total,
+        "every message processed once"
+    );
+    assert_eq!(
+        (foreign[0], foreign[1]),
+        (processed[1], processed[0]),
+        "each skipped what the other took"
+    );
+    assert!(
+        processed[0] > 0.0 && processed[1] > 0.0,
+        "both took a share: {processed:?}"
+    );
+    // Each series' detections are in exactly one worker's store, the one its partition names.
+    let mut owners = std::collections::BTreeMap::new();
+    for (i, base) in bases.iter().enumerate() {
+        let body: serde_json::Value = http
+            .get(format!(
+                "{base}/anomalies?page_size=500&method=moving_average"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for r in body["results"].as_array().unwrap() {
+            let s = r["series"].as_str().unwrap().to_string();
+            assert_eq!(metrics_worker::message::partition(&s, 2), i as u32, "{s}");
+            let previous = owners.insert(s.clone(), i);
+            assert!(
+                previous.is_none_or(|p| p == i),
+                "{s} detected by both workers"
+            );
+        }
+    }
+    assert_eq!(owners.len(), 12, "every spiked series detected: {owners:?}");
+    for child in &mut children {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for mut child in children {
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+}

@@ -1,0 +1,270 @@
+//! The dashboard in a real browser: Debian's chromium, headless, driven through chromedriver (WebDriver).
+//! `CHROMEDRIVER` (default `chromedriver` on the `PATH`) and `CHROME_BIN` (default `/usr/bin/chromium`) name
+//! them; without chromedriver the test says SKIPPED, unless `REQUIRE_BROWSER` is set (the project's test script
+//! installs both and sets it).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use metrics_worker::TestHooks;
+use serde_json::json;
+
+use crate::common::{Harness, nats_url, stationary};
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn driver() -> Option<Driver> {
+    let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    match Command::new(&program)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => Some(Driver { child, port }),
+        Err(e) => {
+            assert!(
+                std::env::var_os("REQUIRE_BROWSER").is_none(),
+                "REQUIRE_BROWSER is set but `{program}` cannot run: {e}"
+            );
+            eprintln!(
+                "SKIPPED dashboard browser test: `{program}` cannot run ({e}); install chromium-driver"
+            );
+            None
+        }
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let chrome = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": chrome,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"],
+        }
+    });
+    let started = Instant::now();
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let attempt = ClientBuilder::new(connector)
+            .capabilities(capabilities.as_object().unwrap().clone())
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await;
+        match attempt {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "cannot start the browser: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Evaluates `script` (a function body that returns a value) in the page.
+async fn eval(c: &Client, script: &str) -> serde_json::Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+async fn wait_for(c: &Client, what: &str, script: &str) {
+    let started = Instant::now();
+    while eval(c, script).await != json!(true) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_appear_without_a_reload_and_expand_to_their_context() {
+    let Some(url) = nats_url("dashboard") else {
+        return;
+    };
+    let Some(driver) = driver() else {
+        return;
+    };
+    let h = Harness::new(&url, "dashboard", None).await;
+    let w = h
+        .start(
+            h.config(&[("IF_MIN_ANOMALY_CONSEC", "1000")]),
+            TestHooks::default(),
+        )
+        .await;
+    let mut values = stationary(30, 1);
+    values[25] = 300.0;
+    h.publish("web.checkout", &values).await;
+    w.wait_until(
+        Duration::from_secs(20),
+        "the points are processed",
+        |w| async move { w.metric("metrics_processed_total").await >= 30.0 },
+    )
+    .await;
+    let first = w.anomalies("web.checkout").await.len();
+    assert!(first >= 1, "the spike is detected");
+
+    let c = browser(&driver).await;
+    c.goto(&w.url("/ui")).await.unwrap();
+    let rows = c.find_all(Locator::Css("#rows tr[data-id]")).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        first,
+        "the page is rendered with the stored rows"
+    );
+    let headers: Vec<String> = {
+        let mut t = Vec::new();
+        for th in c.find_all(Locator::Css("thead th")).await.unwrap() {
+            t.push(th.text().await.unwrap());
+        }
+        t
+    };
+    for col in [
+        "ID",
+        "Detected At",
+        "Series",
+        "Value",
+        "Method",
+        "Score",
+        "Context",
+        "Config",
+    ] {
+        assert!(
+            headers.iter().any(|h| h.eq_ignore_ascii_case(col)),
+            "column {col} in {headers:?}"
+        );
+    }
+    assert!(
+        c.find(Locator::Css("#rows tr svg.chart polyline"))
+            .await
+            .is_ok(),
+        "a chart of the buffer"
+    );
+    wait_for(
+        &c,
+        "the live stream is connected",
+        "return document.getElementById('live').dataset.state === 'live';",
+    )
+    .await;
+    // A marker that a reload would erase.
+    eval(&c, "window.__noReload = 'still here'; return null;").await;
+
+    // A detection in another series while the page is open.
+    let mut values = stationary(30, 2);
+    values[25] = -250.0;
+    h.publish("db.orders", &values).await;
+    wait_for(
+        &c,
+        "the new detection appears",
+        "return !!document.querySelector('#rows tr[data-id] a[href*=\"db.orders\"]');",
+    )
+    .await;
+    assert_eq!(
+        eval(&c, "return window.__noReload || null;").await,
+        json!("still here"),
+        "no reload"
+    );
+    let newest_series = c
+        .find(Locator::Css("#rows tr:first-child td[data-label=Series]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(newest_series, "db.orders", "newest first");
+    let shown: u64 = c
+        .find(Locator::Id("count"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stored =
+        (w.anomalies("web.checkout").await.len() + w.anomalies("db.orders").await.len()) as u64;
+    assert_eq!(shown, stored, "the count follows");
+
+    // A row expands to its context, as JSON.
+    let context = "#rows tr:first-child td[data-label=Context]";
+    assert_eq!(
+        eval(
+            &c,
+            &format!("return document.querySelector('{context} details').open;")
+        )
+        .await,
+        json!(false)
+    );
+    c.find(Locator::Css(&format!("{context} summary")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let pre = c
+        .find(Locator::Css(&format!("{context} pre")))
+        .await
+        .unwrap();
+    assert!(pre.is_displayed().await.unwrap());
+    let text = pre.text().await.unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&text).expect("the context is JSON");
+    assert_eq!(parsed["series"], "db.orders");
+    assert!(
+        parsed["input_buffer"]
+            .as_array()
+            .is_some_and(|b| b.len() > 5),
+        "{parsed}"
+    );
+
+    // Readable on a phone: no sideways scrolling, rows as cards.
+    c.set_window_size(390, 844).await.unwrap();
+    wait_for(
+        &c,
+        "the layout fits a phone's width",
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1 \
+         && getComputedStyle(document.querySelector('thead')).display === 'none';",
+    )
+    .await;
+
+    // A filter by series shows that series alone.
+    c.goto(&w.url("/ui?series=web.checkout")).await.unwrap();
+    let series: Vec<String> = {
+        let mut t = Vec::new();
+        for td in c
+            .find_all(Locator::Css("#rows td[data-label=Series]"))
+            .await
+            .unwrap()
+        {
+            t.push(td.text().await.unwrap());
+        }
+        t
+    };
+    assert!(
+        !series.is_empty() && series.iter().all(|s| s == "web.checkout"),
+        "{series:?}"
+    );
+
+    c.close().await.unwrap();
+    w.stop().await;
+    h.cleanup().await;
+}
