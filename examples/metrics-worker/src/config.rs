@@ -204,9 +204,12 @@ impl Config {
         }
     }
 
-    /// The token every request but `/health` and `/ready` needs, when `API_TOKEN` is set.
+    /// The token every request but `/health` and `/ready` needs, when `API_TOKEN` is set; browsers sign in at
+    /// `/login` with it and then carry the session cookie `metrics_worker_session`.
     pub fn auth(&self) -> Option<Auth> {
-        self.api_token.as_deref().map(Auth::bearer)
+        self.api_token
+            .as_deref()
+            .map(|t| Auth::bearer(t).with_sign_in("metrics_worker_session"))
     }
 
     /// Refuses to serve beyond loopback without `API_TOKEN` (unless `ALLOW_UNAUTHENTICATED=true`).

@@ -146,6 +146,7 @@ pub async fn serve_with_hooks(
             store,
             changes: changes_rx,
             stop: stop_rx,
+            signed_in: config.api_token.is_some(),
         })),
         &config.serve,
         config.auth(),

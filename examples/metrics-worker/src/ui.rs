@@ -43,6 +43,8 @@ pub(crate) struct UiState {
     pub(crate) changes: watch::Receiver<u64>,
     /// Turns true at shutdown, which ends the event streams.
     pub(crate) stop: watch::Receiver<bool>,
+    /// Whether browsers sign in (`API_TOKEN` is set): the page then offers to sign out.
+    pub(crate) signed_in: bool,
 }
 
 pub(crate) fn router(state: UiState) -> Router {
@@ -214,6 +216,7 @@ fn row(a: &StoredAnomaly) -> Row {
 struct Page {
     rows: Vec<Row>,
     count: u64,
+    signed_in: bool,
     series: String,
     method: String,
 }
@@ -261,6 +264,7 @@ async fn page(
     rendered(Page {
         rows: page.items.iter().map(row).collect(),
         count,
+        signed_in: state.signed_in,
         series: f.series.unwrap_or_default(),
         method: f.method.unwrap_or_default(),
     })

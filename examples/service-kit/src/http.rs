@@ -39,7 +39,8 @@ pub fn ready_response(readiness: Result<(), String>) -> Response {
 /// `routes` with what every service needs, from the outside in:
 /// 1. the request-latency histogram in `telemetry` (every answer counted, refusals and timeouts included);
 /// 2. a timeout of `REQUEST_TIMEOUT_SECONDS` over the whole request, body read included (408);
-/// 3. `auth`, when given, on every route but `/health` and `/ready` (401 with how to send the token); without
+/// 3. `auth`, when given, on every route but `/health` and `/ready` (401 with how to send the token; with
+///    [`Auth::with_sign_in`], `/login` too, and a page request is sent there); without
 ///    one (a loopback `HOST`), a `Host` header other than `localhost`, `127.0.0.1` or `[::1]` is refused (403), so a
 ///    web page cannot reach the service through DNS rebinding;
 /// 4. the body limit `MAX_REQUEST_BYTES` for extractors (413);
@@ -68,7 +69,11 @@ pub fn app(
         .route("/metrics", metrics)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes));
     if let Some(auth) = auth {
-        router = router.layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
+        let auth = Arc::new(auth);
+        if auth.session_cookie().is_some() {
+            router = router.merge(crate::sign_in::routes(auth.clone()));
+        }
+        router = router.layer(middleware::from_fn_with_state(auth, authenticate));
     } else if settings.host.is_loopback() {
         router = router.layer(middleware::from_fn(loopback_host_only));
     }
@@ -81,8 +86,16 @@ pub fn app(
 }
 
 async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
-    if OPEN_ROUTES.contains(&request.uri().path()) || auth.admits(request.headers()) {
+    let path = request.uri().path();
+    let sign_in = auth.session_cookie().is_some();
+    if OPEN_ROUTES.contains(&path)
+        || (sign_in && path == crate::sign_in::LOGIN)
+        || auth.admits(request.headers())
+    {
         return next.run(request).await;
+    }
+    if sign_in && crate::sign_in::wants_page(&request) {
+        return crate::sign_in::to_login(request.uri());
     }
     let mut response = error_response(
         StatusCode::UNAUTHORIZED,

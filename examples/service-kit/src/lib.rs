@@ -23,6 +23,7 @@ mod logging;
 mod run;
 mod serve;
 mod settings;
+mod sign_in;
 mod telemetry;
 pub mod testing;
 mod webhook;

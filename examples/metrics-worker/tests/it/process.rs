@@ -61,6 +61,90 @@ async fn every_route_but_the_probes_needs_the_token() {
             "{path}"
         );
     }
+    // A browser signs in at /login and then carries a session cookie.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = browser
+        .get(w.url("/ui?series=a.b"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "a page request is sent to the form");
+    assert_eq!(r.headers()["location"], "/login?next=%2Fui%3Fseries%3Da.b");
+    let form = browser
+        .get(w.url("/login?next=%2Fui"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("name=\"token\""));
+    let wrong = browser
+        .post(w.url("/login"))
+        .form(&[("token", "guess"), ("next", "/ui")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let right = browser
+        .post(w.url("/login"))
+        .form(&[("token", "s3cret"), ("next", "//evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 303);
+    assert_eq!(
+        right.headers()["location"],
+        "/",
+        "only local paths are followed"
+    );
+    let cookie = right.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("metrics_worker_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && !cookie.contains("s3cret"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    for path in ["/ui", "/anomalies", "/ui/rows", "/metrics"] {
+        let r = browser
+            .get(w.url(path))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path} with the session cookie");
+    }
+    let page = browser
+        .get(w.url("/ui"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("action=\"/logout\""),
+        "the page offers to sign out"
+    );
+    let out = browser
+        .post(w.url("/logout"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert!(
+        out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     w.stop().await;
 }
 
