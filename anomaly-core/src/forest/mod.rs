@@ -19,4 +19,4 @@ pub use params::{
 };
 pub use path_length::average_path_length;
 pub(crate) use quantile::{percentile, percentile_sorted};
-pub(crate) use tree::{Tree, path_lengths4};
+pub(crate) use tree::{LANES, Tree, path_lengths_lanes};

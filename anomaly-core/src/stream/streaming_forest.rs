@@ -14,8 +14,8 @@ use super::{StreamingDetector, check_observation};
 use crate::error::{Error, Result};
 use crate::explanation::{Details, Explanation, Verdict, fmt_num};
 use crate::forest::{
-    MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree, lead_features,
-    path_lengths4, percentile, rank_attributions, typical_ranges,
+    LANES, MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree, lead_features,
+    path_lengths_lanes, percentile, rank_attributions, typical_ranges,
 };
 
 /// Most rows any tree is grown on, as in the batch forest's `max_samples = auto`.
@@ -299,24 +299,26 @@ impl StreamingIsolationForest {
             .expect("window ring holds window_len rows")
     }
 
-    /// Raw forest score of a validated point.
+    /// Raw forest score of a validated point. The trees are walked [`LANES`] at a time, level by level: a
+    /// series' forest is usually not in cache when its next point comes (one forest per series), so the walk is
+    /// bound by memory latency, and walking the trees side by side keeps many loads in flight.
     fn raw_score(&self, x: &[f64]) -> f64 {
         let mut sum = 0.0;
-        let mut groups = self.trees.chunks_exact(4);
-        for g in &mut groups {
-            match path_lengths4([&g[0].tree, &g[1].tree, &g[2].tree, &g[3].tree], x) {
-                Some(h) => {
-                    for (t, h) in g.iter().zip(h) {
-                        sum += t.extend(x, h) / t.normaliser;
-                    }
-                }
-                None => g
-                    .iter()
-                    .for_each(|t| sum += t.path_length(x) / t.normaliser),
+        let mut h = [0.0; LANES];
+        for group in self.trees.chunks(LANES) {
+            let mut refs: [&Tree; LANES] = [&group[0].tree; LANES];
+            for (r, t) in refs.iter_mut().zip(group) {
+                *r = &t.tree;
             }
-        }
-        for t in groups.remainder() {
-            sum += t.path_length(x) / t.normaliser;
+            if path_lengths_lanes(&refs[..group.len()], x, &mut h) {
+                for (t, h) in group.iter().zip(h) {
+                    sum += t.extend(x, h) / t.normaliser;
+                }
+            } else {
+                group
+                    .iter()
+                    .for_each(|t| sum += t.path_length(x) / t.normaliser);
+            }
         }
         (-sum / self.trees.len() as f64).exp2()
     }
@@ -607,5 +609,65 @@ mod rng_state {
         rng.set_stream(state.stream);
         rng.set_word_pos(((state.word_pos_hi as u128) << 64) | state.word_pos_lo as u128);
         Ok(rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lane walk gives each tree's path length exactly as a walk of that tree alone, for trees of several
+    /// depths (grown while the window filled) and for one and several features.
+    #[test]
+    fn walking_trees_side_by_side_changes_no_score() {
+        for dims in [1usize, 3] {
+            let mut f = StreamingIsolationForestParams::new()
+                .n_estimators(37)
+                .build()
+                .unwrap();
+            let point = |i: usize| -> Vec<f64> {
+                (0..dims)
+                    .map(|j| ((i * 7 + j * 13) % 101) as f64 + (i as f64 * 0.37).sin())
+                    .collect()
+            };
+            for i in 0..400 {
+                f.score_and_update(&point(i)).unwrap();
+            }
+            let depths: std::collections::BTreeSet<u32> = f
+                .trees
+                .iter()
+                .filter_map(|t| match &t.tree {
+                    Tree::Dense { depth, .. } => Some(*depth),
+                    Tree::Sparse { .. } => None,
+                })
+                .collect();
+            assert!(depths.len() > 1, "trees of several depths: {depths:?}");
+            let restored: StreamingIsolationForest =
+                serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+            assert!(restored == f);
+            for probe in [
+                point(3),
+                point(401),
+                vec![-1e6; dims],
+                vec![1e6; dims],
+                vec![50.0; dims],
+            ] {
+                assert_eq!(
+                    restored.raw_score(&probe),
+                    f.raw_score(&probe),
+                    "restored, probe {probe:?}"
+                );
+                let mut sum = 0.0;
+                for t in &f.trees {
+                    sum += t.path_length(&probe) / t.normaliser;
+                }
+                let reference = (-sum / f.trees.len() as f64).exp2();
+                assert_eq!(
+                    f.raw_score(&probe),
+                    reference,
+                    "dims {dims}, probe {probe:?}"
+                );
+            }
+        }
     }
 }
