@@ -498,7 +498,9 @@ impl Persistence for WriteBehind {
         if let Some(buffer) = lock(&self.shared.keys).get(key) {
             records.extend(buffer.queue.iter().cloned());
         }
-        let excess = records.len().saturating_sub(limit);
+        // The store keeps the newest `cap` per key: what it holds plus what is pending is read as it will be once
+        // written, so a read gives the same answer before and after a flush.
+        let excess = records.len().saturating_sub(limit.min(self.shared.cap));
         records.drain(..excess);
         Ok(records)
     }
@@ -682,6 +684,18 @@ mod tests {
         assert_eq!(wb.load_history("a", 100).unwrap(), records(0, 10));
         assert_eq!(wb.load_history("a", 3).unwrap(), records(7, 3));
         assert_eq!(wb.keys().unwrap(), vec!["a".to_string(), "new".to_string()]);
+    }
+
+    #[test]
+    fn a_read_before_the_flush_gives_what_the_store_will_keep() {
+        // Three records stored, twelve pending, a cap of ten: the store will keep the newest ten, so a read gives
+        // those ten before the flush as after it.
+        let store = Flaky::new();
+        let wb = WriteBehind::new(store.clone(), 10, HOUR).unwrap();
+        store.append_history("a", &records(0, 3)).unwrap();
+        wb.append_history("a", &records(3, 12)).unwrap();
+        assert_eq!(wb.load_history("a", 100).unwrap(), records(5, 10));
+        assert_eq!(wb.load_history("a", 4).unwrap(), records(11, 4));
     }
 
     #[test]

@@ -34,9 +34,13 @@
     if (body.dataset.method) { q.set('method', body.dataset.method); }
     var since = newest();
     if (since) { q.set('since', since); }
-    fetch('/ui/rows?' + q.toString(), { credentials: 'same-origin', headers: { Accept: 'text/html' } })
+    var total = null;
+    // A redirection means the session ended (sent to /login): say so rather than show an empty "live" page.
+    fetch('/ui/rows?' + q.toString(), { credentials: 'same-origin', redirect: 'manual' })
       .then(function (r) {
+        if (r.type === 'opaqueredirect' || r.status === 401) { throw new Error('signed out'); }
         if (!r.ok) { throw new Error('HTTP ' + r.status); }
+        total = r.headers.get('X-Detections');
         return r.text();
       })
       .then(function (html) {
@@ -50,8 +54,12 @@
           fresh[i].classList.add('new');
           body.insertBefore(fresh[i], body.firstChild);
         }
-        if (fresh.length) {
+        if (total !== null) {
+          count.textContent = total;
+        } else if (fresh.length) {
           count.textContent = String(Number(count.textContent) + fresh.length);
+        }
+        if (fresh.length) {
           var empty = document.getElementById('empty');
           if (empty) { empty.remove(); }
           setTimeout(function () {
@@ -61,7 +69,7 @@
         while (body.rows.length > MAX_ROWS) { body.deleteRow(body.rows.length - 1); }
         if (status.dataset.state === 'error') { setStatus('live'); }
       })
-      .catch(function () { setStatus('error'); })
+      .catch(function (e) { setStatus(e && e.message === 'signed out' ? 'signed out' : 'error'); })
       .then(function () {
         busy = false;
         if (again) { again = false; refresh(); }

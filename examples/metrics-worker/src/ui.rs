@@ -27,8 +27,10 @@ use tokio::sync::watch;
 
 use crate::message::check_series_name;
 
-/// Rows the page shows (and keeps as new ones arrive).
+/// Rows the page shows when it loads.
 const PAGE_ROWS: u64 = 100;
+/// Most rows `/ui/rows` sends at once (the page keeps as many).
+const MAX_NEW_ROWS: u64 = 500;
 /// How far before the newest row shown `/ui/rows` looks again, for detections committed out of order by
 /// another worker sharing the database (the page skips the ids it already has).
 const OVERLAP: chrono::Duration = chrono::Duration::seconds(5);
@@ -270,20 +272,46 @@ async fn page(
     })
 }
 
-/// `GET /ui/rows?series=&method=&since=`: the newest rows (those detected since `since`, less a few seconds of
-/// overlap), as the page's table rows.
+/// `GET /ui/rows?series=&method=&since=`: the rows detected since `since` (less a few seconds of overlap), newest
+/// first, at most 500, as the page's table rows; the header `X-Detections` gives the total the filters match.
 async fn rows(
     State(state): State<UiState>,
     raw: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let query = match filters(raw) {
+    let mut query = match filters(raw) {
         Ok((_, q)) => q,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
     };
-    match state.store.query_anomalies(&query).await {
-        Ok(page) => rendered(Rows {
-            rows: page.items.iter().map(row).collect(),
-        }),
+    let read = async {
+        let all = AnomalyQuery {
+            since: None,
+            ..query.clone()
+        };
+        let count = state.store.count_anomalies(&all).await?;
+        let mut items = Vec::new();
+        loop {
+            let page = state.store.query_anomalies(&query).await?;
+            items.extend(page.items);
+            match page.next {
+                Some(cursor) if query.since.is_some() && (items.len() as u64) < MAX_NEW_ROWS => {
+                    query = query.after(Some(cursor));
+                }
+                _ => break,
+            }
+        }
+        items.truncate(MAX_NEW_ROWS as usize);
+        Ok::<_, anomaly_store::StoreError>((count, items))
+    };
+    match read.await {
+        Ok((count, items)) => {
+            let mut r = rendered(Rows {
+                rows: items.iter().map(row).collect(),
+            });
+            if let Ok(v) = axum::http::HeaderValue::from_str(&count.to_string()) {
+                r.headers_mut().insert("x-detections", v);
+            }
+            r
+        }
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
     }
 }

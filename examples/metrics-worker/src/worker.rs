@@ -98,70 +98,68 @@ pub(crate) struct Attached {
     pub(crate) replay_until: u64,
 }
 
-/// Whether `name` is the consumer of a worker layout over `base`: `base` itself or `<base>-<i>-of-<n>`.
-fn is_layout_consumer(name: &str, base: &str) -> bool {
+/// The worker count of the layout whose consumer over `base` is `name`: 1 for `base` itself, `n` for
+/// `<base>-<i>-of-<n>`; `None` for any other consumer.
+fn layout_of(name: &str, base: &str) -> Option<u32> {
     if name == base {
-        return true;
+        return Some(1);
     }
-    let Some(rest) = name.strip_prefix(base).and_then(|r| r.strip_prefix('-')) else {
-        return false;
-    };
+    let rest = name.strip_prefix(base)?.strip_prefix('-')?;
+    let (i, n) = rest.split_once("-of-")?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    rest.split_once("-of-")
-        .is_some_and(|(i, n)| digits(i) && digits(n))
+    if !digits(i) {
+        return None;
+    }
+    n.parse().ok().filter(|_| digits(n))
 }
 
-/// Connects to NATS, creates the stream when it is missing, and this worker's durable consumer. A new consumer
-/// starts at the stream's beginning, unless consumers of another layout of the same `NATS_CONSUMER` exist (the
-/// worker count changed): then it starts after the lowest of their acknowledgement floors, so nothing they had
-/// not finished is skipped, and what they may have finished is checked against the store.
+/// Connects to NATS, creates the stream when it is missing, and this worker's durable consumer.
+///
+/// A new consumer starts at the stream's beginning, unless consumers of another layout of the same
+/// `NATS_CONSUMER` exist (the worker count changed): then it starts after the lowest of their acknowledgement
+/// floors, so nothing they had not finished is skipped. Whenever consumers of another layout exist (this worker's
+/// consumer new or left from an earlier layout), messages up to the furthest one they delivered may have been
+/// handled by them, so their detections are checked against the store before being stored.
 pub(crate) async fn connect(config: &Config) -> Result<Attached, WorkerError> {
     let client = connect_client(config, "metrics-worker").await?;
     let js = jetstream::new(client.clone());
     let stream = ensure_stream(&js, config).await?;
     let nats = |what: String| WorkerError::nats(&config.nats_url, what);
     let name = config.consumer_name();
-    let mut mine = None;
+    let mut mine = false;
     let mut others = Vec::new();
     let mut infos = stream.consumers();
     while let Some(info) = infos.next().await {
         let info =
             info.map_err(|e| nats(format!("listing the consumers of {}: {e}", config.stream)))?;
         if info.name == name {
-            mine = Some(info);
-        } else if is_layout_consumer(&info.name, &config.consumer) {
+            mine = true;
+        } else if layout_of(&info.name, &config.consumer).is_some_and(|n| n != config.worker_count)
+        {
             others.push(info);
         }
     }
     let mut deliver_policy = jetstream::consumer::DeliverPolicy::All;
-    let mut replay_until = 0;
-    if mine.is_none() && !others.is_empty() {
-        let floor = others
-            .iter()
-            .map(|i| i.ack_floor.stream_sequence)
-            .min()
-            .unwrap_or(0);
-        replay_until = others
-            .iter()
-            .map(|i| i.delivered.stream_sequence)
-            .max()
-            .unwrap_or(0);
+    let replay_until = others
+        .iter()
+        .map(|i| i.delivered.stream_sequence)
+        .max()
+        .unwrap_or(0);
+    if !mine && let Some(floor) = others.iter().map(|i| i.ack_floor.stream_sequence).min() {
         deliver_policy = jetstream::consumer::DeliverPolicy::ByStartSequence {
             start_sequence: floor + 1,
         };
-        tracing::warn!(
-            consumer = %name,
-            start_sequence = floor + 1,
-            replay_until,
-            "new worker layout: starting after the previous layout's acknowledgement floor"
-        );
     }
     if !others.is_empty() {
         let names: Vec<&str> = others.iter().map(|i| i.name.as_str()).collect();
         tracing::warn!(
+            consumer = %name,
+            new = !mine,
+            replay_until,
             consumers = ?names,
-            "consumers of another worker layout exist on this stream; once every worker of this layout runs, \
-             delete them (`nats consumer rm`) or they keep the stream's messages pending"
+            "consumers of another worker layout exist on this stream: messages up to replay_until are checked \
+             against the store; stop that layout's workers before starting this one, and once every worker of \
+             this layout runs, delete those consumers (`nats consumer rm`) or they keep the stream's messages pending"
         );
     }
     let consumer: PullConsumer = stream
@@ -574,16 +572,16 @@ impl Consumer {
 
 #[cfg(test)]
 mod tests {
-    use super::is_layout_consumer;
+    use super::layout_of;
 
     #[test]
     fn layout_consumers_are_recognised_by_name() {
-        for name in [
-            "metrics-worker",
-            "metrics-worker-0-of-2",
-            "metrics-worker-11-of-12",
+        for (name, n) in [
+            ("metrics-worker", 1),
+            ("metrics-worker-0-of-2", 2),
+            ("metrics-worker-11-of-12", 12),
         ] {
-            assert!(is_layout_consumer(name, "metrics-worker"), "{name}");
+            assert_eq!(layout_of(name, "metrics-worker"), Some(n), "{name}");
         }
         for name in [
             "metrics-worker-x",
@@ -592,7 +590,7 @@ mod tests {
             "metrics",
             "other-0-of-2",
         ] {
-            assert!(!is_layout_consumer(name, "metrics-worker"), "{name}");
+            assert_eq!(layout_of(name, "metrics-worker"), None, "{name}");
         }
     }
 }

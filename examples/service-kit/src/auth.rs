@@ -14,13 +14,69 @@ pub struct Auth {
     session: Option<Session>,
 }
 
-/// The browser sign-in: a cookie whose value is derived from the token (so the token itself is never stored in the
-/// browser), compared by digest like the token.
+/// How long a browser stays signed in, checked by the service (the cookie's own `Max-Age` is the same).
+pub(crate) const SESSION_SECONDS: u64 = 7 * 24 * 3_600;
+
+/// The browser sign-in: a cookie `<expiry>.<HMAC-SHA-256 of the expiry>`, keyed by a key derived from the token's
+/// digest (so the token itself is never stored in the browser, a changed token ends every session, and a copied
+/// cookie ends at its expiry, which the service checks).
 #[derive(Clone)]
 struct Session {
     cookie: String,
-    value: String,
-    digest: [u8; 32],
+    key: [u8; 32],
+}
+
+impl Session {
+    fn mac(&self, expires: u64) -> [u8; 32] {
+        // HMAC (RFC 2104) over SHA-256, the key being one block's worth or less.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&self.key);
+        let pad = |byte: u8| block.map(|b| b ^ byte);
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(expires.to_be_bytes())
+            .finalize();
+        Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize()
+            .into()
+    }
+
+    fn value(&self, expires: u64) -> String {
+        let mac: String = self
+            .mac(expires)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{expires}.{mac}")
+    }
+
+    /// Whether `value` is a cookie this service issued and it has not expired at `now` (Unix seconds).
+    fn admits(&self, value: &str, now: u64) -> bool {
+        let Some((expires, mac)) = value.split_once('.') else {
+            return false;
+        };
+        let Ok(expires) = expires.parse::<u64>() else {
+            return false;
+        };
+        if expires <= now || expires > now.saturating_add(SESSION_SECONDS) {
+            return false;
+        }
+        let expected = self.value(expires);
+        // Compared through digests, in constant time.
+        let _ = mac;
+        Auth::same(
+            &Sha256::digest(expected.as_bytes()).into(),
+            value.as_bytes(),
+        )
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl std::fmt::Debug for Auth {
@@ -47,18 +103,14 @@ impl Auth {
     /// credentials is sent to the form. For services with a web page; `SameSite=Strict` keeps other sites'
     /// pages from using the cookie.
     pub fn with_sign_in(mut self, cookie: impl Into<String>) -> Self {
-        let mut derived = Sha256::new();
-        derived.update(b"service-kit browser session v1\0");
-        derived.update(self.digest);
-        let value: String = derived
+        let key = Sha256::new()
+            .chain_update(b"service-kit browser session v2\0")
+            .chain_update(self.digest)
             .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+            .into();
         self.session = Some(Session {
             cookie: cookie.into(),
-            digest: Sha256::digest(value.as_bytes()).into(),
-            value,
+            key,
         });
         self
     }
@@ -68,10 +120,12 @@ impl Auth {
         self.session.as_ref().map(|s| s.cookie.as_str())
     }
 
-    /// The session cookie's value for a browser that gave `token`, when it is the right one.
-    pub(crate) fn sign_in(&self, token: &str) -> Option<&str> {
+    /// The session cookie's value for a browser that gave `token`, when it is the right one: valid for
+    /// [`SESSION_SECONDS`] from now.
+    pub(crate) fn sign_in(&self, token: &str) -> Option<String> {
         let session = self.session.as_ref()?;
-        Self::same(&self.digest, token.trim().as_bytes()).then_some(session.value.as_str())
+        Self::same(&self.digest, token.trim().as_bytes())
+            .then(|| session.value(unix_now() + SESSION_SECONDS))
     }
 
     /// A token sent in `header` (its whole value), or as a bearer token.
@@ -107,9 +161,10 @@ impl Auth {
         // Both are checked whatever the first gives, so the time taken does not tell which one was sent.
         let a = bearer.is_some_and(|t| Self::same(&self.digest, t.as_bytes()));
         let b = own.is_some_and(|t| Self::same(&self.digest, t));
-        let c = self.session.as_ref().is_some_and(|s| {
-            cookie(headers, &s.cookie).is_some_and(|v| Self::same(&s.digest, v.as_bytes()))
-        });
+        let c = self
+            .session
+            .as_ref()
+            .is_some_and(|s| cookie(headers, &s.cookie).is_some_and(|v| s.admits(v, unix_now())));
         a | b | c
     }
 
@@ -139,7 +194,7 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 #[cfg(test)]
 mod tests {
-    use super::Auth;
+    use super::{Auth, SESSION_SECONDS};
     use axum::http::{HeaderMap, HeaderValue};
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -173,10 +228,10 @@ mod tests {
     fn a_signed_in_browser_is_admitted_by_its_cookie_alone() {
         let auth = Auth::bearer("s3cret").with_sign_in("worker_session");
         assert_eq!(auth.sign_in("wrong"), None);
-        let value = auth.sign_in(" s3cret ").unwrap().to_string();
+        let value = auth.sign_in(" s3cret ").unwrap();
         assert!(
-            !value.contains("s3cret") && value.len() == 64,
-            "derived, not the token"
+            !value.contains("s3cret") && value.len() > 64,
+            "derived, not the token: {value}"
         );
         assert!(auth.admits(&headers(&[(
             "cookie",
@@ -190,5 +245,17 @@ mod tests {
                 .admits(&headers(&[("cookie", &format!("worker_session={value}"))]))
         );
         assert_eq!(Auth::bearer("s3cret").sign_in("s3cret"), None);
+        // Another token's session, a forged expiry, an expired cookie: refused.
+        let other = Auth::bearer("other").with_sign_in("worker_session");
+        let theirs = other.sign_in("other").unwrap();
+        assert!(!auth.admits(&headers(&[("cookie", &format!("worker_session={theirs}"))])));
+        let session = auth.session.as_ref().unwrap();
+        let now = super::unix_now();
+        let (_, mac) = value.split_once('.').unwrap();
+        assert!(!session.admits(&format!("{}.{mac}", now + 10 * SESSION_SECONDS), now));
+        let old = session.value(now - 1);
+        assert!(!session.admits(&old, now), "expired");
+        assert!(session.admits(&session.value(now + 60), now));
+        assert!(!session.admits("garbage", now) && !session.admits("12.zz", now));
     }
 }

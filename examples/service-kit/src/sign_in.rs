@@ -11,13 +11,10 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, SESSION_SECONDS};
 
 /// The sign-in page's path.
 pub(crate) const LOGIN: &str = "/login";
-
-/// How long a browser stays signed in.
-const SESSION_SECONDS: u64 = 7 * 24 * 3_600;
 
 /// Pause before answering a wrong token, so guessing costs time.
 const WRONG_TOKEN_PAUSE: Duration = Duration::from_millis(250);
@@ -58,11 +55,17 @@ fn see_other(location: &str, cookie: Option<String>) -> Response {
     r
 }
 
-/// Where to go after signing in: a path on this service only (not `//host` or another scheme), else `/`.
+/// Where to go after signing in: a path on this service only, else `/`. It must start with one `/` followed by
+/// anything but `/` or `\`, and hold no whitespace, control character or backslash (browsers drop tabs and
+/// newlines from URLs and read `\` as `/`, which would turn `/<tab>/host` into `//host`, another site).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
-            if n.starts_with('/') && !n.starts_with("//") && !n.contains(['\\', '\r', '\n']) =>
+            if n.starts_with('/')
+                && !matches!(n.as_bytes().get(1), Some(b'/' | b'\\'))
+                && !n
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '\\') =>
         {
             n
         }
@@ -169,6 +172,9 @@ mod tests {
             "/\\evil",
             "ui",
             "/a\r\nSet-Cookie: x",
+            "/\t/evil.example",
+            "/ /evil.example",
+            "/\u{2028}/evil",
         ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }

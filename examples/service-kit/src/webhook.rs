@@ -95,7 +95,7 @@ type Report = Arc<dyn Fn(WebhookOutcome) + Send + Sync>;
 /// task once the queue is empty.
 #[derive(Clone)]
 pub struct Webhook {
-    queue: mpsc::Sender<Value>,
+    queue: mpsc::Sender<(String, Value)>,
     last_sent: Arc<Mutex<HashMap<String, Instant>>>,
     settings: Arc<WebhookSettings>,
     report: Report,
@@ -134,11 +134,19 @@ impl Webhook {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let settings = Arc::new(settings);
         let report: Report = Arc::new(report);
-        let task = tokio::spawn(deliver(client, url, rx, settings.clone(), report.clone()));
+        let last_sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let task = tokio::spawn(deliver(
+            client,
+            url,
+            rx,
+            settings.clone(),
+            report.clone(),
+            last_sent.clone(),
+        ));
         Ok((
             Webhook {
                 queue: tx,
-                last_sent: Arc::default(),
+                last_sent,
                 settings,
                 report,
             },
@@ -147,43 +155,39 @@ impl Webhook {
     }
 
     /// Queues `body` for `key` unless the key is cooling down or the queue is full (both reported, never
-    /// waited for). Returns whether it was queued.
+    /// waited for). Returns whether it was queued. The key's cool-down starts when a notification is queued, and is
+    /// lifted again if that notification cannot be delivered, so a failure does not silence the key.
     pub fn send(&self, key: &str, body: Value) -> bool {
-        if !self.admit(key) {
-            (self.report)(WebhookOutcome::Suppressed);
-            return false;
+        let cooldown = self.settings.cooldown;
+        let now = Instant::now();
+        let mut last = self.last_sent.lock().unwrap_or_else(|p| p.into_inner());
+        if !cooldown.is_zero() {
+            let cooling = last
+                .get(key)
+                .is_some_and(|t| now.duration_since(*t) < cooldown);
+            if !cooling && !last.contains_key(key) && last.len() >= self.settings.max_keys {
+                last.retain(|_, t| now.duration_since(*t) < cooldown);
+            }
+            if cooling || (!last.contains_key(key) && last.len() >= self.settings.max_keys) {
+                drop(last);
+                (self.report)(WebhookOutcome::Suppressed);
+                return false;
+            }
         }
-        match self.queue.try_send(body) {
-            Ok(()) => true,
+        match self.queue.try_send((key.to_string(), body)) {
+            Ok(()) => {
+                if !cooldown.is_zero() {
+                    last.insert(key.to_string(), now);
+                }
+                true
+            }
             Err(_) => {
+                drop(last);
                 tracing::warn!(host = %self.settings.host(), "webhook queue full; notification dropped");
                 (self.report)(WebhookOutcome::Dropped);
                 false
             }
         }
-    }
-
-    /// Whether `key` may notify now (and if so, marks it).
-    fn admit(&self, key: &str) -> bool {
-        let cooldown = self.settings.cooldown;
-        if cooldown.is_zero() {
-            return true;
-        }
-        let now = Instant::now();
-        let mut last = self.last_sent.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = last.get(key)
-            && now.duration_since(*t) < cooldown
-        {
-            return false;
-        }
-        if !last.contains_key(key) && last.len() >= self.settings.max_keys {
-            last.retain(|_, t| now.duration_since(*t) < cooldown);
-            if last.len() >= self.settings.max_keys {
-                return false;
-            }
-        }
-        last.insert(key.to_string(), now);
-        true
     }
 
     /// Stops taking notifications and sends the queued ones until `deadline` (what is left then is dropped).
@@ -200,12 +204,20 @@ impl Webhook {
 async fn deliver(
     client: reqwest::Client,
     url: reqwest::Url,
-    mut rx: mpsc::Receiver<Value>,
+    mut rx: mpsc::Receiver<(String, Value)>,
     settings: Arc<WebhookSettings>,
     report: Report,
+    last_sent: Arc<Mutex<HashMap<String, Instant>>>,
 ) {
     let host = settings.host();
-    while let Some(body) = rx.recv().await {
+    // A notification that cannot be delivered lifts its key's cool-down, so the next one is tried.
+    let lift = |key: &str| {
+        last_sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    };
+    while let Some((key, body)) = rx.recv().await {
         let mut pause = settings.first_retry;
         let mut attempt = 1;
         loop {
@@ -228,6 +240,7 @@ async fn deliver(
                     if !transient {
                         tracing::warn!(%host, %status, "the webhook refused a notification; not retried");
                         report(WebhookOutcome::Failed);
+                        lift(&key);
                         break;
                     }
                     if let Some(wait) = retry_after {
@@ -243,6 +256,7 @@ async fn deliver(
             if attempt >= settings.attempts {
                 tracing::warn!(%host, attempts = attempt, last = %failure, "webhook notification failed; dropped");
                 report(WebhookOutcome::Failed);
+                lift(&key);
                 break;
             }
             tracing::info!(%host, attempt, retry_in_ms = pause.as_millis() as u64, reason = %failure, "webhook attempt failed; retrying");
@@ -355,6 +369,33 @@ mod tests {
         use WebhookOutcome::*;
         assert_eq!(*seen.lock().unwrap(), [Retried, Retried, Failed]);
         assert_eq!(bodies.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_notification_does_not_silence_its_key() {
+        let (url, bodies) = receiver(vec![(400, None)]).await;
+        let (seen, report) = recorder();
+        let (hook, task) = Webhook::start(WebhookSettings::new(url), report).unwrap();
+        assert!(hook.send("a", serde_json::json!({"n": 1})));
+        let started = Instant::now();
+        while seen.lock().unwrap().is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            hook.send("a", serde_json::json!({"n": 2})),
+            "the refusal lifted the cool-down"
+        );
+        assert!(
+            !hook.send("a", serde_json::json!({"n": 3})),
+            "the second is cooling down"
+        );
+        closed(hook, task).await;
+        use WebhookOutcome::*;
+        let mut outcomes = seen.lock().unwrap().clone();
+        outcomes.sort_by_key(|o| o.as_str());
+        assert_eq!(outcomes, [Delivered, Failed, Suppressed]);
+        assert_eq!(bodies.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -179,6 +179,23 @@ async fn rows_appear_without_a_reload_and_expand_to_their_context() {
         "return !!document.querySelector('#rows tr[data-id] a[href*=\"db.orders\"]');",
     )
     .await;
+    w.wait_until(
+        Duration::from_secs(20),
+        "every point is processed",
+        |w| async move { w.metric("metrics_processed_total").await >= 60.0 },
+    )
+    .await;
+    let stored =
+        (w.anomalies("web.checkout").await.len() + w.anomalies("db.orders").await.len()) as u64;
+    wait_for(
+        &c,
+        "the count and the rows follow",
+        &format!(
+            "return document.getElementById('count').textContent === '{stored}' \
+             && document.querySelectorAll('#rows tr[data-id]').length === {stored};"
+        ),
+    )
+    .await;
     assert_eq!(
         eval(&c, "return window.__noReload || null;").await,
         json!("still here"),
@@ -192,18 +209,6 @@ async fn rows_appear_without_a_reload_and_expand_to_their_context() {
         .await
         .unwrap();
     assert_eq!(newest_series, "db.orders", "newest first");
-    let shown: u64 = c
-        .find(Locator::Id("count"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
-    let stored =
-        (w.anomalies("web.checkout").await.len() + w.anomalies("db.orders").await.len()) as u64;
-    assert_eq!(shown, stored, "the count follows");
 
     // A row expands to its context, as JSON.
     let context = "#rows tr:first-child td[data-label=Context]";

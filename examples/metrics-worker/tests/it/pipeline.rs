@@ -466,3 +466,72 @@ async fn anomalies_are_paginated_and_filtered() {
     worker.stop().await;
     h.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_starting_late_takes_its_whole_share_and_a_new_layout_skips_nothing() {
+    let Some(url) = nats_url("late worker") else {
+        return;
+    };
+    let h = Harness::new(&url, "late", None).await;
+    let series: Vec<String> = (0..8).map(|i| format!("app.node-{i}")).collect();
+    for (i, s) in series.iter().enumerate() {
+        h.publish(s, &stationary(10, i as u64)).await;
+    }
+    // One layout of two workers whose second starts once the first has read everything.
+    let layout = |i: &str| h.config(&[("WORKER_COUNT", "2"), ("WORKER_INDEX", i)]);
+    let first = h.start(layout("0"), TestHooks::default()).await;
+    first
+        .wait_until(
+            Duration::from_secs(20),
+            "the first worker read all 80",
+            |w| async move {
+                let (p, f) = handled(w).await;
+                p + f >= 80.0
+            },
+        )
+        .await;
+    let second = h.start(layout("1"), TestHooks::default()).await;
+    second
+        .wait_until(
+            Duration::from_secs(20),
+            "the late worker read all 80 too",
+            |w| async move {
+                let (p, f) = handled(w).await;
+                p + f >= 80.0
+            },
+        )
+        .await;
+    let (p0, f0) = handled(&first).await;
+    let (p1, f1) = handled(&second).await;
+    assert_eq!(p0 + p1, 80.0, "every message processed once");
+    assert_eq!((f0, f1), (p1, p0));
+    assert!(p1 > 0.0, "the late worker took its share");
+    first.stop().await;
+    second.stop().await;
+
+    // A new layout (one worker) starts after the old layout's acknowledgement floor: the 80 are not processed
+    // again, 8 new points are.
+    for (i, s) in series.iter().enumerate() {
+        h.publish(s, &[50.0 + i as f64]).await;
+    }
+    let single = h.start(h.config(&[]), TestHooks::default()).await;
+    single
+        .wait_until(
+            Duration::from_secs(20),
+            "the new layout read the new points",
+            |w| async move { w.metric("metrics_processed_total").await >= 8.0 },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(single.metric("metrics_processed_total").await, 8.0);
+    single.stop().await;
+    h.cleanup().await;
+}
+
+/// Messages a worker processed, and those it left to the other workers.
+async fn handled(w: &crate::common::Running) -> (f64, f64) {
+    (
+        w.metric("metrics_processed_total").await,
+        w.metric("metrics_foreign_total").await,
+    )
+}
