@@ -222,13 +222,7 @@ impl Running {
 
     /// The value of the sample `name` (with its labels as written) in `/metrics`, 0 when absent.
     pub(crate) async fn metric(&self, sample: &str) -> f64 {
-        let text = self.metrics_text().await;
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(sample)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .map_or(0.0, |v| v.trim().parse().unwrap())
+        sample_value(&self.metrics_text().await, sample)
     }
 
     /// Polls `check` until it holds, or panics after `timeout` naming `what`.
@@ -266,6 +260,17 @@ impl Running {
             .unwrap()
             .unwrap();
     }
+}
+
+/// The value of the sample `sample` (with its labels as written) in a Prometheus text exposition, 0 when absent.
+pub(crate) fn sample_value(exposition: &str, sample: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 /// `n` points of noise around 50 (±2), seeded.

@@ -272,9 +272,7 @@ async fn scrape(http: &reqwest::Client, base: &str, sample: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+    crate::common::sample_value(&text, sample)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
