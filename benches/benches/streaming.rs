@@ -128,6 +128,22 @@ fn bench_many_series(c: &mut Criterion) {
             criterion::BatchSize::LargeInput,
         );
     });
+    // The same forests after a first pass over the points: what a long-running worker sees, where every series
+    // is past its warm-up and each batch replaces one tree.
+    group.bench_function(id("streaming_isolation_forest_warm"), |b| {
+        let params = StreamingIsolationForestParams::new();
+        b.iter_batched_ref(
+            || {
+                let mut detectors = (0..SERIES)
+                    .map(|_| params.clone().build().expect("build"))
+                    .collect::<Vec<_>>();
+                round_robin(&mut detectors, &points);
+                detectors
+            },
+            |detectors| round_robin(detectors, black_box(&points)),
+            criterion::BatchSize::LargeInput,
+        );
+    });
     group.bench_function(id("series_detectors"), |b| {
         b.iter_batched_ref(
             || SeriesDetectors::new(SeriesParams::default()).expect("build"),

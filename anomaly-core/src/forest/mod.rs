@@ -11,12 +11,12 @@ mod path_length;
 mod quantile;
 mod tree;
 
-pub(crate) use grow::grow_tree;
+pub(crate) use grow::{grow_tree, grow_tree_sorted};
 pub use model::IsolationForest;
 pub(crate) use model::{credit_splits, lead_features, rank_attributions, typical_ranges};
 pub use params::{
     Contamination, IsolationForestParams, MAX_ESTIMATORS, MAX_THREADS, MaxFeatures, MaxSamples,
 };
 pub use path_length::average_path_length;
-pub(crate) use quantile::{percentile, percentile_sorted};
+pub(crate) use quantile::{percentile, percentile_select, percentile_sorted};
 pub(crate) use tree::{LANES, Tree, path_lengths_lanes};

@@ -226,6 +226,65 @@ impl Tree {
             10 => 1024, 11 => 2048, 12 => 4096)
     }
 
+    /// A one-feature dense tree as a step function: its split thresholds in increasing order into `keys`, and the
+    /// path length of each interval into `values` (one more than `keys`), so that a value `x` has the path length
+    /// `values[j]`, `j` the number of keys below `x`. Splits send `x > threshold` right and a node's thresholds
+    /// come from its own rows, so an in-order walk yields the thresholds sorted. Returns `false`, leaving both
+    /// empty, for a sparse tree. The tree must have passed [`Tree::check`].
+    pub(crate) fn one_feature_steps(&self, keys: &mut Vec<f64>, values: &mut Vec<f64>) -> bool {
+        keys.clear();
+        values.clear();
+        let Tree::Dense {
+            depth,
+            thresholds,
+            leaves,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        /// In-order walk of node `i` on `level`: a pass-through node leads to the bottom slot of its left spine.
+        fn visit(
+            i: usize,
+            level: u32,
+            depth: u32,
+            thresholds: &[f64],
+            leaves: &[f64],
+            keys: &mut Vec<f64>,
+            values: &mut Vec<f64>,
+        ) {
+            let n_internal = (1usize << depth) - 1;
+            if level == depth || thresholds[i] == PASS {
+                let bottom = ((i + 1) << (depth - level)) - 1;
+                values.push(leaves[bottom - n_internal]);
+            } else {
+                visit(
+                    2 * i + 1,
+                    level + 1,
+                    depth,
+                    thresholds,
+                    leaves,
+                    keys,
+                    values,
+                );
+                keys.push(thresholds[i]);
+                visit(
+                    2 * i + 2,
+                    level + 1,
+                    depth,
+                    thresholds,
+                    leaves,
+                    keys,
+                    values,
+                );
+            }
+        }
+        keys.reserve(1 << *depth);
+        values.reserve(1 << *depth);
+        visit(0, 0, *depth, thresholds, leaves, keys, values);
+        true
+    }
+
     /// Walks a row's path and calls `visit(feature, node_count, child_count)` for every real split on it; returns
     /// the path length.
     pub(crate) fn walk(&self, row: &[f64], mut visit: impl FnMut(usize, u32, u32)) -> f64 {

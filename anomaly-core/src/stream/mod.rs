@@ -10,6 +10,7 @@ mod ema;
 mod moving_average;
 mod rolling;
 mod series;
+mod step_forest;
 mod streaming_forest;
 
 pub use ema::{Ema, EmaParams};

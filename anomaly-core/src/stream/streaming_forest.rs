@@ -10,12 +10,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::rolling::RollingStats;
+use super::step_forest::{StepForest, StepTree};
 use super::{StreamingDetector, check_observation};
 use crate::error::{Error, Result};
 use crate::explanation::{Details, Explanation, Verdict, fmt_num};
 use crate::forest::{
-    LANES, MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree, lead_features,
-    path_lengths_lanes, percentile, rank_attributions, typical_ranges,
+    LANES, MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree, grow_tree_sorted,
+    lead_features, path_lengths_lanes, percentile_select, rank_attributions, typical_ranges,
 };
 
 /// Most rows any tree is grown on, as in the batch forest's `max_samples = auto`.
@@ -166,7 +167,7 @@ impl StreamingIsolationForestParams {
             window: Vec::new(),
             window_len: 0,
             window_head: 0,
-            trees: Vec::new(),
+            trees: Trees::default(),
             next_replace: 0,
             since_refit: 0,
             quantile_floor: f64::NEG_INFINITY,
@@ -204,16 +205,119 @@ impl WindowTree {
             extension += (lo - v).max(0.0) + (v - hi).max(0.0);
             range += hi - lo;
         }
-        if extension > 0.0 {
-            let p = (extension / (range + extension)).min(1.0);
-            if p.is_finite() {
-                p + (1.0 - p) * h
-            } else {
-                1.0
-            }
-        } else {
-            h
+        extended(h, extension, range)
+    }
+
+    fn steps(&self) -> StepTree<'_> {
+        StepTree {
+            tree: &self.tree,
+            lo: self.lo.first().copied().unwrap_or(f64::NAN),
+            hi: self.hi.first().copied().unwrap_or(f64::NAN),
+            normaliser: self.normaliser,
         }
+    }
+}
+
+/// Sorts finite `values` into `sorted` through `keys`: each value as an integer of the same order (the sign bit
+/// set for positive values, every bit flipped for negative ones), which sorts faster than floats.
+fn sort_values(values: impl Iterator<Item = f64>, keys: &mut Vec<u64>, sorted: &mut Vec<f64>) {
+    const SIGN: u64 = 1 << 63;
+    keys.clear();
+    keys.extend(values.map(|v| {
+        let bits = v.to_bits();
+        if bits & SIGN == 0 { bits | SIGN } else { !bits }
+    }));
+    keys.sort_unstable();
+    sorted.clear();
+    sorted.extend(
+        keys.iter()
+            .map(|&k| f64::from_bits(if k & SIGN != 0 { k & !SIGN } else { !k })),
+    );
+}
+
+/// The range extension of a path length `h`, for a point `extension` beyond a box of total side `range`.
+#[inline]
+pub(super) fn extended(h: f64, extension: f64, range: f64) -> f64 {
+    if extension > 0.0 {
+        let p = (extension / (range + extension)).min(1.0);
+        if p.is_finite() {
+            p + (1.0 - p) * h
+        } else {
+            1.0
+        }
+    } else {
+        h
+    }
+}
+
+/// The trees of the forest and, for one feature, their step functions: derived from the trees, so never stored and
+/// rebuilt when read.
+#[derive(Debug, Clone, Default)]
+struct Trees {
+    list: Vec<WindowTree>,
+    steps: Option<StepForest>,
+}
+
+impl Trees {
+    /// Step functions of every tree, when the forest has one feature and every tree can be represented.
+    fn index(list: &[WindowTree]) -> Option<StepForest> {
+        if list.is_empty() || list.iter().any(|t| t.lo.len() != 1) {
+            return None;
+        }
+        let trees: Vec<StepTree<'_>> = list.iter().map(WindowTree::steps).collect();
+        StepForest::build(&trees)
+    }
+
+    /// Puts `tree` in `slot` (the next one when `slot` is the length) and keeps the step functions in step.
+    fn set(&mut self, slot: usize, tree: WindowTree) {
+        if slot == self.list.len() {
+            self.list.push(tree);
+        } else {
+            self.list[slot] = tree;
+        }
+        if let Some(steps) = &mut self.steps
+            && !steps.set(slot, &self.list[slot].steps())
+        {
+            self.steps = None;
+        }
+    }
+
+    /// Builds the step functions once a forest is complete (or after it was read).
+    fn reindex(&mut self) {
+        self.steps = Self::index(&self.list);
+    }
+}
+
+impl PartialEq for Trees {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Serialize for Trees {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.list.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Trees {
+    /// Reads the trees; step functions are built only when every tree passes its check, so a hostile snapshot is
+    /// refused by [`StreamingIsolationForest::check`] before anything reads it.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let list = Vec::<WindowTree>::deserialize(d)?;
+        let valid = list
+            .iter()
+            .all(|t| t.tree.check(1).is_ok() && t.lo.len() == 1 && t.hi.len() == 1);
+        let steps = if valid { Self::index(&list) } else { None };
+        Ok(Trees { list, steps })
+    }
+}
+
+impl std::ops::Deref for Trees {
+    type Target = [WindowTree];
+
+    fn deref(&self) -> &[WindowTree] {
+        &self.list
     }
 }
 
@@ -266,7 +370,7 @@ pub struct StreamingIsolationForest {
     window: Vec<f64>,
     window_len: usize,
     window_head: usize,
-    trees: Vec<WindowTree>,
+    trees: Trees,
     next_replace: usize,
     since_refit: usize,
     #[serde(with = "rng_state")]
@@ -302,7 +406,18 @@ impl StreamingIsolationForest {
     /// Raw forest score of a validated point. The trees are walked [`LANES`] at a time, level by level: a
     /// series' forest is usually not in cache when its next point comes (one forest per series), so the walk is
     /// bound by memory latency, and walking the trees side by side keeps many loads in flight.
+    ///
+    /// A one-feature forest reads its step functions instead (see [`StepForest`]): the same sum, in a few cache
+    /// lines per group of trees.
     fn raw_score(&self, x: &[f64]) -> f64 {
+        if let (Some(steps), [x]) = (&self.trees.steps, x) {
+            return (-steps.sum(*x) / self.trees.len() as f64).exp2();
+        }
+        self.walk_score(x)
+    }
+
+    /// Raw score by walking every tree.
+    fn walk_score(&self, x: &[f64]) -> f64 {
         let mut sum = 0.0;
         let mut h = [0.0; LANES];
         for group in self.trees.chunks(LANES) {
@@ -370,11 +485,16 @@ impl StreamingIsolationForest {
             self.smoothed = Some(a.smoothed);
             self.smoothed_stats.push(a.smoothed);
             self.consecutive = a.consecutive;
-            if self.recent.len() == self.params.batch_size {
-                self.recent.pop_front();
-            }
+            // Once the buffer is full, the oldest entry's allocation takes the new point.
+            let mut point = if self.recent.len() == self.params.batch_size {
+                self.recent.pop_front().map(|r| r.point).unwrap_or_default()
+            } else {
+                Vec::with_capacity(x.len())
+            };
+            point.clear();
+            point.extend_from_slice(x);
             self.recent.push_back(Recent {
-                point: x.to_vec(),
+                point,
                 raw: a.raw,
                 smoothed: a.smoothed,
             });
@@ -413,6 +533,7 @@ impl StreamingIsolationForest {
         let m = self.window_len.min(MAX_TREE_SAMPLES);
         let max_depth = (m.max(2) as f64).log2().ceil() as u32;
         let features: Vec<usize> = (0..self.dims.unwrap_or(1)).collect();
+        let (mut keys, mut sorted) = (Vec::new(), Vec::new());
         for _ in 0..count {
             let rows = if self.window_len > m {
                 index::sample(&mut self.rng, self.window_len, m).into_vec()
@@ -423,14 +544,22 @@ impl StreamingIsolationForest {
             let view =
                 ArrayView2::from_shape((self.window_len, d), &self.window[..self.window_len * d])
                     .expect("window ring holds window_len rows");
-            let nodes = grow_tree(view, &rows, &features, max_depth, &mut self.rng);
-            let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
-            for &r in &rows {
-                for (j, &v) in view.row(r).iter().enumerate() {
-                    lo[j] = lo[j].min(v);
-                    hi[j] = hi[j].max(v);
+            let (nodes, lo, hi) = if d == 1 {
+                // One feature: grow on the sorted sample (the same tree, see `grow_tree_sorted`).
+                sort_values(rows.iter().map(|&r| self.window[r]), &mut keys, &mut sorted);
+                let nodes = grow_tree_sorted(&sorted, 0, max_depth, &mut self.rng);
+                (nodes, vec![sorted[0]], vec![sorted[sorted.len() - 1]])
+            } else {
+                let nodes = grow_tree(view, &rows, &features, max_depth, &mut self.rng);
+                let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
+                for &r in &rows {
+                    for (j, &v) in view.row(r).iter().enumerate() {
+                        lo[j] = lo[j].min(v);
+                        hi[j] = hi[j].max(v);
+                    }
                 }
-            }
+                (nodes, lo, hi)
+            };
             let tree = WindowTree {
                 tree: Tree::from_grown(&nodes),
                 normaliser: average_path_length(m as f64),
@@ -438,18 +567,22 @@ impl StreamingIsolationForest {
                 hi,
             };
             if self.trees.len() < self.params.n_estimators {
-                self.trees.push(tree);
+                self.trees.set(self.trees.len(), tree);
             } else {
-                self.trees[self.next_replace] = tree;
+                self.trees.set(self.next_replace, tree);
                 self.next_replace = (self.next_replace + 1) % self.params.n_estimators;
             }
+        }
+        if self.trees.steps.is_none() && self.trees.len() == self.params.n_estimators {
+            self.trees.reindex();
         }
     }
 
     fn refresh_floor(&mut self) {
-        let recent: Vec<f64> = self.smoothed_stats.values().collect();
+        let mut recent: Vec<f64> = self.smoothed_stats.values().collect();
         if !recent.is_empty() {
-            self.quantile_floor = percentile(&recent, 100.0 * (1.0 - self.params.contamination));
+            self.quantile_floor =
+                percentile_select(&mut recent, 100.0 * (1.0 - self.params.contamination));
         }
     }
 
@@ -478,7 +611,7 @@ impl StreamingIsolationForest {
         {
             return Err("streaming forest state of inconsistent size".into());
         }
-        for t in &self.trees {
+        for t in self.trees.iter() {
             t.tree.check(d)?;
             if t.normaliser.is_nan() || t.normaliser <= 0.0 || t.lo.len() != d || t.hi.len() != d {
                 return Err("invalid tree normaliser or box".into());
@@ -658,16 +791,139 @@ mod tests {
                     "restored, probe {probe:?}"
                 );
                 let mut sum = 0.0;
-                for t in &f.trees {
+                for t in f.trees.iter() {
                     sum += t.path_length(&probe) / t.normaliser;
                 }
                 let reference = (-sum / f.trees.len() as f64).exp2();
                 assert_eq!(
-                    f.raw_score(&probe),
+                    f.walk_score(&probe),
                     reference,
                     "dims {dims}, probe {probe:?}"
                 );
+                assert_eq!(f.trees.steps.is_some(), dims == 1);
+                let relative = (f.raw_score(&probe) - reference).abs() / reference;
+                assert!(relative < 1e-12, "dims {dims}, probe {probe:?}: {relative}");
             }
         }
+    }
+
+    /// Scores through the step functions of a one-feature forest match the tree walk, across many tree
+    /// replacements, at every kind of value: the window's own points, each tree's thresholds and box edges (where
+    /// ties decide the side), between them, and far outside; with ties in the data and a constant stretch.
+    #[test]
+    fn step_functions_score_as_the_walk() {
+        type Series = Box<dyn Fn(usize) -> f64>;
+        let series: [(&str, Series); 4] = [
+            ("smooth", Box::new(|i| (i as f64 * 0.1).sin() * 10.0 + 50.0)),
+            ("integers", Box::new(|i| ((i * 7919) % 13) as f64)),
+            (
+                "constant then noisy",
+                Box::new(|i| {
+                    if i < 1500 {
+                        3.0
+                    } else {
+                        ((i * 31) % 17) as f64
+                    }
+                }),
+            ),
+            (
+                "spiky",
+                Box::new(|i| {
+                    if i % 97 == 0 {
+                        1e9
+                    } else {
+                        (i % 10) as f64 * 1e-9
+                    }
+                }),
+            ),
+        ];
+        for (name, value) in series {
+            for n_estimators in [1, 10, 23, 50] {
+                let mut f = StreamingIsolationForestParams::new()
+                    .n_estimators(n_estimators)
+                    .seed(n_estimators as u64)
+                    .build()
+                    .unwrap();
+                for i in 0..2000 {
+                    f.score_and_update(&[value(i)]).unwrap();
+                    if i % 250 != 249 {
+                        continue;
+                    }
+                    assert!(f.trees.steps.is_some(), "{name}: step functions built");
+                    let mut probes: Vec<f64> = (0..40).map(|k| value(i - k)).collect();
+                    for t in f.trees.iter() {
+                        let (mut keys, mut values) = (Vec::new(), Vec::new());
+                        assert!(t.tree.one_feature_steps(&mut keys, &mut values));
+                        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{name}: sorted keys");
+                        for k in keys.iter().take(8).chain([&t.lo[0], &t.hi[0]]) {
+                            probes.extend([*k, k.next_down(), k.next_up()]);
+                        }
+                    }
+                    probes.extend([-1e300, -1e6, 0.0, -0.0, 1e6, 1e300, f64::MIN, f64::MAX]);
+                    for x in probes {
+                        let (steps, walk) = (f.raw_score(&[x]), f.walk_score(&[x]));
+                        assert!(
+                            (steps - walk).abs() <= 1e-12 * walk,
+                            "{name}, {n_estimators} trees, point {i}, x {x}: {steps} against {walk}"
+                        );
+                    }
+                }
+                let restored: StreamingIsolationForest =
+                    serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+                assert!(restored.trees.steps.is_some(), "{name}: rebuilt on read");
+                for i in 0..2000 {
+                    let x = [value(i) * 1.01];
+                    assert_eq!(restored.raw_score(&x), f.raw_score(&x), "{name}: restored");
+                }
+            }
+        }
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Any series (ties, wide ranges, spikes) and any probe: the step functions give the walk's score.
+        #[test]
+        fn step_functions_match_the_walk_anywhere(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    (-1e6f64..1e6).boxed(),
+                    (0u8..6).prop_map(f64::from).boxed(),
+                    proptest::num::f64::NORMAL.boxed(),
+                ],
+                120..400,
+            ),
+            n_estimators in 1usize..40,
+            probes in proptest::collection::vec(proptest::num::f64::NORMAL | proptest::num::f64::ZERO, 1..20),
+        ) {
+            let mut f = StreamingIsolationForestParams::new()
+                .n_estimators(n_estimators)
+                .batch_size(7)
+                .build()
+                .unwrap();
+            for v in &values {
+                f.update(&[*v]).unwrap();
+            }
+            proptest::prop_assert!(f.trees.steps.is_some());
+            for x in probes.iter().chain(&values) {
+                let (steps, walk) = (f.raw_score(&[*x]), f.walk_score(&[*x]));
+                proptest::prop_assert!((steps - walk).abs() <= 1e-12 * walk, "x {}: {} against {}", x, steps, walk);
+            }
+        }
+    }
+
+    /// A tree that does not pass its check gets no step functions when read, and the detector's check refuses it.
+    #[test]
+    fn hostile_trees_get_no_step_functions() {
+        let mut f = StreamingIsolationForestParams::new().build().unwrap();
+        for i in 0..300 {
+            f.update(&[(i % 17) as f64]).unwrap();
+        }
+        let mut json: serde_json::Value = serde_json::to_value(&f).unwrap();
+        json["trees"][3]["tree"]["depth"] = serde_json::json!(40);
+        let hostile: StreamingIsolationForest = serde_json::from_value(json).unwrap();
+        assert!(hostile.trees.steps.is_none());
+        assert!(hostile.check().is_err());
     }
 }
