@@ -111,101 +111,153 @@ fn fixed(path: f64, normaliser: f64) -> Option<i64> {
     (term.is_finite() && term.abs() <= MAX_TERM).then(|| (term * SCALE).round() as i64)
 }
 
-/// A tree's keys with the change of its term at each, in fixed point, and its edge.
-fn run(t: &StepTree<'_>) -> Option<(Vec<(f64, i64)>, Edge)> {
-    let (mut keys, mut values) = (Vec::new(), Vec::new());
-    let representable = t.tree.one_feature_steps(&mut keys, &mut values)
+/// Buffers reused from one rebuild to the next on a thread, so a rebuild allocates only what it keeps.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<f64>,
+    values: Vec<f64>,
+    run: Vec<Entry>,
+    merged: Vec<Entry>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// A tree's keys with the change of its term at each, in fixed point, tagged with `tag`, into `out`; and its edge.
+fn run(t: &StepTree<'_>, tag: u8, scratch: &mut Scratch) -> Option<Edge> {
+    let Scratch {
+        keys, values, run, ..
+    } = scratch;
+    let representable = t.tree.one_feature_steps(keys, values)
         && values.len() == keys.len() + 1
         && t.lo.is_finite()
         && t.hi.is_finite()
         && t.lo <= t.hi
         && t.normaliser > 0.0
         && keys.first().is_none_or(|&k| k >= t.lo)
-        && keys.last().is_none_or(|&k| k <= t.hi);
+        && keys.last().is_none_or(|&k| k <= t.hi)
+        && keys.windows(2).all(|w| w[0] < w[1]);
     if !representable {
         return None;
     }
     // The tree's term enters at `lo` (a value above it is in the box), changes at each threshold, and leaves at
     // `hi`; the changes telescope, so each prefix sum is exactly the terms of its interval.
-    let mut entries = Vec::with_capacity(keys.len() + 2);
+    run.clear();
     let mut previous = fixed(values[0], t.normaliser)?;
-    entries.push((t.lo, previous));
+    run.push((t.lo, previous, tag));
     for (&k, &v) in keys.iter().zip(&values[1..]) {
         let term = fixed(v, t.normaliser)?;
-        entries.push((k, term - previous));
+        run.push((k, term - previous, tag));
         previous = term;
     }
-    entries.push((t.hi, -previous));
-    let edge = Edge {
+    run.push((t.hi, -previous, tag));
+    Some(Edge {
         lo: t.lo,
         hi: t.hi,
         first: values[0],
         last: values[values.len() - 1],
         normaliser: t.normaliser,
-    };
-    Some((entries, edge))
+    })
+}
+
+/// A key with the change of the in-box sum there and the slot of its tree in the group.
+type Entry = (f64, i64, u8);
+
+/// Merges two runs of entries sorted by key.
+fn merge(a: &[Entry], b: &[Entry], out: &mut Vec<Entry>) {
+    out.clear();
+    out.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if b[j].0 < a[i].0 {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push(a[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
 }
 
 impl Group {
+    /// The group of `trees` (slots in order): their runs merged one by one.
+    fn of(trees: &[StepTree<'_>]) -> Option<Group> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut all: Vec<Entry> = Vec::new();
+            let mut edges = Vec::with_capacity(trees.len());
+            for (slot, t) in trees.iter().enumerate() {
+                edges.push(run(t, u8::try_from(slot).ok()?, scratch)?);
+                merge(&all, &scratch.run, &mut scratch.merged);
+                std::mem::swap(&mut all, &mut scratch.merged);
+            }
+            Some(Group::filled(&all, edges))
+        })
+    }
+
     /// This group with the tree in `slot` (the next slot, or one it has) replaced by `tree`: one merge of the
     /// other trees' keys, already sorted, with the new tree's.
     fn with_tree(&self, slot: usize, tree: &StepTree<'_>) -> Option<Group> {
         if slot > self.edges.len() || slot >= GROUP {
             return None;
         }
-        let (new, edge) = run(tree)?;
-        let tag = slot as u8;
-        let kept = self.owner.iter().filter(|&&o| o != tag).count();
-        let n = kept + new.len();
+        let tag = u8::try_from(slot).ok()?;
+        SCRATCH.with_borrow_mut(|scratch| {
+            let edge = run(tree, tag, scratch)?;
+            let Scratch { run, merged, .. } = scratch;
+            merged.clear();
+            merged.reserve(self.owner.len() + run.len());
+            let mut new = run.iter().peekable();
+            for (i, &o) in self.owner.iter().enumerate() {
+                if o == tag {
+                    continue;
+                }
+                let k = self.units[i / BLOCK].keys[i % BLOCK];
+                while let Some(&&e) = new.peek()
+                    && e.0 < k
+                {
+                    merged.push(e);
+                    new.next();
+                }
+                merged.push((k, self.prefix(i + 1).wrapping_sub(self.prefix(i)), o));
+            }
+            merged.extend(new);
+            let mut edges = self.edges.clone();
+            if slot == edges.len() {
+                edges.push(edge);
+            } else {
+                edges[slot] = edge;
+            }
+            Some(Group::filled(merged, edges))
+        })
+    }
+
+    /// The group of sorted `entries`.
+    fn filled(entries: &[Entry], edges: Vec<Edge>) -> Group {
+        let n = entries.len();
         let mut units = vec![Unit::EMPTY; (n + 1).div_ceil(BLOCK)];
-        let mut owner = vec![0u8; n];
+        let mut owner = Vec::with_capacity(n);
         // Prefix sums are sums of at most `GROUP` terms within `MAX_TERM` (asserted above), so they cannot
         // overflow; wrapping adds keep the loop free of checks.
         let mut sum = 0i64;
-        let (mut j, mut b) = (0usize, 0usize);
-        let mut put = |j: usize, k: f64, sum: i64| {
+        for (j, &(k, delta, o)) in entries.iter().enumerate() {
             let unit = &mut units[j / BLOCK];
             unit.keys[j % BLOCK] = k;
             unit.prefix[j % BLOCK] = sum;
-        };
-        for (i, &o) in self.owner.iter().enumerate() {
-            if o == tag {
-                continue;
-            }
-            let k = self.units[i / BLOCK].keys[i % BLOCK];
-            while b < new.len() && new[b].0 < k {
-                put(j, new[b].0, sum);
-                sum = sum.wrapping_add(new[b].1);
-                owner[j] = tag;
-                j += 1;
-                b += 1;
-            }
-            put(j, k, sum);
-            sum = sum.wrapping_add(self.prefix(i + 1).wrapping_sub(self.prefix(i)));
-            owner[j] = o;
-            j += 1;
-        }
-        for &(k, delta) in &new[b..] {
-            put(j, k, sum);
             sum = sum.wrapping_add(delta);
-            owner[j] = tag;
-            j += 1;
+            owner.push(o);
         }
-        // The sentinel: its prefix sum is the total after every key.
-        put(j, f64::INFINITY, sum);
+        // The sentinel: its key is `+∞` (the unit was made so) and its prefix sum the total after every key.
+        units[n / BLOCK].prefix[n % BLOCK] = sum;
         let fences: Vec<f64> = units.iter().map(|u| u.keys[BLOCK - 1]).collect();
         let run = fences.len().div_ceil(COARSE);
         let mut coarse = [f64::INFINITY; COARSE];
         for (c, chunk) in coarse.iter_mut().zip(fences.chunks(run)) {
             *c = chunk[chunk.len() - 1];
         }
-        let mut edges = self.edges.clone();
-        if slot == edges.len() {
-            edges.push(edge);
-        } else {
-            edges[slot] = edge;
-        }
-        Some(Group {
+        Group {
             units,
             fences,
             coarse,
@@ -214,7 +266,7 @@ impl Group {
             max_lo: edges.iter().map(|e| e.lo).fold(f64::NEG_INFINITY, f64::max),
             min_hi: edges.iter().map(|e| e.hi).fold(f64::INFINITY, f64::min),
             edges,
-        })
+        }
     }
 
     /// The prefix sum of a value with `j` keys below it (`j` at most the number of keys).
@@ -245,17 +297,12 @@ pub(super) struct StepForest {
 }
 
 impl StepForest {
-    /// Builds the step functions of `trees`, or `None` when one cannot be represented (a sparse tree, a term
-    /// beyond [`MAX_TERM`], a box that does not hold its thresholds): the caller walks the trees instead.
+    /// Builds the step functions of `trees`, or `None` when one cannot be represented (a term beyond
+    /// [`MAX_TERM`], a box that does not hold its thresholds, thresholds out of order: only restored trees): the caller walks the trees instead.
     pub(super) fn build(trees: &[StepTree<'_>]) -> Option<StepForest> {
         let groups = trees
             .chunks(GROUP)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .enumerate()
-                    .try_fold(Group::default(), |g, (slot, t)| g.with_tree(slot, t))
-            })
+            .map(Group::of)
             .collect::<Option<Vec<_>>>()?;
         Some(StepForest { groups })
     }

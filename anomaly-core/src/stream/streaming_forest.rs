@@ -920,10 +920,20 @@ mod tests {
         for i in 0..300 {
             f.update(&[(i % 17) as f64]).unwrap();
         }
-        let mut json: serde_json::Value = serde_json::to_value(&f).unwrap();
-        json["trees"][3]["tree"]["depth"] = serde_json::json!(40);
-        let hostile: StreamingIsolationForest = serde_json::from_value(json).unwrap();
+        let json: serde_json::Value = serde_json::to_value(&f).unwrap();
+        let mut deep = json.clone();
+        deep["trees"][3]["tree"]["depth"] = serde_json::json!(40);
+        let hostile: StreamingIsolationForest = serde_json::from_value(deep).unwrap();
         assert!(hostile.trees.steps.is_none());
         assert!(hostile.check().is_err());
+        // Thresholds out of order pass the tree's check, but a step function would not score as its walk.
+        let mut shuffled = json;
+        let thresholds = shuffled["trees"][3]["tree"]["thresholds"]
+            .as_array_mut()
+            .unwrap();
+        thresholds.swap(1, 2);
+        let hostile: StreamingIsolationForest = serde_json::from_value(shuffled).unwrap();
+        assert!(hostile.check().is_ok());
+        assert!(hostile.trees.steps.is_none());
     }
 }
