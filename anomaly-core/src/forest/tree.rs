@@ -243,7 +243,8 @@ impl Tree {
         else {
             return false;
         };
-        /// In-order walk of node `i` on `level`: a pass-through node leads to the bottom slot of its left spine.
+        /// In-order walk of node `i` on `level`: a pass-through node sends every finite value left, as the walk
+        /// does, and adds no key.
         fn visit(
             i: usize,
             level: u32,
@@ -253,10 +254,18 @@ impl Tree {
             keys: &mut Vec<f64>,
             values: &mut Vec<f64>,
         ) {
-            let n_internal = (1usize << depth) - 1;
-            if level == depth || thresholds[i] == PASS {
-                let bottom = ((i + 1) << (depth - level)) - 1;
-                values.push(leaves[bottom - n_internal]);
+            if level == depth {
+                values.push(leaves[i + 1 - (1usize << depth)]);
+            } else if thresholds[i] == PASS {
+                visit(
+                    2 * i + 1,
+                    level + 1,
+                    depth,
+                    thresholds,
+                    leaves,
+                    keys,
+                    values,
+                );
             } else {
                 visit(
                     2 * i + 1,

@@ -935,5 +935,28 @@ mod tests {
         let hostile: StreamingIsolationForest = serde_json::from_value(shuffled).unwrap();
         assert!(hostile.check().is_ok());
         assert!(hostile.trees.steps.is_none());
+        // Real thresholds under a pass-through node: the walk still compares against them, so must the steps.
+        let mut f = StreamingIsolationForestParams::new()
+            .n_estimators(1)
+            .build()
+            .unwrap();
+        for i in 0..300 {
+            f.update(&[(i % 17) as f64]).unwrap();
+        }
+        let mut json: serde_json::Value = serde_json::to_value(&f).unwrap();
+        json["trees"][0]["tree"] = serde_json::json!({
+            "layout": "dense", "depth": 2, "features": [0, 0, 0, 0],
+            "thresholds": [f64::MAX, 8.5, f64::MAX, f64::MAX],
+            "leaves": [1.0, 2.0, 3.0, 4.0], "counts": [0, 0, 0, 0, 0, 0, 0],
+        });
+        let odd: StreamingIsolationForest = serde_json::from_value(json).unwrap();
+        assert!(odd.check().is_ok());
+        for x in [0.0, 8.5, 9.0, 16.0] {
+            let (steps, walk) = (odd.raw_score(&[x]), odd.walk_score(&[x]));
+            assert!(
+                (steps - walk).abs() <= 1e-12 * walk,
+                "x {x}: {steps} against {walk}"
+            );
+        }
     }
 }
