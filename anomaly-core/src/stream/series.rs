@@ -43,7 +43,7 @@ impl SeriesMethod {
 /// | `min_consecutive` | 3 | forest points in a row above the adaptive threshold that raise one detection |
 /// | `cooldown` | 5 | normal forest points in a row that close an incident, so the next streak raises again |
 /// | `context_len` | 32 | recent values and smoothed scores kept per series and stored with each detection |
-/// | `max_series` | 10,000 | series in memory; the least recently seen one is evicted beyond it |
+/// | `max_series` | 10,000 | series in memory (about 500 KiB each once the default forest is grown); the least recently seen one is evicted beyond it |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesParams {
     /// The moving average of each series.

@@ -59,9 +59,9 @@ pub struct Config {
     pub if_batch_size: usize,
     /// `IF_MIN_ANOMALY_CONSEC` (default 3): forest points in a row above the threshold that raise a detection.
     pub if_min_anomaly_consec: usize,
-    /// `MAX_SERIES` (default 10,000): series whose detector state is kept in memory (a few tens of KiB each, the
-    /// forest's window of up to 1,024 points dominating); beyond it the least recently seen series is evicted
-    /// (counted in `/metrics`) and starts over when it comes back.
+    /// `MAX_SERIES` (default 10,000): series whose detector state is kept in memory (about 500 KiB each once the
+    /// forest is grown, its 50 trees dominating); beyond it the least recently seen series is evicted (counted in
+    /// `/metrics`) and starts over when it comes back.
     pub max_series: usize,
     /// `DATABASE_URL`; default an SQLite file `metrics_worker.db` under `METRICS_WORKER_DATA` (default `./tmp`),
     /// created if missing. PostgreSQL as `postgres://user:password@host/db`.
