@@ -246,51 +246,25 @@ impl Tree {
         /// In-order walk of node `i` on `level`: a pass-through node sends every finite value left, as the walk
         /// does, and adds no key.
         fn visit(
+            (thresholds, leaves, depth): (&[f64], &[f64], u32),
             i: usize,
             level: u32,
-            depth: u32,
-            thresholds: &[f64],
-            leaves: &[f64],
-            keys: &mut Vec<f64>,
-            values: &mut Vec<f64>,
+            out: &mut (&mut Vec<f64>, &mut Vec<f64>),
         ) {
+            let tree = (thresholds, leaves, depth);
             if level == depth {
-                values.push(leaves[i + 1 - (1usize << depth)]);
+                out.1.push(leaves[i + 1 - (1usize << depth)]);
             } else if thresholds[i] == PASS {
-                visit(
-                    2 * i + 1,
-                    level + 1,
-                    depth,
-                    thresholds,
-                    leaves,
-                    keys,
-                    values,
-                );
+                visit(tree, 2 * i + 1, level + 1, out);
             } else {
-                visit(
-                    2 * i + 1,
-                    level + 1,
-                    depth,
-                    thresholds,
-                    leaves,
-                    keys,
-                    values,
-                );
-                keys.push(thresholds[i]);
-                visit(
-                    2 * i + 2,
-                    level + 1,
-                    depth,
-                    thresholds,
-                    leaves,
-                    keys,
-                    values,
-                );
+                visit(tree, 2 * i + 1, level + 1, out);
+                out.0.push(thresholds[i]);
+                visit(tree, 2 * i + 2, level + 1, out);
             }
         }
         keys.reserve(1 << *depth);
         values.reserve(1 << *depth);
-        visit(0, 0, *depth, thresholds, leaves, keys, values);
+        visit((thresholds, leaves, *depth), 0, 0, &mut (keys, values));
         true
     }
 

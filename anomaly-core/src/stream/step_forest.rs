@@ -111,7 +111,8 @@ fn fixed(path: f64, normaliser: f64) -> Option<i64> {
     (term.is_finite() && term.abs() <= MAX_TERM).then(|| (term * SCALE).round() as i64)
 }
 
-/// Buffers reused from one rebuild to the next on a thread, so a rebuild allocates only what it keeps.
+/// Buffers reused from one rebuild to the next on a thread, so a rebuild allocates only what it keeps. They hold at
+/// most one group's entries (8 trees of at most 4,097 keys each, as `Tree::check` bounds a tree's depth).
 #[derive(Default)]
 struct Scratch {
     keys: Vec<f64>,
@@ -164,22 +165,17 @@ fn run(t: &StepTree<'_>, tag: u8, scratch: &mut Scratch) -> Option<Edge> {
 /// A key with the change of the in-box sum there and the slot of its tree in the group.
 type Entry = (f64, i64, u8);
 
-/// Merges two runs of entries sorted by key.
-fn merge(a: &[Entry], b: &[Entry], out: &mut Vec<Entry>) {
+/// Merges two runs of entries sorted by key into `out`.
+fn merge(a: impl Iterator<Item = Entry>, b: &[Entry], out: &mut Vec<Entry>) {
     out.clear();
-    out.reserve(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if b[j].0 < a[i].0 {
-            out.push(b[j]);
-            j += 1;
-        } else {
-            out.push(a[i]);
-            i += 1;
+    let mut b = b.iter().copied().peekable();
+    for e in a {
+        while let Some(next) = b.next_if(|n| n.0 < e.0) {
+            out.push(next);
         }
+        out.push(e);
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
+    out.extend(b);
 }
 
 impl Group {
@@ -190,7 +186,7 @@ impl Group {
             let mut edges = Vec::with_capacity(trees.len());
             for (slot, t) in trees.iter().enumerate() {
                 edges.push(run(t, u8::try_from(slot).ok()?, scratch)?);
-                merge(&all, &scratch.run, &mut scratch.merged);
+                merge(all.iter().copied(), &scratch.run, &mut scratch.merged);
                 std::mem::swap(&mut all, &mut scratch.merged);
             }
             Some(Group::filled(&all, edges))
@@ -207,23 +203,18 @@ impl Group {
         SCRATCH.with_borrow_mut(|scratch| {
             let edge = run(tree, tag, scratch)?;
             let Scratch { run, merged, .. } = scratch;
-            merged.clear();
+            // The other trees' entries, their changes read back from the prefix sums.
+            let kept = self
+                .owner
+                .iter()
+                .enumerate()
+                .filter(|&(_, &o)| o != tag)
+                .map(|(i, &o)| {
+                    let k = self.units[i / BLOCK].keys[i % BLOCK];
+                    (k, self.prefix(i + 1).wrapping_sub(self.prefix(i)), o)
+                });
             merged.reserve(self.owner.len() + run.len());
-            let mut new = run.iter().peekable();
-            for (i, &o) in self.owner.iter().enumerate() {
-                if o == tag {
-                    continue;
-                }
-                let k = self.units[i / BLOCK].keys[i % BLOCK];
-                while let Some(&&e) = new.peek()
-                    && e.0 < k
-                {
-                    merged.push(e);
-                    new.next();
-                }
-                merged.push((k, self.prefix(i + 1).wrapping_sub(self.prefix(i)), o));
-            }
-            merged.extend(new);
+            merge(kept, run, merged);
             let mut edges = self.edges.clone();
             if slot == edges.len() {
                 edges.push(edge);

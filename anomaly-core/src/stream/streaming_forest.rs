@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::explanation::{Details, Explanation, Verdict, fmt_num};
 use crate::forest::{
     LANES, MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree, grow_tree_sorted,
-    lead_features, path_lengths_lanes, percentile_select, rank_attributions, typical_ranges,
+    lead_features, path_lengths_lanes, percentile_select, rank_attributions, sort_sample,
+    typical_ranges,
 };
 
 /// Most rows any tree is grown on, as in the batch forest's `max_samples = auto`.
@@ -216,23 +217,6 @@ impl WindowTree {
             normaliser: self.normaliser,
         }
     }
-}
-
-/// Sorts finite `values` into `sorted` through `keys`: each value as an integer of the same order (the sign bit
-/// set for positive values, every bit flipped for negative ones), which sorts faster than floats.
-fn sort_values(values: impl Iterator<Item = f64>, keys: &mut Vec<u64>, sorted: &mut Vec<f64>) {
-    const SIGN: u64 = 1 << 63;
-    keys.clear();
-    keys.extend(values.map(|v| {
-        let bits = v.to_bits();
-        if bits & SIGN == 0 { bits | SIGN } else { !bits }
-    }));
-    keys.sort_unstable();
-    sorted.clear();
-    sorted.extend(
-        keys.iter()
-            .map(|&k| f64::from_bits(if k & SIGN != 0 { k & !SIGN } else { !k })),
-    );
 }
 
 /// The range extension of a path length `h`, for a point `extension` beyond a box of total side `range`.
@@ -541,15 +525,17 @@ impl StreamingIsolationForest {
                 (0..self.window_len).collect()
             };
             let d = features.len();
-            let view =
-                ArrayView2::from_shape((self.window_len, d), &self.window[..self.window_len * d])
-                    .expect("window ring holds window_len rows");
             let (nodes, lo, hi) = if d == 1 {
                 // One feature: grow on the sorted sample (the same tree, see `grow_tree_sorted`).
-                sort_values(rows.iter().map(|&r| self.window[r]), &mut keys, &mut sorted);
+                sort_sample(rows.iter().map(|&r| self.window[r]), &mut keys, &mut sorted);
                 let nodes = grow_tree_sorted(&sorted, 0, max_depth, &mut self.rng);
                 (nodes, vec![sorted[0]], vec![sorted[sorted.len() - 1]])
             } else {
+                let view = ArrayView2::from_shape(
+                    (self.window_len, d),
+                    &self.window[..self.window_len * d],
+                )
+                .expect("window ring holds window_len rows");
                 let nodes = grow_tree(view, &rows, &features, max_depth, &mut self.rng);
                 let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
                 for &r in &rows {
