@@ -6,6 +6,7 @@ pub mod engine;
 mod error;
 mod explanation;
 pub mod forest;
+pub mod logs;
 pub mod metrics;
 pub mod records;
 pub mod snapshot;

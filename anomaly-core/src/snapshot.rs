@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::RecordModel;
 use crate::error::{Error, Result};
 use crate::forest::IsolationForest;
+use crate::logs::LogAnalyzer;
 use crate::stream::{Ema, MovingAverage, StreamingIsolationForest};
 
 /// The value of the `format` field.
@@ -37,6 +38,8 @@ pub enum Model {
     StreamingIsolationForest(StreamingIsolationForest),
     /// A record model: learned schema and forest.
     RecordModel(RecordModel),
+    /// A log analyzer: its template miner and each template's history.
+    LogAnalyzer(LogAnalyzer),
 }
 
 impl Model {
@@ -48,6 +51,7 @@ impl Model {
             Model::Ema(_) => "ema",
             Model::StreamingIsolationForest(_) => "streaming_isolation_forest",
             Model::RecordModel(_) => "record_model",
+            Model::LogAnalyzer(_) => "log_analyzer",
         }
     }
 
@@ -58,6 +62,8 @@ impl Model {
             Model::Ema(m) => m.check(),
             Model::StreamingIsolationForest(m) => m.check(),
             Model::RecordModel(m) => m.check(),
+            // Checked as it is read (`TryFrom` of its state).
+            Model::LogAnalyzer(_) => Ok(()),
         }
     }
 }
@@ -164,4 +170,5 @@ snapshot_conversions!(
     Ema => Ema,
     StreamingIsolationForest => StreamingIsolationForest,
     RecordModel => RecordModel,
+    LogAnalyzer => LogAnalyzer,
 );

@@ -8,6 +8,7 @@ mod engine;
 mod errors;
 mod forest_properties;
 mod limits;
+mod logs;
 mod records;
 mod records_e2e;
 mod streaming;
