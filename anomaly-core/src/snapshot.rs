@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::RecordModel;
 use crate::error::{Error, Result};
 use crate::forest::IsolationForest;
-use crate::logs::LogAnalyzer;
+use crate::logs::LogDetector;
 use crate::stream::{Ema, MovingAverage, StreamingIsolationForest};
 
 /// The value of the `format` field.
@@ -38,8 +38,8 @@ pub enum Model {
     StreamingIsolationForest(StreamingIsolationForest),
     /// A record model: learned schema and forest.
     RecordModel(RecordModel),
-    /// A log analyzer: its template miner and each template's history.
-    LogAnalyzer(LogAnalyzer),
+    /// A log detector: its template miner and each template's history.
+    LogDetector(LogDetector),
 }
 
 impl Model {
@@ -51,7 +51,7 @@ impl Model {
             Model::Ema(_) => "ema",
             Model::StreamingIsolationForest(_) => "streaming_isolation_forest",
             Model::RecordModel(_) => "record_model",
-            Model::LogAnalyzer(_) => "log_analyzer",
+            Model::LogDetector(_) => "log_detector",
         }
     }
 
@@ -63,7 +63,7 @@ impl Model {
             Model::StreamingIsolationForest(m) => m.check(),
             Model::RecordModel(m) => m.check(),
             // Checked as it is read (`TryFrom` of its state).
-            Model::LogAnalyzer(_) => Ok(()),
+            Model::LogDetector(_) => Ok(()),
         }
     }
 }
@@ -170,5 +170,5 @@ snapshot_conversions!(
     Ema => Ema,
     StreamingIsolationForest => StreamingIsolationForest,
     RecordModel => RecordModel,
-    LogAnalyzer => LogAnalyzer,
+    LogDetector => LogDetector,
 );

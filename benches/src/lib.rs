@@ -85,6 +85,61 @@ pub fn sine_series(len: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
+/// The shared data folder beside the checkout (`../shared/data`), or `ANOMALY_SHARED_DATA`.
+pub fn shared_data() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("ANOMALY_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+        });
+    dir.is_dir().then_some(dir)
+}
+
+fn loghub_file(dir: &std::path::Path, set: &str, suffix: &str) -> std::path::PathBuf {
+    if set == "BGL" {
+        dir.join(format!("logs/bgl_2k/BGL_2k.log{suffix}"))
+    } else {
+        dir.join(format!("logs/loghub_2k/{set}/{set}_2k.log{suffix}"))
+    }
+}
+
+/// A loghub 2k set's raw lines (BGL's without their label token).
+///
+/// # Panics
+/// When the file cannot be read.
+pub fn loghub_raw_lines(dir: &std::path::Path, set: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(loghub_file(dir, set, "")).expect("log file");
+    text.lines()
+        .map(|l| {
+            if set == "BGL" {
+                l.split_once(' ').map_or(l, |x| x.1)
+            } else {
+                l
+            }
+            .to_string()
+        })
+        .collect()
+}
+
+/// A loghub 2k set's `Content` column (the message after loghub's header parsing), what Drain3 is measured on.
+///
+/// # Panics
+/// When the file cannot be read or has no `Content` column.
+pub fn loghub_contents(dir: &std::path::Path, set: &str) -> Vec<String> {
+    let mut reader =
+        csv::Reader::from_path(loghub_file(dir, set, "_structured.csv")).expect("structured csv");
+    let column = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .position(|h| h == "Content")
+        .expect("Content column");
+    reader
+        .records()
+        .map(|r| r.expect("csv row")[column].to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

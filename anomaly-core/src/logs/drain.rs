@@ -108,7 +108,8 @@ pub struct Template {
     id: TemplateId,
     tokens: Vec<Box<str>>,
     size: u64,
-    #[serde(skip)]
+    /// Recency under the template cap.
+    #[serde(default)]
     last_used: u64,
 }
 
@@ -181,8 +182,10 @@ struct Tokens<'a> {
 pub struct Drain {
     params: DrainParams,
     /// Token count → first-level node.
+    #[serde(with = "super::pairs")]
     lengths: HashMap<u32, u32>,
     nodes: Vec<Node>,
+    #[serde(with = "super::pairs")]
     templates: HashMap<TemplateId, Template>,
     next_id: TemplateId,
     #[serde(skip)]
@@ -194,8 +197,10 @@ pub struct Drain {
 #[derive(Deserialize)]
 struct DrainState {
     params: DrainParams,
+    #[serde(with = "super::pairs")]
     lengths: HashMap<u32, u32>,
     nodes: Vec<Node>,
+    #[serde(with = "super::pairs")]
     templates: HashMap<TemplateId, Template>,
     next_id: TemplateId,
 }
@@ -225,17 +230,22 @@ impl TryFrom<DrainState> for Drain {
                 return Err(format!("template {id} is inconsistent"));
             }
         }
-        // Recency is not stored: templates restart in id order, the newest most recent.
+        // Recency as saved; saved ticks that collide (only a hostile snapshot has them) are renumbered in order.
         let mut templates = s.templates;
-        let mut ids: Vec<TemplateId> = templates.keys().copied().collect();
-        ids.sort_unstable();
-        let mut lru = BTreeMap::new();
-        for (tick, id) in ids.iter().enumerate() {
-            if let Some(t) = templates.get_mut(id) {
-                t.last_used = tick as u64;
+        let mut order: Vec<(u64, TemplateId)> =
+            templates.values().map(|t| (t.last_used, t.id)).collect();
+        order.sort_unstable();
+        let mut lru: BTreeMap<u64, TemplateId> = order.iter().copied().collect();
+        if lru.len() != order.len() {
+            lru.clear();
+            for (tick, (_, id)) in order.iter().enumerate() {
+                if let Some(t) = templates.get_mut(id) {
+                    t.last_used = tick as u64;
+                }
+                lru.insert(tick as u64, *id);
             }
-            lru.insert(tick as u64, *id);
         }
+        let tick = lru.last_key_value().map_or(0, |(k, _)| *k);
         Ok(Drain {
             params: s.params,
             lengths: s.lengths,
@@ -243,7 +253,7 @@ impl TryFrom<DrainState> for Drain {
             templates,
             next_id: s.next_id,
             lru,
-            tick: ids.len() as u64,
+            tick,
         })
     }
 }
@@ -628,6 +638,15 @@ mod tests {
         assert!(d.template(a).is_some() && d.template(c).is_some() && d.template(b).is_none());
         // A forgotten template's lines start a new one.
         assert_eq!(d.add("beta two").change, TemplateChange::Created);
+        // Restored with colliding recency (hostile), the cap still holds.
+        let mut state = serde_json::to_value(&d).unwrap();
+        for pair in state["templates"].as_array_mut().unwrap() {
+            pair[1]["last_used"] = 7.into();
+        }
+        let mut back: Drain = serde_json::from_value(state).unwrap();
+        back.add("delta four");
+        back.add("epsilon five");
+        assert_eq!(back.len(), 2);
     }
 
     #[test]
@@ -654,7 +673,7 @@ mod tests {
         hostile["next_id"] = 1.into();
         assert!(serde_json::from_value::<Drain>(hostile).is_err());
         let mut hostile: serde_json::Value = serde_json::from_str(&json).unwrap();
-        hostile["lengths"]["4"] = 99.into();
+        hostile["lengths"][0][1] = 99.into();
         assert!(serde_json::from_value::<Drain>(hostile).is_err());
     }
 

@@ -111,8 +111,8 @@ impl Severity {
 /// time `HH:MM:SS` (or `HH.MM.SS`, with a fraction) in the same token (after `T`, `-` or `_`) or the next one.
 /// Dates without a zone are read as UTC.
 pub fn time_in_line(line: &str) -> Option<f64> {
-    let tokens: Vec<&str> = line.split_whitespace().take(HEADER_TOKENS).collect();
-    for (i, raw) in tokens.iter().enumerate() {
+    let mut tokens = line.split_whitespace().take(HEADER_TOKENS).peekable();
+    while let Some(raw) = tokens.next() {
         let t = raw.trim_matches(|c: char| matches!(c, '[' | ']' | '(' | ')' | ',' | '"'));
         if let Some(s) = epoch(t) {
             return Some(s);
@@ -122,7 +122,7 @@ pub fn time_in_line(line: &str) -> Option<f64> {
         };
         let rest = t[10..].trim_start_matches(['T', '-', '_', ' ']);
         let rest = if rest.is_empty() {
-            tokens.get(i + 1).copied().unwrap_or("")
+            tokens.peek().copied().unwrap_or("")
         } else {
             rest
         };

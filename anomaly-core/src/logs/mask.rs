@@ -234,28 +234,36 @@ pub(crate) fn tokenize<'a>(
     extra_delimiters: &[String],
     max_tokens: usize,
 ) -> Vec<&'a str> {
-    let delimiters: Vec<&str> = extra_delimiters
-        .iter()
-        .map(String::as_str)
-        .filter(|d| !d.is_empty())
-        .collect();
-    // The length of the separator starting at byte `i`, if any.
-    let separator = |i: usize| -> Option<usize> {
-        let rest = &line[i..];
-        let c = rest.chars().next()?;
-        if is_space(c) {
-            return Some(c.len_utf8());
+    let bytes = line.as_bytes();
+    // The length of the separator starting at byte `i`, 0 when none does.
+    let separator = |i: usize| -> usize {
+        let b = bytes[i];
+        let space = if b < 0x80 {
+            usize::from(matches!(
+                b,
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f
+            ))
+        } else {
+            line[i..]
+                .chars()
+                .next()
+                .filter(|c| is_space(*c))
+                .map_or(0, char::len_utf8)
+        };
+        if space > 0 || extra_delimiters.is_empty() {
+            return space;
         }
-        delimiters
+        extra_delimiters
             .iter()
-            .find(|d| rest.starts_with(**d))
-            .map(|d| d.len())
+            .find(|d| !d.is_empty() && bytes[i..].starts_with(d.as_bytes()))
+            .map_or(0, String::len)
     };
     let mut tokens = Vec::with_capacity(16);
     let mut i = 0;
     let mut start: Option<usize> = None;
-    while i < line.len() {
-        if let Some(len) = separator(i) {
+    while i < bytes.len() {
+        let len = separator(i);
+        if len > 0 {
             if let Some(s) = start.take() {
                 tokens.push(&line[s..i]);
             }
@@ -269,7 +277,11 @@ pub(crate) fn tokenize<'a>(
             }
             start = Some(i);
         }
-        i += line[i..].chars().next().map_or(1, char::len_utf8);
+        // The next character boundary.
+        i += 1;
+        while i < bytes.len() && (bytes[i] & 0xC0) == 0x80 {
+            i += 1;
+        }
     }
     if let Some(s) = start {
         tokens.push(&line[s..]);

@@ -1,4 +1,4 @@
-//! Log template mining against loghub's reference templates, and the log analyzer on BGL's labelled lines.
+//! Log template mining against loghub's reference templates, and the log detector on BGL's labelled lines.
 //!
 //! Grouping accuracy is loghub/logparser's definition: a line is parsed correctly when the lines of its template are
 //! exactly the lines of one reference template. The bar is Python Drain3 0.9.11 with its defaults, measured on the
@@ -125,20 +125,20 @@ pub(crate) fn bgl_lines(dir: &Path) -> Vec<(String, bool)> {
 }
 
 #[test]
-fn the_analyzer_beats_the_severity_keyword_on_bgl() {
-    use anomaly_core::logs::{LogAnalyzer, LogAnalyzerParams};
+fn the_detector_beats_the_severity_keyword_on_bgl() {
+    use anomaly_core::logs::{LogDetector, LogDetectorParams};
     use anomaly_core::metrics::{average_precision, roc_auc};
     let Some(dir) = shared_data() else {
         eprintln!(
-            "SKIPPED the_analyzer_beats_the_severity_keyword_on_bgl: no shared data folder (set ANOMALY_SHARED_DATA)"
+            "SKIPPED the_detector_beats_the_severity_keyword_on_bgl: no shared data folder (set ANOMALY_SHARED_DATA)"
         );
         return;
     };
     let lines = bgl_lines(&dir);
-    let mut analyzer = LogAnalyzer::new(LogAnalyzerParams::default()).unwrap();
+    let mut detector = LogDetector::new(LogDetectorParams::default()).unwrap();
     let scores: Vec<f64> = lines
         .iter()
-        .map(|(l, _)| analyzer.analyze(l, 0.0).unwrap().score)
+        .map(|(l, _)| detector.analyze(l, 0.0).unwrap().score)
         .collect();
     let labels: Vec<bool> = lines.iter().map(|(_, y)| *y).collect();
     let fatal: Vec<f64> = lines
@@ -155,7 +155,7 @@ fn the_analyzer_beats_the_severity_keyword_on_bgl() {
     );
     eprintln!(
         "BGL 2k online: ROC-AUC {auc:.4}, AP {ap:.4} (FATAL alone: {fauc:.4}, {fap:.4}); {} templates",
-        analyzer.template_count()
+        detector.template_count()
     );
     assert!(auc >= 0.95 && ap >= 0.45, "ROC-AUC {auc:.4}, AP {ap:.4}");
 }

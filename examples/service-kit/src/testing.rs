@@ -69,3 +69,120 @@ pub fn promtool(args: &[&str]) -> Result<bool, String> {
         Err(e) => Err(format!("cannot run promtool: {e}")),
     }
 }
+
+/// Web pages in a real browser: Debian's chromium, headless, driven through chromedriver (WebDriver).
+/// `CHROMEDRIVER` (default `chromedriver` on the `PATH`) and `CHROME_BIN` (default `/usr/bin/chromium`) name them;
+/// without chromedriver [`browser::Driver::start`] returns `None` (the test should say SKIPPED), unless
+/// `REQUIRE_BROWSER` is set (the project's test script installs both and sets it).
+#[cfg(feature = "browser")]
+pub mod browser {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub use fantoccini::{Client, Locator};
+    use serde_json::json;
+
+    /// chromedriver on a free port, killed on drop.
+    #[derive(Debug)]
+    pub struct Driver {
+        child: Child,
+        port: u16,
+    }
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Driver {
+        /// Starts chromedriver, or `None` when it cannot run and `REQUIRE_BROWSER` is unset.
+        ///
+        /// # Panics
+        /// When `REQUIRE_BROWSER` is set and chromedriver cannot run.
+        pub fn start() -> Option<Driver> {
+            let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .ok()?;
+            match Command::new(&program)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(child) => Some(Driver { child, port }),
+                Err(e) => {
+                    assert!(
+                        std::env::var_os("REQUIRE_BROWSER").is_none(),
+                        "REQUIRE_BROWSER is set but `{program}` cannot run: {e}"
+                    );
+                    None
+                }
+            }
+        }
+
+        /// A new headless browser session (retried while chromedriver starts, for up to 30 s).
+        ///
+        /// # Panics
+        /// When no session starts within 30 s.
+        pub async fn browser(&self) -> Client {
+            let chrome = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
+            let capabilities = json!({
+                "goog:chromeOptions": {
+                    "binary": chrome,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"],
+                }
+            });
+            let Some(capabilities) = capabilities.as_object().cloned() else {
+                unreachable!("a JSON object literal")
+            };
+            let started = Instant::now();
+            loop {
+                let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                let attempt = fantoccini::ClientBuilder::new(connector)
+                    .capabilities(capabilities.clone())
+                    .connect(&format!("http://127.0.0.1:{}", self.port))
+                    .await;
+                match attempt {
+                    Ok(c) => return c,
+                    Err(e) => {
+                        assert!(
+                            started.elapsed() < Duration::from_secs(30),
+                            "cannot start the browser: {e}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluates `script` (a function body that returns a value) in the page.
+    ///
+    /// # Panics
+    /// When the script throws.
+    pub async fn eval(c: &Client, script: &str) -> serde_json::Value {
+        match c.execute(script, vec![]).await {
+            Ok(v) => v,
+            Err(e) => panic!("script failed: {e}\n{script}"),
+        }
+    }
+
+    /// Waits up to 20 s until `script` returns `true`.
+    ///
+    /// # Panics
+    /// On the timeout, naming `what`.
+    pub async fn wait_for(c: &Client, what: &str, script: &str) {
+        let started = Instant::now();
+        while eval(c, script).await != json!(true) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "timed out waiting until {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -3,106 +3,24 @@
 //! them; without chromedriver the test says SKIPPED, unless `REQUIRE_BROWSER` is set (the project's test script
 //! installs both and sets it).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
 use metrics_worker::TestHooks;
 use serde_json::json;
+use service_kit::testing::browser::{Driver, Locator, eval, wait_for};
 
 use crate::common::{Harness, nats_url, stationary};
 
-/// chromedriver on a free port, killed on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[allow(clippy::print_stderr)]
-fn driver() -> Option<Driver> {
-    let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    match Command::new(&program)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => Some(Driver { child, port }),
-        Err(e) => {
-            assert!(
-                std::env::var_os("REQUIRE_BROWSER").is_none(),
-                "REQUIRE_BROWSER is set but `{program}` cannot run: {e}"
-            );
-            eprintln!(
-                "SKIPPED dashboard browser test: `{program}` cannot run ({e}); install chromium-driver"
-            );
-            None
-        }
-    }
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let chrome = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": chrome,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"],
-        }
-    });
-    let started = Instant::now();
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let attempt = ClientBuilder::new(connector)
-            .capabilities(capabilities.as_object().unwrap().clone())
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await;
-        match attempt {
-            Ok(c) => return c,
-            Err(e) => {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "cannot start the browser: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// Evaluates `script` (a function body that returns a value) in the page.
-async fn eval(c: &Client, script: &str) -> serde_json::Value {
-    c.execute(script, vec![]).await.unwrap()
-}
-
-async fn wait_for(c: &Client, what: &str, script: &str) {
-    let started = Instant::now();
-    while eval(c, script).await != json!(true) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)]
 async fn rows_appear_without_a_reload_and_expand_to_their_context() {
     let Some(url) = nats_url("dashboard") else {
         return;
     };
-    let Some(driver) = driver() else {
+    let Some(driver) = Driver::start() else {
+        eprintln!(
+            "SKIPPED dashboard browser test: chromedriver cannot run; install chromium-driver"
+        );
         return;
     };
     let h = Harness::new(&url, "dashboard", None).await;
@@ -124,7 +42,7 @@ async fn rows_appear_without_a_reload_and_expand_to_their_context() {
     let first = w.anomalies("web.checkout").await.len();
     assert!(first >= 1, "the spike is detected");
 
-    let c = browser(&driver).await;
+    let c = driver.browser().await;
     c.goto(&w.url("/ui")).await.unwrap();
     let rows = c.find_all(Locator::Css("#rows tr[data-id]")).await.unwrap();
     assert_eq!(

@@ -1,26 +1,29 @@
-//! The online log analyzer: each line is mined into its template, scored against what the system has logged so
+//! The online log detector: each line is mined into its template, scored against what the system has logged so
 //! far, then learned.
 //!
 //! # The score
 //! Each signal is a surprise `s` in `0..=1` with a weight `w` ([`LogWeights`]); the score is their noisy-OR,
 //! `1 − Π(1 − w·s)`, so it stays in `0..=1`, never falls when a signal is added, and a single signal cannot exceed
 //! its weight. The signals:
-//! - **level**: the line's own severity ([`Severity`]): `w` per level (FATAL 0.7, CRITICAL 0.6, ERROR 0.5,
+//! - **level**: the line's own severity ([`Severity`]): `w` per level (FATAL 0.7, CRITICAL 0.6, ERROR 0.55,
 //!   WARNING 0.3, NOTICE 0.1, others 0), `s = 1`;
-//! - **new template**: the line starts a template; `s = 1 − r`, where `r` is the share of recent lines (about the
-//!   last 100) that started one, so novelty counts once the system's templates have settled;
-//! - **rare template**: `s = 1 / (1 + c)`, `c` the template's count decayed with a half-life of
+//! - **new template** (weight 0.35): the line starts a template; `s = 1 − r`, where `r` is the share of recent
+//!   lines (about the last 100) that started one, so novelty counts once the system's templates have settled. A
+//!   new ERROR template in a settled system scores 0.71, above the default threshold of 0.7; a FATAL line alone
+//!   scores 0.7;
+//! - **rare template** (0.3): `s = 1 / (1 + c)`, `c` the template's count decayed with a half-life of
 //!   `half_life_lines` lines, once the template is known for that many lines (before, it is new rather than rare:
 //!   on BGL, where alerts repeat and one-off lines are normal, rarity among recent templates ranks alerts down);
-//! - **parameter**: a numeric parameter outside the range its slot has held (`s = 1 − e^(−excess/spread)`), or a
+//! - **parameter** (0.4): a numeric parameter outside the range its slot has held (`s = 1 − e^(−excess/spread)`), or a
 //!   value never seen in a slot whose values repeat (`s = 1 − distinct/count`); after `min_history` lines of the
 //!   template;
-//! - **level for the template**: the line's level is one the template rarely has: `s = 1 − 20·p`, `p` the share
+//! - **level for the template** (0.4): the line's level is one the template rarely has: `s = 1 − 20·p`, `p` the share
 //!   of the template's lines at this level or above; after `min_history` lines;
-//! - **burst**: `k` lines of the template in the last `window_seconds` (the line included, `k ≥ 3`) against `λ`
-//!   expected from its long-run rate: `s = P(X < k)` for `X ~ Poisson(λ)`;
-//! - **silence**: the template returns after a gap it had less than a 1 % chance to leave at its rate:
-//!   `s = 1 − P(gap)/0.01`; after `min_history` lines.
+//! - **burst** (0.3): `k` lines of the template in the last `window_seconds` (the line included, `k ≥ 3`) against `λ`
+//!   expected at its rate over everything seen so far: `s = (P(X < k) − 0.9) / 0.1` for `X ~ Poisson(λ)`, so a
+//!   count within the usual 90 % of windows counts for nothing;
+//! - **silence** (0.3): the template returns after a gap it had less than a 1 % chance to leave at its own mean
+//!   gap: `s = 1 − P(gap)/0.01`, `P(gap) = e^(−gap/mean gap)`; after `min_history` lines.
 //!
 //! Templates are mined from the message: what follows the level in the line's header (the whole line when it
 //! names no level), so timestamps, hosts and levels do not blur templates together.
@@ -70,10 +73,10 @@ impl Default for LogWeights {
         LogWeights {
             fatal: 0.7,
             critical: 0.6,
-            error: 0.5,
+            error: 0.55,
             warning: 0.3,
             notice: 0.1,
-            new_template: 0.3,
+            new_template: 0.35,
             rare_template: 0.3,
             parameter: 0.4,
             level_for_template: 0.4,
@@ -112,10 +115,10 @@ impl LogWeights {
     }
 }
 
-/// The analyzer's settings.
+/// The detector's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct LogAnalyzerParams {
+pub struct LogDetectorParams {
     /// The template miner's settings (by default at most 10,000 templates).
     pub drain: DrainParams,
     /// The signals' weights.
@@ -132,9 +135,9 @@ pub struct LogAnalyzerParams {
     pub max_values: usize,
 }
 
-impl Default for LogAnalyzerParams {
+impl Default for LogDetectorParams {
     fn default() -> Self {
-        LogAnalyzerParams {
+        LogDetectorParams {
             drain: DrainParams::default(),
             weights: LogWeights::default(),
             half_life_lines: 10_000.0,
@@ -146,7 +149,7 @@ impl Default for LogAnalyzerParams {
     }
 }
 
-impl LogAnalyzerParams {
+impl LogDetectorParams {
     fn check(&self) -> Result<()> {
         for (name, w) in self.weights.all() {
             if !(0.0..=1.0).contains(&w) {
@@ -178,7 +181,7 @@ impl LogAnalyzerParams {
 /// One line's analysis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogVerdict {
-    /// The line's template (`None` only from [`LogAnalyzer::score`] for a line no template would take).
+    /// The line's template (`None` only from [`LogDetector::score`] for a line no template would take).
     pub template_id: Option<TemplateId>,
     /// The template's text (the masked line itself when it has none yet).
     pub template: String,
@@ -194,7 +197,7 @@ pub struct LogVerdict {
     pub reasons: Vec<String>,
 }
 
-/// A template's record, as [`LogAnalyzer::templates`] lists it.
+/// A template's record, as [`LogDetector::templates`] lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TemplateSummary {
     /// Its identifier.
@@ -216,8 +219,8 @@ struct Slot {
     slot: u32,
     count: u64,
     numeric: u64,
-    min: f64,
-    max: f64,
+    /// Smallest and largest numeric value.
+    range: Option<(f64, f64)>,
     values: Vec<(Box<str>, u64)>,
     /// More distinct values than `max_values`: not judged by value.
     overflowed: bool,
@@ -242,13 +245,14 @@ struct Stats {
     slots: Vec<Slot>,
 }
 
-/// The online log analyzer: a template miner and each template's history. Serialisable (it is the
-/// `log_analyzer` snapshot kind); a restored analyzer is checked first.
+/// The online log detector: a template miner and each template's history. Serialisable (it is the
+/// `log_detector` snapshot kind); a restored detector is checked first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "AnalyzerState")]
-pub struct LogAnalyzer {
-    params: LogAnalyzerParams,
+#[serde(try_from = "DetectorState")]
+pub struct LogDetector {
+    params: LogDetectorParams,
     drain: Drain,
+    #[serde(with = "super::pairs")]
     stats: HashMap<TemplateId, Stats>,
     lines_seen: u64,
     /// Share of recent lines that started a template.
@@ -258,22 +262,23 @@ pub struct LogAnalyzer {
 }
 
 #[derive(Deserialize)]
-struct AnalyzerState {
-    params: LogAnalyzerParams,
+struct DetectorState {
+    params: LogDetectorParams,
     drain: Drain,
+    #[serde(with = "super::pairs")]
     stats: HashMap<TemplateId, Stats>,
     lines_seen: u64,
     new_rate: f64,
     origin: Option<f64>,
 }
 
-impl TryFrom<AnalyzerState> for LogAnalyzer {
+impl TryFrom<DetectorState> for LogDetector {
     type Error = String;
 
-    fn try_from(s: AnalyzerState) -> std::result::Result<Self, String> {
+    fn try_from(s: DetectorState) -> std::result::Result<Self, String> {
         s.params.check().map_err(|e| e.to_string())?;
         if s.drain.params() != &s.params.drain {
-            return Err("the miner's settings differ from the analyzer's".into());
+            return Err("the miner's settings differ from the detector's".into());
         }
         if !(0.0..=1.0).contains(&s.new_rate) || s.origin.is_some_and(|o| !o.is_finite()) {
             return Err("rates or times out of range".into());
@@ -284,13 +289,15 @@ impl TryFrom<AnalyzerState> for LogAnalyzer {
                 .all(|v| v.is_finite());
             let bounded = st.slots.len() <= s.params.max_parameters
                 && st.slots.iter().all(|x| {
-                    x.values.len() <= s.params.max_values && x.min.is_finite() && x.max.is_finite()
+                    x.values.len() <= s.params.max_values
+                        && x.range
+                            .is_none_or(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo <= hi)
                 });
             if s.drain.template(*id).is_none() || !finite || !bounded {
                 return Err(format!("template {id}'s statistics are inconsistent"));
             }
         }
-        Ok(LogAnalyzer {
+        Ok(LogDetector {
             params: s.params,
             drain: s.drain,
             stats: s.stats,
@@ -328,14 +335,14 @@ impl Signals {
     }
 }
 
-impl LogAnalyzer {
-    /// An analyzer that has seen nothing.
+impl LogDetector {
+    /// A detector that has seen nothing.
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] for settings outside their documented domain.
-    pub fn new(params: LogAnalyzerParams) -> Result<Self> {
+    pub fn new(params: LogDetectorParams) -> Result<Self> {
         params.check()?;
-        Ok(LogAnalyzer {
+        Ok(LogDetector {
             drain: Drain::new(params.drain.clone())?,
             params,
             stats: HashMap::new(),
@@ -346,7 +353,7 @@ impl LogAnalyzer {
     }
 
     /// Its settings.
-    pub fn params(&self) -> &LogAnalyzerParams {
+    pub fn params(&self) -> &LogDetectorParams {
         &self.params
     }
 
@@ -407,28 +414,32 @@ impl LogAnalyzer {
         let mut out: Vec<TemplateSummary> = self
             .drain
             .templates()
-            .map(|t| {
-                let st = self.stats.get(&t.id());
-                let levels = st.map(|s| s.levels).unwrap_or_default();
-                let severities = Severity::ALL
-                    .iter()
-                    .map(|s| s.name())
-                    .chain(["NONE"])
-                    .zip(levels)
-                    .filter(|(_, n)| *n > 0)
-                    .collect();
-                TemplateSummary {
-                    id: t.id(),
-                    template: t.text(),
-                    count: st.map_or(t.size(), |s| s.count),
-                    first_seen: st.map_or(0.0, |s| s.first_seen),
-                    last_seen: st.map_or(0.0, |s| s.last_seen),
-                    severities,
-                }
-            })
+            .filter_map(|t| self.template_summary(t.id()))
             .collect();
         out.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
         out
+    }
+
+    /// One template with its counts (`None` for an unknown or forgotten id).
+    pub fn template_summary(&self, id: TemplateId) -> Option<TemplateSummary> {
+        let t = self.drain.template(id)?;
+        let st = self.stats.get(&id);
+        let levels = st.map(|s| s.levels).unwrap_or_default();
+        let severities = Severity::ALL
+            .iter()
+            .map(|s| s.name())
+            .chain(["NONE"])
+            .zip(levels)
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Some(TemplateSummary {
+            id,
+            template: t.text(),
+            count: st.map_or(t.size(), |s| s.count),
+            first_seen: st.map_or(0.0, |s| s.first_seen),
+            last_seen: st.map_or(0.0, |s| s.last_seen),
+            severities,
+        })
     }
 
     fn decay(&self) -> f64 {
@@ -501,20 +512,18 @@ impl LogAnalyzer {
             )
         });
         let mature = st.count >= p.min_history;
-        // Parameters.
+        // Parameters: the most surprising one, worded only when it counts.
         if mature {
-            let mut best: (f64, String) = (0.0, String::new());
-            for (slot, value) in parameters {
-                let Some(s) = st.slots.iter().find(|x| x.slot == *slot) else {
-                    continue;
-                };
-                let (surprise, why) = slot_surprise(s, value);
-                if surprise > best.0 {
-                    best = (surprise, why);
-                }
+            let best = parameters
+                .iter()
+                .filter_map(|(slot, value)| {
+                    let s = st.slots.iter().find(|x| x.slot == *slot)?;
+                    Some((slot_surprise(s, value), s, *value))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((surprise, slot, value)) = best {
+                signals.add(w.parameter, surprise, || slot_reason(slot, value));
             }
-            let why = best.1;
-            signals.add(w.parameter, best.0, || why);
         }
         // Level against the template's history.
         if mature && let Some(sev) = severity {
@@ -610,8 +619,6 @@ impl LogAnalyzer {
                 None if st.slots.len() < p.max_parameters => {
                     st.slots.push(Slot {
                         slot: *slot,
-                        min: f64::INFINITY,
-                        max: f64::NEG_INFINITY,
                         ..Slot::default()
                     });
                     st.slots.len() - 1
@@ -666,8 +673,7 @@ fn learn_value(s: &mut Slot, value: &str, max_values: usize) {
         && v.is_finite()
     {
         s.numeric += 1;
-        s.min = s.min.min(v);
-        s.max = s.max.max(v);
+        s.range = Some(s.range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
     }
     if s.overflowed {
         return;
@@ -682,37 +688,42 @@ fn learn_value(s: &mut Slot, value: &str, max_values: usize) {
     }
 }
 
-/// How surprising `value` is for the slot, and why.
-fn slot_surprise(s: &Slot, value: &str) -> (f64, String) {
-    let numeric_slot = s.numeric * 10 >= s.count * 9 && s.min <= s.max;
-    if numeric_slot && let Ok(v) = value.parse::<f64>() {
-        let spread = (s.max - s.min)
-            .max(s.max.abs().max(s.min.abs()) * 0.1)
-            .max(1e-9);
-        let excess = (s.min - v).max(v - s.max).max(0.0);
-        let surprise = 1.0 - (-excess / spread).exp();
-        return (
-            surprise,
-            format!(
-                "parameter {value} outside this template's range {}–{}",
-                s.min, s.max
-            ),
-        );
+/// Whether the slot holds numbers (nine in ten of its values at least), with their range.
+fn numeric_range(s: &Slot) -> Option<(f64, f64)> {
+    (s.numeric * 10 >= s.count * 9).then_some(s.range).flatten()
+}
+
+/// Whether the slot's values repeat enough for an unseen one to mean something.
+fn judged_by_value(s: &Slot) -> bool {
+    !s.overflowed && !s.values.is_empty() && s.values.len() as u64 * 4 <= s.count
+}
+
+/// How surprising `value` is for the slot.
+fn slot_surprise(s: &Slot, value: &str) -> f64 {
+    if let Some((lo, hi)) = numeric_range(s)
+        && let Ok(v) = value.parse::<f64>()
+    {
+        let spread = (hi - lo).max(hi.abs().max(lo.abs()) * 0.1).max(1e-9);
+        let excess = (lo - v).max(v - hi).max(0.0);
+        return 1.0 - (-excess / spread).exp();
     }
-    if s.overflowed || s.values.is_empty() || s.values.len() as u64 * 4 > s.count {
-        return (0.0, String::new());
+    if !judged_by_value(s) || s.values.iter().any(|(v, _)| &**v == value) {
+        return 0.0;
     }
-    if s.values.iter().any(|(v, _)| &**v == value) {
-        return (0.0, String::new());
-    }
-    let surprise = 1.0 - s.values.len() as f64 / s.count as f64;
-    (
-        surprise,
-        format!(
+    1.0 - s.values.len() as f64 / s.count as f64
+}
+
+/// Why [`slot_surprise`] found `value` surprising.
+fn slot_reason(s: &Slot, value: &str) -> String {
+    match numeric_range(s) {
+        Some((lo, hi)) if value.parse::<f64>().is_ok() => {
+            format!("parameter {value} outside this template's range {lo}–{hi}")
+        }
+        _ => format!(
             "parameter value {value:?} never seen for this template ({} values seen)",
             s.values.len()
         ),
-    )
+    }
 }
 
 fn duration(seconds: f64) -> String {
@@ -734,13 +745,13 @@ fn duration(seconds: f64) -> String {
 mod tests {
     use super::*;
 
-    fn analyzer() -> LogAnalyzer {
-        LogAnalyzer::new(LogAnalyzerParams::default()).unwrap()
+    fn detector() -> LogDetector {
+        LogDetector::new(LogDetectorParams::default()).unwrap()
     }
 
     #[test]
     fn a_new_template_in_a_settled_system_stands_out() {
-        let mut a = analyzer();
+        let mut a = detector();
         for i in 0..500 {
             a.analyze(
                 &format!(
@@ -777,7 +788,7 @@ mod tests {
 
     #[test]
     fn parameters_out_of_their_range_or_unseen_are_reasons() {
-        let mut a = analyzer();
+        let mut a = detector();
         for i in 0..200 {
             a.analyze(
                 &format!("request to disk{} took {} ms", i % 3, 20 + i % 30),
@@ -800,9 +811,9 @@ mod tests {
 
     #[test]
     fn a_template_known_long_but_seldom_seen_is_rare() {
-        let mut a = LogAnalyzer::new(LogAnalyzerParams {
+        let mut a = LogDetector::new(LogDetectorParams {
             half_life_lines: 100.0,
-            ..LogAnalyzerParams::default()
+            ..LogDetectorParams::default()
         })
         .unwrap();
         a.analyze("cache flushed by operator", 1e9).unwrap();
@@ -822,7 +833,7 @@ mod tests {
 
     #[test]
     fn a_burst_is_a_reason() {
-        let mut a = analyzer();
+        let mut a = detector();
         // One line an hour for two days, then ten in a minute.
         for i in 0..48 {
             a.analyze("WARNING fan speed low", 1e9 + 3600.0 * i as f64)
@@ -845,26 +856,28 @@ mod tests {
 
     #[test]
     fn state_survives_serialisation_and_hostile_state_is_refused() {
-        let mut a = analyzer();
+        let mut a = detector();
         for i in 0..50 {
             a.analyze(&format!("job {i} finished in {} s", i % 9), 1e9 + i as f64)
                 .unwrap();
         }
         let json = serde_json::to_string(&a).unwrap();
-        let back: LogAnalyzer = serde_json::from_str(&json).unwrap();
+        let back: LogDetector = serde_json::from_str(&json).unwrap();
+        let restored = LogDetector::from_snapshot_bytes(&a.to_snapshot_bytes()).unwrap();
+        assert_eq!(restored, a);
         assert_eq!(
             back.score("job 7 finished in 3 s", 2e9).unwrap(),
             a.score("job 7 finished in 3 s", 2e9).unwrap()
         );
         assert_eq!(back.templates(), a.templates());
         let hostile = json.replace("\"new_rate\":", "\"new_rate\":7,\"x\":");
-        assert!(serde_json::from_str::<LogAnalyzer>(&hostile).is_err());
+        assert!(serde_json::from_str::<LogDetector>(&hostile).is_err());
         assert!(a.analyze("x", f64::NAN).is_err());
     }
 
     #[test]
     fn the_score_stays_in_the_unit_interval() {
-        let mut a = analyzer();
+        let mut a = detector();
         for line in ["", " ", "FATAL FATAL", "\u{0}\u{1}", &"x ".repeat(10_000)] {
             let v = a.analyze(line, 1e9).unwrap();
             assert!((0.0..=1.0).contains(&v.score));
