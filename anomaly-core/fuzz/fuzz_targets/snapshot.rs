@@ -4,6 +4,7 @@
 #![no_main]
 
 use anomaly_core::engine::RecordModel;
+use anomaly_core::logs::LogDetector;
 use anomaly_core::{
     Ema, IsolationForest, Model, MovingAverage, Snapshot, StreamingDetector,
     StreamingIsolationForest,
@@ -47,6 +48,13 @@ fn exercise(model: Model) {
             let _ = m.score(&record);
             let _ = m.explain(&record);
         }
+        Model::LogDetector(mut m) => {
+            for line in ["2024-05-01 12:00:03 ERROR db: timeout after 30 s", "", "x y z 1"] {
+                let _ = m.score(line, 1e9);
+                let _ = m.analyze(line, 1e9);
+            }
+            let _ = m.templates();
+        }
         _ => {}
     }
 }
@@ -65,4 +73,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = Ema::from_snapshot_bytes(data);
     let _ = StreamingIsolationForest::from_snapshot_bytes(data);
     let _ = RecordModel::from_snapshot_bytes(data);
+    let _ = LogDetector::from_snapshot_bytes(data);
 });

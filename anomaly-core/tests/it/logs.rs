@@ -159,3 +159,53 @@ fn the_detector_beats_the_severity_keyword_on_bgl() {
     );
     assert!(auc >= 0.95 && ap >= 0.45, "ROC-AUC {auc:.4}, AP {ap:.4}");
 }
+
+mod properties {
+    use anomaly_core::logs::{Drain, DrainParams, LogDetector, LogDetectorParams, WILDCARD};
+    use proptest::prelude::*;
+
+    /// Lines of a few words from a small vocabulary, numbers, addresses and levels, so templates repeat and merge.
+    fn line() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            Just("user".to_string()),
+            Just("login".to_string()),
+            Just("failed".to_string()),
+            Just("ERROR".to_string()),
+            Just("INFO".to_string()),
+            Just("disk".to_string()),
+            (0u32..5000).prop_map(|n| n.to_string()),
+            (0u8..=255).prop_map(|n| format!("10.0.0.{n}:80")),
+            "[a-z]{1,6}",
+            "\\PC{1,4}",
+        ];
+        prop::collection::vec(word, 0..8).prop_map(|w| w.join(" "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every line stays covered by its template (a template only gains wildcards), scores stay in 0..=1, and the
+        /// template cap holds.
+        #[test]
+        fn templates_cover_their_lines_and_scores_stay_in_range(lines in prop::collection::vec(line(), 1..120)) {
+            let mut drain = Drain::new(DrainParams { max_templates: Some(20), ..DrainParams::default() }).unwrap();
+            let ids: Vec<u32> = lines.iter().map(|l| drain.add(l).template).collect();
+            prop_assert!(drain.len() <= 20);
+            for (line, id) in lines.iter().zip(ids) {
+                let Some(t) = drain.template(id) else { continue };
+                let masked = drain.masked(line);
+                let tokens: Vec<&str> = if masked.is_empty() { Vec::new() } else { masked.split(' ').collect() };
+                prop_assert_eq!(t.tokens().len(), tokens.len(), "{:?} vs {:?}", t.text(), masked);
+                for (a, b) in t.tokens().zip(tokens) {
+                    prop_assert!(a == WILDCARD || a == b, "{:?} does not cover {:?}", t.text(), masked);
+                }
+            }
+            let mut detector = LogDetector::new(LogDetectorParams { min_history: 2, ..LogDetectorParams::default() }).unwrap();
+            for (i, l) in lines.iter().enumerate() {
+                let v = detector.analyze(l, 1e9 + i as f64).unwrap();
+                prop_assert!((0.0..=1.0).contains(&v.score));
+                prop_assert!(v.reasons.is_empty() || v.score >= 0.05);
+            }
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! The HTTP endpoints: the original's `/analyze-log`, `/analyze-batch` and `/health`, plus `/ready`,
 //! `/templates`, `/openapi.json` and the docs page `/docs`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anomaly_store::Store;
@@ -16,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use service_kit::{error_response, ready_response};
 
-use crate::analysis::{Analysis, LogRequest, MODEL_NAME};
+use crate::analysis::{Analysis, LogAnswer, LogRequest, MODEL_NAME};
 
 /// The OpenAPI document.
 const OPENAPI: &str = include_str!("../assets/openapi.json");
@@ -119,16 +118,37 @@ async fn analyze_log(State(state): State<ApiState>, body: Bytes) -> Response {
     }
 }
 
+/// One item of a batch as read: an object (a request, whatever its fields hold), or anything else.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum BatchItem {
+    Request(LogRequest),
+    Other(serde::de::IgnoredAny),
+}
+
+/// One item of a batch's answer.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum BatchAnswer {
+    Answer(LogAnswer),
+    Refused { log_id: Value, error: String },
+}
+
 async fn analyze_batch(State(state): State<ApiState>, body: Bytes) -> Response {
-    let value = match parse_body(&body) {
-        Ok(v) => v,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
-    };
-    let Value::Array(items) = value else {
-        return error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the body must be a JSON array of {log_id, log_text} objects",
-        );
+    let items: Vec<BatchItem> = match serde_json::from_slice(&body) {
+        Ok(items) => items,
+        Err(e) if e.is_data() => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the body must be a JSON array of {log_id, log_text} objects",
+            );
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not valid JSON: {e}"),
+            );
+        }
     };
     if items.len() > state.max_batch_lines {
         return error_response(
@@ -140,29 +160,38 @@ async fn analyze_batch(State(state): State<ApiState>, body: Bytes) -> Response {
             ),
         );
     }
-    // An item that is not an object becomes a refusal in its place; the others are analyzed in order.
-    let mut malformed: HashMap<usize, String> = HashMap::new();
+    // An item that is not an object is refused in its place; the others are analyzed in order.
+    let mut malformed = Vec::with_capacity(items.len());
     let requests: Vec<LogRequest> = items
         .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            request_of(v).unwrap_or_else(|e| {
-                malformed.insert(i, e);
+        .map(|item| match item {
+            BatchItem::Request(r) => {
+                malformed.push(false);
+                r
+            }
+            BatchItem::Other(_) => {
+                malformed.push(true);
                 LogRequest::default()
-            })
+            }
         })
         .collect();
     let answers = state.analysis.analyze(&requests, true).await;
-    let out: Vec<Value> = answers
+    let out: Vec<BatchAnswer> = answers
         .into_iter()
-        .enumerate()
-        .map(|(i, a)| match (malformed.remove(&i), a) {
-            (Some(e), _) => json!({"log_id": null, "error": e}),
-            (None, Ok(a)) => serde_json::to_value(a).unwrap_or(Value::Null),
-            (None, Err(r)) => json!({"log_id": r.log_id, "error": r.error}),
+        .zip(malformed)
+        .map(|(a, bad)| match (bad, a) {
+            (true, _) => BatchAnswer::Refused {
+                log_id: Value::Null,
+                error: "each item must be an object with log_id and log_text".into(),
+            },
+            (false, Ok(a)) => BatchAnswer::Answer(a),
+            (false, Err(r)) => BatchAnswer::Refused {
+                log_id: r.log_id,
+                error: r.error,
+            },
         })
         .collect();
-    Json(Value::Array(out)).into_response()
+    Json(out).into_response()
 }
 
 #[derive(serde::Deserialize)]
