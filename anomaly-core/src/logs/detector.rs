@@ -221,7 +221,8 @@ struct Slot {
     numeric: u64,
     /// Smallest and largest numeric value.
     range: Option<(f64, f64)>,
-    values: Vec<(Box<str>, u64)>,
+    /// Distinct values seen, as FNV-1a hashes (a value of any length costs 8 bytes), with their counts.
+    values: Vec<(u64, u64)>,
     /// More distinct values than `max_values`: not judged by value.
     overflowed: bool,
 }
@@ -293,7 +294,15 @@ impl TryFrom<DetectorState> for LogDetector {
                         && x.range
                             .is_none_or(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo <= hi)
                 });
-            if s.drain.template(*id).is_none() || !finite || !bounded {
+            let counted = st.count >= 1
+                && st.count <= s.lines_seen
+                && st.slots.iter().all(|x| x.count <= st.count)
+                && st.decayed >= 0.0
+                && st.decayed_at <= s.lines_seen
+                && st.first_line <= s.lines_seen
+                && st.first_seen <= st.last_seen
+                && st.slots.iter().all(|x| x.numeric <= x.count);
+            if s.drain.template(*id).is_none() || !finite || !bounded || !counted {
                 return Err(format!("template {id}'s statistics are inconsistent"));
             }
         }
@@ -497,9 +506,12 @@ impl LogDetector {
     ) {
         let w = &self.params.weights;
         let p = &self.params;
-        let decayed = st.decayed * self.decay().powf((self.lines_seen - st.decayed_at) as f64);
+        let decayed = st.decayed
+            * self
+                .decay()
+                .powf(self.lines_seen.saturating_sub(st.decayed_at) as f64);
         // Rare for this system: a template it has known for a half-life at least, still seen about once in one.
-        let known_for = self.lines_seen - st.first_line;
+        let known_for = self.lines_seen.saturating_sub(st.first_line);
         let rare = if (known_for as f64) < p.half_life_lines {
             0.0
         } else {
@@ -558,7 +570,7 @@ impl LogDetector {
         }
         // Silence: the gap since its last line against its own mean gap.
         if mature && time > st.last_seen && st.last_seen > st.first_seen {
-            let own_rate = (st.count - 1) as f64 / (st.last_seen - st.first_seen);
+            let own_rate = st.count.saturating_sub(1) as f64 / (st.last_seen - st.first_seen);
             let gap = time - st.last_seen;
             let chance = (-own_rate * gap).exp();
             signals.add(w.silence, 1.0 - chance / 0.01, || {
@@ -595,15 +607,17 @@ impl LogDetector {
             previous_count: 0,
             slots: Vec::new(),
         });
-        st.count += 1;
-        st.decayed = st.decayed * decay.powf((lines - st.decayed_at) as f64) + 1.0;
+        st.count = st.count.saturating_add(1);
+        st.decayed = st.decayed * decay.powf(lines.saturating_sub(st.decayed_at) as f64) + 1.0;
         st.decayed_at = lines;
         st.first_seen = st.first_seen.min(time);
         st.last_seen = st.last_seen.max(time);
-        st.levels[severity.map_or(8, |s| s as usize)] += 1;
+        let level = &mut st.levels[severity.map_or(8, |s| s as usize)];
+        *level = level.saturating_add(1);
         // Sliding-window counter.
         let elapsed = time - st.window_start;
-        if elapsed >= 2.0 * p.window_seconds {
+        // A line far older than the window (out of order, or a window started by a line dated ahead) starts over.
+        if elapsed >= 2.0 * p.window_seconds || elapsed < -p.window_seconds {
             st.previous_count = 0;
             st.window_count = 0;
             st.window_start = time;
@@ -612,7 +626,7 @@ impl LogDetector {
             st.window_count = 0;
             st.window_start += p.window_seconds;
         }
-        st.window_count += 1;
+        st.window_count = st.window_count.saturating_add(1);
         for (slot, value) in parameters {
             let i = match st.slots.iter().position(|x| x.slot == *slot) {
                 Some(i) => i,
@@ -629,7 +643,8 @@ impl LogDetector {
         }
         self.lines_seen += 1;
         self.new_rate = 0.99 * self.new_rate + if created { 0.01 } else { 0.0 };
-        self.origin = Some(self.origin.map_or(time, |o| o.min(time)));
+        // The first line's time: one line dated far back later cannot stretch every template's history.
+        self.origin.get_or_insert(time);
     }
 }
 
@@ -656,8 +671,13 @@ fn window_count(st: &Stats, time: f64, window: f64) -> f64 {
     }
 }
 
-/// `P(X < k)` for `X ~ Poisson(λ)`.
+/// `P(X < k)` for `X ~ Poisson(λ)`: summed exactly for `λ ≤ 500` (where `e^(−λ)` does not underflow), by the
+/// normal approximation with continuity correction beyond.
 fn poisson_below(k: u64, lambda: f64) -> f64 {
+    if lambda > 500.0 {
+        let z = (k as f64 - 0.5 - lambda) / lambda.sqrt();
+        return 0.5 * erfc(-z / std::f64::consts::SQRT_2);
+    }
     let mut term = (-lambda).exp();
     let mut sum = 0.0;
     for i in 0..k.min(10_000) {
@@ -667,21 +687,45 @@ fn poisson_below(k: u64, lambda: f64) -> f64 {
     sum.min(1.0)
 }
 
+/// The complementary error function (Numerical Recipes' `erfcc`, relative error under 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// FNV-1a, 64 bits: a stable hash of a parameter value (stored in snapshots, so it must not change).
+fn value_hash(value: &str) -> u64 {
+    value.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn learn_value(s: &mut Slot, value: &str, max_values: usize) {
-    s.count += 1;
+    s.count = s.count.saturating_add(1);
     if let Ok(v) = value.parse::<f64>()
         && v.is_finite()
     {
-        s.numeric += 1;
+        s.numeric = s.numeric.saturating_add(1);
         s.range = Some(s.range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
     }
     if s.overflowed {
         return;
     }
-    if let Some(e) = s.values.iter_mut().find(|(v, _)| &**v == value) {
-        e.1 += 1;
+    let hash = value_hash(value);
+    if let Some(e) = s.values.iter_mut().find(|(v, _)| *v == hash) {
+        e.1 = e.1.saturating_add(1);
     } else if s.values.len() < max_values {
-        s.values.push((Box::from(value), 1));
+        s.values.push((hash, 1));
     } else {
         s.overflowed = true;
         s.values = Vec::new();
@@ -690,12 +734,14 @@ fn learn_value(s: &mut Slot, value: &str, max_values: usize) {
 
 /// Whether the slot holds numbers (nine in ten of its values at least), with their range.
 fn numeric_range(s: &Slot) -> Option<(f64, f64)> {
-    (s.numeric * 10 >= s.count * 9).then_some(s.range).flatten()
+    (u128::from(s.numeric) * 10 >= u128::from(s.count) * 9)
+        .then_some(s.range)
+        .flatten()
 }
 
 /// Whether the slot's values repeat enough for an unseen one to mean something.
 fn judged_by_value(s: &Slot) -> bool {
-    !s.overflowed && !s.values.is_empty() && s.values.len() as u64 * 4 <= s.count
+    !s.overflowed && !s.values.is_empty() && (s.values.len() as u64).saturating_mul(4) <= s.count
 }
 
 /// How surprising `value` is for the slot.
@@ -707,14 +753,24 @@ fn slot_surprise(s: &Slot, value: &str) -> f64 {
         let excess = (lo - v).max(v - hi).max(0.0);
         return 1.0 - (-excess / spread).exp();
     }
-    if !judged_by_value(s) || s.values.iter().any(|(v, _)| &**v == value) {
+    let hash = value_hash(value);
+    if !judged_by_value(s) || s.values.iter().any(|(v, _)| *v == hash) {
         return 0.0;
     }
     1.0 - s.values.len() as f64 / s.count as f64
 }
 
+/// `value` cut to 64 characters for a reason.
+fn short(value: &str) -> String {
+    match value.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
 /// Why [`slot_surprise`] found `value` surprising.
 fn slot_reason(s: &Slot, value: &str) -> String {
+    let value = short(value);
     match numeric_range(s) {
         Some((lo, hi)) if value.parse::<f64>().is_ok() => {
             format!("parameter {value} outside this template's range {lo}–{hi}")
@@ -873,6 +929,17 @@ mod tests {
         let hostile = json.replace("\"new_rate\":", "\"new_rate\":7,\"x\":");
         assert!(serde_json::from_str::<LogDetector>(&hostile).is_err());
         assert!(a.analyze("x", f64::NAN).is_err());
+    }
+
+    #[test]
+    fn poisson_tails_hold_for_small_and_large_rates() {
+        assert!((poisson_below(1, 2.0) - (-2.0f64).exp()).abs() < 1e-12);
+        assert!((poisson_below(3, 1.0) - 2.5 * (-1.0f64).exp()).abs() < 1e-12);
+        // Beyond e^(-λ)'s range: a count at the mean is about even, far above it certain.
+        assert!((poisson_below(1_000, 1_000.0) - 0.5).abs() < 0.02);
+        assert!(poisson_below(2_000, 1_000.0) > 0.999_999);
+        assert!(poisson_below(900, 1_000.0) < 0.001);
+        assert!((erfc(0.0) - 1.0).abs() < 1e-7 && (erfc(1.0) - 0.157_299_207).abs() < 1e-6);
     }
 
     #[test]

@@ -17,8 +17,11 @@ use crate::error::{Error, Result};
 /// The wildcard token of a template.
 pub const WILDCARD: &str = "<*>";
 
+/// The mask of a token longer than `max_token_bytes`.
+pub const LONG: &str = "<LONG>";
+
 /// A template's identifier: 1, 2, … in order of creation, never reused.
-pub type TemplateId = u32;
+pub type TemplateId = u64;
 
 /// Drain's settings. The defaults are Drain3's (depth 4, similarity 0.4, 100 children, numeric tokens to the
 /// wildcard branch) with every [`Masks`] on and at most 10,000 templates; [`DrainParams::drain3`] is Drain3's
@@ -36,6 +39,9 @@ pub struct DrainParams {
     pub max_templates: Option<usize>,
     /// Tokens per line; the last token keeps the rest of a longer line.
     pub max_tokens: usize,
+    /// Longest token kept as it is; a longer one is masked as `<LONG>` (its value stays a parameter), so a
+    /// template holds at most `max_tokens × max_token_bytes` bytes of tokens.
+    pub max_token_bytes: usize,
     /// Tokens with a digit route to the wildcard branch (Drain3's `parametrize_numeric_tokens`).
     pub parametrize_numeric_tokens: bool,
     /// Strings treated as spaces when splitting a line.
@@ -51,7 +57,8 @@ impl Default for DrainParams {
             similarity: 0.4,
             max_children: 100,
             max_templates: Some(10_000),
-            max_tokens: 256,
+            max_tokens: 128,
+            max_token_bytes: 64,
             parametrize_numeric_tokens: true,
             extra_delimiters: Vec::new(),
             masks: Masks::default(),
@@ -60,10 +67,12 @@ impl Default for DrainParams {
 }
 
 impl DrainParams {
-    /// Drain3 0.9's `TemplateMiner()` defaults: no masks, no template cap.
+    /// Drain3 0.9's `TemplateMiner()` defaults: no masks, no template cap, tokens of any length.
     pub fn drain3() -> Self {
         DrainParams {
             max_templates: None,
+            max_tokens: 65_536,
+            max_token_bytes: usize::MAX,
             masks: Masks::none(),
             ..DrainParams::default()
         }
@@ -91,6 +100,12 @@ impl DrainParams {
         if self.max_templates == Some(0) {
             return Err(Error::invalid("max_templates", "must be at least 1"));
         }
+        if self.max_token_bytes < 8 {
+            return Err(Error::invalid(
+                "max_token_bytes",
+                format!("must be at least 8, got {}", self.max_token_bytes),
+            ));
+        }
         if !(1..=65_536).contains(&self.max_tokens) {
             return Err(Error::invalid(
                 "max_tokens",
@@ -111,6 +126,9 @@ pub struct Template {
     /// Recency under the template cap.
     #[serde(default)]
     last_used: u64,
+    /// The tree node whose list holds it.
+    #[serde(default)]
+    leaf: u32,
 }
 
 impl Template {
@@ -226,7 +244,12 @@ impl TryFrom<DrainState> for Drain {
             ));
         }
         for (id, t) in &s.templates {
-            if t.id != *id || *id == 0 || *id >= s.next_id || t.tokens.len() > s.params.max_tokens {
+            if t.id != *id
+                || *id == 0
+                || *id >= s.next_id
+                || t.tokens.len() > s.params.max_tokens
+                || t.leaf as usize >= s.nodes.len()
+            {
                 return Err(format!("template {id} is inconsistent"));
             }
         }
@@ -236,7 +259,8 @@ impl TryFrom<DrainState> for Drain {
             templates.values().map(|t| (t.last_used, t.id)).collect();
         order.sort_unstable();
         let mut lru: BTreeMap<u64, TemplateId> = order.iter().copied().collect();
-        if lru.len() != order.len() {
+        let too_large = order.last().is_some_and(|(tick, _)| *tick > u64::MAX / 2);
+        if lru.len() != order.len() || too_large {
             lru.clear();
             for (tick, (_, id)) in order.iter().enumerate() {
                 if let Some(t) = templates.get_mut(id) {
@@ -310,12 +334,14 @@ impl Drain {
         let (id, change) = match found {
             None => {
                 let id = self.next_id;
-                self.next_id = self.next_id.saturating_add(1);
+                // 2^64 templates are out of reach: ids are never reused.
+                self.next_id += 1;
                 let template = Template {
                     id,
                     tokens: tokens.masked.iter().map(|t| Box::from(&**t)).collect(),
                     size: 1,
                     last_used: 0,
+                    leaf: 0,
                 };
                 forgotten = self.insert(template);
                 (id, TemplateChange::Created)
@@ -331,7 +357,7 @@ impl Drain {
                         change = TemplateChange::Generalised;
                     }
                 }
-                t.size += 1;
+                t.size = t.size.saturating_add(1);
                 self.touch(id);
                 (id, change)
             }
@@ -353,11 +379,7 @@ impl Drain {
 
     /// The parameters of `line` in template `id`'s slots, as [`add`](Self::add) gives them, without learning.
     pub(crate) fn parameters_of<'a>(&self, id: TemplateId, line: &'a str) -> Vec<(u32, &'a str)> {
-        let tokens = self.tokens(line);
-        match self.templates.get(&id) {
-            Some(t) if t.tokens.len() == tokens.raw.len() => self.parameters(id, &tokens),
-            _ => Vec::new(),
-        }
+        self.parameters(id, &self.tokens(line))
     }
 
     /// `line` as the miner sees it: its tokens, masked, joined by spaces.
@@ -373,7 +395,12 @@ impl Drain {
             .iter()
             .map(|t| {
                 let start = values.len() as u32;
-                let m = self.params.masks.apply(t, &mut values);
+                let m = if t.len() > self.params.max_token_bytes {
+                    values.push(*t);
+                    std::borrow::Cow::Borrowed(LONG)
+                } else {
+                    self.params.masks.apply(t, &mut values)
+                };
                 spans.push((start, values.len() as u32));
                 m
             })
@@ -386,14 +413,20 @@ impl Drain {
         }
     }
 
+    /// The line's parameters in the template's slots: a wildcard's whole token, a masked token's values. A token
+    /// the template does not share becomes a whole-token parameter too (the template would generalise there), so
+    /// [`find`](Self::find) and [`add`](Self::add) see the same parameters.
     fn parameters<'a>(&self, id: TemplateId, tokens: &Tokens<'a>) -> Vec<(u32, &'a str)> {
         let Some(t) = self.templates.get(&id) else {
             return Vec::new();
         };
+        if t.tokens.len() != tokens.raw.len() {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (i, slot) in t.tokens.iter().enumerate() {
             let pos = (i as u32) << 3;
-            if &**slot == WILDCARD {
+            if &**slot == WILDCARD || **slot != *tokens.masked[i] {
                 out.push((pos, tokens.raw[i]));
             } else {
                 let (a, b) = tokens.spans[i];
@@ -444,7 +477,12 @@ impl Drain {
         let mut best: Option<TemplateId> = None;
         let (mut best_sim, mut best_params) = (-1.0_f64, -1_i64);
         for id in ids {
-            let Some(t) = self.templates.get(id) else {
+            // A template of another length (only in a hostile snapshot) never matches.
+            let Some(t) = self
+                .templates
+                .get(id)
+                .filter(|t| t.tokens.len() == tokens.len())
+            else {
                 continue;
             };
             let (mut same, mut params) = (0_usize, 0_i64);
@@ -489,7 +527,13 @@ impl Drain {
                 let Some((_, old)) = self.lru.pop_first() else {
                     break;
                 };
-                self.templates.remove(&old);
+                // Out of its leaf's list at once, so lists stay bounded by the templates kept (Drain3 leaves the id
+                // until the leaf's next template; matching skips it either way).
+                if let Some(t) = self.templates.remove(&old)
+                    && let Some(leaf) = self.nodes.get_mut(t.leaf as usize)
+                {
+                    leaf.templates.retain(|&x| x != old);
+                }
                 forgotten = Some(old);
             }
             self.tick += 1;
@@ -499,6 +543,7 @@ impl Drain {
         let id = template.id;
         let count = template.tokens.len();
         let first = self.node_for_length(count as u32);
+        let mut leaf = first;
         if count == 0 {
             self.nodes[first as usize].templates = vec![id];
         } else {
@@ -513,11 +558,13 @@ impl Drain {
                         .chain(std::iter::once(id))
                         .collect();
                     self.nodes[node as usize].templates = kept;
+                    leaf = node;
                     break;
                 }
                 node = self.child(node, token);
             }
         }
+        template.leaf = leaf;
         self.templates.insert(id, template);
         forgotten
     }

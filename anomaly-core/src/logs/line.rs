@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// Tokens at the start of a line searched for a level or a time.
 const HEADER_TOKENS: usize = 12;
+/// 2000-01-01 and 2100-01-01 in Unix seconds: a header time outside is not taken for one.
+const YEAR_2000: f64 = 946_684_800.0;
+const YEAR_2100: f64 = 4_102_444_800.0;
 
 /// A line's severity level, from the least to the most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -55,13 +58,16 @@ impl Severity {
         }
     }
 
-    /// The level a header token names: upper case (`ERROR`), or any case inside punctuation (`[Error]`, `warn:`).
+    /// The level a header token names: upper case (`ERROR`, `ERROR:`), or any case between brackets (`[Error]`,
+    /// `<warn>`, `(info)`); a lower-case word of the message (`failure;`) is not a level.
     pub fn parse(token: &str) -> Option<Severity> {
         let t = token.trim_matches(|c: char| !c.is_ascii_alphabetic());
-        if t.len() < 3
-            || t.len() > 11
-            || (t.len() == token.len() && t.bytes().any(|c| c.is_ascii_lowercase()))
-        {
+        if t.len() < 3 || t.len() > 11 {
+            return None;
+        }
+        let bracketed = matches!(token.as_bytes().first(), Some(b'[' | b'<' | b'('))
+            && matches!(token.as_bytes().last(), Some(b']' | b'>' | b')' | b':'));
+        if !bracketed && t.bytes().any(|c| c.is_ascii_lowercase()) {
             return None;
         }
         let mut buf = [0u8; 11];
@@ -107,9 +113,9 @@ impl Severity {
 }
 
 /// The time a line's header gives, in seconds since the Unix epoch (UTC): an epoch in seconds (10 digits) or
-/// milliseconds (13 digits) between 2000 and 2100, or a date `YYYY-MM-DD` (also with `/` or `.`) followed by a
+/// milliseconds (13 digits), or a date `YYYY-MM-DD` (also with `/` or `.`) followed by a
 /// time `HH:MM:SS` (or `HH.MM.SS`, with a fraction) in the same token (after `T`, `-` or `_`) or the next one.
-/// Dates without a zone are read as UTC.
+/// Dates without a zone are read as UTC; only times from 2000 to 2100 count.
 pub fn time_in_line(line: &str) -> Option<f64> {
     let mut tokens = line.split_whitespace().take(HEADER_TOKENS).peekable();
     while let Some(raw) = tokens.next() {
@@ -128,7 +134,10 @@ pub fn time_in_line(line: &str) -> Option<f64> {
         };
         let time = time(rest).unwrap_or(NaiveTime::MIN);
         let at = NaiveDateTime::new(date, time).and_utc();
-        return Some(at.timestamp() as f64 + f64::from(at.timestamp_subsec_micros()) / 1e6);
+        let seconds = at.timestamp() as f64 + f64::from(at.timestamp_subsec_micros()) / 1e6;
+        if (YEAR_2000..YEAR_2100).contains(&seconds) {
+            return Some(seconds);
+        }
     }
     None
 }
@@ -143,9 +152,7 @@ fn epoch(t: &str) -> Option<f64> {
         13 => v as f64 / 1e3,
         _ => return None,
     };
-    (946_684_800.0..4_102_444_800.0)
-        .contains(&seconds)
-        .then_some(seconds)
+    (YEAR_2000..YEAR_2100).contains(&seconds).then_some(seconds)
 }
 
 fn date(t: &str) -> Option<NaiveDate> {
@@ -214,7 +221,12 @@ mod tests {
             Severity::in_line("- 1117838570 2005.06.03 R02 RAS KERNEL FATAL data TLB error"),
             Some(Severity::Fatal)
         );
-        assert_eq!(Severity::in_line("warn: slow"), Some(Severity::Warning));
+        assert_eq!(Severity::in_line("WARN: slow"), Some(Severity::Warning));
+        assert_eq!(Severity::in_line("[warn] slow"), Some(Severity::Warning));
+        assert_eq!(
+            Severity::in_line("sshd: authentication failure; logname= uid=0"),
+            None
+        );
         assert_eq!(Severity::in_line("all fine here, no error"), None);
         assert_eq!(Severity::in_line("<Error> x"), Some(Severity::Error));
         assert_eq!(
@@ -246,6 +258,7 @@ mod tests {
         assert_eq!(time_in_line("1704164645123 x"), Some(1_704_164_645.123));
         assert_eq!(time_in_line("value 42 and 1234567890123456"), None);
         assert_eq!(time_in_line("2024-13-45 bad date"), None);
+        assert_eq!(time_in_line("1970-01-01 00:00:00 too old"), None);
         assert_eq!(time_in_line(""), None);
         assert_eq!(time_in_line("2024-01-0é 12:00:00"), None);
     }

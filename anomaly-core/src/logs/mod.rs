@@ -7,7 +7,9 @@ mod line;
 mod mask;
 
 pub use detector::{LogDetector, LogDetectorParams, LogVerdict, LogWeights, TemplateSummary};
-pub use drain::{Drain, DrainParams, LineMatch, Template, TemplateChange, TemplateId, WILDCARD};
+pub use drain::{
+    Drain, DrainParams, LONG, LineMatch, Template, TemplateChange, TemplateId, WILDCARD,
+};
 pub use line::{Severity, time_in_line};
 pub use mask::Masks;
 

@@ -10,23 +10,23 @@ use std::path::{Path, PathBuf};
 
 use anomaly_core::logs::{Drain, DrainParams};
 
-/// Python Drain3 0.9.11's grouping accuracy with its defaults, per set.
-const DRAIN3: [(&str, f64); 15] = [
-    ("Android", 0.6045),
-    ("Apache", 1.0),
-    ("BGL", 0.9685),
-    ("HDFS", 0.9975),
-    ("HPC", 0.7410),
-    ("Hadoop", 0.9535),
-    ("HealthApp", 0.5755),
-    ("Linux", 0.6840),
-    ("Mac", 0.7145),
-    ("OpenSSH", 0.7180),
-    ("OpenStack", 0.3095),
-    ("Proxifier", 0.0255),
-    ("Spark", 0.9225),
-    ("Windows", 0.5710),
-    ("Zookeeper", 0.9665),
+/// Python Drain3 0.9.11 with its defaults, per set: grouping accuracy and the number of templates it made.
+const DRAIN3: [(&str, f64, usize); 15] = [
+    ("Android", 0.6045, 164),
+    ("Apache", 1.0, 6),
+    ("BGL", 0.9685, 105),
+    ("HDFS", 0.9975, 17),
+    ("HPC", 0.7410, 59),
+    ("Hadoop", 0.9535, 100),
+    ("HealthApp", 0.5755, 315),
+    ("Linux", 0.6840, 111),
+    ("Mac", 0.7145, 303),
+    ("OpenSSH", 0.7180, 23),
+    ("OpenStack", 0.3095, 72),
+    ("Proxifier", 0.0255, 13),
+    ("Spark", 0.9225, 33),
+    ("Windows", 0.5710, 45),
+    ("Zookeeper", 0.9665, 46),
 ];
 
 pub(crate) fn shared_data() -> Option<PathBuf> {
@@ -83,34 +83,40 @@ pub(crate) fn grouping_accuracy<P: std::hash::Hash + Eq, T: std::hash::Hash + Eq
     correct as f64 / truth.len() as f64
 }
 
-fn accuracy(dir: &Path, set: &str, params: DrainParams) -> f64 {
+/// Grouping accuracy and the number of templates made.
+fn accuracy(dir: &Path, set: &str, params: DrainParams) -> (f64, usize) {
     let lines = lines(&structured(dir, set));
     let mut drain = Drain::new(params).unwrap();
-    let parsed: Vec<u32> = lines.iter().map(|(c, _)| drain.add(c).template).collect();
+    let parsed: Vec<u64> = lines.iter().map(|(c, _)| drain.add(c).template).collect();
     let truth: Vec<&str> = lines.iter().map(|(_, e)| e.as_str()).collect();
-    grouping_accuracy(&parsed, &truth)
+    (grouping_accuracy(&parsed, &truth), drain.len())
 }
 
+/// With Drain3's defaults the miner makes Drain3's groups: the same accuracy and the same number of templates on
+/// every set. With the masks on (the service's default) the figures are reported, and must stay at least Drain3's
+/// where the masks help.
 #[test]
-fn drain_groups_loghub_sets_at_least_as_well_as_drain3() {
+fn drain_groups_loghub_sets_as_drain3_does() {
     let Some(dir) = shared_data() else {
         eprintln!(
-            "SKIPPED drain_groups_loghub_sets_at_least_as_well_as_drain3: no shared data folder (set ANOMALY_SHARED_DATA)"
+            "SKIPPED drain_groups_loghub_sets_as_drain3_does: no shared data folder (set ANOMALY_SHARED_DATA)"
         );
         return;
     };
     let mut failures = Vec::new();
-    for (set, reference) in DRAIN3 {
-        let ours = accuracy(&dir, set, DrainParams::drain3());
-        let masked = accuracy(&dir, set, DrainParams::default());
+    for (set, reference, templates) in DRAIN3 {
+        let (ours, made) = accuracy(&dir, set, DrainParams::drain3());
+        let (masked, _) = accuracy(&dir, set, DrainParams::default());
         eprintln!(
-            "{set:<10} Drain3 {reference:.4}  ours (Drain3 defaults) {ours:.4}  ours (masks on) {masked:.4}"
+            "{set:<10} Drain3 {reference:.4} ({templates} templates)  ours with Drain3's defaults {ours:.4} ({made})  with masks {masked:.4}"
         );
-        if ours + 1e-9 < reference {
-            failures.push(format!("{set}: {ours:.4} < {reference:.4}"));
+        if (ours - reference).abs() > 1e-9 || made != templates {
+            failures.push(format!(
+                "{set}: {ours:.4} with {made} templates, Drain3 {reference:.4} with {templates}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "below Drain3: {failures:?}");
+    assert!(failures.is_empty(), "not Drain3's groups: {failures:?}");
 }
 
 /// BGL's 2,000 lines without their label token, and whether each is an alert (label other than `-`).
@@ -158,6 +164,7 @@ fn the_detector_beats_the_severity_keyword_on_bgl() {
         detector.template_count()
     );
     assert!(auc >= 0.95 && ap >= 0.45, "ROC-AUC {auc:.4}, AP {ap:.4}");
+    assert!(auc > fauc && ap > fap, "no better than the FATAL keyword");
 }
 
 mod properties {
@@ -189,7 +196,7 @@ mod properties {
         #[test]
         fn templates_cover_their_lines_and_scores_stay_in_range(lines in prop::collection::vec(line(), 1..120)) {
             let mut drain = Drain::new(DrainParams { max_templates: Some(20), ..DrainParams::default() }).unwrap();
-            let ids: Vec<u32> = lines.iter().map(|l| drain.add(l).template).collect();
+            let ids: Vec<u64> = lines.iter().map(|l| drain.add(l).template).collect();
             prop_assert!(drain.len() <= 20);
             for (line, id) in lines.iter().zip(ids) {
                 let Some(t) = drain.template(id) else { continue };

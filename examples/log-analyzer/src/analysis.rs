@@ -19,6 +19,9 @@ pub const MODEL_NAME: &str = "drain-template-history";
 /// Characters of a flagged line kept in its stored detection.
 const STORED_LINE_CHARS: usize = 4_096;
 
+/// Lines analyzed under one hold of the detector's lock: a long batch lets other requests in between chunks.
+const LINES_PER_LOCK: usize = 256;
+
 /// One request item, as the original's backend sends it (`timestamp` is an extension).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct LogRequest {
@@ -58,7 +61,7 @@ pub struct LogAnswer {
     /// [`MODEL_NAME`].
     pub model_name: &'static str,
     /// The line's template.
-    pub template_id: Option<u32>,
+    pub template_id: Option<u64>,
     /// The template's text.
     pub template: String,
     /// Why, in words, strongest first.
@@ -171,9 +174,9 @@ impl Analysis {
     ) -> Vec<Result<LogAnswer, Refusal>> {
         let now = Utc::now();
         let mut out: Vec<Result<LogAnswer, Refusal>> = Vec::with_capacity(requests.len());
-        {
+        for chunk in requests.chunks(LINES_PER_LOCK) {
             let mut detector = self.detector();
-            for r in requests {
+            for r in chunk {
                 out.push(self.one(&mut detector, r, now, learn));
             }
             self.metrics
@@ -219,14 +222,23 @@ impl Analysis {
         check_line(text, self.max_line_bytes).map_err(|(reason, e)| refuse(reason, e))?;
         let fallback = match &r.timestamp {
             None => now,
-            Some(t) => DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| {
-                    refuse(
+            Some(t) => {
+                let at = DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        refuse(
+                            "bad_timestamp",
+                            format!("timestamp `{t}` is not RFC 3339: {e}"),
+                        )
+                    })?;
+                if !(2000..2100).contains(&chrono::Datelike::year(&at)) {
+                    return Err(refuse(
                         "bad_timestamp",
-                        format!("timestamp `{t}` is not RFC 3339: {e}"),
-                    )
-                })?,
+                        format!("timestamp `{t}` is not between 2000 and 2100"),
+                    ));
+                }
+                at
+            }
         };
         let seconds = fallback.timestamp_micros() as f64 / 1e6;
         let verdict = if learn {

@@ -24,8 +24,9 @@ pub struct Config {
     /// `MAX_BATCH_LINES` (default 10,000): longer `/analyze-batch` arrays are refused.
     pub max_batch_lines: usize,
     /// `MAX_TEMPLATES` (default 10,000): templates kept; beyond it the least recently matched is forgotten. Memory
-    /// is bounded by it: at most about 6 KiB of history per template (8 parameter slots of 16 values), so about
-    /// 60 MiB at the default however many distinct lines arrive.
+    /// is bounded by it however many distinct lines arrive: per template at most 128 tokens of at most 64 bytes
+    /// (longer ones are kept as `<LONG>`) and 8 parameter slots of 16 hashed values, about 10 KiB, so about
+    /// 100 MiB at the default in the worst case (a few hundred bytes per template for usual lines).
     pub max_templates: usize,
     /// `WINDOW_SECONDS` (default 3,600): the window in which bursts of a template are counted.
     pub window_seconds: f64,

@@ -103,7 +103,9 @@ pub async fn serve(
         Arc::new(telemetry),
     );
     let deadline = service_kit::serve(listener, app, &config.serve, shutdown).await;
+    // A checkpoint in progress must not race the final save.
     checkpoints.abort();
+    let _ = checkpoints.await;
     match deadline
         .run(state::save(&analysis, store.as_ref(), &config.state_key))
         .await

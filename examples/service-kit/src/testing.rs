@@ -72,7 +72,7 @@ pub fn promtool(args: &[&str]) -> Result<bool, String> {
 
 /// Web pages in a real browser: Debian's chromium, headless, driven through chromedriver (WebDriver).
 /// `CHROMEDRIVER` (default `chromedriver` on the `PATH`) and `CHROME_BIN` (default `/usr/bin/chromium`) name them;
-/// without chromedriver [`browser::Driver::start`] returns `None` (the test should say SKIPPED), unless
+/// without either [`browser::Driver::start`] returns `None` (the test should say SKIPPED), unless
 /// `REQUIRE_BROWSER` is set (the project's test script installs both and sets it).
 #[cfg(feature = "browser")]
 pub mod browser {
@@ -103,6 +103,14 @@ pub mod browser {
         /// When `REQUIRE_BROWSER` is set and chromedriver cannot run.
         pub fn start() -> Option<Driver> {
             let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+            let chrome = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
+            if !std::path::Path::new(&chrome).exists() {
+                assert!(
+                    std::env::var_os("REQUIRE_BROWSER").is_none(),
+                    "REQUIRE_BROWSER is set but the browser `{chrome}` is missing"
+                );
+                return None;
+            }
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())

@@ -1,5 +1,8 @@
 // A client of the log-analyzer service for Node.js 18+, with no dependencies: the built-in `fetch`, a timeout per
-// attempt, and retries (with backoff) of network errors, 408, 429, 502, 503 and 504, honouring `Retry-After`.
+// attempt, and retries with backoff, honouring `Retry-After`. GETs are retried after network errors, timeouts, 408,
+// 429, 502, 503 and 504. The analyze calls (POSTs, which the service learns from) are retried only when the service
+// cannot have seen the line: the connection was refused, or the answer was 429 or 503; a timeout or a 502/504
+// after the request was sent is thrown, so a line is never learned twice by the client's doing.
 
 /**
  * @typedef {object} ClientOptions
@@ -73,6 +76,10 @@ export class LogAnalyzerError extends Error {
 }
 
 const RETRYABLE = new Set([408, 429, 502, 503, 504]);
+/** Statuses after which a POST certainly was not processed. */
+const RETRYABLE_POST = new Set([429, 503]);
+/** Network errors raised before a request reached the service. */
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class LogAnalyzerClient {
@@ -137,7 +144,8 @@ export class LogAnalyzerClient {
         });
       } catch (e) {
         const what = e && e.name === "TimeoutError" ? `timed out after ${this.timeoutMs} ms` : String(e && e.cause ? e.cause : e);
-        if (last) throw new LogAnalyzerError(`${method} ${path}: ${what}`, null);
+        const unsent = NOT_SENT.has(e && e.cause && e.cause.code);
+        if (last || (method === "POST" && !unsent)) throw new LogAnalyzerError(`${method} ${path}: ${what}`, null);
         await sleep(delay);
         delay *= 2;
         continue;
@@ -150,7 +158,8 @@ export class LogAnalyzerClient {
         json = undefined;
       }
       if (response.ok) return json;
-      if (!last && RETRYABLE.has(response.status)) {
+      const retryable = method === "POST" ? RETRYABLE_POST : RETRYABLE;
+      if (!last && retryable.has(response.status)) {
         const after = Number(response.headers.get("retry-after"));
         await sleep(Number.isFinite(after) && after > 0 ? after * 1000 : delay);
         delay *= 2;

@@ -262,6 +262,17 @@ async fn memory_is_bounded_by_the_template_cap() {
     let (_, health) = s.get("/health").await;
     assert!(health["templates"].as_u64().unwrap() <= 50, "{health}");
     assert_eq!(health["lines_seen"], json!(600));
+    // Long tokens are kept as `<LONG>`, so a template stays small whatever the lines hold.
+    let huge: Vec<Value> = (0..20)
+        .map(|i| json!({"log_id": i, "log_text": format!("user {} logged in", "q".repeat(60_000 + i))}))
+        .collect();
+    let (status, answers) = s.post("/analyze-batch", &Value::Array(huge)).await;
+    assert_eq!(status, 200, "{answers}");
+    assert_eq!(answers[19]["template"], json!("user <LONG> logged in"));
+    assert!(
+        answers.to_string().len() < 20 * 1_000,
+        "answers repeat the long tokens"
+    );
     s.stop().await;
 }
 

@@ -29,7 +29,7 @@ async fn the_node_client_passes_its_tests_against_the_service() {
     let s = Service::start(&[("DATABASE_URL", &db), ("SECOND_OPINION", "false")]).await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/node");
     let out = tokio::process::Command::new("node")
-        .args(["--test", "test/"])
+        .args(["--test", "--test-reporter=tap", "test/client.test.js"])
         .current_dir(&dir)
         .env("LOG_ANALYZER_URL", &s.url)
         .output()

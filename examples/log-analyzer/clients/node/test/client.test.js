@@ -80,7 +80,31 @@ test("a 4xx is not retried", async () => {
   }
 });
 
-test("a server that never answers times out on every attempt", async () => {
+test("a POST that timed out is not retried: the service may have learned the line", async () => {
+  const s = await serve(["hang"]);
+  try {
+    const client = new LogAnalyzerClient({ baseUrl: s.base, timeoutMs: 100, retries: 3, retryDelayMs: 10 });
+    await assert.rejects(client.analyzeLog(1, "x"), (e) => e.status === null && /timed out/.test(e.message));
+    assert.equal(s.requests(), 1);
+  } finally {
+    s.server.closeAllConnections();
+    s.server.close();
+  }
+});
+
+test("a POST refused with 503 is retried", async () => {
+  const s = await serve([{ status: 503, body: { error: "busy" } }, { status: 200, body: { log_id: 1 } }]);
+  try {
+    const client = new LogAnalyzerClient({ baseUrl: s.base, retries: 2, retryDelayMs: 10 });
+    assert.deepEqual(await client.analyzeLog(1, "x"), { log_id: 1 });
+    assert.equal(s.requests(), 2);
+  } finally {
+    s.server.closeAllConnections();
+    s.server.close();
+  }
+});
+
+test("a GET that never answers times out on every attempt", async () => {
   const s = await serve(["hang"]);
   try {
     const client = new LogAnalyzerClient({ baseUrl: s.base, timeoutMs: 100, retries: 1, retryDelayMs: 10 });
