@@ -680,9 +680,13 @@ fn poisson_below(k: u64, lambda: f64) -> f64 {
     }
     let mut term = (-lambda).exp();
     let mut sum = 0.0;
-    for i in 0..k.min(10_000) {
+    for i in 0..k {
         sum += term;
         term *= lambda / (i + 1) as f64;
+        // Past the mode the terms only shrink: stop once they no longer change the sum.
+        if i as f64 > lambda && term <= sum * 1e-17 {
+            break;
+        }
     }
     sum.min(1.0)
 }
@@ -939,6 +943,7 @@ mod tests {
         assert!((poisson_below(1_000, 1_000.0) - 0.5).abs() < 0.02);
         assert!(poisson_below(2_000, 1_000.0) > 0.999_999);
         assert!(poisson_below(900, 1_000.0) < 0.001);
+        assert!((poisson_below(u64::MAX, 3.0) - 1.0).abs() < 1e-12);
         assert!((erfc(0.0) - 1.0).abs() < 1e-7 && (erfc(1.0) - 0.157_299_207).abs() < 1e-6);
     }
 
