@@ -82,7 +82,7 @@ pub fn flatten_into<'a>(
 }
 
 /// How a JSON value's type reads in an error message ("a number", "an array", …).
-pub(crate) fn type_name(v: &Value) -> &'static str {
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -226,6 +226,26 @@ impl SeaOrmStore {
         Self::connect_with_timeouts(url, Timeouts::default()).await
     }
 
+    /// Creates the directory of the SQLite file `url` names (`sqlite://DIR/FILE?…`) when it is missing, so a
+    /// service's default database works from a fresh checkout; nothing for other URLs and `:memory:`.
+    ///
+    /// # Errors
+    /// The directory cannot be created; the error names it.
+    pub fn create_sqlite_dir(url: &str) -> std::io::Result<()> {
+        let Some(rest) = url.strip_prefix("sqlite://") else {
+            return Ok(());
+        };
+        let path = rest.split('?').next().unwrap_or(rest);
+        match std::path::Path::new(path).parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && path != ":memory:" => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display()))
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// As [`connect`](SeaOrmStore::connect), with one bound for connecting and for later waiting for a pooled
     /// connection ([`Timeouts::uniform`]). A short timeout suits a caller that retries by itself, such as
     /// [`AnomalyQueue`](crate::AnomalyQueue).

@@ -1,5 +1,6 @@
 //! The Hasura DDN pre-response plugin request, parsed with errors that name the problem, and the query id.
 
+use anomaly_core::records::flatten::type_name;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -40,17 +41,6 @@ fn optional_string(
             "`{at}.{field}` must be a string, not {}",
             type_name(other)
         ))),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

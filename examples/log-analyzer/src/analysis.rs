@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anomaly_core::logs::{LogDetector, LogVerdict, Severity, TemplateSummary};
+use anomaly_core::records::flatten::type_name;
 use anomaly_llm::logs::{LogAnalyzer as LlmLogAnalyzer, LogLine, LogTemplate, TemplateHistory};
 use anomaly_llm::{Cached, FallbackChain};
 use anomaly_store::{Anomaly, AnomalyQueue};
@@ -215,7 +216,7 @@ impl Analysis {
             other => {
                 return Err(refuse(
                     "not_text",
-                    format!("log_text must be a string, not {}", kind(other)),
+                    format!("log_text must be a string, not {}", type_name(other)),
                 ));
             }
         };
@@ -419,17 +420,6 @@ pub(crate) fn check_line(text: &str, max_bytes: usize) -> Result<(), (&'static s
         ));
     }
     Ok(())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A shared analysis.

@@ -22,18 +22,10 @@ const KIND: &str = "log_detector";
 /// [`AnalyzerError::Store`] when the database cannot be opened, [`AnalyzerError::Io`] when the directory cannot
 /// be created.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AnalyzerError> {
-    if let Some(rest) = config.database_url.strip_prefix("sqlite://") {
-        let path = rest.split('?').next().unwrap_or(rest);
-        if let Some(dir) = std::path::Path::new(path).parent()
-            && !dir.as_os_str().is_empty()
-            && path != ":memory:"
-        {
-            std::fs::create_dir_all(dir).map_err(|source| AnalyzerError::Io {
-                what: format!("creating {}", dir.display()),
-                source,
-            })?;
-        }
-    }
+    SeaOrmStore::create_sqlite_dir(&config.database_url).map_err(|source| AnalyzerError::Io {
+        what: "the database's directory".into(),
+        source,
+    })?;
     let store =
         SeaOrmStore::connect_with_timeout(&config.database_url, config.store_timeout).await?;
     Ok(Arc::new(store))

@@ -169,18 +169,10 @@ pub async fn serve_with_hooks(
 
 /// The store at `DATABASE_URL` (the SQLite file's directory created when missing), migrated.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, WorkerError> {
-    if let Some(rest) = config.database_url.strip_prefix("sqlite://") {
-        let path = rest.split('?').next().unwrap_or(rest);
-        if let Some(dir) = std::path::Path::new(path).parent()
-            && !dir.as_os_str().is_empty()
-            && path != ":memory:"
-        {
-            std::fs::create_dir_all(dir).map_err(|source| WorkerError::Io {
-                what: format!("creating {}", dir.display()),
-                source,
-            })?;
-        }
-    }
+    SeaOrmStore::create_sqlite_dir(&config.database_url).map_err(|source| WorkerError::Io {
+        what: "the database's directory".into(),
+        source,
+    })?;
     let store =
         SeaOrmStore::connect_with_timeout(&config.database_url, config.store_timeout).await?;
     Ok(Arc::new(store))
