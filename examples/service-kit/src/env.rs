@@ -108,8 +108,17 @@ impl<'a> Env<'a> {
     /// # Errors
     /// [`KitError::Config`] for any other value.
     pub fn flag(&self, name: &str) -> Result<bool, KitError> {
+        self.flag_or(name, false)
+    }
+
+    /// A boolean (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`), or `default` when unset.
+    ///
+    /// # Errors
+    /// [`KitError::Config`] naming the variable for any other value.
+    pub fn flag_or(&self, name: &str, default: bool) -> Result<bool, KitError> {
         match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("false" | "0" | "no" | "off") => Ok(false),
+            None => Ok(default),
+            Some("false" | "0" | "no" | "off") => Ok(false),
             Some("true" | "1" | "yes" | "on") => Ok(true),
             Some(v) => Err(KitError::config(
                 name,

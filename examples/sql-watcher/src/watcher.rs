@@ -1,0 +1,738 @@
+//! [`Watcher`]: the application's logic between the web layer and the libraries. It registers, changes and
+//! deletes sources (each registration checked and dry-run), and runs a source: fetch its new rows by watermark in
+//! pages, score them per series with the record engine, store them with the watermark, record the run, and set
+//! the next one (backoff after a failure).
+//!
+//! A series is an engine key `sql-watcher/<source id>/r<revision>/<series>`: a source whose query or connection
+//! changes starts new keys, so no model trained on other rows is restored for it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anomaly_core::engine::{
+    Engine, EngineParams, Outcome, Persistence, RecordExplanation, WriteBehind,
+};
+use anomaly_core::records::role::{FieldRole, FieldRoles};
+use anomaly_core::records::vectorizer::VectorizerParams;
+use anomaly_store::{SeaOrmStore, SourceBatch, SqlSource, StoreError, Watermark};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::db::{Db, NewRow, Run, User};
+use crate::error::WatcherError;
+use crate::metrics::Metrics;
+use crate::source::{Source, SourceSpec, SourceStatus, SpecLimits};
+
+type Result<T> = std::result::Result<T, WatcherError>;
+
+/// How often pending engine history is written.
+const HISTORY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Rows a registration's dry run reads.
+const DRY_RUN_ROWS: u64 = 5;
+/// Attributions kept in a stored explanation.
+const EXPLANATION_FIELDS: usize = 5;
+
+/// Who asked for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The scheduler, when the source was due.
+    Schedule,
+    /// A user (`POST …/fetch/`).
+    Request,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Request => "request",
+        }
+    }
+}
+
+/// The application: its database, the record engine and the sources' connections.
+pub struct Watcher {
+    config: Config,
+    db: Db,
+    engine: Arc<Engine>,
+    history: Arc<WriteBehind>,
+    metrics: Metrics,
+    /// Open connections per source, with the revision and URL they were opened for (a new password reconnects).
+    /// Bounded by the number of sources.
+    pools: Mutex<HashMap<i64, (i64, String, SqlSource)>>,
+    running: Mutex<HashSet<i64>>,
+    /// Field roles pinned per source: the timestamp column as a timestamp, the series columns ignored (constant
+    /// within a series). Bounded by the number of sources.
+    roles: Arc<RwLock<HashMap<i64, FieldRoles>>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+/// Marks a source as running until dropped.
+struct Claim<'a> {
+    watcher: &'a Watcher,
+    id: i64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(&self.watcher.running).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The source id in an engine key.
+fn source_of_key(key: &str) -> Option<i64> {
+    key.strip_prefix("sql-watcher/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The engine key of a source's series (long series names are hashed to stay within the store's key length).
+pub fn engine_key(source: &Source, series: &str) -> String {
+    let series = if series.is_empty() { "*" } else { series };
+    let prefix = format!("sql-watcher/{}/r{}/", source.id, source.revision);
+    if prefix.len() + series.len() <= anomaly_store::MAX_KEY_CHARS {
+        format!("{prefix}{series}")
+    } else {
+        // FNV-1a: the same in every process.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in series.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{prefix}#{h:016x}")
+    }
+}
+
+/// The time a timestamp column's value stands for, when it is one: a time, a date (midnight UTC), an ISO-8601
+/// text, or an integer that reads as epoch seconds or milliseconds between 2000 and 2100.
+fn row_time(w: &Watermark) -> Option<DateTime<Utc>> {
+    const LOW: i64 = 946_684_800; // 2000-01-01
+    const HIGH: i64 = 4_102_444_800; // 2100-01-01
+    match w {
+        Watermark::Timestamp(t) => Some(*t),
+        Watermark::DateTime(t) => Some(t.and_utc()),
+        Watermark::Date(d) => d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+        Watermark::Text(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                [
+                    "%Y-%m-%d %H:%M:%S%.f",
+                    "%Y-%m-%dT%H:%M:%S%.f",
+                    "%Y-%m-%d %H:%M:%S",
+                ]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+                .map(|t| t.and_utc())
+            }),
+        Watermark::Integer(v) if (LOW..HIGH).contains(v) => Utc.timestamp_opt(*v, 0).single(),
+        Watermark::Integer(v) if (LOW * 1000..HIGH * 1000).contains(v) => {
+            Utc.timestamp_millis_opt(*v).single()
+        }
+        _ => None,
+    }
+}
+
+/// The error's whole chain of causes, with the source's password masked wherever a driver repeats it.
+fn describe(e: &dyn std::error::Error, password: &str) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    if password.len() >= 3 {
+        text = text.replace(password, "***");
+    }
+    text
+}
+
+impl Watcher {
+    /// Opens the application's database and the engine's store (the same database), and builds the engine.
+    ///
+    /// # Errors
+    /// [`WatcherError::Database`] / [`WatcherError::Store`] when the database cannot be opened or migrated.
+    pub async fn open(config: Config, metrics: Metrics) -> Result<Watcher> {
+        let db = Db::connect(&config.database_url, config.store_timeout).await?;
+        let store = SeaOrmStore::connect_with_timeout(&config.database_url, config.store_timeout)
+            .await?
+            .with_max_history(config.max_history_rows as u64);
+        let persistence: Arc<dyn Persistence> = Arc::new(store);
+        // History appends are buffered per series and written once a second, off the run's path.
+        let history = Arc::new(WriteBehind::new(
+            persistence,
+            config.max_history_rows,
+            HISTORY_FLUSH_INTERVAL,
+        )?);
+        let params = EngineParams::new()
+            .min_training_records(config.min_training_rows)
+            .max_history(config.max_history_rows)
+            .max_keys_in_memory(config.max_keys_in_memory)
+            .retrain_every(config.retrain_every_rows)
+            .vectorizer(VectorizerParams::new().max_columns(config.max_schema_columns));
+        let roles: Arc<RwLock<HashMap<i64, FieldRoles>>> = Arc::default();
+        let policy = roles.clone();
+        let engine = Engine::new(params, history.clone())?.with_field_roles(move |key| {
+            source_of_key(key)
+                .and_then(|id| {
+                    policy
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&id)
+                        .cloned()
+                })
+                .unwrap_or_default()
+        });
+        Ok(Watcher {
+            config,
+            db,
+            engine: Arc::new(engine),
+            history,
+            metrics,
+            pools: Mutex::default(),
+            running: Mutex::default(),
+            roles,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The application's database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The limits a source's spec is read with.
+    pub fn spec_limits(&self) -> SpecLimits {
+        SpecLimits {
+            default_interval: self.config.fetch_interval_seconds,
+            min_interval: self.config.min_fetch_interval_seconds,
+        }
+    }
+
+    /// Registers a source for `user` from the API's JSON (or a form's fields), after checking its query and
+    /// dry-running it.
+    ///
+    /// # Errors
+    /// [`WatcherError::Invalid`] naming the field at fault (a query that is not one read-only `SELECT`, a server
+    /// that cannot be reached, a missing column, a taken alias); [`WatcherError::Database`].
+    pub async fn register(&self, user: &User, body: &Value) -> Result<Source> {
+        let spec = SourceSpec::from_json(body, None, self.spec_limits())?;
+        self.dry_run(&spec).await?;
+        let source = self
+            .db
+            .insert_source(user.id, &spec, self.config.max_sources_per_user)
+            .await?;
+        tracing::info!(source = source.id, user = %user.username, alias = %spec.alias, "data source registered");
+        Ok(source)
+    }
+
+    /// Changes a user's source (fields left out keep their values); a change of what it reads is dry-run and
+    /// starts its rows and models over. `None` when the user has no such source.
+    ///
+    /// # Errors
+    /// As [`register`](Self::register).
+    pub async fn update(&self, user: &User, id: i64, body: &Value) -> Result<Option<Source>> {
+        let Some(old) = self.db.user_source(user.id, id).await? else {
+            return Ok(None);
+        };
+        let spec = SourceSpec::from_json(body, Some(&old.spec), self.spec_limits())?;
+        if old.spec.reads_differently(&spec)
+            || old.spec.password != spec.password
+            || old.spec.user != spec.user
+        {
+            self.dry_run(&spec).await?;
+        }
+        let Some((source, restarted)) = self.db.update_source(user.id, id, &spec).await? else {
+            return Ok(None);
+        };
+        lock(&self.pools).remove(&id);
+        if restarted {
+            self.forget_series(old.id, Some(old.revision));
+        }
+        Ok(Some(source))
+    }
+
+    /// Deletes a user's source with its rows and runs; whether it existed.
+    ///
+    /// # Errors
+    /// [`WatcherError::Database`].
+    pub async fn delete(&self, user: &User, id: i64) -> Result<bool> {
+        let deleted = self.db.delete_source(user.id, id).await?;
+        if deleted {
+            lock(&self.pools).remove(&id);
+            self.roles
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            self.forget_series(id, None);
+        }
+        Ok(deleted)
+    }
+
+    /// Clears the engine history of a source's series (of one revision, or all), in the background.
+    fn forget_series(&self, id: i64, revision: Option<i64>) {
+        let engine = self.engine.clone();
+        let prefix = match revision {
+            Some(r) => format!("sql-watcher/{id}/r{r}/"),
+            None => format!("sql-watcher/{id}/"),
+        };
+        tokio::task::spawn_blocking(move || {
+            for key in engine
+                .known_keys()
+                .into_iter()
+                .filter(|k| k.starts_with(&prefix))
+            {
+                if let Err(e) = engine.clear(&key) {
+                    tracing::warn!(key, error = %e, "could not clear a series' history");
+                }
+            }
+        });
+    }
+
+    /// Connects to the spec's database and reads a few rows, to refuse a source that cannot work.
+    ///
+    /// # Errors
+    /// [`WatcherError::Invalid`]: `sql` for a query the guard or the database refuses, `host` when the server
+    /// cannot be reached, `timestamp_column` / `series_columns` for a column the result lacks.
+    pub async fn dry_run(&self, spec: &SourceSpec) -> Result<()> {
+        let source = self.connect(spec).await?;
+        let source = source.with_batch_size(DRY_RUN_ROWS);
+        match source.fetch(None).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.spec_error(spec, &e)),
+        }
+    }
+
+    fn spec_error(&self, spec: &SourceSpec, e: &StoreError) -> WatcherError {
+        let text = describe(e, &spec.password);
+        let field = match e {
+            StoreError::Connect { .. } => "host",
+            StoreError::UnsupportedUrl { .. } => "engine",
+            StoreError::SourceColumn { column, .. } if spec.series_columns.contains(column) => {
+                "series_columns"
+            }
+            StoreError::SourceColumn { .. } => "timestamp_column",
+            // The wrapping query names the result's columns `src.<column>`: a database that does not know one
+            // names it so (SQLite "no such column: src.x", PostgreSQL "column src.x does not exist", MariaDB
+            // "Unknown column 'src.x'").
+            StoreError::Database { .. }
+                if spec
+                    .series_columns
+                    .iter()
+                    .any(|c| text.contains(&format!("src.{c}"))) =>
+            {
+                "series_columns"
+            }
+            StoreError::Database { .. }
+                if text.contains(&format!("src.{}", spec.timestamp_column)) =>
+            {
+                "timestamp_column"
+            }
+            _ => "sql",
+        };
+        WatcherError::invalid(field, text)
+    }
+
+    async fn connect(&self, spec: &SourceSpec) -> Result<SqlSource> {
+        let url = spec.url();
+        let connecting = SqlSource::connect(
+            &url,
+            &spec.sql,
+            &spec.timestamp_column,
+            &spec.series_columns,
+        );
+        match tokio::time::timeout(self.config.connect_timeout, connecting).await {
+            Err(_) => Err(WatcherError::invalid(
+                "host",
+                format!(
+                    "cannot connect to the {} database: no answer within {} s",
+                    spec.engine.as_str(),
+                    self.config.connect_timeout.as_secs()
+                ),
+            )),
+            Ok(Err(e)) => Err(self.spec_error(spec, &e)),
+            Ok(Ok(s)) => Ok(s.with_statement_timeout(self.config.statement_timeout)),
+        }
+    }
+
+    /// The source's open connection, opened now if needed.
+    async fn source_connection(&self, source: &Source) -> Result<SqlSource> {
+        let url = source.spec.url();
+        if let Some((rev, u, s)) = lock(&self.pools).get(&source.id)
+            && *rev == source.revision
+            && *u == url
+        {
+            return Ok(s.clone());
+        }
+        let s = self
+            .connect(&source.spec)
+            .await?
+            .with_batch_size(self.config.fetch_page_rows);
+        lock(&self.pools).insert(source.id, (source.revision, url, s.clone()));
+        Ok(s)
+    }
+
+    /// Whether a run of the source is under way.
+    pub fn is_running(&self, id: i64) -> bool {
+        lock(&self.running).contains(&id)
+    }
+
+    /// Runs a source now: fetches its new rows (at most `MAX_ROWS_PER_RUN`), scores and stores them, records the
+    /// run and sets the next one. A failing source is marked `error` with the reason and retried with backoff.
+    ///
+    /// # Errors
+    /// [`WatcherError::Busy`] when a run of it is under way; [`WatcherError::Database`] when the application's
+    /// database fails. A failure of the source itself is not an error here: it is in the run's `error`.
+    pub async fn run(&self, id: i64, trigger: Trigger) -> Result<Option<Run>> {
+        if !lock(&self.running).insert(id) {
+            return Err(WatcherError::Busy);
+        }
+        let _claim = Claim { watcher: self, id };
+        let Some(source) = self.db.source(id).await? else {
+            return Ok(None);
+        };
+        self.roles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, pinned_roles(&source.spec));
+        let started = Utc::now();
+        let clock = Instant::now();
+        let run_id = self.db.start_run(id, trigger.as_str(), started).await?;
+        self.metrics.run_started();
+        let outcome = self.fetch_and_score(&source, run_id).await;
+        let (rows, anomalies, more, error) = match outcome {
+            Ok((rows, anomalies, more)) => (rows, anomalies, more, None),
+            Err((rows, anomalies, e)) => (rows, anomalies, false, Some(e)),
+        };
+        let now = Utc::now();
+        let (status, failures, next) = match &error {
+            None if more => (SourceStatus::Ok, 0, now),
+            None => (
+                SourceStatus::Ok,
+                0,
+                now + chrono::Duration::seconds(source.spec.fetch_interval_seconds as i64),
+            ),
+            Some(_) => {
+                let failures = source.failures + 1;
+                (SourceStatus::Error, failures, now + self.backoff(failures))
+            }
+        };
+        let run = Run {
+            id: run_id,
+            datasource: id,
+            trigger: trigger.as_str().into(),
+            started_at: started,
+            rows,
+            anomalies,
+            duration_ms: clock.elapsed().as_millis() as u64,
+            error,
+        };
+        let finished = self
+            .db
+            .finish_run(
+                &run,
+                source.revision,
+                status,
+                failures,
+                next,
+                self.config.max_rows_per_source,
+                self.config.max_runs_per_source,
+            )
+            .await;
+        self.metrics.run_finished(
+            run.error.is_none(),
+            trigger.as_str(),
+            rows,
+            anomalies,
+            clock.elapsed().as_secs_f64(),
+        );
+        finished?;
+        match &run.error {
+            None => tracing::info!(
+                source = id,
+                rows,
+                anomalies,
+                ms = run.duration_ms,
+                more,
+                "run done"
+            ),
+            Some(e) => {
+                tracing::warn!(source = id, failures, retry_at = %next, error = %e, "run failed")
+            }
+        }
+        Ok(Some(run))
+    }
+
+    /// How long after its `failures`-th failure in a row a source is retried: `RETRY_BASE_SECONDS` doubled per
+    /// further failure, at most `MAX_BACKOFF_SECONDS`.
+    fn backoff(&self, failures: u64) -> chrono::Duration {
+        let base = self.config.retry_base.as_secs_f64();
+        let wait = (base * 2f64.powi(failures.saturating_sub(1).min(30) as i32))
+            .min(self.config.max_backoff.as_secs_f64());
+        chrono::Duration::milliseconds((wait * 1000.0) as i64)
+    }
+
+    /// Fetches pages until the source has no more rows or the run's row cap is reached, scores them together,
+    /// then stores them page by page (each page's rows with its watermark): `(rows, anomalies, more)`, or what
+    /// was stored before the failure and its reason. Scoring the run's rows together lets a series that has no
+    /// model yet learn from all of them before any is judged (a first fetch of a long history is not judged by
+    /// a model of its first hundred rows).
+    async fn fetch_and_score(
+        &self,
+        source: &Source,
+        run_id: i64,
+    ) -> std::result::Result<(u64, u64, bool), (u64, u64, String)> {
+        let fail = |rows, anomalies, e: &dyn std::error::Error| {
+            (rows, anomalies, describe(e, &source.spec.password))
+        };
+        let connection = match self.source_connection(source).await {
+            Ok(c) => c,
+            Err(e) => return Err(fail(0, 0, &e)),
+        };
+        let mut watermark = source.watermark.clone();
+        let mut pages: Vec<SourceBatch> = Vec::new();
+        let mut fetched = 0u64;
+        let more = loop {
+            let batch = match connection.fetch(watermark.as_ref()).await {
+                Ok(b) => b,
+                Err(e) => {
+                    if e.is_unreachable() {
+                        // A new connection next time: the server may have moved or restarted.
+                        lock(&self.pools).remove(&source.id);
+                    }
+                    return Err(fail(0, 0, &e));
+                }
+            };
+            if batch.rows.is_empty() {
+                break false;
+            }
+            if !batch.dropped_values.is_empty() {
+                tracing::warn!(
+                    source = source.id,
+                    values = batch.dropped_values.len(),
+                    first = %batch.dropped_values[0].reason,
+                    "values JSON cannot hold were stored as null"
+                );
+            }
+            fetched += batch.rows.len() as u64;
+            watermark = batch.watermark.clone();
+            let more = batch.more;
+            pages.push(batch);
+            if !more {
+                break false;
+            }
+            if fetched >= self.config.max_rows_per_run {
+                break true;
+            }
+        };
+        if pages.is_empty() {
+            return Ok((0, 0, false));
+        }
+        let mut scored = match self.score(source, &pages).await {
+            Ok(s) => s,
+            Err(e) => return Err(fail(0, 0, &e)),
+        };
+        let (mut rows, mut anomalies) = (0u64, 0u64);
+        for page in &pages {
+            let rest = scored.split_off(page.rows.len().min(scored.len()));
+            let these = std::mem::replace(&mut scored, rest);
+            let flagged = these.iter().filter(|r| r.is_anomaly).count() as u64;
+            match self
+                .db
+                .store_page(
+                    source.id,
+                    source.revision,
+                    run_id,
+                    &these,
+                    page.watermark.as_ref(),
+                )
+                .await
+            {
+                Ok(true) => {}
+                // Changed or deleted during the run: what it fetched belongs to the old query.
+                Ok(false) => return Ok((rows, anomalies, false)),
+                Err(e) => return Err(fail(rows, anomalies, &e)),
+            }
+            rows += these.len() as u64;
+            anomalies += flagged;
+        }
+        Ok((rows, anomalies, more))
+    }
+
+    /// Scores a run's rows per series with the engine (on the blocking pool): each series' rows observed in
+    /// order; a series whose first model comes during the run is trained on all its rows and they are scored by
+    /// it.
+    async fn score(&self, source: &Source, pages: &[SourceBatch]) -> Result<Vec<NewRow>> {
+        let engine = self.engine.clone();
+        let source = source.clone();
+        let rows: Vec<(String, Value, Watermark)> = pages
+            .iter()
+            .flat_map(|p| &p.rows)
+            .map(|r| {
+                (
+                    r.series_key(&source.spec.series_columns),
+                    r.record.clone(),
+                    r.timestamp.clone(),
+                )
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || score_rows(&engine, &source, rows))
+            .await
+            .map_err(|e| WatcherError::Source(format!("scoring stopped: {e}")))?
+    }
+
+    /// Writes the engine's pending history (at shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.history.flush() {
+            tracing::warn!(error = %e, "pending history could not be written");
+        }
+    }
+
+    /// Whether the application's database answers.
+    ///
+    /// # Errors
+    /// The reason, when it does not.
+    pub async fn ready(&self) -> std::result::Result<(), String> {
+        self.db.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+fn pinned_roles(spec: &SourceSpec) -> FieldRoles {
+    let mut roles = FieldRoles::new();
+    roles.insert(spec.timestamp_column.clone(), FieldRole::Timestamp);
+    for c in &spec.series_columns {
+        roles.insert(c.clone(), FieldRole::Ignore);
+    }
+    roles
+}
+
+fn explanation_json(e: &RecordExplanation) -> Value {
+    let mut e = e.clone();
+    e.fields.truncate(EXPLANATION_FIELDS);
+    serde_json::to_value(&e).unwrap_or_else(|_| json!({"rationale": e.rationale}))
+}
+
+fn score_rows(
+    engine: &Engine,
+    source: &Source,
+    rows: Vec<(String, Value, Watermark)>,
+) -> Result<Vec<NewRow>> {
+    let mut out: Vec<NewRow> = rows
+        .iter()
+        .map(|(series, record, ts)| NewRow {
+            row: record.clone(),
+            row_timestamp: ts.to_string(),
+            row_time: row_time(ts),
+            series: series.clone(),
+            score: None,
+            is_anomaly: false,
+            explanation: None,
+        })
+        .collect();
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (series, _, _)) in rows.iter().enumerate() {
+        groups.entry(series.as_str()).or_default().push(i);
+    }
+    let contamination = source.spec.sensitivity.contamination();
+    for (series, indices) in groups {
+        let key = engine_key(source, series);
+        let current = engine
+            .model(&key)?
+            .map(|m| m.forest().params().get_contamination());
+        if current != Some(contamination) {
+            engine.set_sensitivity(&key, contamination)?;
+        }
+        let records: Vec<Value> = indices.iter().map(|&i| rows[i].1.clone()).collect();
+        let had_model = engine.model(&key)?.is_some();
+        let report = engine.observe_batch(&key, &records)?;
+        if !had_model && engine.model(&key)?.is_some() {
+            // The series' first model came during this page (a backfill): it learnt from the first rows only.
+            // Train it on everything fetched so far, then score the whole page with it, as the original fitted on
+            // a source's first fetch and scored it.
+            engine.train(&key)?;
+            for (j, record) in records.iter().enumerate() {
+                let row = &mut out[indices[j]];
+                if let Outcome::Scored(v) = engine.score(&key, record)? {
+                    row.score = Some(v.score);
+                    row.is_anomaly = v.is_anomaly;
+                    row.explanation = if v.is_anomaly {
+                        engine.explain(&key, record)?.as_ref().map(explanation_json)
+                    } else {
+                        None
+                    };
+                }
+            }
+            continue;
+        }
+        for (j, outcome) in report.outcomes.iter().enumerate() {
+            if let Outcome::Scored(v) = outcome {
+                let row = &mut out[indices[j]];
+                row.score = Some(v.score);
+                row.is_anomaly = v.is_anomaly;
+                row.explanation = report.explanations.get(&j).map(explanation_json);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn row_times_read_times_dates_text_and_epochs() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        assert_eq!(row_time(&Watermark::Timestamp(t)), Some(t));
+        assert_eq!(row_time(&Watermark::DateTime(t.naive_utc())), Some(t));
+        assert_eq!(
+            row_time(&Watermark::Text("2026-11-01 12:00:00".into())),
+            Some(t)
+        );
+        assert_eq!(
+            row_time(&Watermark::Text("2026-11-01T12:00:00Z".into())),
+            Some(t)
+        );
+        assert_eq!(row_time(&Watermark::Integer(t.timestamp())), Some(t));
+        assert_eq!(row_time(&Watermark::Integer(t.timestamp_millis())), Some(t));
+        assert_eq!(row_time(&Watermark::Integer(42)), None);
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        assert_eq!(
+            row_time(&Watermark::Date(day)),
+            Some(Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn errors_never_repeat_the_password() {
+        let e = std::io::Error::other("login failed for ro with s3cret!");
+        assert_eq!(describe(&e, "s3cret!"), "login failed for ro with ***");
+    }
+
+    #[test]
+    fn keys_name_source_revision_and_series_within_the_store_limit() {
+        assert_eq!(source_of_key("sql-watcher/12/r3/host=a"), Some(12));
+        assert_eq!(source_of_key("other/12"), None);
+    }
+}
