@@ -31,6 +31,16 @@ pub struct Config {
     /// `FETCH_PAGE_ROWS` (default 5,000): rows per query of a run (each page is scored and stored, and the
     /// watermark moved, in one transaction).
     pub fetch_page_rows: u64,
+    /// `MAX_ROW_BYTES` (default 1 MiB): a row larger than this as JSON fails the run with the reason (select
+    /// fewer or shorter columns).
+    pub max_row_bytes: usize,
+    /// `MAX_RUN_BYTES` (default 256 MiB): a run stops fetching pages once its rows reach this much JSON (the
+    /// next run starts at once); with `MAX_ROW_BYTES` and `FETCH_PAGE_ROWS` it bounds a run's memory.
+    pub max_run_bytes: usize,
+    /// `SQLITE_SOURCE_DIR` (default unset: SQLite sources refused): the directory SQLite sources must be in. A
+    /// SQLite source reads a file on this server, so users may only name files under it (never the application's
+    /// own database).
+    pub sqlite_source_dir: Option<std::path::PathBuf>,
     /// `SOURCE_STATEMENT_TIMEOUT_SECONDS` (default 30): how long a source's query may run.
     pub statement_timeout: Duration,
     /// `SOURCE_CONNECT_TIMEOUT_SECONDS` (default 10): how long connecting to a source may take.
@@ -122,6 +132,9 @@ impl Config {
             min_fetch_interval_seconds: min_interval,
             max_rows_per_run: env.number("MAX_ROWS_PER_RUN", 100_000, 1, 100_000_000)?,
             fetch_page_rows: env.number("FETCH_PAGE_ROWS", 5_000, 1, 1_000_000)?,
+            max_row_bytes: env.number("MAX_ROW_BYTES", 1 << 20, 1_024, 1 << 30)?,
+            max_run_bytes: env.number("MAX_RUN_BYTES", 256 << 20, 1 << 20, 1 << 40)?,
+            sqlite_source_dir: env.get("SQLITE_SOURCE_DIR").map(std::path::PathBuf::from),
             statement_timeout: secs(env.number(
                 "SOURCE_STATEMENT_TIMEOUT_SECONDS",
                 30,

@@ -280,6 +280,27 @@ async fn import_postgres(req: &ImportRequest, dump: &str) -> Result<ImportReport
         .execute(account.as_str())
         .await
         .map_err(|e| db_error("creating the account", e))?;
+    // An existing account leaves every role it was a member of (it must not inherit write rights).
+    let memberships: Vec<(String,)> = sqlx::query_as(
+        "SELECT r.rolname::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
+         JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = $1",
+    )
+    .bind(user)
+    .fetch_all(&mut admin)
+    .await
+    .map_err(|e| db_error("listing the account's roles", e))?;
+    for (role,) in memberships {
+        let role = role.replace('"', "\"\"");
+        admin
+            .execute(format!("REVOKE \"{role}\" FROM \"{user}\"").as_str())
+            .await
+            .map_err(|e| db_error("revoking a role of the account", e))?;
+    }
+    // Nobody but the granted gets in, or makes temporary tables, by PUBLIC's defaults.
+    admin
+        .execute(format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC").as_str())
+        .await
+        .map_err(|e| db_error("revoking PUBLIC's rights on the database", e))?;
     admin
         .execute(format!("ALTER ROLE \"{user}\" SET default_transaction_read_only = on").as_str())
         .await
@@ -304,6 +325,14 @@ async fn import_postgres(req: &ImportRequest, dump: &str) -> Result<ImportReport
     for (schema,) in schemas {
         let s = schema.replace('"', "\"\"");
         for (step, sql) in [
+            (
+                "revoking PUBLIC's CREATE",
+                format!("REVOKE CREATE ON SCHEMA \"{s}\" FROM PUBLIC"),
+            ),
+            (
+                "revoking PUBLIC's EXECUTE",
+                format!("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA \"{s}\" FROM PUBLIC"),
+            ),
             (
                 "revoking earlier rights",
                 format!("REVOKE ALL ON ALL TABLES IN SCHEMA \"{s}\" FROM \"{user}\""),
@@ -372,6 +401,9 @@ async fn run_pg_dump(c: &mut PgConnection, dump: &str) -> Result<u64> {
                 .map_err(|e| db_error("finishing a COPY block", e))?;
             steps += 1;
         } else if trimmed.starts_with('\\') {
+            continue;
+        } else if upper.starts_with("ALTER ") && upper.contains(" OWNER TO ") {
+            // Ownership by roles of the dumped server, which this one may not have: the administrator owns all.
             continue;
         } else {
             sql.push_str(line);

@@ -40,8 +40,8 @@ enum Command {
         /// The read-only account to create (or re-create).
         #[arg(long)]
         user: String,
-        /// Its password.
-        #[arg(long)]
+        /// Its password (default: IMPORT_PASSWORD, so that it stays out of the process list and shell history).
+        #[arg(long, env = "IMPORT_PASSWORD", hide_env_values = true)]
         password: String,
         /// An administrator's URL: mysql://root@127.0.0.1:3306/ or postgres://postgres@127.0.0.1:5432/postgres.
         #[arg(long)]

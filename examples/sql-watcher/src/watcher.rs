@@ -63,6 +63,8 @@ pub struct Watcher {
     /// Bounded by the number of sources.
     pools: Mutex<HashMap<i64, (i64, String, SqlSource)>>,
     running: Mutex<HashSet<i64>>,
+    /// Run slots shared by the scheduler and requests (`SCHEDULER_CONCURRENCY`).
+    slots: tokio::sync::Semaphore,
     /// Field roles pinned per source: the timestamp column as a timestamp, the series columns ignored (constant
     /// within a series). Bounded by the number of sources.
     roles: Arc<RwLock<HashMap<i64, FieldRoles>>>,
@@ -100,9 +102,9 @@ fn source_of_key(key: &str) -> Option<i64> {
 }
 
 /// The engine key of a source's series (long series names are hashed to stay within the store's key length).
-pub fn engine_key(source: &Source, series: &str) -> String {
+pub fn engine_key(source: i64, revision: i64, series: &str) -> String {
     let series = if series.is_empty() { "*" } else { series };
-    let prefix = format!("sql-watcher/{}/r{}/", source.id, source.revision);
+    let prefix = format!("sql-watcher/{source}/r{revision}/");
     if prefix.len() + series.len() <= anomaly_store::MAX_KEY_CHARS {
         format!("{prefix}{series}")
     } else {
@@ -199,6 +201,7 @@ impl Watcher {
                 })
                 .unwrap_or_default()
         });
+        let slots = tokio::sync::Semaphore::new(config.scheduler_concurrency);
         Ok(Watcher {
             config,
             db,
@@ -207,6 +210,7 @@ impl Watcher {
             metrics,
             pools: Mutex::default(),
             running: Mutex::default(),
+            slots,
             roles,
         })
     }
@@ -236,7 +240,8 @@ impl Watcher {
     /// [`WatcherError::Invalid`] naming the field at fault (a query that is not one read-only `SELECT`, a server
     /// that cannot be reached, a missing column, a taken alias); [`WatcherError::Database`].
     pub async fn register(&self, user: &User, body: &Value) -> Result<Source> {
-        let spec = SourceSpec::from_json(body, None, self.spec_limits())?;
+        let mut spec = SourceSpec::from_json(body, None, self.spec_limits())?;
+        self.check_place(&mut spec)?;
         self.dry_run(&spec).await?;
         let source = self
             .db
@@ -255,7 +260,8 @@ impl Watcher {
         let Some(old) = self.db.user_source(user.id, id).await? else {
             return Ok(None);
         };
-        let spec = SourceSpec::from_json(body, Some(&old.spec), self.spec_limits())?;
+        let mut spec = SourceSpec::from_json(body, Some(&old.spec), self.spec_limits())?;
+        self.check_place(&mut spec)?;
         if old.spec.reads_differently(&spec)
             || old.spec.password != spec.password
             || old.spec.user != spec.user
@@ -307,6 +313,56 @@ impl Watcher {
                 }
             }
         });
+    }
+
+    /// A SQLite source names a file on this server: only a file under `SQLITE_SOURCE_DIR` is accepted (its path
+    /// made canonical, so `..` and links cannot leave it), never the application's own database.
+    fn check_place(&self, spec: &mut SourceSpec) -> Result<()> {
+        if spec.engine != crate::source::DbEngine::Sqlite {
+            return Ok(());
+        }
+        let bad = |why: String| WatcherError::invalid("name", why);
+        let Some(dir) = &self.config.sqlite_source_dir else {
+            return Err(bad(
+                "SQLite sources are off on this server (its operator can allow a directory with SQLITE_SOURCE_DIR)"
+                    .into(),
+            ));
+        };
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| bad(format!("SQLITE_SOURCE_DIR cannot be read: {e}")))?;
+        let given = spec.name.strip_prefix("sqlite://").unwrap_or(&spec.name);
+        let path = std::path::Path::new(given);
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            dir.join(path)
+        };
+        let path = path.canonicalize().map_err(|_| {
+            bad(format!(
+                "no file {given:?} under the SQLite source directory"
+            ))
+        })?;
+        if !path.starts_with(&dir) || !path.is_file() {
+            return Err(bad(format!(
+                "no file {given:?} under the SQLite source directory"
+            )));
+        }
+        let own = self
+            .config
+            .database_url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or_default())
+            .and_then(|p| std::path::Path::new(p).canonicalize().ok());
+        if own.as_ref() == Some(&path) {
+            return Err(bad("that is the application's own database".into()));
+        }
+        let text = path.to_string_lossy().into_owned();
+        if text.contains(['?', '#']) {
+            return Err(bad("a SQLite source's path may not contain ? or #".into()));
+        }
+        spec.name = text;
+        Ok(())
     }
 
     /// Connects to the spec's database and reads a few rows, to refuse a source that cannot work.
@@ -408,6 +464,10 @@ impl Watcher {
             return Err(WatcherError::Busy);
         }
         let _claim = Claim { watcher: self, id };
+        // A slot of `SCHEDULER_CONCURRENCY`, whoever asked: requests cannot run more at once than the schedule.
+        let Ok(_slot) = self.slots.acquire().await else {
+            return Err(WatcherError::Source("the application is stopping".into()));
+        };
         let Some(source) = self.db.source(id).await? else {
             return Ok(None);
         };
@@ -483,6 +543,18 @@ impl Watcher {
         Ok(Some(run))
     }
 
+    /// As [`run`](Self::run), in a task of its own: a caller that stops waiting (a request past its timeout)
+    /// does not cut the run off between fetching and storing.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_detached(self: &Arc<Self>, id: i64, trigger: Trigger) -> Result<Option<Run>> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.run(id, trigger).await })
+            .await
+            .map_err(|e| WatcherError::Source(format!("the run stopped: {e}")))?
+    }
+
     /// How long after its `failures`-th failure in a row a source is retried: `RETRY_BASE_SECONDS` doubled per
     /// further failure, at most `MAX_BACKOFF_SECONDS`.
     fn backoff(&self, failures: u64) -> chrono::Duration {
@@ -511,7 +583,9 @@ impl Watcher {
         };
         let mut watermark = source.watermark.clone();
         let mut pages: Vec<SourceBatch> = Vec::new();
-        let mut fetched = 0u64;
+        let (mut fetched, mut bytes) = (0u64, 0usize);
+        // A failure after some pages still stores those: the next run goes on after them.
+        let mut failure: Option<String> = None;
         let more = loop {
             let batch = match connection.fetch(watermark.as_ref()).await {
                 Ok(b) => b,
@@ -520,7 +594,8 @@ impl Watcher {
                         // A new connection next time: the server may have moved or restarted.
                         lock(&self.pools).remove(&source.id);
                     }
-                    return Err(fail(0, 0, &e));
+                    failure = Some(describe(&e, &source.spec.password));
+                    break false;
                 }
             };
             if batch.rows.is_empty() {
@@ -534,6 +609,23 @@ impl Watcher {
                     "values JSON cannot hold were stored as null"
                 );
             }
+            let mut too_big = None;
+            for row in &batch.rows {
+                let size = row.record.to_string().len();
+                if size > self.config.max_row_bytes {
+                    too_big = Some((row.timestamp.to_string(), size));
+                    break;
+                }
+                bytes += size;
+            }
+            if let Some((at, size)) = too_big {
+                failure = Some(format!(
+                    "the row at {} = {at} is {size} bytes as JSON, above MAX_ROW_BYTES ({}): select fewer or \
+                     shorter columns",
+                    source.spec.timestamp_column, self.config.max_row_bytes
+                ));
+                break false;
+            }
             fetched += batch.rows.len() as u64;
             watermark = batch.watermark.clone();
             let more = batch.more;
@@ -541,18 +633,23 @@ impl Watcher {
             if !more {
                 break false;
             }
-            if fetched >= self.config.max_rows_per_run {
+            if fetched >= self.config.max_rows_per_run || bytes >= self.config.max_run_bytes {
                 break true;
             }
         };
+        let done = |rows, anomalies| match &failure {
+            None => Ok((rows, anomalies, more)),
+            Some(e) => Err((rows, anomalies, e.clone())),
+        };
         if pages.is_empty() {
-            return Ok((0, 0, false));
+            return done(0, 0);
         }
         let mut scored = match self.score(source, &pages).await {
             Ok(s) => s,
             Err(e) => return Err(fail(0, 0, &e)),
         };
         let (mut rows, mut anomalies) = (0u64, 0u64);
+        let mut previous = source.watermark.clone();
         for page in &pages {
             let rest = scored.split_off(page.rows.len().min(scored.len()));
             let these = std::mem::replace(&mut scored, rest);
@@ -564,19 +661,21 @@ impl Watcher {
                     source.revision,
                     run_id,
                     &these,
+                    previous.as_ref(),
                     page.watermark.as_ref(),
                 )
                 .await
             {
                 Ok(true) => {}
-                // Changed or deleted during the run: what it fetched belongs to the old query.
+                // Changed, deleted or advanced by another run meanwhile: what this run fetched is not its to store.
                 Ok(false) => return Ok((rows, anomalies, false)),
                 Err(e) => return Err(fail(rows, anomalies, &e)),
             }
             rows += these.len() as u64;
             anomalies += flagged;
+            previous = page.watermark.clone();
         }
-        Ok((rows, anomalies, more))
+        done(rows, anomalies)
     }
 
     /// Scores a run's rows per series with the engine (on the blocking pool): each series' rows observed in
@@ -655,7 +754,7 @@ fn score_rows(
     }
     let contamination = source.spec.sensitivity.contamination();
     for (series, indices) in groups {
-        let key = engine_key(source, series);
+        let key = engine_key(source.id, source.revision, series);
         let current = engine
             .model(&key)?
             .map(|m| m.forest().params().get_contamination());
@@ -732,7 +831,15 @@ mod tests {
 
     #[test]
     fn keys_name_source_revision_and_series_within_the_store_limit() {
-        assert_eq!(source_of_key("sql-watcher/12/r3/host=a"), Some(12));
+        let key = engine_key(12, 3, "host=a");
+        assert_eq!(key, "sql-watcher/12/r3/host=a");
+        assert_eq!(source_of_key(&key), Some(12));
         assert_eq!(source_of_key("other/12"), None);
+        assert_eq!(engine_key(12, 3, ""), "sql-watcher/12/r3/*");
+        let long = "h".repeat(400);
+        let hashed = engine_key(12, 3, &long);
+        assert!(hashed.len() <= anomaly_store::MAX_KEY_CHARS, "{hashed}");
+        assert_eq!(hashed, engine_key(12, 3, &long));
+        assert_ne!(hashed, engine_key(12, 3, &"h".repeat(401)));
     }
 }

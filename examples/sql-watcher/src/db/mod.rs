@@ -443,11 +443,9 @@ impl Db {
             model.failures = Set(0);
             model.last_error = Set(None);
             model.next_run_at = Set(Utc::now());
-            row::Entity::delete_many()
-                .filter(row::Column::SourceId.eq(id))
-                .exec(&tx)
-                .await?;
         }
+        // The source's row first: its new revision locks out a run storing rows of the old query, then those
+        // rows go.
         match model.update(&tx).await {
             Ok(_) => {}
             Err(e) if unique_violation(&e) => {
@@ -457,6 +455,12 @@ impl Db {
                 ));
             }
             Err(e) => return Err(e.into()),
+        }
+        if restart {
+            row::Entity::delete_many()
+                .filter(row::Column::SourceId.eq(id))
+                .exec(&tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(self.user_source(user_id, id).await?.map(|s| (s, restart)))
@@ -569,7 +573,8 @@ impl Db {
     }
 
     /// Stores one page of a run: its rows, and the source's new watermark, in one transaction, unless the
-    /// source changed revision (or was deleted) meanwhile; whether it was stored.
+    /// source changed revision, was deleted, or its watermark is no longer `previous` (another run stored these
+    /// rows); whether it was stored.
     ///
     /// # Errors
     /// [`WatcherError::Database`]; nothing of the page is stored then.
@@ -579,12 +584,19 @@ impl Db {
         revision: i64,
         run_id: i64,
         rows: &[NewRow],
+        previous: Option<&Watermark>,
         watermark: Option<&Watermark>,
     ) -> Result<bool> {
         let tx = self.conn.begin().await?;
         let mut update = source::Entity::update_many()
             .filter(source::Column::Id.eq(source_id))
             .filter(source::Column::Revision.eq(revision));
+        // Only from where this run started: a concurrent run (another process sharing the database) that stored
+        // these rows first has moved the watermark on.
+        update = match previous {
+            None => update.filter(source::Column::Watermark.is_null()),
+            Some(p) => update.filter(source::Column::Watermark.eq(p.to_json().to_string())),
+        };
         if let Some(w) = watermark {
             update = update.col_expr(
                 source::Column::Watermark,

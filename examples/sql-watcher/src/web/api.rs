@@ -31,7 +31,11 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/detect/api/datasources/{id}/rows/", get(rows))
         .route("/detect/api/datasources/{id}/runs/", get(runs))
         .route("/detect/api/anomalies/", get(anomalies))
-        .route("/detect/api/tokens/", post(new_token))
+        .route("/detect/api/tokens/", get(tokens).post(new_token))
+        .route(
+            "/detect/api/tokens/{id}/",
+            axum::routing::delete(revoke_token),
+        )
 }
 
 fn pairs(raw: &Option<String>) -> Vec<(String, String)> {
@@ -166,7 +170,7 @@ async fn fetch(State(s): St, ApiUser(user): ApiUser, Path(id): Path<i64>) -> Res
         Ok(None) => return not_found(),
         Err(e) => return api_error(&e),
     }
-    match s.watcher.run(id, Trigger::Request).await {
+    match s.watcher.run_detached(id, Trigger::Request).await {
         Ok(Some(run)) => {
             let status = if run.error.is_none() { "ok" } else { "error" };
             let mut v = json!(run);
@@ -309,6 +313,26 @@ async fn new_token(State(s): St, ApiUser(user): ApiUser) -> Response {
         .await
     {
         Ok(()) => (StatusCode::CREATED, Json(json!({"token": token}))).into_response(),
+        Err(e) => api_error(&e),
+    }
+}
+
+async fn tokens(State(s): St, ApiUser(user): ApiUser) -> Response {
+    match s.watcher.db().tokens(user.id).await {
+        Ok(list) => Json(json!(
+            list.into_iter()
+                .map(|(id, label, created_at)| json!({"id": id, "label": label, "created_at": created_at}))
+                .collect::<Vec<_>>()
+        ))
+        .into_response(),
+        Err(e) => api_error(&e),
+    }
+}
+
+async fn revoke_token(State(s): St, ApiUser(user): ApiUser, Path(id): Path<i64>) -> Response {
+    match s.watcher.db().delete_token(user.id, id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => not_found(),
         Err(e) => api_error(&e),
     }
 }

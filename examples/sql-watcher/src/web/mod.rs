@@ -82,9 +82,9 @@ impl PageQuery {
     pub(crate) fn page(&self) -> Result<Page, Box<Response>> {
         let number = match self.page.as_deref() {
             None | Some("") => 1,
-            Some("last") => u64::MAX,
             Some(p) => match p.parse::<u64>() {
-                Ok(n) if n >= 1 => n,
+                // Beyond it, offsets would leave the databases' integer range (and no list is that long).
+                Ok(n) if (1..=1_000_000_000).contains(&n) => n,
                 _ => return Err(Box::new(invalid_page())),
             },
         };

@@ -42,6 +42,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/detect/sources/{id}/delete", post(delete_source))
         .route("/detect/anomalies/", get(anomalies))
         .route("/detect/tokens", post(new_token))
+        .route("/detect/tokens/{id}/revoke", post(revoke_token))
         .route(
             "/static/app.css",
             get(|| async {
@@ -86,13 +87,31 @@ fn fmt_time(t: Option<DateTime<Utc>>) -> String {
     )
 }
 
-/// Where to go after signing in: a local path only.
+/// Where to go after signing in: a path of this application only (`/` then a character that is not `/` or `\\`,
+/// visible ASCII throughout, so that no browser reads it as another host).
 fn safe_next(next: Option<&String>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.clone()
+        }
         _ => "/detect/".into(),
     }
 }
+
+/// Argon2 runs at most this many at once (each takes 19 MiB and tens of milliseconds): a flood of sign-ins
+/// waits instead of exhausting memory.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(4))
+}
+
+/// The highest page number read (beyond it, offsets would leave the databases' integer range).
+const MAX_PAGE: u64 = 1_000_000_000;
 
 // ---- landing, sign-in, registration ----
 
@@ -238,6 +257,9 @@ async fn login(State(s): St, headers: HeaderMap, Form(f): Fields) -> Response {
     // Verified on the blocking pool: Argon2 takes tens of milliseconds by design. An unknown user costs the
     // same as a wrong password.
     let hash = found.as_ref().map(|(_, h)| h.clone());
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return failed(&WatcherError::Source("stopping".into()));
+    };
     let ok = tokio::task::spawn_blocking(move || match hash {
         Some(h) => accounts::verify_password(&password, &h),
         None => {
@@ -296,6 +318,9 @@ async fn register(State(s): St, headers: HeaderMap, Form(f): Fields) -> Response
     if let Err(e) = accounts::check_username(&username) {
         return again(e.to_string());
     }
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return failed(&WatcherError::Source("stopping".into()));
+    };
     let hashed = tokio::task::spawn_blocking(move || accounts::hash_password(&password)).await;
     let hash = match hashed {
         Ok(Ok(h)) => h,
@@ -363,6 +388,8 @@ struct Dashboard {
     sources: Vec<SourceLine>,
     count: u64,
     new_token: Option<String>,
+    /// The user's tokens: id, label, created.
+    tokens: Vec<(i64, String, String)>,
 }
 
 async fn dashboard(State(s): St, user: PageUser) -> Response {
@@ -394,12 +421,20 @@ async fn dashboard_with(s: &AppState, user: &PageUser, new_token: Option<String>
             running: s.watcher.is_running(src.id),
         })
         .collect();
+    let tokens = match db.tokens(user.user.id).await {
+        Ok(t) => t
+            .into_iter()
+            .map(|(id, label, at)| (id, label, fmt_time(Some(at))))
+            .collect(),
+        Err(e) => return failed(&e),
+    };
     render(&Dashboard {
         user: Some(user.user.username.clone()),
         csrf: user.csrf.clone(),
         sources,
         count,
         new_token,
+        tokens,
     })
 }
 
@@ -426,6 +461,21 @@ async fn new_token(State(s): St, user: PageUser, Form(f): Fields) -> Response {
         return failed(&e);
     }
     dashboard_with(&s, &user, Some(token)).await
+}
+
+async fn revoke_token(
+    State(s): St,
+    user: PageUser,
+    Path(id): Path<i64>,
+    Form(f): Fields,
+) -> Response {
+    if !user.form_ok(f.get("csrfmiddlewaretoken")) {
+        return forbidden();
+    }
+    match s.watcher.db().delete_token(user.user.id, id).await {
+        Ok(_) => Redirect::to("/detect/").into_response(),
+        Err(e) => failed(&e),
+    }
 }
 
 // ---- the source form ----
@@ -592,7 +642,7 @@ async fn fetch_source(
     if let Err(r) = owned(&s, &user, id).await {
         return r;
     }
-    match s.watcher.run(id, Trigger::Request).await {
+    match s.watcher.run_detached(id, Trigger::Request).await {
         Ok(_) | Err(WatcherError::Busy) => {
             Redirect::to(&format!("/detect/sources/{id}/")).into_response()
         }
@@ -680,11 +730,15 @@ async fn source_rows(
         .get("page")
         .and_then(|p| p.parse::<u64>().ok())
         .filter(|&p| p >= 1)
-        .unwrap_or(1);
+        .unwrap_or(1)
+        .min(MAX_PAGE);
     let only = q.get("anomalies").is_some_and(|v| v == "1");
     const SIZE: u64 = 100;
     let db = s.watcher.db();
-    let (count, rows) = match db.rows(id, only, (page - 1) * SIZE, SIZE).await {
+    let (count, rows) = match db
+        .rows(id, only, (page - 1).saturating_mul(SIZE), SIZE)
+        .await
+    {
         Ok(x) => x,
         Err(e) => return failed(&e),
     };
@@ -739,13 +793,14 @@ async fn anomalies(
         .get("page")
         .and_then(|p| p.parse::<u64>().ok())
         .filter(|&p| p >= 1)
-        .unwrap_or(1);
+        .unwrap_or(1)
+        .min(MAX_PAGE);
     let db = s.watcher.db();
     let (count, rows) = match db
         .anomalies(
             user.user.id,
             &AnomalyFilter::default(),
-            (page - 1) * SIZE,
+            (page - 1).saturating_mul(SIZE),
             SIZE,
         )
         .await
@@ -769,4 +824,27 @@ async fn anomalies(
         page,
         last: count.div_ceil(SIZE).max(1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn sign_in_goes_back_only_to_a_path_here() {
+        for ok in ["/detect/", "/detect/sources/3/?page=2"] {
+            assert_eq!(safe_next(Some(&ok.to_string())), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "https://evil.example",
+            "/a b",
+            "/é",
+        ] {
+            assert_eq!(safe_next(Some(&bad.to_string())), "/detect/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/detect/");
+    }
 }

@@ -5,12 +5,15 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::table::{PLANTED, ROWS, Watched};
-use crate::{App, server};
+use crate::{App, server, unique};
 
-/// The whole flow on one watched database.
-async fn flow(engine: &'static str, url: Option<&str>) {
-    let app = App::start(&[]).await;
-    let token = app.user("ana").await;
+/// The whole flow on one watched database, the application's own database on SQLite or at `app_db`.
+async fn flow(engine: &'static str, url: Option<&str>, app_db: Option<&str>) {
+    let app = match app_db {
+        None => App::start(&[]).await,
+        Some(db) => App::start(&[("DATABASE_URL", db)]).await,
+    };
+    let token = app.user(&unique("ana")).await;
     let w = Watched::create(engine, url, "sw_flow").await;
 
     let (status, src) = app
@@ -138,6 +141,29 @@ async fn flow(engine: &'static str, url: Option<&str>) {
     assert_eq!(status, 200, "{changed}");
     assert_eq!(changed["status"], "pending", "{changed}");
     assert_eq!(changed["watermark"], Value::Null, "{changed}");
+    let (_, rows) = app
+        .get(&token, &format!("/detect/api/datasources/{id}/rows/"))
+        .await;
+    assert_eq!(rows["count"], 0, "the old query's rows are gone: {rows}");
+    let (_, run) = app
+        .post(
+            &token,
+            &format!("/detect/api/datasources/{id}/fetch/"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(run["rows"], ROWS + 60, "read again from the start: {run}");
+    let (_, rows) = app
+        .get(
+            &token,
+            &format!("/detect/api/datasources/{id}/rows/?page_size=1"),
+        )
+        .await;
+    assert_eq!(
+        rows["results"][0]["row"].as_object().unwrap().len(),
+        4,
+        "{rows}"
+    );
 
     let (status, _) = app
         .call(
@@ -158,20 +184,29 @@ async fn flow(engine: &'static str, url: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_source_end_to_end() {
-    flow("sqlite", None).await;
+    flow("sqlite", None, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applications_own_database_on_postgres_and_mariadb() {
+    for (var, what) in [("TEST_PG_URL", "PostgreSQL"), ("TEST_MYSQL_URL", "MariaDB")] {
+        if let Some(url) = server(var, &format!("the application on {what}")) {
+            flow("sqlite", None, Some(&url)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_source_end_to_end() {
     if let Some(url) = server("TEST_MYSQL_URL", "MariaDB source test") {
-        flow("mysql", Some(&url)).await;
+        flow("mysql", Some(&url), None).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_source_end_to_end() {
     if let Some(url) = server("TEST_PG_URL", "PostgreSQL source test") {
-        flow("postgres", Some(&url)).await;
+        flow("postgres", Some(&url), None).await;
     }
 }
 
@@ -291,7 +326,25 @@ async fn one_user_never_sees_anothers_sources_and_pages_have_the_frameworks_shap
         .get(&ana, "/detect/api/datasources/?page_size=2&page=4")
         .await;
     assert_eq!((status, gone), (404, json!({"detail": "Invalid page."})));
-    let (status, _) = app.get(&ana, "/detect/api/datasources/?page=zero").await;
+    for bad in [
+        "zero",
+        "0",
+        "-1",
+        "99999999999999999999",
+        "1000000001",
+        "last",
+    ] {
+        let (status, _) = app
+            .get(&ana, &format!("/detect/api/datasources/?page={bad}"))
+            .await;
+        assert_eq!(status, 404, "page={bad}");
+    }
+    let (status, _) = app
+        .get(
+            &ana,
+            "/detect/api/anomalies/?page=1000000000&page_size=1000",
+        )
+        .await;
     assert_eq!(status, 404);
 
     // Bo sees nothing of Ana's and can change nothing.
@@ -360,6 +413,34 @@ async fn one_user_never_sees_anothers_sources_and_pages_have_the_frameworks_shap
         .get(&ana, "/detect/api/anomalies/?since=yesterday")
         .await;
     assert_eq!(status, 400, "{bad}");
+
+    // Tokens are listed and revoked.
+    let (status, made) = app.post(&bo, "/detect/api/tokens/", &json!({})).await;
+    assert_eq!(status, 201, "{made}");
+    let fresh = made["token"].as_str().unwrap().to_string();
+    let (_, list) = app.get(&fresh, "/detect/api/tokens/").await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let newest = list[0]["id"].as_i64().unwrap();
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &ana,
+            &format!("/detect/api/tokens/{newest}/"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "not Ana's token");
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &bo,
+            &format!("/detect/api/tokens/{newest}/"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = app.get(&fresh, "/detect/api/tokens/").await;
+    assert_eq!(status, 401, "a revoked token is refused");
 
     // Credentials.
     let r = app
@@ -456,6 +537,14 @@ async fn the_scheduler_fetches_due_sources_by_itself() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(fetched, ROWS + 30, "new rows fetched once by the schedule");
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (_, rows) = app
+        .get(
+            &token,
+            &format!("/detect/api/datasources/{id}/rows/?page_size=1"),
+        )
+        .await;
+    assert_eq!(rows["count"], ROWS + 30, "and never again");
     let (_, runs) = app
         .get(&token, &format!("/detect/api/datasources/{id}/runs/"))
         .await;
@@ -466,5 +555,65 @@ async fn the_scheduler_fetches_due_sources_by_itself() {
             .all(|r| r["trigger"] == "schedule"),
         "{runs}"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_source_must_be_a_file_under_the_allowed_directory() {
+    let w = Watched::create("sqlite", None, "sw_place").await;
+    let closed = App::start(&[("SQLITE_SOURCE_DIR", "")]).await;
+    let token = closed.user("place").await;
+    let (status, answer) = closed
+        .post(&token, "/detect/api/datasources/", &w.source("off"))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["name"][0]
+            .as_str()
+            .unwrap()
+            .contains("SQLITE_SOURCE_DIR"),
+        "{answer}"
+    );
+    let own = closed
+        .config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    closed.stop().await;
+
+    let dir = std::path::Path::new(w.fields["name"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let app = App::start(&[("SQLITE_SOURCE_DIR", dir.to_str().unwrap())]).await;
+    let token = app.user("place").await;
+    let (status, ok) = app
+        .post(&token, "/detect/api/datasources/", &w.source("inside"))
+        .await;
+    assert_eq!(status, 201, "{ok}");
+    let app_own = app
+        .config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    for name in [
+        own,
+        app_own,
+        "../../etc/passwd".into(),
+        format!("{}/../x.db", dir.display()),
+        "/etc/hostname".into(),
+    ] {
+        let mut body = w.source("outside");
+        body["name"] = json!(name);
+        let (status, answer) = app.post(&token, "/detect/api/datasources/", &body).await;
+        assert_eq!(status, 400, "{name}: {answer}");
+        assert!(answer["name"][0].is_string(), "{name}: {answer}");
+    }
     app.stop().await;
 }

@@ -63,6 +63,7 @@ COPY public.readings (id, ts, sensor, value) FROM stdin;
 3\t2026-11-01 00:02:00\ta\t1.25
 \\.
 ALTER TABLE ONLY public.readings ADD CONSTRAINT readings_pkey PRIMARY KEY (id);
+ALTER TABLE public.readings OWNER TO a_role_this_server_lacks;
 \\unrestrict abc123
 ";
 
@@ -141,6 +142,24 @@ async fn import(engine: &str, admin_url: &str, dump: &str) {
         .execute_unprepared("INSERT INTO readings (id, ts, sensor, value) VALUES (9, '2026-11-02 00:00:00', 'x', 0)")
         .await;
     assert!(write.is_err(), "the account must not write");
+    // Not even with the session's read-only default turned off: the grants are the boundary.
+    if engine == "postgres" {
+        for sql in [
+            "SET default_transaction_read_only = off; CREATE TABLE public.x (i int)",
+            "SET default_transaction_read_only = off; CREATE TEMP TABLE t (i int)",
+            "SET default_transaction_read_only = off; DELETE FROM readings",
+        ] {
+            assert!(reader.execute_unprepared(sql).await.is_err(), "{sql}");
+        }
+    } else {
+        for sql in [
+            "CREATE TABLE x (i int)",
+            "DELETE FROM readings",
+            "CREATE TEMPORARY TABLE t (i int)",
+        ] {
+            assert!(reader.execute_unprepared(sql).await.is_err(), "{sql}");
+        }
+    }
 
     let app = App::start(&[]).await;
     let token = app.user("importer").await;

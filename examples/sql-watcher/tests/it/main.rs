@@ -39,6 +39,11 @@ impl App {
             ("SCHEDULER".into(), "false".into()),
             ("FETCH_PAGE_ROWS".into(), "500".into()),
             ("MIN_TRAINING_ROWS".into(), "100".into()),
+            // The watched SQLite files of the tests are temporary files.
+            (
+                "SQLITE_SOURCE_DIR".into(),
+                std::env::temp_dir().display().to_string(),
+            ),
         ];
         for (k, v) in vars {
             all.retain(|(n, _)| n != k);
@@ -127,6 +132,15 @@ impl App {
         self.call(reqwest::Method::POST, token, path, Some(body))
             .await
     }
+}
+
+/// A name no earlier run used (tests on a shared server keep their rows).
+pub(crate) fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// The server URL in `var`, or `None` (said on stderr) when unset.
