@@ -105,6 +105,84 @@ pub fn interpret_str(s: &str) -> Typed<'_> {
 
 /// Parses RFC 3339, RFC 2822 and common date/time layouts; times without an offset are taken as UTC.
 pub fn parse_moment(s: &str) -> Option<Moment> {
+    match parse_iso_fast(s.as_bytes()) {
+        Some(m) => Some(m),
+        None => parse_moment_layouts(s),
+    }
+}
+
+/// Reads `n` ASCII digits at `at`.
+fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    let d = b.get(at..at + n)?;
+    d.iter().try_fold(0u32, |acc, c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+/// The layouts databases and logs write most, read without a format string: `YYYY-MM-DD`, then `T` or a space
+/// and `HH:MM`, `:SS`, a fraction of up to 9 digits; with `T` and seconds, `Z` or `±HH:MM` too. Whatever it
+/// reads, the format layouts of [`parse_moment_layouts`] read the same (the test holds them to it); anything
+/// else is left to them (`None`).
+fn parse_iso_fast(b: &[u8]) -> Option<Moment> {
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date =
+        NaiveDate::from_ymd_opt(digits(b, 0, 4)? as i32, digits(b, 5, 2)?, digits(b, 8, 2)?)?;
+    if b.len() == 10 {
+        let n = date.and_hms_opt(0, 0, 0)?;
+        return Some(moment(n.and_utc().timestamp_micros(), n));
+    }
+    let sep = b[10];
+    if (sep != b'T' && sep != b' ') || b.len() < 16 || b[13] != b':' {
+        return None;
+    }
+    let (hour, minute) = (digits(b, 11, 2)?, digits(b, 14, 2)?);
+    let mut at = 16;
+    let mut second = 0;
+    let mut nanos = 0;
+    let with_seconds = b.get(at) == Some(&b':');
+    if with_seconds {
+        second = digits(b, at + 1, 2)?;
+        at += 3;
+        if b.get(at) == Some(&b'.') {
+            let start = at + 1;
+            let mut end = start;
+            while end < b.len() && b[end].is_ascii_digit() {
+                end += 1;
+            }
+            let n = end - start;
+            if n == 0 || n > 9 {
+                return None;
+            }
+            nanos = digits(b, start, n)? * 10u32.pow(9 - n as u32);
+            at = end;
+        }
+    }
+    // Leap seconds and out-of-range fields are the layouts' business.
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let local = date.and_hms_nano_opt(hour, minute, second, nanos)?;
+    let offset_seconds = match &b[at..] {
+        [] => 0,
+        [b'Z'] if with_seconds && sep == b'T' => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] if with_seconds && sep == b'T' => {
+            let (h, m) = (digits(b, at + 1, 2)?, digits(b, at + 4, 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = i64::from(h * 3600 + m * 60);
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    let micros = local.and_utc().timestamp_micros() - offset_seconds * 1_000_000;
+    Some(moment(micros, local))
+}
+
+/// [`parse_moment`] through chrono's format layouts.
+fn parse_moment_layouts(s: &str) -> Option<Moment> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(moment(dt.timestamp_micros(), dt.naive_local()));
     }
@@ -157,6 +235,56 @@ fn moment(micros: i64, local: NaiveDateTime) -> Moment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_reader_agrees_with_the_layouts() {
+        let mut cases = vec![
+            "2026-11-01".to_string(),
+            "2026-02-30".into(),
+            "2026-11-01T13:53".into(),
+            "2026-11-01 13:53".into(),
+            "2026-11-01 13:53:07".into(),
+            "2026-11-01T13:53:07.5".into(),
+            "2026-11-01T13:53:07.123456789".into(),
+            "2026-11-01T13:53:07.1234567891".into(),
+            "2026-11-01T13:53:07Z".into(),
+            "2026-11-01T13:53:07.25+05:30".into(),
+            "2026-11-01T13:53:07-08:00".into(),
+            "2026-11-01 13:53:07Z".into(),
+            "2026-11-01T13:53Z".into(),
+            "2026-11-01T24:00:00".into(),
+            "2026-11-01T23:59:60".into(),
+            "2026-11-01T13:53:07.".into(),
+            "2026-11-01T13:53:07+0530".into(),
+            "2026-1-01 13:53".into(),
+            "2026-11-01T13:53:07 ".into(),
+            "2026-11-01x13:53".into(),
+        ];
+        // Every field at and around its limits.
+        for (y, mo, d, h, mi, se) in [
+            (1999, 1, 1, 0, 0, 0),
+            (2024, 2, 29, 23, 59, 59),
+            (2100, 12, 31, 12, 30, 30),
+        ] {
+            for sep in ['T', ' '] {
+                cases.push(format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{se:02}"));
+                cases.push(format!(
+                    "{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{se:02}.000001"
+                ));
+                cases.push(format!(
+                    "{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{se:02}+14:00"
+                ));
+            }
+        }
+        for c in &cases {
+            assert_eq!(parse_moment(c), parse_moment_layouts(c), "{c:?}");
+            if let Some(fast) = parse_iso_fast(c.as_bytes()) {
+                assert_eq!(Some(fast), parse_moment_layouts(c), "{c:?}");
+            }
+        }
+        assert!(parse_iso_fast(b"2026-11-01 13:53:07").is_some());
+        assert!(parse_iso_fast(b"2026-11-01T13:53:07.25+05:30").is_some());
+    }
 
     #[test]
     fn strings_are_recognised() {

@@ -693,6 +693,13 @@ fn quote(identifier: &str, q: char) -> String {
 /// text and backslashes as the guard's MySQL dialect does. The modes kept are those MySQL 8 and MariaDB share.
 const MYSQL_SQL_MODE: &str = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
 
+/// Connections a source holds at most: a fetch is one transaction, so fetches of one source run one after the
+/// other, and a service watching many sources holds one connection to the server per source, not more.
+const POOL_CONNECTIONS: u32 = 1;
+/// How long an idle connection stays open: a source fetched every few minutes reconnects, one fetched every minute
+/// keeps its connection.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
 async fn connect_read_only(url: &str, dialect: SqlDialect) -> Result<Pool> {
     let connect_error = |backend: &'static str| {
         move |e: sqlx::Error| StoreError::Connect {
@@ -705,7 +712,8 @@ async fn connect_read_only(url: &str, dialect: SqlDialect) -> Result<Pool> {
         SqlDialect::Postgres => {
             let options = PgConnectOptions::from_str(url).map_err(connect_error("postgres"))?;
             let pool = PgPoolOptions::new()
-                .max_connections(2)
+                .max_connections(POOL_CONNECTIONS)
+                .idle_timeout(POOL_IDLE)
                 .acquire_timeout(timeout)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
@@ -723,7 +731,8 @@ async fn connect_read_only(url: &str, dialect: SqlDialect) -> Result<Pool> {
             let url = url.replacen("mariadb://", "mysql://", 1);
             let options = MySqlConnectOptions::from_str(&url).map_err(connect_error("mysql"))?;
             let pool = MySqlPoolOptions::new()
-                .max_connections(2)
+                .max_connections(POOL_CONNECTIONS)
+                .idle_timeout(POOL_IDLE)
                 .acquire_timeout(timeout)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
@@ -744,7 +753,8 @@ async fn connect_read_only(url: &str, dialect: SqlDialect) -> Result<Pool> {
         SqlDialect::Sqlite => {
             let options = SqliteConnectOptions::from_str(url).map_err(connect_error("sqlite"))?;
             let pool = SqlitePoolOptions::new()
-                .max_connections(2)
+                .max_connections(POOL_CONNECTIONS)
+                .idle_timeout(POOL_IDLE)
                 .acquire_timeout(timeout)
                 .after_connect(|conn, _| {
                     Box::pin(async move { conn.execute("PRAGMA query_only = ON").await.map(drop) })

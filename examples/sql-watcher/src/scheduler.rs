@@ -1,7 +1,9 @@
 //! The scheduler: a task in the application's process (the original's Celery beat, worker and broker in one).
-//! Once a second it asks the database which sources are due and starts runs for them, at most
-//! `SCHEDULER_CONCURRENCY` at a time, the longest waiting first; it removes expired sessions every hour.
+//! Once a second it asks the database which sources are due; they wait in a queue, the longest waiting first, and
+//! start as slots free (at most `SCHEDULER_CONCURRENCY` runs at a time), each the moment a run ends; it removes
+//! expired sessions every hour.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,29 +29,33 @@ pub async fn run(watcher: Arc<Watcher>, metrics: Metrics, mut stop: watch::Recei
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = tokio::time::Instant::now();
     let concurrency = watcher.config().scheduler_concurrency;
+    // Due sources waiting for a slot, the longest waiting first: a slot that frees starts the next at once.
+    let mut queue: VecDeque<i64> = VecDeque::new();
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let tick = tokio::select! {
+            _ = ticker.tick() => true,
+            Some(_) = runs.join_next(), if !runs.is_empty() => false,
             _ = stop.changed() => break,
-        }
+        };
         if *stop.borrow() {
             break;
         }
-        while runs.try_join_next().is_some() {}
-        let due = match watcher.db().due_sources(Utc::now(), MAX_DUE).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "the scheduler cannot read the due sources");
+        if tick {
+            match watcher.db().due_sources(Utc::now(), MAX_DUE).await {
+                Ok(due) => {
+                    queue = due
+                        .into_iter()
+                        .filter(|id| !watcher.is_running(*id))
+                        .collect();
+                }
+                Err(e) => tracing::warn!(error = %e, "the scheduler cannot read the due sources"),
+            }
+        }
+        while runs.len() < concurrency {
+            let Some(id) = queue.pop_front() else { break };
+            if watcher.is_running(id) {
                 continue;
             }
-        };
-        let waiting: Vec<i64> = due
-            .into_iter()
-            .filter(|id| !watcher.is_running(*id))
-            .collect();
-        let free = concurrency.saturating_sub(runs.len());
-        metrics.behind(waiting.len().saturating_sub(free));
-        for id in waiting.into_iter().take(free) {
             let watcher = watcher.clone();
             runs.spawn(async move {
                 match watcher.run(id, Trigger::Schedule).await {
@@ -58,6 +64,7 @@ pub async fn run(watcher: Arc<Watcher>, metrics: Metrics, mut stop: watch::Recei
                 }
             });
         }
+        metrics.behind(queue.len());
         if last_sweep.elapsed() >= SESSION_SWEEP {
             last_sweep = tokio::time::Instant::now();
             match watcher.db().prune_sessions(Utc::now()).await {

@@ -581,6 +581,7 @@ impl Watcher {
             Ok(c) => c,
             Err(e) => return Err(fail(0, 0, &e)),
         };
+        let clock = Instant::now();
         let mut watermark = source.watermark.clone();
         let mut pages: Vec<SourceBatch> = Vec::new();
         let (mut fetched, mut bytes) = (0u64, 0usize);
@@ -644,10 +645,12 @@ impl Watcher {
         if pages.is_empty() {
             return done(0, 0);
         }
+        let fetch_ms = clock.elapsed().as_millis();
         let mut scored = match self.score(source, &pages).await {
             Ok(s) => s,
             Err(e) => return Err(fail(0, 0, &e)),
         };
+        let score_ms = clock.elapsed().as_millis() - fetch_ms;
         let (mut rows, mut anomalies) = (0u64, 0u64);
         let mut previous = source.watermark.clone();
         for page in &pages {
@@ -675,6 +678,14 @@ impl Watcher {
             anomalies += flagged;
             previous = page.watermark.clone();
         }
+        tracing::debug!(
+            source = source.id,
+            rows,
+            fetch_ms,
+            score_ms,
+            store_ms = clock.elapsed().as_millis() - fetch_ms - score_ms,
+            "run's parts"
+        );
         done(rows, anomalies)
     }
 
@@ -731,66 +742,76 @@ fn explanation_json(e: &RecordExplanation) -> Value {
     serde_json::to_value(&e).unwrap_or_else(|_| json!({"rationale": e.rationale}))
 }
 
+/// A row's verdict: its index in the run, score, flag, explanation.
+type Scored = (usize, f64, bool, Option<Value>);
+
 fn score_rows(
     engine: &Engine,
     source: &Source,
     rows: Vec<(String, Value, Watermark)>,
 ) -> Result<Vec<NewRow>> {
-    let mut out: Vec<NewRow> = rows
-        .iter()
-        .map(|(series, record, ts)| NewRow {
-            row: record.clone(),
-            row_timestamp: ts.to_string(),
-            row_time: row_time(ts),
-            series: series.clone(),
-            score: None,
-            is_anomaly: false,
-            explanation: None,
-        })
-        .collect();
+    use rayon::prelude::*;
+
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, (series, _, _)) in rows.iter().enumerate() {
         groups.entry(series.as_str()).or_default().push(i);
     }
     let contamination = source.spec.sensitivity.contamination();
-    for (series, indices) in groups {
-        let key = engine_key(source.id, source.revision, series);
-        let current = engine
-            .model(&key)?
-            .map(|m| m.forest().params().get_contamination());
-        if current != Some(contamination) {
-            engine.set_sensitivity(&key, contamination)?;
-        }
-        let records: Vec<Value> = indices.iter().map(|&i| rows[i].1.clone()).collect();
-        let had_model = engine.model(&key)?.is_some();
-        let report = engine.observe_batch(&key, &records)?;
-        if !had_model && engine.model(&key)?.is_some() {
-            // The series' first model came during this page (a backfill): it learnt from the first rows only.
-            // Train it on everything fetched so far, then score the whole page with it, as the original fitted on
-            // a source's first fetch and scored it.
-            engine.train(&key)?;
-            for (j, record) in records.iter().enumerate() {
-                let row = &mut out[indices[j]];
-                if let Outcome::Scored(v) = engine.score(&key, record)? {
-                    row.score = Some(v.score);
-                    row.is_anomaly = v.is_anomaly;
-                    row.explanation = if v.is_anomaly {
+    // Series are independent keys: scored side by side.
+    let verdicts: Vec<Vec<Scored>> = groups
+        .into_par_iter()
+        .map(|(series, indices)| {
+            let key = engine_key(source.id, source.revision, series);
+            let current = engine
+                .model(&key)?
+                .map(|m| m.forest().params().get_contamination());
+            if current != Some(contamination) {
+                engine.set_sensitivity(&key, contamination)?;
+            }
+            let records: Vec<Value> = indices.iter().map(|&i| rows[i].1.clone()).collect();
+            let had_model = current.is_some();
+            let mut outcomes = engine.observe_many(&key, &records)?;
+            if !had_model && engine.model(&key)?.is_some() {
+                // The series' first model came during this run (a backfill): it learnt from the first rows only.
+                // Train it on everything fetched, then score every row with it, as the original fitted on a
+                // source's first fetch and scored it.
+                engine.train(&key)?;
+                outcomes = records
+                    .iter()
+                    .map(|r| engine.score(&key, r))
+                    .collect::<anomaly_core::Result<_>>()?;
+            }
+            let mut out = Vec::with_capacity(indices.len());
+            for ((&i, record), outcome) in indices.iter().zip(&records).zip(&outcomes) {
+                if let Outcome::Scored(v) = outcome {
+                    let explanation = if v.is_anomaly {
                         engine.explain(&key, record)?.as_ref().map(explanation_json)
                     } else {
                         None
                     };
+                    out.push((i, v.score, v.is_anomaly, explanation));
                 }
             }
-            continue;
-        }
-        for (j, outcome) in report.outcomes.iter().enumerate() {
-            if let Outcome::Scored(v) = outcome {
-                let row = &mut out[indices[j]];
-                row.score = Some(v.score);
-                row.is_anomaly = v.is_anomaly;
-                row.explanation = report.explanations.get(&j).map(explanation_json);
-            }
-        }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    let mut out: Vec<NewRow> = rows
+        .into_iter()
+        .map(|(series, record, ts)| NewRow {
+            row: record,
+            row_timestamp: ts.to_string(),
+            row_time: row_time(&ts),
+            series,
+            score: None,
+            is_anomaly: false,
+            explanation: None,
+        })
+        .collect();
+    for (i, score, is_anomaly, explanation) in verdicts.into_iter().flatten() {
+        let row = &mut out[i];
+        row.score = Some(score);
+        row.is_anomaly = is_anomaly;
+        row.explanation = explanation;
     }
     Ok(out)
 }
