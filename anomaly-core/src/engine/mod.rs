@@ -59,14 +59,13 @@ pub use write_behind::{WriteBehind, WriteBehindStats};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::forest::Contamination;
 use crate::records::flatten::flatten;
-use crate::records::hashing::murmur3_32;
 use crate::records::role::FieldRoles;
 use crate::records::vectorizer::RecordNotes;
 use crate::stats::{CompareThresholds, DatasetStats};
@@ -79,9 +78,13 @@ pub type RolePolicy = Arc<dyn Fn(&str) -> FieldRoles + Send + Sync>;
 pub struct Engine {
     trainer: Arc<Trainer>,
     keys: RwLock<HashMap<String, Arc<KeyState>>>,
-    /// Serialise restores of one key (by a hash of it) without holding `keys` while the store is read: a slow
-    /// store must not stall every other key, nor callers that only look keys up.
-    restoring: [Mutex<()>; RESTORE_STRIPES],
+    /// One gate per key being restored: restores of one key are serialised without holding `keys` while the
+    /// store is read (a slow store must not stall every other key, nor callers that only look keys up), and a
+    /// restore of another key never waits on it. Per key rather than per hash stripe: a restore runs rayon work
+    /// (the drift reference is scored), and a rayon thread waiting on it may pick up a job restoring another key;
+    /// had that key shared its stripe, the thread would wait on a lock it holds itself. Entries live while a
+    /// restore of their key is under way.
+    restoring: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     roles: Option<RolePolicy>,
     clock: AtomicU64,
     restored: AtomicU64,
@@ -101,9 +104,6 @@ thread_local! {
     /// Each thread's vector and notes for scoring, so a score does not allocate.
     static SCRATCH: std::cell::RefCell<(Vec<f64>, RecordNotes)> = std::cell::RefCell::new(Default::default());
 }
-
-/// Restore gates (a key's restores are serialised by a hash of it).
-const RESTORE_STRIPES: usize = 16;
 
 impl Engine {
     /// An engine that keeps everything in memory.
@@ -129,7 +129,7 @@ impl Engine {
                 trainings: AtomicU64::new(0),
             }),
             keys: RwLock::new(HashMap::new()),
-            restoring: std::array::from_fn(|_| Mutex::new(())),
+            restoring: Mutex::default(),
             roles: None,
             clock: AtomicU64::new(0),
             restored: AtomicU64::new(0),
@@ -221,9 +221,18 @@ impl Engine {
         Some(s)
     }
 
-    /// The restore gate of `key`.
-    fn restoring(&self, key: &str) -> MutexGuard<'_, ()> {
-        lock(&self.restoring[murmur3_32(key.as_bytes(), 1) as usize % RESTORE_STRIPES])
+    /// The restore gate of `key`, made when no restore of it is under way.
+    fn restore_gate(&self, key: &str) -> Arc<Mutex<()>> {
+        Arc::clone(lock(&self.restoring).entry(key.to_string()).or_default())
+    }
+
+    /// Forgets `key`'s gate once no other caller holds or waits on it.
+    fn release_gate(&self, key: &str, gate: Arc<Mutex<()>>) {
+        let mut gates = lock(&self.restoring);
+        // The map's reference and this one: nobody else.
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(key);
+        }
     }
 
     /// The key's state: held, or restored from the persistence now. Every entry point comes through here.
@@ -236,7 +245,17 @@ impl Engine {
         if let Some(s) = self.held(key) {
             return Ok((s, false));
         }
-        let _gate = self.restoring(key);
+        let gate = self.restore_gate(key);
+        let restored = {
+            let _restoring = lock(&gate);
+            self.restore_now(key)
+        };
+        self.release_gate(key, gate);
+        restored
+    }
+
+    /// Restores `key` (under its gate) unless another caller did while this one waited.
+    fn restore_now(&self, key: &str) -> Result<(Arc<KeyState>, bool)> {
         if let Some(s) = self.held(key) {
             return Ok((s, false));
         }

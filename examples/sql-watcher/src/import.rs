@@ -330,12 +330,12 @@ async fn import_postgres(req: &ImportRequest, dump: &str) -> Result<ImportReport
                 format!("REVOKE CREATE ON SCHEMA \"{s}\" FROM PUBLIC"),
             ),
             (
-                "revoking PUBLIC's EXECUTE",
-                format!("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA \"{s}\" FROM PUBLIC"),
-            ),
-            (
-                "revoking earlier rights",
-                format!("REVOKE ALL ON ALL TABLES IN SCHEMA \"{s}\" FROM \"{user}\""),
+                "revoking rights the dump gave",
+                format!(
+                    "REVOKE ALL ON ALL TABLES IN SCHEMA \"{s}\" FROM PUBLIC, \"{user}\"; \
+                     REVOKE ALL ON ALL SEQUENCES IN SCHEMA \"{s}\" FROM PUBLIC, \"{user}\"; \
+                     REVOKE ALL ON ALL ROUTINES IN SCHEMA \"{s}\" FROM PUBLIC, \"{user}\""
+                ),
             ),
             (
                 "granting USAGE",

@@ -352,14 +352,18 @@ impl Watcher {
             .config
             .database_url
             .strip_prefix("sqlite://")
+            .or_else(|| self.config.database_url.strip_prefix("sqlite:"))
             .map(|rest| rest.split('?').next().unwrap_or_default())
             .and_then(|p| std::path::Path::new(p).canonicalize().ok());
         if own.as_ref() == Some(&path) {
             return Err(bad("that is the application's own database".into()));
         }
         let text = path.to_string_lossy().into_owned();
-        if text.contains(['?', '#']) {
-            return Err(bad("a SQLite source's path may not contain ? or #".into()));
+        // The driver reads the path as a URL's: `%` would be decoded, `?` and `#` would end it.
+        if text.contains(['?', '#', '%']) {
+            return Err(bad(
+                "a SQLite source's path may not contain ?, # or %".into()
+            ));
         }
         spec.name = text;
         Ok(())
@@ -433,7 +437,11 @@ impl Watcher {
 
     /// The source's open connection, opened now if needed.
     async fn source_connection(&self, source: &Source) -> Result<SqlSource> {
-        let url = source.spec.url();
+        // A SQLite source's file is checked at every connection, not only when it was saved: the operator may
+        // have changed SQLITE_SOURCE_DIR, or the path may lead elsewhere now.
+        let mut spec = source.spec.clone();
+        self.check_place(&mut spec)?;
+        let url = spec.url();
         if let Some((rev, u, s)) = lock(&self.pools).get(&source.id)
             && *rev == source.revision
             && *u == url
@@ -441,7 +449,7 @@ impl Watcher {
             return Ok(s.clone());
         }
         let s = self
-            .connect(&source.spec)
+            .connect(&spec)
             .await?
             .with_batch_size(self.config.fetch_page_rows);
         lock(&self.pools).insert(source.id, (source.revision, url, s.clone()));
@@ -471,6 +479,10 @@ impl Watcher {
         let Some(source) = self.db.source(id).await? else {
             return Ok(None);
         };
+        if trigger == Trigger::Schedule && source.next_run_at > Utc::now() {
+            // Run by a request since the scheduler read it as due.
+            return Ok(None);
+        }
         self.roles
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -627,6 +639,15 @@ impl Watcher {
                 ));
                 break false;
             }
+            if let Some(Watermark::Float(f)) = &batch.watermark
+                && !f.is_finite()
+            {
+                failure = Some(format!(
+                    "the timestamp column {} holds {f}, which cannot order rows: filter it out in the query",
+                    source.spec.timestamp_column
+                ));
+                break false;
+            }
             fetched += batch.rows.len() as u64;
             watermark = batch.watermark.clone();
             let more = batch.more;
@@ -646,15 +667,20 @@ impl Watcher {
             return done(0, 0);
         }
         let fetch_ms = clock.elapsed().as_millis();
-        let mut scored = match self.score(source, &pages).await {
+        // Each page's size and watermark; its rows move on to scoring (held once, not copied).
+        let marks: Vec<(usize, Option<Watermark>)> = pages
+            .iter()
+            .map(|p| (p.rows.len(), p.watermark.clone()))
+            .collect();
+        let mut scored = match self.score(source, pages).await {
             Ok(s) => s,
             Err(e) => return Err(fail(0, 0, &e)),
         };
         let score_ms = clock.elapsed().as_millis() - fetch_ms;
         let (mut rows, mut anomalies) = (0u64, 0u64);
         let mut previous = source.watermark.clone();
-        for page in &pages {
-            let rest = scored.split_off(page.rows.len().min(scored.len()));
+        for (size, page_watermark) in marks {
+            let rest = scored.split_off(size.min(scored.len()));
             let these = std::mem::replace(&mut scored, rest);
             let flagged = these.iter().filter(|r| r.is_anomaly).count() as u64;
             match self
@@ -665,7 +691,7 @@ impl Watcher {
                     run_id,
                     &these,
                     previous.as_ref(),
-                    page.watermark.as_ref(),
+                    page_watermark.as_ref(),
                 )
                 .await
             {
@@ -676,7 +702,7 @@ impl Watcher {
             }
             rows += these.len() as u64;
             anomalies += flagged;
-            previous = page.watermark.clone();
+            previous = page_watermark;
         }
         tracing::debug!(
             source = source.id,
@@ -692,17 +718,17 @@ impl Watcher {
     /// Scores a run's rows per series with the engine (on the blocking pool): each series' rows observed in
     /// order; a series whose first model comes during the run is trained on all its rows and they are scored by
     /// it.
-    async fn score(&self, source: &Source, pages: &[SourceBatch]) -> Result<Vec<NewRow>> {
+    async fn score(&self, source: &Source, pages: Vec<SourceBatch>) -> Result<Vec<NewRow>> {
         let engine = self.engine.clone();
         let source = source.clone();
         let rows: Vec<(String, Value, Watermark)> = pages
-            .iter()
-            .flat_map(|p| &p.rows)
+            .into_iter()
+            .flat_map(|p| p.rows)
             .map(|r| {
                 (
                     r.series_key(&source.spec.series_columns),
-                    r.record.clone(),
-                    r.timestamp.clone(),
+                    r.record,
+                    r.timestamp,
                 )
             })
             .collect();
@@ -742,8 +768,14 @@ fn explanation_json(e: &RecordExplanation) -> Value {
     serde_json::to_value(&e).unwrap_or_else(|_| json!({"rationale": e.rationale}))
 }
 
-/// A row's verdict: its index in the run, score, flag, explanation.
-type Scored = (usize, f64, bool, Option<Value>);
+/// A row's verdict: score, flag, explanation.
+type Scored = (f64, bool, Option<Value>);
+
+/// One series of a run: the rows' places in the run and their records.
+type Series = (Vec<usize>, Vec<Value>);
+
+/// A series scored: places, records, verdicts (`None` while it had no model).
+type ScoredSeries = (Vec<usize>, Vec<Value>, Vec<Option<Scored>>);
 
 fn score_rows(
     engine: &Engine,
@@ -752,26 +784,42 @@ fn score_rows(
 ) -> Result<Vec<NewRow>> {
     use rayon::prelude::*;
 
-    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, (series, _, _)) in rows.iter().enumerate() {
-        groups.entry(series.as_str()).or_default().push(i);
+    // Each series' records moved into a list of their own, in order, with their places in the run.
+    let mut out: Vec<NewRow> = Vec::with_capacity(rows.len());
+    let mut groups: HashMap<String, Series> = HashMap::new();
+    for (i, (series, record, ts)) in rows.into_iter().enumerate() {
+        let group = groups.entry(series.clone()).or_default();
+        group.0.push(i);
+        group.1.push(record);
+        out.push(NewRow {
+            row: Value::Null,
+            row_timestamp: ts.to_string(),
+            row_time: row_time(&ts),
+            series,
+            score: None,
+            is_anomaly: false,
+            explanation: None,
+        });
     }
     let contamination = source.spec.sensitivity.contamination();
-    // Series are independent keys: scored side by side.
-    let verdicts: Vec<Vec<Scored>> = groups
+    // Series are independent keys: scored side by side. (Each key is restored before its series' job
+    // starts, one at a time, so no rayon job waits on a restore that another job on its thread holds.)
+    let groups: Vec<(String, Series)> = groups.into_iter().collect();
+    for (series, _) in &groups {
+        engine.load(&engine_key(source.id, source.revision, series))?;
+    }
+    let scored: Vec<ScoredSeries> = groups
         .into_par_iter()
-        .map(|(series, indices)| {
-            let key = engine_key(source.id, source.revision, series);
+        .map(|(series, (indices, records))| {
+            let key = engine_key(source.id, source.revision, &series);
             let current = engine
                 .model(&key)?
                 .map(|m| m.forest().params().get_contamination());
             if current != Some(contamination) {
                 engine.set_sensitivity(&key, contamination)?;
             }
-            let records: Vec<Value> = indices.iter().map(|&i| rows[i].1.clone()).collect();
-            let had_model = current.is_some();
             let mut outcomes = engine.observe_many(&key, &records)?;
-            if !had_model && engine.model(&key)?.is_some() {
+            if current.is_none() && engine.model(&key)?.is_some() {
                 // The series' first model came during this run (a backfill): it learnt from the first rows only.
                 // Train it on everything fetched, then score every row with it, as the original fitted on a
                 // source's first fetch and scored it.
@@ -781,37 +829,33 @@ fn score_rows(
                     .map(|r| engine.score(&key, r))
                     .collect::<anomaly_core::Result<_>>()?;
             }
-            let mut out = Vec::with_capacity(indices.len());
-            for ((&i, record), outcome) in indices.iter().zip(&records).zip(&outcomes) {
-                if let Outcome::Scored(v) = outcome {
-                    let explanation = if v.is_anomaly {
-                        engine.explain(&key, record)?.as_ref().map(explanation_json)
-                    } else {
-                        None
-                    };
-                    out.push((i, v.score, v.is_anomaly, explanation));
-                }
+            let mut verdicts = Vec::with_capacity(records.len());
+            for (record, outcome) in records.iter().zip(&outcomes) {
+                verdicts.push(match outcome {
+                    Outcome::Scored(v) => {
+                        let explanation = if v.is_anomaly {
+                            engine.explain(&key, record)?.as_ref().map(explanation_json)
+                        } else {
+                            None
+                        };
+                        Some((v.score, v.is_anomaly, explanation))
+                    }
+                    Outcome::Learning { .. } => None,
+                });
             }
-            Ok(out)
+            Ok((indices, records, verdicts))
         })
         .collect::<Result<_>>()?;
-    let mut out: Vec<NewRow> = rows
-        .into_iter()
-        .map(|(series, record, ts)| NewRow {
-            row: record,
-            row_timestamp: ts.to_string(),
-            row_time: row_time(&ts),
-            series,
-            score: None,
-            is_anomaly: false,
-            explanation: None,
-        })
-        .collect();
-    for (i, score, is_anomaly, explanation) in verdicts.into_iter().flatten() {
-        let row = &mut out[i];
-        row.score = Some(score);
-        row.is_anomaly = is_anomaly;
-        row.explanation = explanation;
+    for (indices, records, verdicts) in scored {
+        for ((i, record), verdict) in indices.into_iter().zip(records).zip(verdicts) {
+            let row = &mut out[i];
+            row.row = record;
+            if let Some((score, is_anomaly, explanation)) = verdict {
+                row.score = Some(score);
+                row.is_anomaly = is_anomaly;
+                row.explanation = explanation;
+            }
+        }
     }
     Ok(out)
 }

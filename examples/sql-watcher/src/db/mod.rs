@@ -438,7 +438,6 @@ impl Db {
         set_spec(&mut model, spec);
         if restart {
             model.watermark = Set(None);
-            model.revision = Set(old.revision + 1);
             model.status = Set(SourceStatus::Pending.as_str().into());
             model.failures = Set(0);
             model.last_error = Set(None);
@@ -457,6 +456,15 @@ impl Db {
             Err(e) => return Err(e.into()),
         }
         if restart {
+            // In SQL: two changes at once each move it on.
+            source::Entity::update_many()
+                .filter(source::Column::Id.eq(id))
+                .col_expr(
+                    source::Column::Revision,
+                    Expr::col(source::Column::Revision).add(1),
+                )
+                .exec(&tx)
+                .await?;
             row::Entity::delete_many()
                 .filter(row::Column::SourceId.eq(id))
                 .exec(&tx)

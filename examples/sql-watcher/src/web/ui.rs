@@ -257,12 +257,13 @@ async fn login(State(s): St, headers: HeaderMap, Form(f): Fields) -> Response {
     // Verified on the blocking pool: Argon2 takes tens of milliseconds by design. An unknown user costs the
     // same as a wrong password.
     let hash = found.as_ref().map(|(_, h)| h.clone());
-    let Ok(_slot) = hashing_slots().acquire().await else {
+    let Ok(slot) = hashing_slots().acquire().await else {
         return failed(&WatcherError::Source("stopping".into()));
     };
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => accounts::verify_password(&password, &h),
-        None => {
+    // The slot goes with the work: a client that hangs up does not free it while the hash still runs.
+    let ok = tokio::task::spawn_blocking(move || match (slot, hash) {
+        (_slot, Some(h)) => accounts::verify_password(&password, &h),
+        (_slot, None) => {
             let _ = accounts::verify_password(&password, dummy_hash());
             false
         }
@@ -318,10 +319,14 @@ async fn register(State(s): St, headers: HeaderMap, Form(f): Fields) -> Response
     if let Err(e) = accounts::check_username(&username) {
         return again(e.to_string());
     }
-    let Ok(_slot) = hashing_slots().acquire().await else {
+    let Ok(slot) = hashing_slots().acquire().await else {
         return failed(&WatcherError::Source("stopping".into()));
     };
-    let hashed = tokio::task::spawn_blocking(move || accounts::hash_password(&password)).await;
+    let hashed = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        accounts::hash_password(&password)
+    })
+    .await;
     let hash = match hashed {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => return again(e.to_string()),

@@ -594,6 +594,27 @@ async fn a_sqlite_source_must_be_a_file_under_the_allowed_directory() {
         .post(&token, "/detect/api/datasources/", &w.source("inside"))
         .await;
     assert_eq!(status, 201, "{ok}");
+    // The place is checked again at every run: here by the same database served with SQLite sources off.
+    let id = ok["id"].as_i64().unwrap();
+    let off = App::start(&[
+        ("SQLITE_SOURCE_DIR", ""),
+        ("DATABASE_URL", &app.config.database_url),
+    ])
+    .await;
+    let (status, run) = off
+        .post(
+            &token,
+            &format!("/detect/api/datasources/{id}/fetch/"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "error", "{run}");
+    assert!(
+        run["error"].as_str().unwrap().contains("SQLITE_SOURCE_DIR"),
+        "{run}"
+    );
+    off.stop().await;
     let app_own = app
         .config
         .database_url
@@ -608,6 +629,7 @@ async fn a_sqlite_source_must_be_a_file_under_the_allowed_directory() {
         "../../etc/passwd".into(),
         format!("{}/../x.db", dir.display()),
         "/etc/hostname".into(),
+        format!("{}/watched%2edb", dir.display()),
     ] {
         let mut body = w.source("outside");
         body["name"] = json!(name);
@@ -616,4 +638,25 @@ async fn a_sqlite_source_must_be_a_file_under_the_allowed_directory() {
         assert!(answer["name"][0].is_string(), "{name}: {answer}");
     }
     app.stop().await;
+
+    // Under the allowed directory, the application's own database is still refused.
+    let open = App::start(&[]).await;
+    let token = open.user("place").await;
+    let mut body = w.source("own");
+    let own = open
+        .config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    body["name"] = json!(own);
+    let (status, answer) = open.post(&token, "/detect/api/datasources/", &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["name"][0].as_str().unwrap().contains("own database"),
+        "{answer}"
+    );
+    open.stop().await;
 }

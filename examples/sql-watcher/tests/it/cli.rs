@@ -64,6 +64,7 @@ COPY public.readings (id, ts, sensor, value) FROM stdin;
 \\.
 ALTER TABLE ONLY public.readings ADD CONSTRAINT readings_pkey PRIMARY KEY (id);
 ALTER TABLE public.readings OWNER TO a_role_this_server_lacks;
+GRANT INSERT, UPDATE, DELETE ON public.readings TO PUBLIC;
 \\unrestrict abc123
 ";
 
