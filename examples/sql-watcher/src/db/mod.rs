@@ -226,22 +226,8 @@ impl Db {
         }
         .insert(&self.conn)
         .await?;
-        let ids: Vec<i64> = token::Entity::find()
-            .select_only()
-            .column(token::Column::Id)
-            .filter(token::Column::UserId.eq(user_id))
-            .order_by_desc(token::Column::Id)
-            .offset(max)
-            .limit(10_000)
-            .into_tuple()
-            .all(&self.conn)
+        self.keep_newest::<token::Entity>(token::Column::UserId, user_id, token::Column::Id, max)
             .await?;
-        if !ids.is_empty() {
-            token::Entity::delete_many()
-                .filter(token::Column::Id.is_in(ids))
-                .exec(&self.conn)
-                .await?;
-        }
         Ok(())
     }
 
@@ -310,22 +296,13 @@ impl Db {
         }
         .insert(&self.conn)
         .await?;
-        let ids: Vec<i64> = session::Entity::find()
-            .select_only()
-            .column(session::Column::Id)
-            .filter(session::Column::UserId.eq(user_id))
-            .order_by_desc(session::Column::Id)
-            .offset(max)
-            .limit(10_000)
-            .into_tuple()
-            .all(&self.conn)
-            .await?;
-        if !ids.is_empty() {
-            session::Entity::delete_many()
-                .filter(session::Column::Id.is_in(ids))
-                .exec(&self.conn)
-                .await?;
-        }
+        self.keep_newest::<session::Entity>(
+            session::Column::UserId,
+            user_id,
+            session::Column::Id,
+            max,
+        )
+        .await?;
         Ok(())
     }
 
@@ -675,51 +652,59 @@ impl Db {
             .col_expr(source::Column::NextRunAt, Expr::value(next_run_at))
             .exec(&self.conn)
             .await?;
-        self.keep_newest_rows(run.datasource, max_rows).await?;
-        let old: Vec<i64> = run::Entity::find()
-            .select_only()
-            .column(run::Column::Id)
-            .filter(run::Column::SourceId.eq(run.datasource))
-            .order_by_desc(run::Column::Id)
-            .offset(max_runs)
-            .limit(1)
-            .into_tuple()
-            .all(&self.conn)
+        let removed = self
+            .keep_newest::<row::Entity>(
+                row::Column::SourceId,
+                run.datasource,
+                row::Column::Id,
+                max_rows,
+            )
             .await?;
-        if let Some(&below) = old.first() {
-            run::Entity::delete_many()
-                .filter(run::Column::SourceId.eq(run.datasource))
-                .filter(run::Column::Id.lte(below))
-                .exec(&self.conn)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn keep_newest_rows(&self, source_id: i64, max_rows: u64) -> Result<()> {
-        let old: Vec<i64> = row::Entity::find()
-            .select_only()
-            .column(row::Column::Id)
-            .filter(row::Column::SourceId.eq(source_id))
-            .order_by_desc(row::Column::Id)
-            .offset(max_rows)
-            .limit(1)
-            .into_tuple()
-            .all(&self.conn)
-            .await?;
-        if let Some(&below) = old.first() {
-            let r = row::Entity::delete_many()
-                .filter(row::Column::SourceId.eq(source_id))
-                .filter(row::Column::Id.lte(below))
-                .exec(&self.conn)
-                .await?;
+        if removed > 0 {
             tracing::info!(
-                source = source_id,
-                removed = r.rows_affected,
+                source = run.datasource,
+                removed,
                 "oldest rows removed (MAX_ROWS_PER_SOURCE)"
             );
         }
+        self.keep_newest::<run::Entity>(
+            run::Column::SourceId,
+            run.datasource,
+            run::Column::Id,
+            max_runs,
+        )
+        .await?;
         Ok(())
+    }
+
+    /// Keeps the `keep` newest rows (by id) of `E` whose `owner` column is `owner_id`, and deletes the older
+    /// ones; how many. One id is read (the first beyond the bound), then one delete.
+    async fn keep_newest<E: EntityTrait>(
+        &self,
+        owner: E::Column,
+        owner_id: i64,
+        id: E::Column,
+        keep: u64,
+    ) -> Result<u64> {
+        let below: Option<i64> = E::find()
+            .select_only()
+            .column(id)
+            .filter(owner.eq(owner_id))
+            .order_by_desc(id)
+            .offset(keep)
+            .limit(1)
+            .into_tuple()
+            .one(&self.conn)
+            .await?;
+        let Some(below) = below else {
+            return Ok(0);
+        };
+        Ok(E::delete_many()
+            .filter(owner.eq(owner_id))
+            .filter(id.lte(below))
+            .exec(&self.conn)
+            .await?
+            .rows_affected)
     }
 
     /// A source's newest runs.

@@ -385,6 +385,20 @@ struct SourceLine {
     running: bool,
 }
 
+fn source_line(src: &Source, anomalies: u64, running: bool) -> SourceLine {
+    SourceLine {
+        id: src.id,
+        alias: src.spec.alias.clone(),
+        engine: src.spec.engine.as_str().into(),
+        status: src.status.as_str().into(),
+        last_run: fmt_time(src.last_run),
+        next_run: fmt_time(Some(src.next_run_at)),
+        last_error: src.last_error.clone().unwrap_or_default(),
+        anomalies,
+        running,
+    }
+}
+
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct Dashboard {
@@ -414,16 +428,12 @@ async fn dashboard_with(s: &AppState, user: &PageUser, new_token: Option<String>
     };
     let sources = sources
         .iter()
-        .map(|src| SourceLine {
-            id: src.id,
-            alias: src.spec.alias.clone(),
-            engine: src.spec.engine.as_str().into(),
-            status: src.status.as_str().into(),
-            last_run: fmt_time(src.last_run),
-            next_run: fmt_time(Some(src.next_run_at)),
-            last_error: src.last_error.clone().unwrap_or_default(),
-            anomalies: counts.get(&src.id).copied().unwrap_or(0),
-            running: s.watcher.is_running(src.id),
+        .map(|src| {
+            source_line(
+                src,
+                counts.get(&src.id).copied().unwrap_or(0),
+                s.watcher.is_running(src.id),
+            )
         })
         .collect();
     let tokens = match db.tokens(user.user.id).await {
@@ -754,17 +764,7 @@ async fn source_rows(
     render(&RowsPage {
         user: Some(user.user.username),
         csrf: user.csrf,
-        source: SourceLine {
-            id,
-            alias: src.spec.alias.clone(),
-            engine: src.spec.engine.as_str().into(),
-            status: src.status.as_str().into(),
-            last_run: fmt_time(src.last_run),
-            next_run: fmt_time(Some(src.next_run_at)),
-            last_error: src.last_error.clone().unwrap_or_default(),
-            anomalies,
-            running: s.watcher.is_running(id),
-        },
+        source: source_line(&src, anomalies, s.watcher.is_running(id)),
         sql: src.spec.sql.clone(),
         rows: rows
             .iter()
