@@ -1,5 +1,6 @@
 //! One key's state in memory, how it is restored from the persistence, and how it is trained.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +50,9 @@ pub(crate) struct KeyState {
     pub(crate) current: ArcSwapOption<Current>,
     pub(crate) reason: Mutex<Option<TrainReason>>,
     pub(crate) history: Mutex<Reservoir>,
+    /// Flagged records held out of the history while `learn_flagged` is off, oldest first (at most
+    /// [`EngineParams::held_limit`]); a drift retrain learns them.
+    pub(crate) held: Mutex<VecDeque<Value>>,
     pub(crate) baseline: Mutex<Baseline>,
     pub(crate) since_train: AtomicU64,
     pub(crate) training: AtomicBool,
@@ -143,6 +147,7 @@ impl KeyState {
             current: ArcSwapOption::empty(),
             reason: Mutex::new(None),
             history: Mutex::new(Reservoir::new(params.max_history, seed)),
+            held: Mutex::new(VecDeque::new()),
             baseline: Mutex::new(Baseline::new(
                 *params.vectorizer.get_limits(),
                 params.vectorizer.get_max_columns(),
@@ -235,6 +240,7 @@ impl KeyState {
     /// stored versions do: the next training learns from what comes after.
     pub(crate) fn clear(&self, params: &EngineParams) {
         lock(&self.history).clear();
+        lock(&self.held).clear();
         lock(&self.baseline).clear();
         self.since_train.store(0, Ordering::Release);
         lock(&self.pending_drift).take();

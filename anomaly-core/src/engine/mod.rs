@@ -11,6 +11,7 @@
 //!     │  observe: record ─ vector ─┬─ isolation forest: score > threshold ─┐
 //!     │                            └─ range rule over the baseline ────────┴─► verdict (flagged_by) + explanation
 //!     │           ├─ history (uniform sample, max_history) ──► Persistence (WriteBehind: buffered, outage-proof)
+//!     │           │    (with learn_flagged off, flagged records are held apart, learnt only by a drift retrain)
 //!     │           └─ baseline (records neither detector flagged)
 //!     │  train: first model at min_training_records; retrain on new records (retrain_every, retrain_growth,
 //!     │         at most every min_retrain_interval), at once when stale (history ≥ stale_growth × trained_on),
@@ -329,8 +330,10 @@ impl Engine {
     /// Failures to write history or models are logged and counted, not returned: the engine carries on in memory.
     pub fn observe(&self, key: &str, record: &Value) -> Result<Outcome> {
         let state = self.state(key)?;
-        let outcome = self.observe_record(key, &state, record)?;
-        self.persist_history(key, &state, std::slice::from_ref(record));
+        let (outcome, learnt) = self.observe_record(key, &state, record)?;
+        if learnt {
+            self.persist_history(key, &state, std::slice::from_ref(record));
+        }
         if !outcome.is_anomaly() {
             self.learn_baseline(&state, std::iter::once(record), false);
         }
@@ -428,17 +431,35 @@ impl Engine {
         records: &[Value],
     ) -> (Vec<Outcome>, Result<()>) {
         let mut outcomes = Vec::with_capacity(records.len());
+        // Records held apart (flagged, with `learn_flagged` off) are not persisted: their positions.
+        let mut held = Vec::new();
         let mut result = Ok(());
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
             match self.observe_record(key, state, record) {
-                Ok(o) => outcomes.push(o),
+                Ok((o, learnt)) => {
+                    outcomes.push(o);
+                    if !learnt {
+                        held.push(i);
+                    }
+                }
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
             }
         }
-        self.persist_history(key, state, &records[..outcomes.len()]);
+        let observed = &records[..outcomes.len()];
+        if held.is_empty() {
+            self.persist_history(key, state, observed);
+        } else {
+            let learnt: Vec<Value> = observed
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| held.binary_search(i).is_err())
+                .map(|(_, r)| r.clone())
+                .collect();
+            self.persist_history(key, state, &learnt);
+        }
         (outcomes, result)
     }
 
@@ -473,9 +494,38 @@ impl Engine {
     }
 
     /// Scores and learns one record (everything [`observe`](Self::observe) does but persisting it and the
-    /// baseline).
-    fn observe_record(&self, key: &str, state: &Arc<KeyState>, record: &Value) -> Result<Outcome> {
+    /// baseline); whether it joined the history (`false`: flagged and held apart, see
+    /// [`EngineParams::learn_flagged`]).
+    fn observe_record(
+        &self,
+        key: &str,
+        state: &Arc<KeyState>,
+        record: &Value,
+    ) -> Result<(Outcome, bool)> {
         let outcome = self.score_state(state, record, true)?;
+        let params = self.params();
+        if !params.learn_flagged && outcome.is_anomaly() {
+            let limit = params.held_limit();
+            if limit > 0 {
+                let mut held = lock(&state.held);
+                if held.len() == limit {
+                    held.pop_front();
+                }
+                held.push_back(record.clone());
+            }
+            // A lasting change is flagged record after record: drift found meanwhile retrains here, on the history
+            // and the held records (this one included), or no record would ever be learnt again.
+            if state.model().is_some() && self.rested(state) {
+                let drift = lock(&state.pending_drift).take();
+                if let Some(report) = drift {
+                    self.learn_held(key, state);
+                    if let Err(e) = self.train_state(key, state, TrainReason::Drift(report)) {
+                        tracing::warn!(key, error = %e, "training failed; the current model stays");
+                    }
+                }
+            }
+            return Ok((outcome, false));
+        }
         let len = {
             let mut h = lock(&state.history);
             h.push_with(|| record.clone());
@@ -486,7 +536,6 @@ impl Engine {
             Outcome::Learning { needed, .. } => Outcome::Learning { seen: len, needed },
             scored => scored,
         };
-        let params = self.params();
         let reason = match state.model() {
             None => (len >= params.min_training_records
                 && len >= state.first_model_at.load(Ordering::Acquire))
@@ -499,6 +548,7 @@ impl Engine {
                 } else if !self.rested(state) {
                     None
                 } else if let Some(report) = lock(&state.pending_drift).take() {
+                    self.learn_held(key, state);
                     Some(TrainReason::Drift(report))
                 } else {
                     (since >= self.retrain_due(&model)).then_some(TrainReason::NewRecords)
@@ -511,7 +561,29 @@ impl Engine {
         {
             tracing::warn!(key, error = %e, "training failed; the current model stays");
         }
-        Ok(outcome)
+        Ok((outcome, true))
+    }
+
+    /// Adds the records held apart to the history and the baseline and persists them, before a drift retrain.
+    fn learn_held(&self, key: &str, state: &KeyState) {
+        let held: Vec<Value> = lock(&state.held).drain(..).collect();
+        if held.is_empty() {
+            return;
+        }
+        tracing::info!(
+            key,
+            records = held.len(),
+            "drift: learning the flagged records held apart"
+        );
+        {
+            let mut h = lock(&state.history);
+            for r in &held {
+                h.push_with(|| r.clone());
+            }
+        }
+        self.persist_history(key, state, &held);
+        // They are normal from now on: the range rule's limits take them in too.
+        self.learn_baseline(state, &held, true);
     }
 
     /// Whether `min_retrain_interval` has passed since the key's last training started.

@@ -26,6 +26,7 @@ use crate::records::vectorizer::VectorizerParams;
 /// | `forest` | 100 trees, seed 0 | the forest trained per key |
 /// | `vectorizer` | defaults (1,000 columns at most) | how records become vectors, with roles pinned for every key |
 /// | `drift` | on, defaults | drift detection that triggers a retrain (`None` turns it off); active for models trained on at least two drift windows of records |
+/// | `learn_flagged` | true | flagged records join the history; `false` holds them apart and learns them only when drift retrains (see [`learn_flagged`](Self::learn_flagged)) |
 /// | `seed` | 0 | seeds the history samples |
 ///
 /// What a key holds in memory is bounded by `max_history` records, one model of at most the vectoriser's
@@ -52,7 +53,13 @@ pub struct EngineParams {
     pub(crate) forest: IsolationForestParams,
     pub(crate) vectorizer: VectorizerParams,
     pub(crate) drift: Option<DriftParams>,
+    #[serde(default = "default_learn_flagged")]
+    pub(crate) learn_flagged: bool,
     pub(crate) seed: u64,
+}
+
+fn default_learn_flagged() -> bool {
+    true
 }
 
 fn default_max_keys() -> usize {
@@ -90,6 +97,7 @@ impl EngineParams {
             forest: IsolationForestParams::new(),
             vectorizer: VectorizerParams::new(),
             drift: Some(DriftParams::default()),
+            learn_flagged: default_learn_flagged(),
             seed: 0,
         }
     }
@@ -192,6 +200,26 @@ impl EngineParams {
     pub fn drift(mut self, p: Option<DriftParams>) -> Self {
         self.drift = p;
         self
+    }
+
+    /// Whether records that either detector flagged join the key's history, and so the next training (default
+    /// true). With `false`, an incident does not teach the model that it is normal: a flagged record is held apart,
+    /// out of the history and the persistence. Only a drift retrain learns the held records (the newest, at most
+    /// the drift window's length; older ones are forgotten), first adding them to the history: a change that lasts
+    /// long enough to be drift is the new normal, and its first records were flagged before it was known to last.
+    /// Without drift detection, flagged records are never learnt. Held records are kept in memory only.
+    pub fn learn_flagged(mut self, yes: bool) -> Self {
+        self.learn_flagged = yes;
+        self
+    }
+
+    /// The most flagged records a key holds apart while `learn_flagged` is off: the drift window, or none
+    /// without drift detection.
+    pub(crate) fn held_limit(&self) -> usize {
+        match (&self.drift, self.learn_flagged) {
+            (Some(d), false) => d.get_window(),
+            _ => 0,
+        }
     }
 
     /// Seed of the history samples (default 0).

@@ -18,6 +18,9 @@ pub struct Event {
     pub service: String,
     /// The endpoint called, e.g. `/v1/users`.
     pub endpoint: String,
+    /// The HTTP method (each endpoint answers one).
+    #[serde(default)]
+    pub method: String,
     /// The client's region.
     pub region: String,
     /// The client's user agent.
@@ -40,6 +43,7 @@ impl Event {
             "timestamp": rfc3339_millis(self.timestamp),
             "service": self.service,
             "endpoint": self.endpoint,
+            "method": self.method,
             "region": self.region,
             "user_agent": self.user_agent,
             "status": self.status,
@@ -80,6 +84,7 @@ mod tests {
             timestamp: 1_704_067_200.123,
             service: "api".into(),
             endpoint: "/v1/users".into(),
+            method: "GET".into(),
             region: "eu-west".into(),
             user_agent: "curl/8.5.0".into(),
             status: 503,
@@ -91,7 +96,7 @@ mod tests {
         assert_eq!(v["timestamp"], "2024-01-01T00:00:00.123Z");
         assert!(v.get("label").is_none());
         assert_eq!(v["status"], 503);
-        assert_eq!(v.as_object().unwrap().len(), 8);
+        assert_eq!(v.as_object().unwrap().len(), 9);
         assert!(e.is_anomalous() && e.is_error());
         let m = parse_moment(v["timestamp"].as_str().unwrap()).unwrap();
         assert_eq!(m.epoch_seconds, e.timestamp);

@@ -9,6 +9,8 @@ use crate::error::Result;
 
 /// Latency never goes below this, whatever a [`Incident::LevelShift`] subtracts.
 const MIN_LATENCY_MS: f64 = 0.1;
+/// The HTTP method of each endpoint, by its index (every endpoint answers one method).
+const METHODS: &[&str] = &["GET", "POST", "GET", "PUT", "GET", "DELETE"];
 /// Statuses of successful responses, with their shares.
 const OK_STATUSES: &[(u16, f64)] = &[(200, 0.85), (201, 0.06), (204, 0.04), (304, 0.05)];
 /// Statuses of client errors, with their shares.
@@ -151,6 +153,7 @@ impl<'a> ServiceTraffic<'a> {
 
         let e = pick(d.endpoint, &self.endpoint_weights);
         let mut endpoint = self.endpoints[e].clone();
+        let mut method = METHODS[e % METHODS.len()];
         let mut region = params.region_names()[pick(d.region, &self.region_weights)].clone();
         let mut user_agent = USER_AGENTS[pick(d.user_agent, &self.agent_weights)]
             .0
@@ -165,7 +168,10 @@ impl<'a> ServiceTraffic<'a> {
                 && d.rare < *share
             {
                 match field {
-                    RareField::Endpoint => endpoint.clone_from(value),
+                    RareField::Endpoint => {
+                        endpoint.clone_from(value);
+                        method = "GET";
+                    }
                     RareField::Region => region.clone_from(value),
                     RareField::UserAgent => user_agent.clone_from(value),
                 }
@@ -196,6 +202,7 @@ impl<'a> ServiceTraffic<'a> {
             timestamp: ts,
             service: self.service.to_owned(),
             endpoint,
+            method: method.to_owned(),
             region,
             user_agent,
             status,

@@ -1,6 +1,6 @@
 //! What one open window of one service has gathered so far.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::WindowRow;
 use super::extract::Observation;
@@ -11,14 +11,37 @@ use crate::forest::percentile;
 pub(super) struct Accumulator {
     count: u64,
     errors: u64,
+    client_errors: u64,
     latencies: Vec<f64>,
     extra: BTreeMap<String, Mean>,
+    /// Per category field, the events of each value (at most `MAX_WINDOW_VALUES` values), and the events of the
+    /// values past that bound.
+    categories: Vec<(HashMap<String, u64>, u64)>,
 }
+
+/// Most distinct values of one category field counted in one window; the events of further values count as
+/// values already seen.
+const MAX_WINDOW_VALUES: usize = 10_000;
 
 impl Accumulator {
     pub(super) fn add(&mut self, o: &Observation) {
         self.count += 1;
         self.errors += u64::from(o.error);
+        self.client_errors += u64::from(o.client_error);
+        if self.categories.len() < o.categories.len() {
+            self.categories
+                .resize_with(o.categories.len(), Default::default);
+        }
+        for ((values, beyond), value) in self.categories.iter_mut().zip(&o.categories) {
+            let Some(value) = value else { continue };
+            if let Some(n) = values.get_mut(value.as_str()) {
+                *n += 1;
+            } else if values.len() < MAX_WINDOW_VALUES {
+                values.insert(value.clone(), 1);
+            } else {
+                *beyond += 1;
+            }
+        }
         if let Some(latency) = o.latency {
             self.latencies.push(latency);
         }
@@ -32,17 +55,32 @@ impl Accumulator {
         }
     }
 
+    /// The events of each value of category field `i` (values past the window's bound are not listed).
+    pub(super) fn values(&self, i: usize) -> impl Iterator<Item = (&String, u64)> {
+        self.categories
+            .get(i)
+            .into_iter()
+            .flat_map(|(values, _)| values.iter().map(|(v, &n)| (v, n)))
+    }
+
+    /// Events in the window.
+    pub(super) fn count(&self) -> u64 {
+        self.count
+    }
+
     pub(super) fn into_row(mut self, service: &str, window_start: f64) -> WindowRow {
         let mut row = WindowRow::empty(service, window_start);
         row.count = self.count;
         if self.count > 0 {
             row.error_rate = Some(self.errors as f64 / self.count as f64);
+            row.client_error_rate = Some(self.client_errors as f64 / self.count as f64);
         }
         if !self.latencies.is_empty() {
             self.latencies.sort_by(f64::total_cmp);
             let sorted = &self.latencies;
             row.latency_p50 = Some(percentile(sorted, 50.0));
             row.latency_p95 = Some(percentile(sorted, 95.0));
+            row.latency_p99 = Some(percentile(sorted, 99.0));
             row.latency_max = sorted.last().copied();
             row.latency_mean = Some(mean_of(sorted));
         }

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::accumulate::Accumulator;
 use super::extract::observe;
+use super::vocabulary::Vocabulary;
 use super::{WindowParams, WindowRow};
 use crate::error::{Error, Result};
 
@@ -47,6 +48,8 @@ pub struct WindowAggregator {
     lowest: Option<i64>,
     highest: Option<i64>,
     late_events: u64,
+    /// Vocabularies learnt for services not seen yet: each is taken by its service's first event.
+    pending_vocabulary: BTreeMap<String, Vocabulary>,
     /// `false` for batch aggregation: nothing closes before [`flush`](Self::flush).
     closes_on_watermark: bool,
 }
@@ -56,7 +59,12 @@ struct ServiceWindows {
     open: BTreeMap<i64, Accumulator>,
     /// The first window index not yet emitted.
     next: i64,
+    vocabulary: Vocabulary,
 }
+
+/// The values each service has shown in each category field: service → field → values, sorted. See
+/// [`WindowAggregator::vocabulary`].
+pub type Vocabularies = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 impl WindowAggregator {
     pub(super) fn new(params: WindowParams) -> Result<Self> {
@@ -69,6 +77,7 @@ impl WindowAggregator {
             lowest: None,
             highest: None,
             late_events: 0,
+            pending_vocabulary: BTreeMap::new(),
             closes_on_watermark: true,
         })
     }
@@ -95,6 +104,38 @@ impl WindowAggregator {
     pub fn watermark(&self) -> Option<f64> {
         self.newest
             .map(|t| t - self.params.allowed_lateness_seconds)
+    }
+
+    /// The values each service has shown in each [category field](WindowParams::category_fields) in the windows
+    /// emitted so far (at most `max_category_values` per field and service), to carry them over to another
+    /// aggregator with [`learn_vocabulary`](Self::learn_vocabulary): a monitor that starts where training ended
+    /// knows which values are new.
+    pub fn vocabulary(&self) -> Vocabularies {
+        let fields = &self.params.category_fields;
+        self.services
+            .iter()
+            .map(|(service, s)| (service.clone(), s.vocabulary.export(fields)))
+            .collect()
+    }
+
+    /// Adds values to the services' vocabularies (see [`vocabulary`](Self::vocabulary)); a service named there
+    /// counts as started, so its first window's new values count. Services that have no event yet are kept until
+    /// their first event, with no rows before it.
+    pub fn learn_vocabulary(&mut self, learnt: &Vocabularies) {
+        let (fields, max_values) = (
+            &self.params.category_fields,
+            self.params.max_category_values,
+        );
+        for (service, values) in learnt {
+            match self.services.get_mut(service) {
+                Some(s) => s.vocabulary.learn(fields, values, max_values),
+                None => {
+                    let mut vocabulary = Vocabulary::default();
+                    vocabulary.learn(fields, values, max_values);
+                    self.pending_vocabulary.insert(service.clone(), vocabulary);
+                }
+            }
+        }
     }
 
     /// Windows holding at least one event and not yet emitted.
@@ -152,6 +193,10 @@ impl WindowAggregator {
             .or_insert_with(|| ServiceWindows {
                 open: BTreeMap::new(),
                 next: index,
+                vocabulary: self
+                    .pending_vocabulary
+                    .remove(&o.service)
+                    .unwrap_or_default(),
             });
         state.next = state.next.min(index);
         state.open.entry(index).or_default().add(&o);
@@ -182,15 +227,25 @@ impl WindowAggregator {
     fn close_through(&mut self, limit: i64) -> Vec<WindowRow> {
         let mut rows = Vec::new();
         let width = self.params.width_seconds;
+        let (fields, max_values) = (
+            &self.params.category_fields,
+            self.params.max_category_values,
+        );
         if let Some(from) = self.services.values().map(|s| s.next).min() {
             for index in from..=limit {
                 for (service, state) in &mut self.services {
                     if state.next <= index {
                         let start = index as f64 * width;
-                        rows.push(match state.open.remove(&index) {
+                        let window = state.open.remove(&index);
+                        let shares = state
+                            .vocabulary
+                            .observe(fields, window.as_ref(), max_values);
+                        let mut row = match window {
                             Some(acc) => acc.into_row(service, start),
                             None => WindowRow::empty(service, start),
-                        });
+                        };
+                        row.new_value_share = shares;
+                        rows.push(row);
                     }
                 }
             }

@@ -19,8 +19,11 @@ pub(super) struct Observation {
     pub(super) service: String,
     pub(super) timestamp: f64,
     pub(super) error: bool,
+    pub(super) client_error: bool,
     pub(super) latency: Option<f64>,
     pub(super) extra: Vec<(String, f64)>,
+    /// The value of each category field, in the order of the parameters; `None` when missing or `null`.
+    pub(super) categories: Vec<Option<String>>,
 }
 
 /// Reads `event` as `params` say.
@@ -47,8 +50,14 @@ pub(super) fn observe(params: &WindowParams, event: &Value) -> Result<Observatio
     };
     let timestamp = timestamp(event, &params.timestamp_field)?;
     let latency = number(event, &params.latency_field)?;
-    let error =
-        number(event, &params.status_field)?.is_some_and(|s| s >= params.error_status_at_least);
+    let status = number(event, &params.status_field)?;
+    let error = status.is_some_and(|s| s >= params.error_status_at_least);
+    let client_error = status.is_some_and(|s| (400.0..params.error_status_at_least).contains(&s));
+    let categories = params
+        .category_fields
+        .iter()
+        .map(|field| category(event, field))
+        .collect::<Result<Vec<_>>>()?;
     let extra = match &params.extra_fields {
         Some(fields) => {
             let mut extra = Vec::with_capacity(fields.len());
@@ -81,9 +90,24 @@ pub(super) fn observe(params: &WindowParams, event: &Value) -> Result<Observatio
         service,
         timestamp,
         error,
+        client_error,
         latency,
         extra,
+        categories,
     })
+}
+
+/// A category: a string, or a number or boolean as written; `None` when missing or `null`.
+fn category(event: &Value, field: &str) -> Result<Option<String>> {
+    match lookup(event, field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
+        Some(other) => Err(invalid(format!(
+            "field `{field}` must be a string, number or boolean, got {}",
+            type_name(other)
+        ))),
+    }
 }
 
 fn timestamp(event: &Value, field: &str) -> Result<f64> {

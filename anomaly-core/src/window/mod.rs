@@ -2,8 +2,9 @@
 //!
 //! Events are JSON objects with a service, a timestamp and optionally a latency and a status (field names set in
 //! [`WindowParams`]). Each service's events are grouped into fixed windows `[k·width, (k + 1)·width)` of event
-//! time, and each window becomes a [`WindowRow`]: count, error rate, latency quantiles, maximum and mean, the
-//! calendar position of the window and the mean of every other numeric field. [`WindowRow::to_json`] gives the
+//! time, and each window becomes a [`WindowRow`]: count, error and client-error rates, latency quantiles, maximum
+//! and mean, the calendar position of the window, the mean of every other numeric field, and for each category
+//! field (an endpoint, a method) the share of events whose value the service never showed before. [`WindowRow::to_json`] gives the
 //! flat record the record vectoriser and the detectors take.
 //!
 //! - [`aggregate`] does a whole batch at once, in any order.
@@ -40,10 +41,11 @@ mod aggregator;
 mod extract;
 mod params;
 mod row;
+mod vocabulary;
 
 use serde_json::Value;
 
-pub use aggregator::WindowAggregator;
+pub use aggregator::{Vocabularies, WindowAggregator};
 pub use params::WindowParams;
 pub use row::WindowRow;
 

@@ -21,6 +21,8 @@ const MIN_WIDTH: f64 = 1e-3;
 /// | `error_status_at_least` | 500 | an event is an error when its status is at least this |
 /// | `extra_fields` | every other numeric field | fields whose per-window mean goes in [`WindowRow::extra`](super::WindowRow::extra) |
 /// | `max_span_windows` | 100 000 | most windows that may be open at once, from the oldest not yet emitted to the newest seen |
+/// | `category_fields` | none | fields whose new values are measured: [`WindowRow::new_value_share`](super::WindowRow::new_value_share) |
+/// | `max_category_values` | 1 000 | values remembered per category field and service; once full, further values count as seen |
 ///
 /// Field names are dotted paths into nested objects (`http.status` finds `{"http": {"status": 503}}`); a key that
 /// itself contains the dots is found too. The span limit keeps one absurd timestamp (a year 9999 typo) from
@@ -36,6 +38,14 @@ pub struct WindowParams {
     pub(super) error_status_at_least: f64,
     pub(super) extra_fields: Option<Vec<String>>,
     pub(super) max_span_windows: u64,
+    #[serde(default)]
+    pub(super) category_fields: Vec<String>,
+    #[serde(default = "default_max_category_values")]
+    pub(super) max_category_values: usize,
+}
+
+fn default_max_category_values() -> usize {
+    1_000
 }
 
 impl Default for WindowParams {
@@ -57,6 +67,8 @@ impl WindowParams {
             error_status_at_least: 500.0,
             extra_fields: None,
             max_span_windows: 100_000,
+            category_fields: Vec::new(),
+            max_category_values: default_max_category_values(),
         }
     }
 
@@ -121,6 +133,26 @@ impl WindowParams {
         self
     }
 
+    /// Category fields (an endpoint, a method) whose values each service's windows track (default none): each row
+    /// gets the share of its events whose value the service had not shown in an earlier window. A service's first
+    /// window with events starts its vocabulary (share 0). Values are strings, or numbers and booleans as written.
+    pub fn category_fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.category_fields = fields.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Values remembered per category field and service (default 1,000; at least 1). Once a field's vocabulary is
+    /// full, values outside it count as seen: a field of unbounded values (a URL with ids in it) stops counting
+    /// as new rather than flagging every window.
+    pub fn max_category_values(mut self, n: usize) -> Self {
+        self.max_category_values = n;
+        self
+    }
+
     /// The window width in seconds.
     pub fn width(&self) -> f64 {
         self.width_seconds
@@ -164,6 +196,15 @@ impl WindowParams {
             if field.is_empty() {
                 return Err(Error::invalid(name, "must not be empty"));
             }
+        }
+        if self.category_fields.iter().any(String::is_empty) {
+            return Err(Error::invalid(
+                "category_fields",
+                "field names must not be empty",
+            ));
+        }
+        if self.max_category_values == 0 {
+            return Err(Error::invalid("max_category_values", "must be at least 1"));
         }
         if self.extra_fields.iter().flatten().any(String::is_empty) {
             return Err(Error::invalid(
@@ -218,6 +259,8 @@ mod tests {
             (p().extra_fields([""]), "extra_fields"),
             (p().error_status_at_least(f64::NAN), "error_status_at_least"),
             (p().max_span_windows(0), "max_span_windows"),
+            (p().category_fields([""]), "category_fields"),
+            (p().max_category_values(0), "max_category_values"),
         ];
         for (params, expected) in cases {
             match params.build() {

@@ -24,10 +24,17 @@ pub struct WindowRow {
     pub count: u64,
     /// Share of the events whose status counts as an error; `None` when `count` is 0.
     pub error_rate: Option<f64>,
+    /// Share of the events answered with a client error: a status from 400 up to (not including) the error
+    /// status (the 4xx family by default); `None` when `count` is 0.
+    #[serde(default)]
+    pub client_error_rate: Option<f64>,
     /// Median latency.
     pub latency_p50: Option<f64>,
     /// 95th percentile of the latency.
     pub latency_p95: Option<f64>,
+    /// 99th percentile of the latency.
+    #[serde(default)]
+    pub latency_p99: Option<f64>,
     /// Largest latency.
     pub latency_max: Option<f64>,
     /// Mean latency.
@@ -42,6 +49,11 @@ pub struct WindowRow {
     pub weekday_cos: f64,
     /// Mean of each other numeric field, over the events of the window that have it.
     pub extra: BTreeMap<String, f64>,
+    /// For each of the [category fields](super::WindowParams::category_fields): the share of the window's events
+    /// whose value the service had not shown in any earlier window (0 for a window without events, and for the
+    /// service's first window with events, which starts its vocabulary).
+    #[serde(default)]
+    pub new_value_share: BTreeMap<String, f64>,
 }
 
 impl WindowRow {
@@ -53,8 +65,10 @@ impl WindowRow {
             window_start,
             count: 0,
             error_rate: None,
+            client_error_rate: None,
             latency_p50: None,
             latency_p95: None,
+            latency_p99: None,
             latency_max: None,
             latency_mean: None,
             hour_sin,
@@ -62,11 +76,13 @@ impl WindowRow {
             weekday_sin,
             weekday_cos,
             extra: BTreeMap::new(),
+            new_value_share: BTreeMap::new(),
         }
     }
 
     /// The row as one flat JSON object for the record vectoriser: `window_start` as an RFC 3339 string (UTC, with
-    /// milliseconds), missing statistics as `null`, and each extra field `f` as `mean_f`.
+    /// milliseconds), missing statistics as `null`, each extra field `f` as `mean_f`, and each category field `f`
+    /// as `new_f_share`.
     pub fn to_json(&self) -> Value {
         let mut map = Map::new();
         map.insert("service".into(), json!(self.service));
@@ -74,8 +90,10 @@ impl WindowRow {
         map.insert("count".into(), json!(self.count));
         for (name, v) in [
             ("error_rate", self.error_rate),
+            ("client_error_rate", self.client_error_rate),
             ("latency_p50", self.latency_p50),
             ("latency_p95", self.latency_p95),
+            ("latency_p99", self.latency_p99),
             ("latency_max", self.latency_max),
             ("latency_mean", self.latency_mean),
         ] {
@@ -91,6 +109,9 @@ impl WindowRow {
         }
         for (field, &mean) in &self.extra {
             map.insert(format!("mean_{field}"), json!(mean));
+        }
+        for (field, &share) in &self.new_value_share {
+            map.insert(format!("new_{field}_share"), json!(share));
         }
         Value::Object(map)
     }

@@ -346,3 +346,70 @@ fn types_are_send_and_sync() {
     check::<TrafficParams>();
     check::<Incident>();
 }
+
+#[test]
+fn client_errors_p99_and_new_values() {
+    let event = |t: f64, status: u16, endpoint: &str| json!({"service": "api", "timestamp": t, "status": status, "response_time_ms": t % 60.0, "endpoint": endpoint});
+    let mut events = Vec::new();
+    for i in 0..100 {
+        let status = if i < 10 {
+            404
+        } else if i < 15 {
+            503
+        } else {
+            200
+        };
+        events.push(event(
+            f64::from(i) * 0.5,
+            status,
+            ["/a", "/b"][i as usize % 2],
+        ));
+    }
+    // Second window: a quarter of the calls go to an endpoint never seen before.
+    for i in 0..100 {
+        let endpoint = if i % 4 == 0 { "/admin" } else { "/a" };
+        events.push(event(60.0 + f64::from(i) * 0.5, 200, endpoint));
+    }
+    // Third window: /admin is no longer new.
+    events.push(event(120.0, 200, "/admin"));
+    let params = WindowParams::new()
+        .extra_fields(Vec::<String>::new())
+        .category_fields(["endpoint"]);
+    let rows = aggregate(&params, &events).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].client_error_rate, Some(0.1));
+    assert_eq!(rows[0].error_rate, Some(0.05));
+    let mut latencies: Vec<f64> = (0..100).map(|i| (f64::from(i) * 0.5) % 60.0).collect();
+    latencies.sort_by(f64::total_cmp);
+    assert_eq!(
+        rows[0].latency_p99,
+        Some(crate::forest::percentile(&latencies, 99.0))
+    );
+    assert_eq!(
+        rows[0].new_value_share["endpoint"], 0.0,
+        "the first window starts the vocabulary"
+    );
+    assert_eq!(rows[1].new_value_share["endpoint"], 0.25);
+    assert_eq!(rows[2].new_value_share["endpoint"], 0.0);
+    assert_eq!(rows[1].to_json()["new_endpoint_share"], 0.25);
+    assert_eq!(rows[1].to_json()["client_error_rate"], 0.0);
+
+    // Carried over: an aggregator that learnt the first window's vocabulary sees /admin as new at once.
+    let mut first = params.clone().build().unwrap();
+    for e in &events[..100] {
+        first.push(e).unwrap();
+    }
+    first.flush();
+    let vocabulary = first.vocabulary();
+    assert_eq!(vocabulary["api"]["endpoint"], ["/a", "/b"]);
+    let mut second = params.clone().build().unwrap();
+    second.learn_vocabulary(&vocabulary);
+    for e in &events[100..200] {
+        second.push(e).unwrap();
+    }
+    assert_eq!(second.flush()[0].new_value_share["endpoint"], 0.25);
+
+    // A full vocabulary counts further values as seen.
+    let rows = aggregate(&params.clone().max_category_values(2), &events).unwrap();
+    assert_eq!(rows[1].new_value_share["endpoint"], 0.0);
+}

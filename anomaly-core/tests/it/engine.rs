@@ -1021,3 +1021,65 @@ fn pinned_roles_survive_eviction_and_restarts() {
         "retrained after a restart"
     );
 }
+
+#[test]
+fn flagged_records_stay_out_of_training_unless_drift_makes_them_the_new_normal() {
+    let engine = Engine::in_memory(
+        EngineParams::new()
+            .min_training_records(200)
+            .retrain_every(50)
+            .learn_flagged(false)
+            .sensitivity(Contamination::Fraction(0.01))
+            .forest(IsolationForestParams::new().seed(1))
+            .drift(Some(DriftParams::new().window(150).check_every(10))),
+    )
+    .unwrap();
+    let normal = orders(400, 5, 100.0);
+    for r in &normal[..300] {
+        engine.observe("k", r).unwrap();
+    }
+    let huge =
+        |amount: f64| json!({"amount": amount, "country": "FR", "express": false, "items": 2});
+    // An incident: every record flagged, none learnt, and the retrains that follow do not learn them either.
+    let outcomes = engine
+        .observe_many(
+            "k",
+            &(0..10)
+                .map(|i| huge(5_000.0 + f64::from(i)))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    assert!(outcomes.iter().all(Outcome::is_anomaly));
+    for r in &normal[300..] {
+        engine.observe("k", r).unwrap();
+    }
+    let large = |h: &[Value]| {
+        h.iter()
+            .filter(|r| r["amount"].as_f64().unwrap() > 1_000.0)
+            .count()
+    };
+    assert_eq!(large(&engine.history("k").unwrap()), 0);
+    assert!(engine.stats("k").unwrap().trainings >= 3);
+    assert!(engine.score("k", &huge(5_000.0)).unwrap().is_anomaly());
+
+    // A change that lasts: flagged at first, then drift retrains on the held records, and the new level is normal.
+    let shifted = orders(300, 6, 5_000.0);
+    let outcomes: Vec<Outcome> = shifted
+        .iter()
+        .map(|r| engine.observe("k", r).unwrap())
+        .collect();
+    assert!(outcomes[0].is_anomaly());
+    let versions = engine.persistence().model_versions("k").unwrap();
+    assert!(
+        versions
+            .iter()
+            .any(|m| m.metadata.metrics["reason"]["reason"] == "drift"),
+        "no drift retrain"
+    );
+    assert!(large(&engine.history("k").unwrap()) > 150);
+    let late = &outcomes[250..];
+    assert!(
+        late.iter().filter(|o| o.is_anomaly()).count() <= 5,
+        "the new level is still flagged"
+    );
+}

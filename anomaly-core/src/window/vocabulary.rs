@@ -1,0 +1,86 @@
+//! The values each service has shown in its category fields, for the share of new values per window.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::accumulate::Accumulator;
+
+/// One service's values per category field, each set bounded; `started` once a window with events was seen.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Vocabulary {
+    values: Vec<HashSet<String>>,
+    started: bool,
+}
+
+impl Vocabulary {
+    /// The share of `window`'s events whose value of each field is new, per field name; then learns the values
+    /// (up to `max_values` per field: further values count as seen and are not kept). The first window with
+    /// events only learns: its shares are 0.
+    pub(super) fn observe(
+        &mut self,
+        fields: &[String],
+        window: Option<&Accumulator>,
+        max_values: usize,
+    ) -> BTreeMap<String, f64> {
+        if self.values.len() < fields.len() {
+            self.values.resize_with(fields.len(), HashSet::new);
+        }
+        let mut shares = BTreeMap::new();
+        let count = window.map_or(0, Accumulator::count);
+        for (i, field) in fields.iter().enumerate() {
+            let known = &mut self.values[i];
+            let mut new = 0;
+            if let Some(w) = window {
+                for (value, n) in w.values(i) {
+                    if known.contains(value) || known.len() >= max_values {
+                        continue;
+                    }
+                    known.insert(value.clone());
+                    new += n;
+                }
+            }
+            let share = if self.started && count > 0 {
+                new as f64 / count as f64
+            } else {
+                0.0
+            };
+            shares.insert(field.clone(), share);
+        }
+        self.started |= count > 0;
+        shares
+    }
+
+    /// The values per field, sorted.
+    pub(super) fn export(&self, fields: &[String]) -> BTreeMap<String, Vec<String>> {
+        fields
+            .iter()
+            .zip(&self.values)
+            .map(|(f, values)| {
+                let mut v: Vec<String> = values.iter().cloned().collect();
+                v.sort_unstable();
+                (f.clone(), v)
+            })
+            .collect()
+    }
+
+    /// Adds the values of `learnt` (per field name; unknown fields are ignored), up to `max_values` per field, and
+    /// counts the service as started.
+    pub(super) fn learn(
+        &mut self,
+        fields: &[String],
+        learnt: &BTreeMap<String, Vec<String>>,
+        max_values: usize,
+    ) {
+        if self.values.len() < fields.len() {
+            self.values.resize_with(fields.len(), HashSet::new);
+        }
+        for (i, field) in fields.iter().enumerate() {
+            for value in learnt.get(field).into_iter().flatten() {
+                if self.values[i].len() >= max_values {
+                    break;
+                }
+                self.values[i].insert(value.clone());
+            }
+        }
+        self.started = true;
+    }
+}
