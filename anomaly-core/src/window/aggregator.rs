@@ -215,6 +215,27 @@ impl WindowAggregator {
         Ok(self.close_through(limit))
     }
 
+    /// Moves the watermark to `watermark` (epoch seconds) if that is later, as the passing of time does when no
+    /// event comes: returns the rows of every window ending at or before it, including the windows of services
+    /// that fell silent (`count` 0). A reader that has read every event up to a time closes the windows up to it
+    /// this way; later events in those windows are late.
+    pub fn advance(&mut self, watermark: f64) -> Vec<WindowRow> {
+        let Some(index) = self.index_of(watermark) else {
+            return Vec::new();
+        };
+        let limit = index - 1;
+        if self.closed_through.is_some_and(|c| limit <= c) || self.services.is_empty() {
+            return Vec::new();
+        }
+        // Every window up to `limit` may be emitted: keep the span check of `push` for the rows made here.
+        let from = self.services.values().map(|s| s.next).min().unwrap_or(limit);
+        let limit = limit.min(from.saturating_add(self.params.max_span_windows as i64 - 1));
+        self.highest = Some(self.highest.unwrap_or(limit).max(limit));
+        let newest = (limit + 1) as f64 * self.params.width_seconds + self.params.allowed_lateness_seconds;
+        self.newest = Some(self.newest.map_or(newest, |t| t.max(newest)));
+        self.close_through(limit)
+    }
+
     /// Closes every window up to the newest seen and returns their rows; later events in those windows are late.
     pub fn flush(&mut self) -> Vec<WindowRow> {
         match self.highest {
@@ -227,9 +248,10 @@ impl WindowAggregator {
     fn close_through(&mut self, limit: i64) -> Vec<WindowRow> {
         let mut rows = Vec::new();
         let width = self.params.width_seconds;
-        let (fields, max_values) = (
-            &self.params.category_fields,
+        let fields = &self.params.category_fields;
+        let novelty = (
             self.params.max_category_values,
+            self.params.new_value_windows,
         );
         if let Some(from) = self.services.values().map(|s| s.next).min() {
             for index in from..=limit {
@@ -239,7 +261,7 @@ impl WindowAggregator {
                         let window = state.open.remove(&index);
                         let shares = state
                             .vocabulary
-                            .observe(fields, window.as_ref(), max_values);
+                            .observe(fields, index, window.as_ref(), novelty);
                         let mut row = match window {
                             Some(acc) => acc.into_row(service, start),
                             None => WindowRow::empty(service, start),

@@ -23,6 +23,7 @@ const MIN_WIDTH: f64 = 1e-3;
 /// | `max_span_windows` | 100 000 | most windows that may be open at once, from the oldest not yet emitted to the newest seen |
 /// | `category_fields` | none | fields whose new values are measured: [`WindowRow::new_value_share`](super::WindowRow::new_value_share) |
 /// | `max_category_values` | 1 000 | values remembered per category field and service; once full, further values count as seen |
+/// | `new_value_windows` | 1 | windows, from its first, in which a value counts as new |
 ///
 /// Field names are dotted paths into nested objects (`http.status` finds `{"http": {"status": 503}}`); a key that
 /// itself contains the dots is found too. The span limit keeps one absurd timestamp (a year 9999 typo) from
@@ -42,6 +43,12 @@ pub struct WindowParams {
     pub(super) category_fields: Vec<String>,
     #[serde(default = "default_max_category_values")]
     pub(super) max_category_values: usize,
+    #[serde(default = "default_new_value_windows")]
+    pub(super) new_value_windows: u64,
+}
+
+fn default_new_value_windows() -> u64 {
+    1
 }
 
 fn default_max_category_values() -> usize {
@@ -69,6 +76,7 @@ impl WindowParams {
             max_span_windows: 100_000,
             category_fields: Vec::new(),
             max_category_values: default_max_category_values(),
+            new_value_windows: default_new_value_windows(),
         }
     }
 
@@ -153,6 +161,14 @@ impl WindowParams {
         self
     }
 
+    /// Windows in which a value counts as new: the window it first appears in and the `n - 1` after it (default
+    /// 1; at least 1). More than one lets a rule that waits for several anomalous windows in a row see a new
+    /// value that stays.
+    pub fn new_value_windows(mut self, n: u64) -> Self {
+        self.new_value_windows = n;
+        self
+    }
+
     /// The window width in seconds.
     pub fn width(&self) -> f64 {
         self.width_seconds
@@ -202,6 +218,9 @@ impl WindowParams {
                 "category_fields",
                 "field names must not be empty",
             ));
+        }
+        if self.new_value_windows == 0 {
+            return Err(Error::invalid("new_value_windows", "must be at least 1"));
         }
         if self.max_category_values == 0 {
             return Err(Error::invalid("max_category_values", "must be at least 1"));
@@ -261,6 +280,7 @@ mod tests {
             (p().max_span_windows(0), "max_span_windows"),
             (p().category_fields([""]), "category_fields"),
             (p().max_category_values(0), "max_category_values"),
+            (p().new_value_windows(0), "new_value_windows"),
         ];
         for (params, expected) in cases {
             match params.build() {

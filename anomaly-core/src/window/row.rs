@@ -50,8 +50,9 @@ pub struct WindowRow {
     /// Mean of each other numeric field, over the events of the window that have it.
     pub extra: BTreeMap<String, f64>,
     /// For each of the [category fields](super::WindowParams::category_fields): the share of the window's events
-    /// whose value the service had not shown in any earlier window (0 for a window without events, and for the
-    /// service's first window with events, which starts its vocabulary).
+    /// whose value is new to the service, first shown in this window or in the
+    /// [`new_value_windows`](super::WindowParams::new_value_windows)` - 1` before it (0 for a window without
+    /// events, and for the service's first window with events, which starts its vocabulary).
     #[serde(default)]
     pub new_value_share: BTreeMap<String, f64>,
 }

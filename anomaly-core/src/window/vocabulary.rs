@@ -1,28 +1,34 @@
 //! The values each service has shown in its category fields, for the share of new values per window.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::accumulate::Accumulator;
 
-/// One service's values per category field, each set bounded; `started` once a window with events was seen.
+/// Values learnt from another aggregator count as seen long ago.
+const LONG_AGO: i64 = i64::MIN;
+
+/// One service's values per category field with the window each first appeared in, each map bounded; `started`
+/// once a window with events was seen.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Vocabulary {
-    values: Vec<HashSet<String>>,
+    values: Vec<HashMap<String, i64>>,
     started: bool,
 }
 
 impl Vocabulary {
-    /// The share of `window`'s events whose value of each field is new, per field name; then learns the values
-    /// (up to `max_values` per field: further values count as seen and are not kept). The first window with
-    /// events only learns: its shares are 0.
+    /// The share of the events of window `index` whose value of each field is new (first seen in this window or
+    /// in the `new_windows - 1` before it), per field name; then learns the values (up to `max_values` per field:
+    /// further values count as seen and are not kept). The first window with events only learns: its shares
+    /// are 0.
     pub(super) fn observe(
         &mut self,
         fields: &[String],
+        index: i64,
         window: Option<&Accumulator>,
-        max_values: usize,
+        (max_values, new_windows): (usize, u64),
     ) -> BTreeMap<String, f64> {
         if self.values.len() < fields.len() {
-            self.values.resize_with(fields.len(), HashSet::new);
+            self.values.resize_with(fields.len(), HashMap::new);
         }
         let mut shares = BTreeMap::new();
         let count = window.map_or(0, Accumulator::count);
@@ -31,11 +37,17 @@ impl Vocabulary {
             let mut new = 0;
             if let Some(w) = window {
                 for (value, n) in w.values(i) {
-                    if known.contains(value) || known.len() >= max_values {
-                        continue;
+                    let first = match known.get(value) {
+                        Some(&first) => first,
+                        None if known.len() < max_values => {
+                            known.insert(value.clone(), index);
+                            index
+                        }
+                        None => LONG_AGO,
+                    };
+                    if index.abs_diff(first) < new_windows {
+                        new += n;
                     }
-                    known.insert(value.clone());
-                    new += n;
                 }
             }
             let share = if self.started && count > 0 {
@@ -55,7 +67,7 @@ impl Vocabulary {
             .iter()
             .zip(&self.values)
             .map(|(f, values)| {
-                let mut v: Vec<String> = values.iter().cloned().collect();
+                let mut v: Vec<String> = values.keys().cloned().collect();
                 v.sort_unstable();
                 (f.clone(), v)
             })
@@ -71,14 +83,14 @@ impl Vocabulary {
         max_values: usize,
     ) {
         if self.values.len() < fields.len() {
-            self.values.resize_with(fields.len(), HashSet::new);
+            self.values.resize_with(fields.len(), HashMap::new);
         }
         for (i, field) in fields.iter().enumerate() {
             for value in learnt.get(field).into_iter().flatten() {
                 if self.values[i].len() >= max_values {
                     break;
                 }
-                self.values[i].insert(value.clone());
+                self.values[i].entry(value.clone()).or_insert(LONG_AGO);
             }
         }
         self.started = true;
