@@ -1,0 +1,676 @@
+//! The commands: `collect`, `train` and `monitor` (the binary parses, this runs).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use service_kit::{Webhook, WebhookOutcome, WebhookSettings};
+use tokio::sync::watch;
+
+use crate::anomalies::{self, Recent, Sink};
+use crate::context::Context;
+use crate::error::{MonitorError, Result};
+use crate::metrics::{DetectorLabel, MonitorMetrics};
+use crate::pipeline::{Pipeline, ScoredWindow};
+use crate::source::{self, Source};
+use crate::state::{self, Progress};
+
+/// Events handed to the pipeline at a time while a cluster is read.
+const BATCH: usize = 10_000;
+
+/// What `collect` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectReport {
+    /// Events written.
+    pub events: u64,
+    /// Lines that were not JSON events (files only; skipped).
+    pub refused: u64,
+    /// The file written.
+    pub output: PathBuf,
+}
+
+/// Copies the source's events in `[from, until)` (epoch seconds) to an NDJSON file, for training and for the
+/// record: a cluster through a point in time and `search_after`; a file line by line (events outside the range and
+/// lines that are not JSON left out).
+///
+/// # Errors
+/// When the source cannot be read or the file written.
+pub async fn collect(
+    config: &crate::Config,
+    source: &Source,
+    (from, until): (f64, f64),
+    output: &Path,
+) -> Result<CollectReport> {
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| MonitorError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let what = || format!("writing {}", output.display());
+    let file = std::fs::File::create(output).map_err(|e| MonitorError::io(what(), e))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut report = CollectReport {
+        events: 0,
+        refused: 0,
+        output: output.to_path_buf(),
+    };
+    let field = config.fields.timestamp.clone();
+    let mut write = |event: &Value, report: &mut CollectReport| -> Result<()> {
+        serde_json::to_writer(&mut out, event).map_err(|e| MonitorError::io(what(), e.into()))?;
+        out.write_all(b"\n").map_err(|e| MonitorError::io(what(), e))?;
+        report.events += 1;
+        Ok(())
+    };
+    match source {
+        Source::Elastic { client, index } => {
+            let range = ((from * 1000.0) as i64, (until * 1000.0) as i64);
+            let mut written = Ok(());
+            source::scan(client, index, &field, range, |event| {
+                if written.is_ok() {
+                    written = write(&event, &mut report);
+                }
+                Ok(())
+            })
+            .await?;
+            written?;
+        }
+        Source::File(path) => {
+            source::read_ndjson(path, 0, true, 0, |line| {
+                match line {
+                    Ok(event) => {
+                        let t = event_seconds(&event, &field);
+                        if t.is_none_or(|t| t >= from && t < until) {
+                            write(&event, &mut report)?;
+                        }
+                    }
+                    Err(reason) => {
+                        report.refused += 1;
+                        tracing::warn!(reason, "line skipped");
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+    out.flush().map_err(|e| MonitorError::io(what(), e))?;
+    tracing::info!(events = report.events, output = %output.display(), "collected");
+    Ok(report)
+}
+
+/// An event's time in epoch seconds, if it has a readable one.
+fn event_seconds(event: &Value, field: &str) -> Option<f64> {
+    match event.get(field)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => anomaly_core::records::kind::parse_moment(s)
+            .map(|m| m.epoch_seconds)
+            .or_else(|| s.parse().ok()),
+        _ => None,
+    }
+}
+
+/// What `train` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Events read into windows.
+    pub events: u64,
+    /// Lines or events refused (skipped).
+    pub refused: u64,
+    /// The first reasons events were refused.
+    pub refusals: Vec<String>,
+    /// Events after their window had closed (not counted).
+    pub late: u64,
+    /// Windows learnt.
+    pub windows: u64,
+    /// Windows the model flagged in the training data, and so did not learn.
+    pub flagged: u64,
+    /// Per service: its model version and the windows it was trained on.
+    pub models: Vec<ServiceModel>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// One service's model after `train`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceModel {
+    /// The service.
+    pub service: String,
+    /// Its model version (none: fewer windows than `MIN_TRAINING_WINDOWS`).
+    pub version: Option<u64>,
+    /// Windows it was trained on.
+    pub trained_on: u64,
+}
+
+/// Reads `input` (an NDJSON file) into windows, learns them per service through the engine (flagged windows are
+/// left out), trains each service's final model on everything learnt, and stores the progress, so that `monitor`
+/// starts after the training data with the endpoints and methods it showed.
+///
+/// # Errors
+/// When the file cannot be read or the store written.
+pub async fn train(ctx: &Context, input: &Path) -> Result<TrainReport> {
+    let started = Instant::now();
+    let progress = state::load(ctx.store.as_ref(), &ctx.name).await?;
+    let mut pipeline = Pipeline::new(&ctx.config, &ctx.name, ctx.engine.clone(), None, &progress.vocabulary)?;
+    let mut flagged = 0u64;
+    let path = input.to_path_buf();
+    let (pipeline, flagged) = tokio::task::spawn_blocking(move || -> Result<(Pipeline, u64)> {
+        source::read_ndjson(&path, 0, true, 0, |line| {
+            let scored = match line {
+                Ok(event) => pipeline.push(&event).unwrap_or_default(),
+                Err(reason) => {
+                    tracing::warn!(reason, "line skipped");
+                    Vec::new()
+                }
+            };
+            flagged += scored.iter().filter(|w| w.is_anomaly()).count() as u64;
+            Ok(())
+        })?;
+        flagged += pipeline.flush().iter().filter(|w| w.is_anomaly()).count() as u64;
+        Ok((pipeline, flagged))
+    })
+    .await
+    .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))??;
+    let engine = ctx.engine.clone();
+    let services: Vec<String> = pipeline.vocabulary().keys().cloned().collect();
+    let keys: Vec<(String, String)> = services.iter().map(|s| (s.clone(), pipeline.key(s))).collect();
+    let min = ctx.config.min_training_windows;
+    let models = tokio::task::spawn_blocking(move || {
+        keys.into_iter()
+            .map(|(service, key)| {
+                let learnt = engine.stats(&key).map(|s| s.history).unwrap_or(0);
+                let version = if learnt >= min {
+                    engine
+                        .train(&key)
+                        .inspect_err(|e| tracing::warn!(service, error = %e, "training failed"))
+                        .ok()
+                } else {
+                    tracing::warn!(service, windows = learnt, needed = min, "too few windows for a model yet");
+                    None
+                };
+                let trained_on = engine
+                    .model_info(&key)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |m| m.trained_on as u64);
+                ServiceModel {
+                    service,
+                    version,
+                    trained_on,
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))?;
+    ctx.flush();
+    let progress = Progress {
+        scored_through: pipeline.scored_through(),
+        vocabulary: pipeline.vocabulary(),
+    };
+    state::save(ctx.store.as_ref(), &ctx.name, &ctx.config, &format!("file {}", input.display()), &progress).await?;
+    let counts = pipeline.counts();
+    Ok(TrainReport {
+        events: counts.events,
+        refused: counts.refused,
+        refusals: pipeline.refusals().to_vec(),
+        late: pipeline.late_events(),
+        windows: counts.windows,
+        flagged,
+        models,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// How `monitor` runs.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorOptions {
+    /// Read once and return: a file is read to its end and its last windows are closed; a cluster is read up to
+    /// now (less the lateness).
+    pub once: bool,
+    /// Keep the scored windows in the report (for charts): every window of the run, so for bounded runs only.
+    pub keep_windows: bool,
+}
+
+/// What `monitor` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MonitorReport {
+    /// Reads done.
+    pub ticks: u64,
+    /// Events read into windows.
+    pub events: u64,
+    /// Events refused (skipped).
+    pub refused: u64,
+    /// Events of windows scored by an earlier run (skipped).
+    pub already_scored: u64,
+    /// Events after their window had been scored.
+    pub late: u64,
+    /// Windows scored.
+    pub windows: u64,
+    /// Windows flagged.
+    pub anomalies: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Anomaly documents written.
+    pub written: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// The windows scored, when asked for ([`MonitorOptions::keep_windows`]).
+    #[serde(skip)]
+    pub scored: Vec<ScoredWindow>,
+}
+
+/// What a running monitor shares with its HTTP routes.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The newest anomalies.
+    pub recent: Recent,
+    /// The figures.
+    pub metrics: MonitorMetrics,
+    /// The end of the last window scored (epoch seconds, as bits; 0 before any).
+    pub scored_through: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The monitor's running state.
+struct Monitor<'a> {
+    ctx: &'a Context,
+    source: &'a Source,
+    sink: Sink,
+    pipeline: Pipeline,
+    webhook: Option<Webhook>,
+    shared: Shared,
+    report: MonitorReport,
+    /// Documents the sink could not take yet: sent again first at the next read (at most 10,000).
+    pending: Vec<(String, Value)>,
+    /// Where the next read of a cluster starts (epoch seconds).
+    read_from: f64,
+    /// Where the next read of a file starts, and its lines so far.
+    file_at: (u64, u64),
+    keep_windows: bool,
+    late_seen: u64,
+}
+
+/// Documents kept for a sink that is down; beyond it the oldest are dropped (and logged).
+const MAX_PENDING: usize = 10_000;
+
+/// Reads new events every `MONITOR_INTERVAL_SECONDS` (or once), scores the closed windows, writes the anomalies to
+/// `sink`, raises alerts (the log, and `ALERT_WEBHOOK_URL`), and keeps the progress in the store, until `stop`
+/// turns true; then writes what is pending and returns.
+///
+/// # Errors
+/// When the store cannot be read at the start, or a webhook cannot be set up. Read and write failures during the
+/// run are logged, counted and retried at the next interval.
+pub async fn monitor(
+    ctx: &Context,
+    source: &Source,
+    sink: Sink,
+    shared: Shared,
+    options: MonitorOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<MonitorReport> {
+    let started = Instant::now();
+    let config = ctx.config.clone();
+    let progress = state::load(ctx.store.as_ref(), &ctx.name).await?;
+    let pipeline = Pipeline::new(
+        &config,
+        &ctx.name,
+        ctx.engine.clone(),
+        progress.scored_through,
+        &progress.vocabulary,
+    )?;
+    let webhook = match &config.alert_webhook_url {
+        None => None,
+        Some(url) => {
+            let metrics = shared.metrics.clone();
+            let settings = WebhookSettings {
+                attempts: config.alert_webhook_attempts,
+                // The alert rule already sends one alert per incident.
+                cooldown: Duration::ZERO,
+                ..WebhookSettings::new(url.clone())
+            };
+            let (webhook, task) = Webhook::start(settings, move |outcome: WebhookOutcome| {
+                metrics.alert("webhook", outcome.as_str());
+            })
+            .map_err(|reason| {
+                MonitorError::Config(service_kit::KitError::Config {
+                    variable: "ALERT_WEBHOOK_URL".into(),
+                    reason,
+                })
+            })?;
+            Some((webhook, task))
+        }
+    };
+    if let Err(e) = sink.prepare().await {
+        tracing::warn!(error = %e, "cannot create the anomaly index yet; retried with the first write");
+    }
+    let now = unix_now();
+    let read_from = match progress.scored_through {
+        Some(t) => t.max(now - config.max_backlog_seconds as f64),
+        None => (now / config.window_seconds as f64).floor() * config.window_seconds as f64,
+    };
+    let (webhook, task) = match webhook {
+        Some((w, t)) => (Some(w), Some(t)),
+        None => (None, None),
+    };
+    let mut m = Monitor {
+        ctx,
+        source,
+        sink,
+        pipeline,
+        webhook,
+        shared,
+        report: MonitorReport::default(),
+        pending: Vec::new(),
+        read_from,
+        file_at: (0, 0),
+        keep_windows: options.keep_windows,
+        late_seen: 0,
+    };
+    tracing::info!(source = %source.describe(), sink = m.sink.label(), "monitoring");
+    loop {
+        if let Err(e) = m.tick(options.once).await {
+            m.shared.metrics.read_failures.inc();
+            tracing::error!(error = %e, "read failed; trying again at the next interval");
+            if options.once {
+                m.finish(task).await;
+                return Err(e);
+            }
+        }
+        if options.once || *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.monitor_interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    m.report.seconds = started.elapsed().as_secs_f64();
+    m.finish(task).await;
+    Ok(m.report)
+}
+
+impl Monitor<'_> {
+    /// One read: new events in, closed windows scored and handled, progress saved.
+    async fn tick(&mut self, once: bool) -> Result<()> {
+        self.report.ticks += 1;
+        let config = self.ctx.config.clone();
+        let mut scored = Vec::new();
+        match self.source {
+            Source::File(path) => {
+                let (offset, lines) = self.file_at;
+                let pipeline = &mut self.pipeline;
+                let refused = &mut self.report.refused;
+                let (offset, read) = tokio::task::block_in_place(|| {
+                    source::read_ndjson(path, offset, once, lines, |line| {
+                        match line {
+                            Ok(event) => match pipeline.push(&event) {
+                                Ok(s) => scored.extend(s),
+                                Err(reason) => tracing::debug!(reason, "event refused"),
+                            },
+                            Err(reason) => {
+                                *refused += 1;
+                                tracing::warn!(reason, "line skipped");
+                            }
+                        }
+                        Ok(())
+                    })
+                })?;
+                self.file_at = (offset, lines + read);
+                if once {
+                    scored.extend(tokio::task::block_in_place(|| self.pipeline.flush()));
+                }
+            }
+            Source::Elastic { client, index } => {
+                let until = ((unix_now() - config.lateness_seconds as f64) * 1000.0).floor() / 1000.0;
+                if until > self.read_from {
+                    let range = ((self.read_from * 1000.0) as i64, (until * 1000.0) as i64);
+                    let mut batch = Vec::with_capacity(BATCH);
+                    let pipeline = &mut self.pipeline;
+                    let push = |batch: &mut Vec<Value>, pipeline: &mut Pipeline, scored: &mut Vec<ScoredWindow>| {
+                        tokio::task::block_in_place(|| {
+                            for event in batch.drain(..) {
+                                if let Ok(s) = pipeline.push(&event) {
+                                    scored.extend(s);
+                                }
+                            }
+                        });
+                    };
+                    source::scan(client, index, &config.fields.timestamp, range, |event| {
+                        batch.push(event);
+                        if batch.len() >= BATCH {
+                            push(&mut batch, pipeline, &mut scored);
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                    push(&mut batch, pipeline, &mut scored);
+                    scored.extend(tokio::task::block_in_place(|| pipeline.advance(until)));
+                    self.read_from = until;
+                }
+            }
+        }
+        self.handle(scored).await;
+        let now = unix_now();
+        let metrics = &self.shared.metrics;
+        metrics.last_read.set(now);
+        if let Some(t) = self.pipeline.scored_through() {
+            metrics.read_lag.set((now - t).max(0.0));
+            self.shared
+                .scored_through
+                .store(t.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+        self.sync_counts();
+        if self.pending.is_empty() {
+            let progress = Progress {
+                scored_through: self.pipeline.scored_through(),
+                vocabulary: self.pipeline.vocabulary(),
+            };
+            state::save(
+                self.ctx.store.as_ref(),
+                &self.ctx.name,
+                &config,
+                &self.source.describe(),
+                &progress,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Counts, documents, alerts and the sink for newly scored windows.
+    async fn handle(&mut self, scored: Vec<ScoredWindow>) {
+        let config = &self.ctx.config;
+        let metrics = &self.shared.metrics;
+        let mut docs = Vec::new();
+        for w in &scored {
+            metrics.windows_scored.inc();
+            if !w.is_anomaly() {
+                continue;
+            }
+            let (id, doc) = anomalies::document(&self.ctx.name, w, config.window_seconds);
+            metrics
+                .anomalies
+                .get_or_create(&DetectorLabel {
+                    detector: doc["detector"].as_str().unwrap_or_default().to_string(),
+                })
+                .inc();
+            if w.alert {
+                tracing::warn!(
+                    service = %w.row.service,
+                    window_start = %doc["window_start"].as_str().unwrap_or_default(),
+                    score = ?doc["score"].as_f64(),
+                    rationale = %doc["rationale"].as_str().unwrap_or_default(),
+                    "ALERT"
+                );
+                metrics.alert("log", "raised");
+                if let Some(webhook) = &self.webhook {
+                    webhook.send(&w.row.service, anomalies::alert_message(&doc));
+                }
+            }
+            docs.push((id, doc));
+        }
+        self.shared.recent.add(docs.iter().map(|(_, d)| d.clone()));
+        if self.keep_windows {
+            self.report.scored.extend(scored);
+        }
+        self.pending.extend(docs);
+        if self.pending.len() > MAX_PENDING {
+            let dropped = self.pending.len() - MAX_PENDING;
+            tracing::error!(dropped, "the anomaly sink has been down too long: oldest documents dropped");
+            self.pending.drain(..dropped);
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.sink.write(&self.pending).await {
+            Ok(n) => {
+                self.report.written += n;
+                metrics.anomalies_written.inc_by(n);
+                self.pending.clear();
+            }
+            Err(e) => tracing::error!(error = %e, pending = self.pending.len(), "anomalies not written yet; trying again at the next read"),
+        }
+    }
+
+    fn sync_counts(&mut self) {
+        let c = self.pipeline.counts().clone();
+        let metrics = &self.shared.metrics;
+        metrics.events_read.inc_by(c.events.saturating_sub(self.report.events));
+        metrics.events_refused.inc_by(c.refused.saturating_sub(self.report.refused.min(c.refused)));
+        let late = self.pipeline.late_events();
+        metrics.events_late.inc_by(late.saturating_sub(self.late_seen));
+        self.late_seen = late;
+        self.report.events = c.events;
+        self.report.refused = self.report.refused.max(c.refused);
+        self.report.already_scored = c.already_scored;
+        self.report.late = late;
+        self.report.windows = c.windows;
+        self.report.anomalies = c.anomalies;
+        self.report.alerts = c.alerts;
+    }
+
+    /// Writes what is pending, sends the queued alerts and the buffered history, within the shutdown deadline.
+    async fn finish(&mut self, task: Option<service_kit::WebhookTask>) {
+        if !self.pending.is_empty() {
+            match self.sink.write(&self.pending).await {
+                Ok(n) => {
+                    self.report.written += n;
+                    self.pending.clear();
+                }
+                Err(e) => tracing::error!(error = %e, lost = self.pending.len(), "anomalies not written at exit"),
+            }
+        }
+        if let (Some(webhook), Some(task)) = (self.webhook.take(), task) {
+            let deadline = service_kit::Deadline::after(self.ctx.config.serve.shutdown_timeout);
+            webhook.close(task, &deadline).await;
+        }
+        let ctx = self.ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || ctx.flush()).await;
+    }
+}
+
+/// Now, epoch seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The report's data for `[from, until)` (epoch seconds): the windows of the source's events (aggregated again,
+/// not scored), and the anomalies the sink holds for them: the store's rows under `<monitor>/<service>`, or the
+/// anomaly index's documents of this monitor.
+///
+/// # Errors
+/// When the source, the store or the index cannot be read.
+pub async fn report_data(
+    ctx: &Context,
+    source: &Source,
+    sink: &Sink,
+    (from, until): (f64, f64),
+) -> Result<crate::report::ReportData> {
+    use crate::report::{Mark, ReportData};
+    let config = &ctx.config;
+    let mut windows = crate::fields::window_params(config).build()?;
+    let mut rows = Vec::new();
+    let field = config.fields.timestamp.clone();
+    match source {
+        Source::File(path) => {
+            tokio::task::block_in_place(|| {
+                source::read_ndjson(path, 0, true, 0, |line| {
+                    if let Ok(event) = line
+                        && event_seconds(&event, &field).is_some_and(|t| t >= from && t < until)
+                        && let Ok(closed) = windows.push(&event)
+                    {
+                        rows.extend(closed);
+                    }
+                    Ok(())
+                })
+            })?;
+        }
+        Source::Elastic { client, index } => {
+            let range = ((from * 1000.0) as i64, (until * 1000.0) as i64);
+            source::scan(client, index, &field, range, |event| {
+                if let Ok(closed) = windows.push(&event) {
+                    rows.extend(closed);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+    }
+    rows.extend(windows.flush());
+    let mut marks = Vec::new();
+    let mark = |doc: &Value| -> Option<Mark> {
+        let start = doc["window_start"].as_str()?;
+        Some(Mark {
+            service: doc["service"].as_str()?.to_string(),
+            window_start: chrono::DateTime::parse_from_rfc3339(start).ok()?.timestamp_millis() as f64 / 1000.0,
+            score: doc["score"].as_f64().unwrap_or(0.0),
+            alerted: doc["alerted"] == true,
+        })
+    };
+    match sink {
+        Sink::Store(store) => {
+            let services: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+            for service in services {
+                let mut query = anomaly_store::AnomalyQuery {
+                    key: Some(format!("{}/{service}", ctx.name)),
+                    since: chrono::DateTime::from_timestamp(from as i64, 0),
+                    until: chrono::DateTime::from_timestamp(until.ceil() as i64, 0),
+                    limit: 1_000,
+                    ..anomaly_store::AnomalyQuery::default()
+                };
+                loop {
+                    let page = store.query_anomalies(&query).await?;
+                    marks.extend(page.items.iter().filter_map(|a| mark(&a.anomaly.context)));
+                    match page.next {
+                        Some(next) => query.after = Some(next),
+                        None => break,
+                    }
+                }
+            }
+        }
+        Sink::Elastic { client, index } => {
+            let range = ((from * 1000.0) as i64, (until * 1000.0) as i64);
+            let name = ctx.name.clone();
+            let scan = source::scan(client, index, "@timestamp", range, |doc| {
+                if doc["monitor"] == name.as_str() {
+                    marks.extend(mark(&doc));
+                }
+                Ok(())
+            })
+            .await;
+            if let Err(e) = scan {
+                tracing::warn!(error = %e, "anomalies not read from the index; the charts show none");
+            }
+        }
+    }
+    Ok(ReportData {
+        windows: rows,
+        marks,
+        incidents: Vec::new(),
+        window_seconds: config.window_seconds as f64,
+    })
+}

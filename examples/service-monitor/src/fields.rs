@@ -1,0 +1,101 @@
+//! What the monitor reads from an API log event, and the record each window becomes for the engine.
+
+use anomaly_core::window::{WindowParams, WindowRow};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+
+/// The names of the event fields the monitor reads (dotted paths reach into nested objects: `http.status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fields {
+    /// The event time: an RFC 3339 date/time or epoch seconds.
+    pub timestamp: String,
+    /// The service that answered.
+    pub service: String,
+    /// The endpoint called (new endpoints are measured).
+    pub endpoint: String,
+    /// The HTTP method (new methods are measured).
+    pub method: String,
+    /// The HTTP status: 5xx counts as an error of the service, 4xx as a client error.
+    pub status: String,
+    /// The response time in milliseconds.
+    pub latency: String,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            timestamp: "@timestamp".into(),
+            service: "service".into(),
+            endpoint: "endpoint".into(),
+            method: "method".into(),
+            status: "status".into(),
+            latency: "response_time_ms".into(),
+        }
+    }
+}
+
+/// The windowing the monitor does: per service and `WINDOW_SECONDS`, the error rates, latency quantiles, and the
+/// share of new endpoints and methods; no other field is averaged.
+pub fn window_params(config: &Config) -> WindowParams {
+    let f = &config.fields;
+    WindowParams::new()
+        .width_seconds(config.window_seconds as f64)
+        .allowed_lateness_seconds(config.lateness_seconds as f64)
+        .service_field(&f.service)
+        .timestamp_field(&f.timestamp)
+        .latency_field(&f.latency)
+        .status_field(&f.status)
+        .extra_fields(Vec::<String>::new())
+        .category_fields([f.endpoint.clone(), f.method.clone()])
+        .new_value_windows(config.new_value_windows)
+        // A day of one-second windows, or a year of one-minute ones, may be open while a backlog is read.
+        .max_span_windows(1_000_000)
+}
+
+/// The record the engine scores for one window: request count, error and client-error rates, latency p50, p95
+/// and p99, the share of new endpoints and methods, and the window's start as a date/time (the engine turns it
+/// into hour-of-day and day-of-week cycles, which it does not hold to the training range).
+pub fn window_record(row: &WindowRow, fields: &Fields) -> Value {
+    let mut map = Map::new();
+    let ts = row.to_json();
+    map.insert("window_start".into(), ts["window_start"].clone());
+    map.insert("count".into(), json!(row.count));
+    for (name, v) in [
+        ("error_rate", row.error_rate),
+        ("client_error_rate", row.client_error_rate),
+        ("latency_p50", row.latency_p50),
+        ("latency_p95", row.latency_p95),
+        ("latency_p99", row.latency_p99),
+    ] {
+        map.insert(name.into(), json!(v));
+    }
+    for (field, name) in [(&fields.endpoint, "new_endpoint_share"), (&fields.method, "new_method_share")] {
+        let share = row.new_value_share.get(field).copied().unwrap_or(0.0);
+        map.insert(name.into(), json!(share));
+    }
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_becomes_a_flat_record_with_its_start() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        let events = [
+            json!({"@timestamp": "2026-11-01T12:00:01Z", "service": "api", "endpoint": "/a", "method": "GET", "status": 200, "response_time_ms": 10}),
+            json!({"@timestamp": "2026-11-01T12:00:02Z", "service": "api", "endpoint": "/a", "method": "GET", "status": 404, "response_time_ms": 20}),
+        ];
+        let rows = anomaly_core::window::aggregate(&window_params(&config), &events).unwrap();
+        let r = window_record(&rows[0], &config.fields);
+        assert_eq!(r["window_start"], "2026-11-01T12:00:00.000Z");
+        assert_eq!(r["count"], 2);
+        assert_eq!(r["client_error_rate"], 0.5);
+        assert_eq!(r["error_rate"], 0.0);
+        assert_eq!(r["new_endpoint_share"], 0.0);
+        assert_eq!(r.as_object().unwrap().len(), 9);
+    }
+}

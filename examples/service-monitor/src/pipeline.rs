@@ -1,0 +1,277 @@
+//! The monitor's core, shared by `train` and `monitor`: events → windows per service → the record engine → verdicts,
+//! explanations and alerts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anomaly_core::alert::{AlertRule, AlertState, AlertTransition};
+use anomaly_core::engine::{Engine, RecordExplanation, RecordVerdict};
+use anomaly_core::window::{Vocabularies, WindowAggregator, WindowRow};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::fields::{window_params, window_record};
+
+/// Reasons of refused events kept for the summary (the first few; the rest are only counted).
+const MAX_REASONS: usize = 5;
+
+/// One closed window of one service, scored.
+#[derive(Debug, Clone)]
+pub struct ScoredWindow {
+    /// The window's statistics.
+    pub row: WindowRow,
+    /// The record the engine scored.
+    pub record: Value,
+    /// The verdict; `None` while the service's model is still learning.
+    pub verdict: Option<RecordVerdict>,
+    /// Why it was flagged, in field names (flagged windows only).
+    pub explanation: Option<RecordExplanation>,
+    /// The version of the model that scored it.
+    pub model_version: Option<u64>,
+    /// Whether this window raised an alert (the alert rule's streak was reached).
+    pub alert: bool,
+}
+
+impl ScoredWindow {
+    /// Whether either detector flagged the window.
+    pub fn is_anomaly(&self) -> bool {
+        self.verdict.as_ref().is_some_and(|v| v.is_anomaly)
+    }
+}
+
+/// Counts of what the pipeline has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Events read into windows.
+    pub events: u64,
+    /// Events refused (not an object, no service or timestamp, a non-numeric status or latency).
+    pub refused: u64,
+    /// Events older than windows already scored in an earlier run (skipped, not counted again).
+    pub already_scored: u64,
+    /// Windows scored (or learnt, while a service has no model).
+    pub windows: u64,
+    /// Windows flagged.
+    pub anomalies: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+}
+
+/// Events in, scored windows out. Not thread-safe by itself: one reader feeds it.
+pub struct Pipeline {
+    name: String,
+    windows: WindowAggregator,
+    engine: Arc<Engine>,
+    /// A service's alert state before its first window.
+    fresh: AlertState,
+    alerts: HashMap<String, AlertState>,
+    max_services: usize,
+    /// Windows that end at or before this (epoch seconds) were scored by an earlier run: their events are skipped.
+    resume_from: Option<f64>,
+    /// The end of the last window scored (epoch seconds).
+    scored_through: Option<f64>,
+    width: f64,
+    counts: Counts,
+    reasons: Vec<String>,
+    fields: crate::fields::Fields,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over `engine` whose keys are `<name>/<service>`, resuming after `scored_through` (epoch seconds,
+    /// the end of the last window an earlier run scored) with the services' known endpoints and methods.
+    ///
+    /// # Errors
+    /// [`MonitorError::Engine`](crate::MonitorError::Engine) when the window or alert settings are refused.
+    pub fn new(
+        config: &Config,
+        name: &str,
+        engine: Arc<Engine>,
+        scored_through: Option<f64>,
+        vocabulary: &Vocabularies,
+    ) -> Result<Pipeline> {
+        let mut windows = window_params(config).build()?;
+        windows.learn_vocabulary(vocabulary);
+        let rule = AlertRule {
+            min_consecutive: config.alert_min_consecutive,
+            cooldown: config.alert_cooldown_windows,
+        };
+        let fresh = rule.start()?;
+        Ok(Pipeline {
+            name: name.to_string(),
+            windows,
+            engine,
+            fresh,
+            alerts: HashMap::new(),
+            max_services: config.max_services,
+            resume_from: scored_through,
+            scored_through,
+            width: config.window_seconds as f64,
+            counts: Counts::default(),
+            reasons: Vec::new(),
+            fields: config.fields.clone(),
+        })
+    }
+
+    /// The engine key of `service`.
+    pub fn key(&self, service: &str) -> String {
+        format!("{}/{service}", self.name)
+    }
+
+    /// Adds one event; returns the windows it closed, scored. A refused event is counted (its reason kept among
+    /// the first few) and returned as `Err` with the reason, for a caller that is strict.
+    ///
+    /// # Errors
+    /// The reason the event is refused; the pipeline carries on either way.
+    pub fn push(&mut self, event: &Value) -> Result<Vec<ScoredWindow>, String> {
+        if let Some(through) = self.resume_from
+            && let Some(t) = self.event_time(event)
+            && t < through
+        {
+            self.counts.already_scored += 1;
+            return Ok(Vec::new());
+        }
+        match self.windows.push(event) {
+            Ok(rows) => {
+                self.counts.events += 1;
+                Ok(self.score(rows))
+            }
+            Err(e) => {
+                self.counts.refused += 1;
+                let reason = e.to_string();
+                if self.reasons.len() < MAX_REASONS {
+                    self.reasons.push(reason.clone());
+                }
+                Err(reason)
+            }
+        }
+    }
+
+    /// Closes every window ending at or before `watermark` (epoch seconds), as when every event up to it has been
+    /// read, and scores them.
+    pub fn advance(&mut self, watermark: f64) -> Vec<ScoredWindow> {
+        let rows = self.windows.advance(watermark);
+        self.score(rows)
+    }
+
+    /// Closes every open window (the input is complete) and scores them.
+    pub fn flush(&mut self) -> Vec<ScoredWindow> {
+        let rows = self.windows.flush();
+        self.score(rows)
+    }
+
+    /// The end of the last window scored, epoch seconds.
+    pub fn scored_through(&self) -> Option<f64> {
+        self.scored_through
+    }
+
+    /// Events that arrived after their window was scored.
+    pub fn late_events(&self) -> u64 {
+        self.windows.late_events()
+    }
+
+    /// What has been seen.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// The first few reasons events were refused.
+    pub fn refusals(&self) -> &[String] {
+        &self.reasons
+    }
+
+    /// The endpoints and methods each service has shown, to carry over to the next run.
+    pub fn vocabulary(&self) -> Vocabularies {
+        self.windows.vocabulary()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    fn event_time(&self, event: &Value) -> Option<f64> {
+        let v = lookup(event, &self.fields.timestamp)?;
+        match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => anomaly_core::records::kind::parse_moment(s)
+                .map(|m| m.epoch_seconds)
+                .or_else(|| s.parse().ok()),
+            _ => None,
+        }
+    }
+
+    /// Scores closed windows through the engine (each service's in time order; the engine learns the normal
+    /// ones), explains the flagged ones, and runs each service's alert rule.
+    fn score(&mut self, rows: Vec<WindowRow>) -> Vec<ScoredWindow> {
+        let mut scored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let end = row.window_start + self.width;
+            self.scored_through = Some(self.scored_through.map_or(end, |t| t.max(end)));
+            let key = self.key(&row.service);
+            let record = window_record(&row, &self.fields);
+            let outcome = match self.engine.observe(&key, &record) {
+                Ok(o) => o,
+                Err(e) => {
+                    // A window the engine refuses (a store that cannot be read) is logged and left out.
+                    tracing::warn!(key, error = %e, "window not scored");
+                    continue;
+                }
+            };
+            self.counts.windows += 1;
+            let verdict = outcome.verdict().cloned();
+            let is_anomaly = verdict.as_ref().is_some_and(|v| v.is_anomaly);
+            let explanation = if is_anomaly {
+                self.counts.anomalies += 1;
+                self.engine.explain(&key, &record).ok().flatten()
+            } else {
+                None
+            };
+            let model_version = verdict.as_ref().and(self.engine.model_info(&key).ok().flatten().map(|m| m.version));
+            let alert = verdict.is_some() && self.alert_state(&row.service).observe(is_anomaly) == AlertTransition::Raised;
+            self.counts.alerts += u64::from(alert);
+            scored.push(ScoredWindow {
+                row,
+                record,
+                verdict,
+                explanation,
+                model_version,
+                alert,
+            });
+        }
+        scored
+    }
+
+    /// The service's alert state; at most `MAX_SERVICES` are kept (the idle ones go first when full).
+    fn alert_state(&mut self, service: &str) -> &mut AlertState {
+        if !self.alerts.contains_key(service) && self.alerts.len() >= self.max_services {
+            self.alerts.retain(|_, s| s.is_open());
+            if self.alerts.len() >= self.max_services
+                && let Some(k) = self.alerts.keys().next().cloned()
+            {
+                self.alerts.remove(&k);
+            }
+        }
+        let fresh = &self.fresh;
+        self.alerts
+            .entry(service.to_string())
+            .or_insert_with(|| fresh.clone())
+    }
+}
+
+/// A dotted path into nested objects (`http.status`), or a key holding the dots.
+fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(v) = value.get(path) {
+        return Some(v);
+    }
+    let (head, rest) = path.split_once('.')?;
+    lookup(value.get(head)?, rest)
+}
