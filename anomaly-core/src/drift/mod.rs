@@ -98,6 +98,8 @@ pub struct DriftDetector {
     params: DriftParams,
     feature_names: Option<Vec<String>>,
     features: Vec<Binning>,
+    /// Columns binned but never counted as drifted (see [`ignore_columns`](Self::ignore_columns)), sorted.
+    ignored: Vec<usize>,
     scores: Binning,
     /// Bin per feature then the score's, one row of `dims + 1` per observation, oldest at `head` once full.
     ring: Vec<u16>,
@@ -171,11 +173,23 @@ impl DriftDetector {
             params,
             feature_names,
             features,
+            ignored: Vec::new(),
             scores,
             head: 0,
             seen: 0,
             counts,
         })
+    }
+
+    /// Columns whose drift is not counted: columns expected to move within any window shorter than their own
+    /// period, as the hour and weekday cycles of a timestamp do (a window of four hours never looks like a whole
+    /// day in them). Their bins are still kept; columns out of range are ignored.
+    pub fn ignore_columns(mut self, columns: impl IntoIterator<Item = usize>) -> Self {
+        let d = self.dims();
+        self.ignored = columns.into_iter().filter(|&c| c < d).collect();
+        self.ignored.sort_unstable();
+        self.ignored.dedup();
+        self
     }
 
     /// The parameters.
@@ -280,7 +294,14 @@ impl DriftDetector {
             .features
             .iter()
             .zip(counts)
-            .map(|(b, c)| b.psi(c, total))
+            .enumerate()
+            .map(|(j, (b, c))| {
+                if self.ignored.binary_search(&j).is_ok() {
+                    0.0
+                } else {
+                    b.psi(c, total)
+                }
+            })
             .collect();
         let score_psi = self.scores.psi(&counts[self.dims()], total);
         let mut features: Vec<FeatureDrift> = feature_psi
@@ -337,6 +358,8 @@ struct State {
     params: DriftParams,
     feature_names: Option<Vec<String>>,
     features: Vec<Binning>,
+    #[serde(default)]
+    ignored: Vec<usize>,
     scores: Binning,
     ring: Vec<u16>,
     head: usize,
@@ -349,6 +372,7 @@ impl From<DriftDetector> for State {
             params: d.params,
             feature_names: d.feature_names,
             features: d.features,
+            ignored: d.ignored,
             scores: d.scores,
             ring: d.ring,
             head: d.head,
@@ -372,6 +396,9 @@ impl TryFrom<State> for DriftDetector {
             return Err(bad(
                 "no features, or more required drifted features than features",
             ));
+        }
+        if s.ignored.iter().any(|&c| c >= d) || !s.ignored.is_sorted() {
+            return Err(bad("ignored columns out of range or unsorted"));
         }
         if s.feature_names.as_ref().is_some_and(|n| n.len() != d) {
             return Err(bad("feature names do not match the features"));
@@ -408,6 +435,7 @@ impl TryFrom<State> for DriftDetector {
             params: s.params,
             feature_names: s.feature_names,
             features: s.features,
+            ignored: s.ignored,
             scores: s.scores,
             ring: s.ring,
             head: s.head,

@@ -346,3 +346,25 @@ fn detector_is_send_and_sync() {
     assert_send_sync::<DriftDetector>();
     assert_send_sync::<DriftReport>();
 }
+
+#[test]
+fn ignored_columns_never_drift_and_survive_a_round_trip() {
+    let (det, mut rng) = detector(41);
+    let mut det = det.ignore_columns([2, 99]);
+    let reports = stream(&mut det, &mut rng, 1_000, Some((2, 3.0)), 0.0);
+    assert!(!reports.is_empty());
+    assert!(reports.iter().all(|r| !r.drifted && r.features.is_empty()));
+    let json = serde_json::to_string(&det).unwrap();
+    let mut back: DriftDetector = serde_json::from_str(&json).unwrap();
+    assert!(
+        stream(&mut back, &mut rng, 500, Some((2, 3.0)), 0.0)
+            .iter()
+            .all(|r| !r.drifted)
+    );
+    // The other columns still drift.
+    assert!(
+        stream(&mut back, &mut rng, 1_000, Some((1, 3.0)), 0.0)
+            .iter()
+            .any(|r| r.drifted)
+    );
+}

@@ -21,7 +21,7 @@ use crate::drift::{DriftDetector, DriftReport};
 use crate::error::{Error, Result};
 use crate::forest::Contamination;
 use crate::records::hashing::murmur3_32;
-use crate::records::role::FieldRoles;
+use crate::records::role::{FieldRole, FieldRoles};
 use crate::records::vectorizer::RecordNotes;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -454,12 +454,21 @@ fn drift_detector(
     let build = || -> Result<DriftDetector> {
         let x = model.vectorizer().transform_many(records)?;
         let scores = model.forest().score(x.view())?;
-        DriftDetector::new(
+        // A timestamp's hour and weekday cycles move within any window shorter than a week: not drift.
+        let calendar = model
+            .vectorizer()
+            .fields()
+            .iter()
+            .filter(|f| f.role == FieldRole::Timestamp)
+            .flat_map(|f| f.offset..f.offset + f.width)
+            .collect::<Vec<_>>();
+        Ok(DriftDetector::new(
             params,
             x.view(),
             scores.as_slice().unwrap_or(&[]),
             Some(model.vectorizer().feature_names()),
-        )
+        )?
+        .ignore_columns(calendar))
     };
     match build() {
         Ok(d) => Some(d),

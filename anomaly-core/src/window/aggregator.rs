@@ -119,7 +119,7 @@ impl WindowAggregator {
     }
 
     /// Adds values to the services' vocabularies (see [`vocabulary`](Self::vocabulary)); a service named there
-    /// counts as started, so its first window's new values count. Services that have no event yet are kept until
+    /// has done its warm-up, so its first window's new values count. Services that have no event yet are kept until
     /// their first event, with no rows before it.
     pub fn learn_vocabulary(&mut self, learnt: &Vocabularies) {
         let (fields, max_values) = (
@@ -228,10 +228,16 @@ impl WindowAggregator {
             return Vec::new();
         }
         // Every window up to `limit` may be emitted: keep the span check of `push` for the rows made here.
-        let from = self.services.values().map(|s| s.next).min().unwrap_or(limit);
+        let from = self
+            .services
+            .values()
+            .map(|s| s.next)
+            .min()
+            .unwrap_or(limit);
         let limit = limit.min(from.saturating_add(self.params.max_span_windows as i64 - 1));
         self.highest = Some(self.highest.unwrap_or(limit).max(limit));
-        let newest = (limit + 1) as f64 * self.params.width_seconds + self.params.allowed_lateness_seconds;
+        let newest =
+            (limit + 1) as f64 * self.params.width_seconds + self.params.allowed_lateness_seconds;
         self.newest = Some(self.newest.map_or(newest, |t| t.max(newest)));
         self.close_through(limit)
     }
@@ -252,6 +258,7 @@ impl WindowAggregator {
         let novelty = (
             self.params.max_category_values,
             self.params.new_value_windows,
+            self.params.new_value_warmup_windows,
         );
         if let Some(from) = self.services.values().map(|s| s.next).min() {
             for index in from..=limit {
@@ -259,9 +266,10 @@ impl WindowAggregator {
                     if state.next <= index {
                         let start = index as f64 * width;
                         let window = state.open.remove(&index);
-                        let shares = state
-                            .vocabulary
-                            .observe(fields, index, window.as_ref(), novelty);
+                        let shares =
+                            state
+                                .vocabulary
+                                .observe(fields, index, window.as_ref(), novelty);
                         let mut row = match window {
                             Some(acc) => acc.into_row(service, start),
                             None => WindowRow::empty(service, start),

@@ -24,6 +24,7 @@ const MIN_WIDTH: f64 = 1e-3;
 /// | `category_fields` | none | fields whose new values are measured: [`WindowRow::new_value_share`](super::WindowRow::new_value_share) |
 /// | `max_category_values` | 1 000 | values remembered per category field and service; once full, further values count as seen |
 /// | `new_value_windows` | 1 | windows, from its first, in which a value counts as new |
+/// | `new_value_warmup_windows` | 1 | a service's first windows with events, which only learn its values |
 ///
 /// Field names are dotted paths into nested objects (`http.status` finds `{"http": {"status": 503}}`); a key that
 /// itself contains the dots is found too. The span limit keeps one absurd timestamp (a year 9999 typo) from
@@ -45,6 +46,8 @@ pub struct WindowParams {
     pub(super) max_category_values: usize,
     #[serde(default = "default_new_value_windows")]
     pub(super) new_value_windows: u64,
+    #[serde(default = "default_new_value_windows")]
+    pub(super) new_value_warmup_windows: u64,
 }
 
 fn default_new_value_windows() -> u64 {
@@ -77,6 +80,7 @@ impl WindowParams {
             category_fields: Vec::new(),
             max_category_values: default_max_category_values(),
             new_value_windows: default_new_value_windows(),
+            new_value_warmup_windows: default_new_value_windows(),
         }
     }
 
@@ -169,6 +173,14 @@ impl WindowParams {
         self
     }
 
+    /// A service's first `n` windows with events only learn its values: their shares of new values are 0 (default
+    /// 1; at least 1). Over a few windows, a value that is merely rare has shown up too, and is not taken for new
+    /// later.
+    pub fn new_value_warmup_windows(mut self, n: u64) -> Self {
+        self.new_value_warmup_windows = n;
+        self
+    }
+
     /// The window width in seconds.
     pub fn width(&self) -> f64 {
         self.width_seconds
@@ -217,6 +229,12 @@ impl WindowParams {
             return Err(Error::invalid(
                 "category_fields",
                 "field names must not be empty",
+            ));
+        }
+        if self.new_value_warmup_windows == 0 {
+            return Err(Error::invalid(
+                "new_value_warmup_windows",
+                "must be at least 1",
             ));
         }
         if self.new_value_windows == 0 {
@@ -281,6 +299,7 @@ mod tests {
             (p().category_fields([""]), "category_fields"),
             (p().max_category_values(0), "max_category_values"),
             (p().new_value_windows(0), "new_value_windows"),
+            (p().new_value_warmup_windows(0), "new_value_warmup_windows"),
         ];
         for (params, expected) in cases {
             match params.build() {

@@ -52,7 +52,8 @@ pub struct WindowRow {
     /// For each of the [category fields](super::WindowParams::category_fields): the share of the window's events
     /// whose value is new to the service, first shown in this window or in the
     /// [`new_value_windows`](super::WindowParams::new_value_windows)` - 1` before it (0 for a window without
-    /// events, and for the service's first window with events, which starts its vocabulary).
+    /// events, and for the service's first windows with events, which start its vocabulary: see
+    /// [`new_value_warmup_windows`](super::WindowParams::new_value_warmup_windows)).
     #[serde(default)]
     pub new_value_share: BTreeMap<String, f64>,
 }

@@ -413,6 +413,11 @@ fn client_errors_p99_and_new_values() {
     let rows = aggregate(&params.clone().new_value_windows(2), &events).unwrap();
     assert_eq!(rows[2].new_value_share["endpoint"], 1.0);
 
+    // A warm-up of two windows learns /admin in the second window.
+    let rows = aggregate(&params.clone().new_value_warmup_windows(2), &events).unwrap();
+    assert_eq!(rows[1].new_value_share["endpoint"], 0.0);
+    assert_eq!(rows[2].new_value_share["endpoint"], 0.0);
+
     // A full vocabulary counts further values as seen.
     let rows = aggregate(&params.clone().max_category_values(2), &events).unwrap();
     assert_eq!(rows[1].new_value_share["endpoint"], 0.0);
@@ -421,16 +426,46 @@ fn client_errors_p99_and_new_values() {
 #[test]
 fn advancing_the_watermark_closes_silent_windows() {
     let mut windows = WindowParams::new().build().unwrap();
-    windows.push(&json!({"service": "api", "timestamp": 10})).unwrap();
+    windows
+        .push(&json!({"service": "api", "timestamp": 10}))
+        .unwrap();
     assert!(windows.advance(59.0).is_empty());
-    assert_eq!(windows.advance(60.0).len(), 1, "[0, 60) ends at the watermark");
-    windows.push(&json!({"service": "db", "timestamp": 70})).unwrap();
+    assert_eq!(
+        windows.advance(60.0).len(),
+        1,
+        "[0, 60) ends at the watermark"
+    );
+    windows
+        .push(&json!({"service": "db", "timestamp": 70}))
+        .unwrap();
     let rows = windows.advance(180.0);
-    let got: Vec<(&str, f64, u64)> = rows.iter().map(|r| (r.service.as_str(), r.window_start, r.count)).collect();
-    assert_eq!(got, [("api", 60.0, 0), ("db", 60.0, 1), ("api", 120.0, 0), ("db", 120.0, 0)]);
-    assert!(windows.advance(100.0).is_empty(), "the watermark never goes back");
-    windows.push(&json!({"service": "api", "timestamp": 150})).unwrap();
+    let got: Vec<(&str, f64, u64)> = rows
+        .iter()
+        .map(|r| (r.service.as_str(), r.window_start, r.count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("api", 60.0, 0),
+            ("db", 60.0, 1),
+            ("api", 120.0, 0),
+            ("db", 120.0, 0)
+        ]
+    );
+    assert!(
+        windows.advance(100.0).is_empty(),
+        "the watermark never goes back"
+    );
+    windows
+        .push(&json!({"service": "api", "timestamp": 150}))
+        .unwrap();
     assert_eq!(windows.late_events(), 1);
-    assert_eq!(windows.push(&json!({"service": "api", "timestamp": 200})).unwrap().len(), 0);
+    assert_eq!(
+        windows
+            .push(&json!({"service": "api", "timestamp": 200}))
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(windows.flush().len(), 2);
 }

@@ -7,25 +7,25 @@ use super::accumulate::Accumulator;
 /// Values learnt from another aggregator count as seen long ago.
 const LONG_AGO: i64 = i64::MIN;
 
-/// One service's values per category field with the window each first appeared in, each map bounded; `started`
-/// once a window with events was seen.
+/// One service's values per category field with the window each first appeared in, each map bounded, and how many
+/// windows with events have been seen (the warm-up).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Vocabulary {
     values: Vec<HashMap<String, i64>>,
-    started: bool,
+    windows: u64,
 }
 
 impl Vocabulary {
     /// The share of the events of window `index` whose value of each field is new (first seen in this window or
     /// in the `new_windows - 1` before it), per field name; then learns the values (up to `max_values` per field:
-    /// further values count as seen and are not kept). The first window with events only learns: its shares
-    /// are 0.
+    /// further values count as seen and are not kept). The first `warmup` windows with events only learn: their
+    /// shares are 0.
     pub(super) fn observe(
         &mut self,
         fields: &[String],
         index: i64,
         window: Option<&Accumulator>,
-        (max_values, new_windows): (usize, u64),
+        (max_values, new_windows, warmup): (usize, u64, u64),
     ) -> BTreeMap<String, f64> {
         if self.values.len() < fields.len() {
             self.values.resize_with(fields.len(), HashMap::new);
@@ -50,14 +50,14 @@ impl Vocabulary {
                     }
                 }
             }
-            let share = if self.started && count > 0 {
+            let share = if self.windows >= warmup && count > 0 {
                 new as f64 / count as f64
             } else {
                 0.0
             };
             shares.insert(field.clone(), share);
         }
-        self.started |= count > 0;
+        self.windows = self.windows.saturating_add(u64::from(count > 0));
         shares
     }
 
@@ -75,7 +75,7 @@ impl Vocabulary {
     }
 
     /// Adds the values of `learnt` (per field name; unknown fields are ignored), up to `max_values` per field, and
-    /// counts the service as started.
+    /// counts the service's warm-up as done.
     pub(super) fn learn(
         &mut self,
         fields: &[String],
@@ -93,6 +93,6 @@ impl Vocabulary {
                 self.values[i].entry(value.clone()).or_insert(LONG_AGO);
             }
         }
-        self.started = true;
+        self.windows = u64::MAX;
     }
 }

@@ -313,7 +313,10 @@ mod tests {
         let m = alert_message(&doc);
         assert!(m["text"].as_str().unwrap().contains("score 0.712"));
         let blocks = m["blocks"].to_string();
-        assert!(blocks.contains("a&lt;b") && blocks.contains("&amp; up"), "{blocks}");
+        assert!(
+            blocks.contains("a&lt;b") && blocks.contains("&amp; up"),
+            "{blocks}"
+        );
         assert!(blocks.contains("latency_p95"));
         assert_eq!(m["service"], "a<b");
     }

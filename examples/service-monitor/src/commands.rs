@@ -45,7 +45,8 @@ pub async fn collect(
     output: &Path,
 ) -> Result<CollectReport> {
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| MonitorError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| MonitorError::io(format!("creating {}", dir.display()), e))?;
     }
     let what = || format!("writing {}", output.display());
     let file = std::fs::File::create(output).map_err(|e| MonitorError::io(what(), e))?;
@@ -58,7 +59,8 @@ pub async fn collect(
     let field = config.fields.timestamp.clone();
     let mut write = |event: &Value, report: &mut CollectReport| -> Result<()> {
         serde_json::to_writer(&mut out, event).map_err(|e| MonitorError::io(what(), e.into()))?;
-        out.write_all(b"\n").map_err(|e| MonitorError::io(what(), e))?;
+        out.write_all(b"\n")
+            .map_err(|e| MonitorError::io(what(), e))?;
         report.events += 1;
         Ok(())
     };
@@ -98,6 +100,27 @@ pub async fn collect(
     Ok(report)
 }
 
+/// The times of a file's first and last events (the first and last lines that have one, within 1 MiB of either
+/// end): a file written in time order spans from one to the other.
+fn file_span(path: &Path, field: &str) -> Option<(f64, f64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut head = vec![0u8; len.min(1 << 20) as usize];
+    file.read_exact(&mut head).ok()?;
+    let first = head
+        .split(|&b| b == b'\n')
+        .find_map(|l| event_seconds(&serde_json::from_slice(l).ok()?, field))?;
+    let tail_len = len.min(1 << 20);
+    file.seek(SeekFrom::Start(len - tail_len)).ok()?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail).ok()?;
+    let last = tail
+        .rsplit(|&b| b == b'\n')
+        .find_map(|l| event_seconds(&serde_json::from_slice(l).ok()?, field))?;
+    Some((first, last))
+}
+
 /// An event's time in epoch seconds, if it has a readable one.
 fn event_seconds(event: &Value, field: &str) -> Option<f64> {
     match event.get(field)? {
@@ -135,10 +158,59 @@ pub struct TrainReport {
 pub struct ServiceModel {
     /// The service.
     pub service: String,
-    /// Its model version (none: fewer windows than `MIN_TRAINING_WINDOWS`).
+    /// Its model version (none: fewer windows than a quarter of `MIN_TRAINING_WINDOWS`).
     pub version: Option<u64>,
     /// Windows it was trained on.
     pub trained_on: u64,
+    /// Training windows its first model flagged, left out of its final one.
+    pub left_out: u64,
+}
+
+/// Trains `key` on what it learnt, then scores those windows with that model and, when it flags some, learns the
+/// others again and trains once more: an incident in the training data is not learnt as normal either.
+fn train_service(
+    engine: &anomaly_core::engine::Engine,
+    service: String,
+    key: &str,
+    min: usize,
+) -> ServiceModel {
+    let mut model = ServiceModel {
+        service,
+        version: None,
+        trained_on: 0,
+        left_out: 0,
+    };
+    let learnt = engine.stats(key).map(|s| s.history).unwrap_or(0);
+    if learnt < min {
+        tracing::warn!(service = %model.service, windows = learnt, needed = min, "too few windows for a model yet");
+        return model;
+    }
+    let result = (|| -> anomaly_core::Result<()> {
+        engine.train(key)?;
+        let history = engine.history(key)?;
+        let mut normal = Vec::with_capacity(history.len());
+        for record in history {
+            if engine.score(key, &record)?.is_anomaly() {
+                model.left_out += 1;
+            } else {
+                normal.push(record);
+            }
+        }
+        if model.left_out > 0 {
+            engine.clear(key)?;
+            engine.observe_many(key, &normal)?;
+            engine.train(key)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!(service = %model.service, error = %e, "training failed");
+    }
+    if let Ok(Some(info)) = engine.model_info(key) {
+        model.version = Some(info.version);
+        model.trained_on = info.trained_on as u64;
+    }
+    model
 }
 
 /// Reads `input` (an NDJSON file) into windows, learns them per service through the engine (flagged windows are
@@ -150,7 +222,18 @@ pub struct ServiceModel {
 pub async fn train(ctx: &Context, input: &Path) -> Result<TrainReport> {
     let started = Instant::now();
     let progress = state::load(ctx.store.as_ref(), &ctx.name).await?;
-    let mut pipeline = Pipeline::new(&ctx.config, &ctx.name, ctx.engine.clone(), None, &progress.vocabulary)?;
+    let weekday = ctx.config.weekday_features.unwrap_or_else(|| {
+        file_span(input, &ctx.config.fields.timestamp)
+            .is_some_and(|(a, b)| b - a >= crate::fields::WEEK_SECONDS)
+    });
+    let mut pipeline = Pipeline::new(
+        &ctx.config,
+        &ctx.name,
+        ctx.engine.clone(),
+        None,
+        &progress.vocabulary,
+        weekday,
+    )?;
     let mut flagged = 0u64;
     let path = input.to_path_buf();
     let (pipeline, flagged) = tokio::task::spawn_blocking(move || -> Result<(Pipeline, u64)> {
@@ -172,42 +255,33 @@ pub async fn train(ctx: &Context, input: &Path) -> Result<TrainReport> {
     .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))??;
     let engine = ctx.engine.clone();
     let services: Vec<String> = pipeline.vocabulary().keys().cloned().collect();
-    let keys: Vec<(String, String)> = services.iter().map(|s| (s.clone(), pipeline.key(s))).collect();
-    let min = ctx.config.min_training_windows;
+    let keys: Vec<(String, String)> = services
+        .iter()
+        .map(|s| (s.clone(), pipeline.key(s)))
+        .collect();
+    let min = (ctx.config.min_training_windows / 4).max(2);
     let models = tokio::task::spawn_blocking(move || {
         keys.into_iter()
-            .map(|(service, key)| {
-                let learnt = engine.stats(&key).map(|s| s.history).unwrap_or(0);
-                let version = if learnt >= min {
-                    engine
-                        .train(&key)
-                        .inspect_err(|e| tracing::warn!(service, error = %e, "training failed"))
-                        .ok()
-                } else {
-                    tracing::warn!(service, windows = learnt, needed = min, "too few windows for a model yet");
-                    None
-                };
-                let trained_on = engine
-                    .model_info(&key)
-                    .ok()
-                    .flatten()
-                    .map_or(0, |m| m.trained_on as u64);
-                ServiceModel {
-                    service,
-                    version,
-                    trained_on,
-                }
-            })
+            .map(|(service, key)| train_service(&engine, service, &key, min))
             .collect::<Vec<_>>()
     })
     .await
     .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))?;
+    let flagged = flagged + models.iter().map(|m| m.left_out).sum::<u64>();
     ctx.flush();
     let progress = Progress {
         scored_through: pipeline.scored_through(),
         vocabulary: pipeline.vocabulary(),
+        weekday,
     };
-    state::save(ctx.store.as_ref(), &ctx.name, &ctx.config, &format!("file {}", input.display()), &progress).await?;
+    state::save(
+        ctx.store.as_ref(),
+        &ctx.name,
+        &ctx.config,
+        &format!("file {}", input.display()),
+        &progress,
+    )
+    .await?;
     let counts = pipeline.counts();
     Ok(TrainReport {
         events: counts.events,
@@ -316,6 +390,7 @@ pub async fn monitor(
         ctx.engine.clone(),
         progress.scored_through,
         &progress.vocabulary,
+        config.weekday_features.unwrap_or(progress.weekday),
     )?;
     let webhook = match &config.alert_webhook_url {
         None => None,
@@ -423,12 +498,15 @@ impl Monitor<'_> {
                 }
             }
             Source::Elastic { client, index } => {
-                let until = ((unix_now() - config.lateness_seconds as f64) * 1000.0).floor() / 1000.0;
+                let until =
+                    ((unix_now() - config.lateness_seconds as f64) * 1000.0).floor() / 1000.0;
                 if until > self.read_from {
                     let range = ((self.read_from * 1000.0) as i64, (until * 1000.0) as i64);
                     let mut batch = Vec::with_capacity(BATCH);
                     let pipeline = &mut self.pipeline;
-                    let push = |batch: &mut Vec<Value>, pipeline: &mut Pipeline, scored: &mut Vec<ScoredWindow>| {
+                    let push = |batch: &mut Vec<Value>,
+                                pipeline: &mut Pipeline,
+                                scored: &mut Vec<ScoredWindow>| {
                         tokio::task::block_in_place(|| {
                             for event in batch.drain(..) {
                                 if let Ok(s) = pipeline.push(&event) {
@@ -466,6 +544,7 @@ impl Monitor<'_> {
             let progress = Progress {
                 scored_through: self.pipeline.scored_through(),
                 vocabulary: self.pipeline.vocabulary(),
+                weekday: self.pipeline.weekday(),
             };
             state::save(
                 self.ctx.store.as_ref(),
@@ -518,7 +597,10 @@ impl Monitor<'_> {
         self.pending.extend(docs);
         if self.pending.len() > MAX_PENDING {
             let dropped = self.pending.len() - MAX_PENDING;
-            tracing::error!(dropped, "the anomaly sink has been down too long: oldest documents dropped");
+            tracing::error!(
+                dropped,
+                "the anomaly sink has been down too long: oldest documents dropped"
+            );
             self.pending.drain(..dropped);
         }
         if self.pending.is_empty() {
@@ -530,17 +612,25 @@ impl Monitor<'_> {
                 metrics.anomalies_written.inc_by(n);
                 self.pending.clear();
             }
-            Err(e) => tracing::error!(error = %e, pending = self.pending.len(), "anomalies not written yet; trying again at the next read"),
+            Err(e) => {
+                tracing::error!(error = %e, pending = self.pending.len(), "anomalies not written yet; trying again at the next read")
+            }
         }
     }
 
     fn sync_counts(&mut self) {
         let c = self.pipeline.counts().clone();
         let metrics = &self.shared.metrics;
-        metrics.events_read.inc_by(c.events.saturating_sub(self.report.events));
-        metrics.events_refused.inc_by(c.refused.saturating_sub(self.report.refused.min(c.refused)));
+        metrics
+            .events_read
+            .inc_by(c.events.saturating_sub(self.report.events));
+        metrics
+            .events_refused
+            .inc_by(c.refused.saturating_sub(self.report.refused.min(c.refused)));
         let late = self.pipeline.late_events();
-        metrics.events_late.inc_by(late.saturating_sub(self.late_seen));
+        metrics
+            .events_late
+            .inc_by(late.saturating_sub(self.late_seen));
         self.late_seen = late;
         self.report.events = c.events;
         self.report.refused = self.report.refused.max(c.refused);
@@ -559,7 +649,9 @@ impl Monitor<'_> {
                     self.report.written += n;
                     self.pending.clear();
                 }
-                Err(e) => tracing::error!(error = %e, lost = self.pending.len(), "anomalies not written at exit"),
+                Err(e) => {
+                    tracing::error!(error = %e, lost = self.pending.len(), "anomalies not written at exit")
+                }
             }
         }
         if let (Some(webhook), Some(task)) = (self.webhook.take(), task) {
@@ -626,14 +718,18 @@ pub async fn report_data(
         let start = doc["window_start"].as_str()?;
         Some(Mark {
             service: doc["service"].as_str()?.to_string(),
-            window_start: chrono::DateTime::parse_from_rfc3339(start).ok()?.timestamp_millis() as f64 / 1000.0,
+            window_start: chrono::DateTime::parse_from_rfc3339(start)
+                .ok()?
+                .timestamp_millis() as f64
+                / 1000.0,
             score: doc["score"].as_f64().unwrap_or(0.0),
             alerted: doc["alerted"] == true,
         })
     };
     match sink {
         Sink::Store(store) => {
-            let services: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+            let services: std::collections::BTreeSet<&str> =
+                rows.iter().map(|r| r.service.as_str()).collect();
             for service in services {
                 let mut query = anomaly_store::AnomalyQuery {
                     key: Some(format!("{}/{service}", ctx.name)),

@@ -41,21 +41,29 @@ pub struct Config {
     pub max_backlog_seconds: u64,
     /// `TRAIN_LOOKBACK_HOURS` (default 24): what `collect` (and so `all`) reads from a cluster.
     pub train_lookback_hours: u64,
-    /// `MIN_TRAINING_WINDOWS` (default 120): windows of a service before its first model.
+    /// `MIN_TRAINING_WINDOWS` (default 1,440, a day of one-minute windows, so that a model has seen the daily
+    /// cycle): windows of a service before its first model while monitoring. `train` makes a model from a quarter
+    /// of it.
     pub min_training_windows: usize,
     /// `RETRAIN_EVERY_WINDOWS` (default 360): new normal windows between two retrains of a service.
     pub retrain_every_windows: usize,
-    /// `DRIFT_WINDOWS` (default 240): the windows a drift check compares with the training data; a change that
-    /// lasts about this long retrains the model on it (flagged windows are otherwise never learnt).
+    /// `DRIFT_WINDOWS` (default 1,440, a day of one-minute windows): the windows a drift check compares with the
+    /// training data; a change that lasts about this long retrains the model on it (flagged windows are otherwise
+    /// never learnt). Shorter than the traffic's daily cycle, it would see the time of day as drift. Drift is
+    /// watched once a model is trained on two such spans.
     pub drift_windows: usize,
     /// `SENSITIVITY` (default 0.005): the share of training windows the model's threshold leaves above it.
     pub sensitivity: f64,
+    /// `WEEKDAY_FEATURES` (`auto`, `on` or `off`; default `auto`): whether windows carry their day of week.
+    /// `auto` turns it on when `train` reads data spanning a week or more; over less, the day of week would make
+    /// every hour of a new day look unseen.
+    pub weekday_features: Option<bool>,
     /// `NEW_VALUE_WINDOWS` (default 5): windows in which an endpoint or method a service never showed counts as
     /// new.
     pub new_value_windows: u64,
     /// `ALERT_MIN_CONSECUTIVE` (default 2): anomalous windows in a row of a service that raise an alert.
     pub alert_min_consecutive: usize,
-    /// `ALERT_COOLDOWN_WINDOWS` (default 5): normal windows in a row that end an incident (no second alert
+    /// `ALERT_COOLDOWN_WINDOWS` (default 15): normal windows in a row that end an incident (no second alert
     /// before).
     pub alert_cooldown_windows: usize,
     /// `ALERT_WEBHOOK_URL`: when set, each alert is also POSTed there as a Slack-compatible message.
@@ -156,13 +164,24 @@ impl Config {
             monitor_interval: env.seconds("MONITOR_INTERVAL_SECONDS", 60, 1, 86_400)?,
             max_backlog_seconds: env.number("MAX_BACKLOG_SECONDS", 86_400, 60, 365 * 86_400)?,
             train_lookback_hours: env.number("TRAIN_LOOKBACK_HOURS", 24, 1, 24 * 366)?,
-            min_training_windows: env.number("MIN_TRAINING_WINDOWS", 120, 10, 1_000_000)?,
+            min_training_windows: env.number("MIN_TRAINING_WINDOWS", 1_440, 8, 1_000_000)?,
             retrain_every_windows: env.number("RETRAIN_EVERY_WINDOWS", 360, 1, 1_000_000)?,
-            drift_windows: env.number("DRIFT_WINDOWS", 240, 20, 1_000_000)?,
+            drift_windows: env.number("DRIFT_WINDOWS", 1_440, 20, 1_000_000)?,
             sensitivity,
+            weekday_features: match env.get("WEEKDAY_FEATURES").as_deref() {
+                None | Some("auto") => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => {
+                    return Err(bad(
+                        "WEEKDAY_FEATURES",
+                        format!("`{other}` is not auto, on or off"),
+                    ));
+                }
+            },
             new_value_windows: env.number("NEW_VALUE_WINDOWS", 5, 1, 1_000)?,
             alert_min_consecutive: env.number("ALERT_MIN_CONSECUTIVE", 2, 1, 1_000)?,
-            alert_cooldown_windows: env.number("ALERT_COOLDOWN_WINDOWS", 5, 0, 100_000)?,
+            alert_cooldown_windows: env.number("ALERT_COOLDOWN_WINDOWS", 15, 0, 100_000)?,
             alert_webhook_url: env.get("ALERT_WEBHOOK_URL"),
             alert_webhook_attempts: env.number("ALERT_WEBHOOK_ATTEMPTS", 4, 1, 20)?,
             max_services: env.number("MAX_SERVICES", 10_000, 1, 10_000_000)?,
@@ -184,7 +203,10 @@ impl Config {
             ("LATENCY_FIELD", &config.fields.latency),
         ] {
             if name.chars().any(|c| c.is_control() || c == '"') {
-                return Err(bad(var, "a field name cannot hold quotes or control characters"));
+                return Err(bad(
+                    var,
+                    "a field name cannot hold quotes or control characters",
+                ));
             }
         }
         if config
@@ -246,9 +268,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(move |name| {
-            vars.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })
     }
 
@@ -256,7 +276,10 @@ mod tests {
     fn defaults_are_the_originals() {
         let c = config(&[]).unwrap();
         assert_eq!(c.serve.port, 8081);
-        assert_eq!((c.index.as_str(), c.anomaly_index.as_str()), ("api-logs-*", "api-anomalies"));
+        assert_eq!(
+            (c.index.as_str(), c.anomaly_index.as_str()),
+            ("api-logs-*", "api-anomalies")
+        );
         assert_eq!(c.fields.timestamp, "@timestamp");
         assert_eq!(c.window_seconds, 60);
         assert_eq!(c.monitor_interval, Duration::from_secs(60));
@@ -273,17 +296,24 @@ mod tests {
             ("ES_ANOMALY_INDEX", "Anomalies"),
             ("ALERT_WEBHOOK_URL", "hooks.example.com/x"),
             ("ALERT_MIN_CONSECUTIVE", "0"),
+            ("WEEKDAY_FEATURES", "sometimes"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
         }
-        let err = config(&[("ES_URL", "http://127.0.0.1:9200"), ("ES_PAGE_SIZE", "20000")])
-            .unwrap_err()
-            .to_string();
+        let err = config(&[
+            ("ES_URL", "http://127.0.0.1:9200"),
+            ("ES_PAGE_SIZE", "20000"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("ES_PAGE_SIZE"), "{err}");
-        let err = config(&[("ES_URL", "http://127.0.0.1:9200"), ("ES_USERNAME", "elastic")])
-            .unwrap_err()
-            .to_string();
+        let err = config(&[
+            ("ES_URL", "http://127.0.0.1:9200"),
+            ("ES_USERNAME", "elastic"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("ES_PASSWORD"), "{err}");
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anomaly_core::drift::DriftParams;
 use anomaly_core::engine::{Engine, EngineParams, Persistence, WriteBehind};
+use anomaly_core::records::vectorizer::VectorizerParams;
 use anomaly_core::{Contamination, IsolationForestParams};
 use anomaly_store::{SeaOrmStore, Store};
 
@@ -57,6 +58,7 @@ pub fn engine_params(config: &Config) -> EngineParams {
                 .check_every((drift / 8).max(1)),
         ))
         .learn_flagged(false)
+        .vectorizer(VectorizerParams::new().field_roles(crate::fields::record_roles()))
 }
 
 impl Context {

@@ -1,5 +1,6 @@
 //! What the monitor reads from an API log event, and the record each window becomes for the engine.
 
+use anomaly_core::records::role::{FieldRole, FieldRoles};
 use anomaly_core::window::{WindowParams, WindowRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -50,17 +51,18 @@ pub fn window_params(config: &Config) -> WindowParams {
         .extra_fields(Vec::<String>::new())
         .category_fields([f.endpoint.clone(), f.method.clone()])
         .new_value_windows(config.new_value_windows)
+        // An hour of windows learns a service's endpoints before any is new: a rare one has shown up by then.
+        .new_value_warmup_windows((3_600 / config.window_seconds).max(1))
         // A day of one-second windows, or a year of one-minute ones, may be open while a backlog is read.
         .max_span_windows(1_000_000)
 }
 
 /// The record the engine scores for one window: request count, error and client-error rates, latency p50, p95
-/// and p99, the share of new endpoints and methods, and the window's start as a date/time (the engine turns it
-/// into hour-of-day and day-of-week cycles, which it does not hold to the training range).
-pub fn window_record(row: &WindowRow, fields: &Fields) -> Value {
+/// and p99, the share of new endpoints and methods, and the window's hour of day on the unit circle; with
+/// `weekday`, its day of week too. The day of week only helps a model trained on a week or more: over a day or two
+/// of training, it would make every hour of a new day look unseen.
+pub fn window_record(row: &WindowRow, fields: &Fields, weekday: bool) -> Value {
     let mut map = Map::new();
-    let ts = row.to_json();
-    map.insert("window_start".into(), ts["window_start"].clone());
     map.insert("count".into(), json!(row.count));
     for (name, v) in [
         ("error_rate", row.error_rate),
@@ -71,12 +73,46 @@ pub fn window_record(row: &WindowRow, fields: &Fields) -> Value {
     ] {
         map.insert(name.into(), json!(v));
     }
-    for (field, name) in [(&fields.endpoint, "new_endpoint_share"), (&fields.method, "new_method_share")] {
+    for (field, name) in [
+        (&fields.endpoint, "new_endpoint_share"),
+        (&fields.method, "new_method_share"),
+    ] {
         let share = row.new_value_share.get(field).copied().unwrap_or(0.0);
         map.insert(name.into(), json!(share));
     }
+    map.insert("hour_sin".into(), json!(row.hour_sin));
+    map.insert("hour_cos".into(), json!(row.hour_cos));
+    if weekday {
+        map.insert("weekday_sin".into(), json!(row.weekday_sin));
+        map.insert("weekday_cos".into(), json!(row.weekday_cos));
+    }
     Value::Object(map)
 }
+
+/// Every field of a window's record is a measurement: pinned, so that a share that is always 0 in training (no new
+/// endpoint) is not taken for a category, and stays under the range rule.
+pub fn record_roles() -> FieldRoles {
+    [
+        "count",
+        "error_rate",
+        "client_error_rate",
+        "latency_p50",
+        "latency_p95",
+        "latency_p99",
+        "new_endpoint_share",
+        "new_method_share",
+        "hour_sin",
+        "hour_cos",
+        "weekday_sin",
+        "weekday_cos",
+    ]
+    .into_iter()
+    .map(|f| (f.to_string(), FieldRole::Measurement))
+    .collect()
+}
+
+/// Training data spanning at least this long gets day-of-week features (`WEEKDAY_FEATURES=auto`).
+pub const WEEK_SECONDS: f64 = 7.0 * 86_400.0;
 
 #[cfg(test)]
 mod tests {
@@ -90,12 +126,19 @@ mod tests {
             json!({"@timestamp": "2026-11-01T12:00:02Z", "service": "api", "endpoint": "/a", "method": "GET", "status": 404, "response_time_ms": 20}),
         ];
         let rows = anomaly_core::window::aggregate(&window_params(&config), &events).unwrap();
-        let r = window_record(&rows[0], &config.fields);
-        assert_eq!(r["window_start"], "2026-11-01T12:00:00.000Z");
+        let r = window_record(&rows[0], &config.fields, false);
+        assert_eq!(r["hour_cos"], -1.0);
         assert_eq!(r["count"], 2);
         assert_eq!(r["client_error_rate"], 0.5);
         assert_eq!(r["error_rate"], 0.0);
         assert_eq!(r["new_endpoint_share"], 0.0);
-        assert_eq!(r.as_object().unwrap().len(), 9);
+        assert_eq!(r.as_object().unwrap().len(), 10);
+        assert_eq!(
+            window_record(&rows[0], &config.fields, true)
+                .as_object()
+                .unwrap()
+                .len(),
+            12
+        );
     }
 }

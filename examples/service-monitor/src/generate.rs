@@ -40,7 +40,9 @@ pub struct GenerateOptions {
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
-            services: ["api", "auth", "billing", "search"].map(String::from).to_vec(),
+            services: ["api", "auth", "billing", "search"]
+                .map(String::from)
+                .to_vec(),
             rate: 5.0,
             hours: 6.0,
             start: None,
@@ -71,7 +73,11 @@ pub struct Generated {
 pub fn traffic(options: &GenerateOptions) -> TrafficParams {
     let start = options.start.unwrap_or_else(|| {
         let now = crate::commands::unix_now().floor();
-        if options.realtime { now } else { now - options.hours * 3600.0 }
+        if options.realtime {
+            now
+        } else {
+            now - options.hours * 3600.0
+        }
     });
     let mut params = TrafficParams::new()
         .seed(options.seed)
@@ -110,7 +116,13 @@ pub fn incident_plan(params: &TrafficParams, quiet_hours: f64) -> Vec<Incident> 
             added_ms: 120.0,
         },
         Incident::slow_drift(svc(3), at(3), minutes(60.0), 6.0),
-        Incident::rare_category(svc(4), at(4), minutes(20.0), RareField::Endpoint, "/v1/admin/export"),
+        Incident::rare_category(
+            svc(4),
+            at(4),
+            minutes(20.0),
+            RareField::Endpoint,
+            "/v1/admin/export",
+        ),
         Incident::traffic_drop(svc(5), at(5), minutes(20.0), 0.1),
     ]
 }
@@ -149,7 +161,11 @@ pub enum Target {
 ///
 /// # Errors
 /// When the parameters are refused, the file cannot be written or the cluster refuses.
-pub async fn generate(config: &Config, options: &GenerateOptions, target: &Target) -> Result<Generated> {
+pub async fn generate(
+    config: &Config,
+    options: &GenerateOptions,
+    target: &Target,
+) -> Result<Generated> {
     let params = traffic(options);
     let incidents = if options.incidents {
         incident_plan(&params, options.quiet_hours)
@@ -180,7 +196,12 @@ pub async fn generate(config: &Config, options: &GenerateOptions, target: &Targe
                     .unwrap_or_default()
                     .format("%Y.%m.%d")
                     .to_string();
-                let this = config.index.split(',').next().unwrap_or("api-logs-*").replace('*', &day);
+                let this = config
+                    .index
+                    .split(',')
+                    .next()
+                    .unwrap_or("api-logs-*")
+                    .replace('*', &day);
                 if this != index && !batch.is_empty() {
                     written += send(client, &index, &mut batch).await?;
                 }
@@ -225,7 +246,8 @@ pub fn labels_path(path: &Path) -> PathBuf {
 
 fn write_file(path: &Path, events: &[Event], fields: &Fields, realtime: bool) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| MonitorError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| MonitorError::io(format!("creating {}", dir.display()), e))?;
     }
     let what = || format!("writing {}", path.display());
     let file = std::fs::File::create(path).map_err(|e| MonitorError::io(what(), e))?;
@@ -236,8 +258,10 @@ fn write_file(path: &Path, events: &[Event], fields: &Fields, realtime: bool) ->
                 (e.timestamp - crate::commands::unix_now()).max(0.0),
             ));
         }
-        serde_json::to_writer(&mut out, &event_json(e, fields)).map_err(|e| MonitorError::io(what(), e.into()))?;
-        out.write_all(b"\n").map_err(|e| MonitorError::io(what(), e))?;
+        serde_json::to_writer(&mut out, &event_json(e, fields))
+            .map_err(|e| MonitorError::io(what(), e.into()))?;
+        out.write_all(b"\n")
+            .map_err(|e| MonitorError::io(what(), e))?;
         if realtime {
             out.flush().map_err(|e| MonitorError::io(what(), e))?;
         }

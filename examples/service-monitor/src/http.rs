@@ -40,7 +40,10 @@ async fn health(State(shared): State<Shared>) -> Json<Value> {
 }
 
 /// The newest anomalies first (those of this run, at most 1,000 kept), optionally of one service.
-async fn anomalies(State(shared): State<Shared>, Query(filter): Query<AnomalyFilter>) -> Json<Value> {
+async fn anomalies(
+    State(shared): State<Shared>,
+    Query(filter): Query<AnomalyFilter>,
+) -> Json<Value> {
     let limit = filter.limit.unwrap_or(100).clamp(1, RECENT_ANOMALIES);
     let results = shared.recent.list(filter.service.as_deref(), limit);
     Json(json!({"count": results.len(), "results": results}))

@@ -21,7 +21,10 @@ use tokio::sync::watch;
 
 /// Command line.
 #[derive(Parser)]
-#[command(version, about = "The microservice monitor over Elasticsearch API logs")]
+#[command(
+    version,
+    about = "The microservice monitor over Elasticsearch API logs"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -161,7 +164,15 @@ fn serve_monitor(name: String, input: Option<PathBuf>) -> ExitCode {
             let monitoring = {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    commands::monitor(&ctx, &source, sink, shared, MonitorOptions::default(), stop_rx).await
+                    commands::monitor(
+                        &ctx,
+                        &source,
+                        sink,
+                        shared,
+                        MonitorOptions::default(),
+                        stop_rx,
+                    )
+                    .await
                 })
             };
             let settings = ctx.config.serve.clone();
@@ -172,7 +183,11 @@ fn serve_monitor(name: String, input: Option<PathBuf>) -> ExitCode {
             let deadline = service_kit::serve(listener, app, &settings, shutdown).await;
             match deadline.run(monitoring).await {
                 Some(Ok(Ok(report))) => {
-                    tracing::info!(windows = report.windows, anomalies = report.anomalies, "stopped");
+                    tracing::info!(
+                        windows = report.windows,
+                        anomalies = report.anomalies,
+                        "stopped"
+                    );
                     Ok(())
                 }
                 Some(Ok(Err(e))) => Err(e),
@@ -200,7 +215,10 @@ fn run_once(name: &str, command: Command) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             say(format!("cannot start the async runtime: {e}"));
@@ -216,7 +234,10 @@ fn run_once(name: &str, command: Command) -> ExitCode {
         Ok(report) => {
             #[allow(clippy::print_stdout)]
             {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             }
             ExitCode::SUCCESS
         }
@@ -269,15 +290,26 @@ async fn run(name: &str, config: Config, command: Command) -> Result<Outcome, Mo
                 };
                 Target::Elastic(client)
             } else {
-                Target::File(g.output.unwrap_or_else(|| data_dir.join("generated.ndjson")))
+                Target::File(
+                    g.output
+                        .unwrap_or_else(|| data_dir.join("generated.ndjson")),
+                )
             };
-            Ok(Outcome::Generate(generate::generate(&config, &options, &target).await?))
+            Ok(Outcome::Generate(
+                generate::generate(&config, &options, &target).await?,
+            ))
         }
-        Command::Collect { input, output, hours } => {
+        Command::Collect {
+            input,
+            output,
+            hours,
+        } => {
             let source = Source::open(&config, input.as_deref()).await?;
             let range = collect_range(&config, &source, hours);
             let output = output.unwrap_or_else(|| data_dir.join("collected.ndjson"));
-            Ok(Outcome::Collect(commands::collect(&config, &source, range, &output).await?))
+            Ok(Outcome::Collect(
+                commands::collect(&config, &source, range, &output).await?,
+            ))
         }
         Command::Train { input } => {
             let ctx = Context::open(config, name).await?;
@@ -288,11 +320,21 @@ async fn run(name: &str, config: Config, command: Command) -> Result<Outcome, Mo
             let ctx = Context::open(config, name).await?;
             let source = Source::open(&ctx.config, input.as_deref()).await?;
             let sink = sink_for(&ctx, &source);
-            let options = MonitorOptions { once: true, keep_windows: false };
+            let options = MonitorOptions {
+                once: true,
+                keep_windows: false,
+            };
             let (_tx, rx) = watch::channel(false);
-            Ok(Outcome::Monitor(commands::monitor(&ctx, &source, sink, unused_shared(), options, rx).await?))
+            Ok(Outcome::Monitor(
+                commands::monitor(&ctx, &source, sink, unused_shared(), options, rx).await?,
+            ))
         }
-        Command::Report { input, hours, labels, output } => {
+        Command::Report {
+            input,
+            hours,
+            labels,
+            output,
+        } => {
             let ctx = Context::open(config, name).await?;
             let source = Source::open(&ctx.config, input.as_deref()).await?;
             let sink = sink_for(&ctx, &source);
@@ -300,7 +342,10 @@ async fn run(name: &str, config: Config, command: Command) -> Result<Outcome, Mo
                 (Source::File(_), None) => (f64::MIN, f64::MAX),
                 (_, h) => {
                     let now = unix_now();
-                    (now - h.unwrap_or(ctx.config.train_lookback_hours as f64) * 3600.0, now)
+                    (
+                        now - h.unwrap_or(ctx.config.train_lookback_hours as f64) * 3600.0,
+                        now,
+                    )
                 }
             };
             let mut data = commands::report_data(&ctx, &source, &sink, range).await?;
@@ -315,8 +360,10 @@ async fn run(name: &str, config: Config, command: Command) -> Result<Outcome, Mo
 }
 
 fn read_labels(path: &std::path::Path) -> Result<Vec<anomaly_core::synth::Incident>, MonitorError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| MonitorError::Io { what: format!("reading {}", path.display()), source: e })?;
+    let text = std::fs::read_to_string(path).map_err(|e| MonitorError::Io {
+        what: format!("reading {}", path.display()),
+        source: e,
+    })?;
     serde_json::from_str(&text).map_err(|e| MonitorError::BadEvent {
         place: path.display().to_string(),
         reason: format!("not a list of incidents: {e}"),
@@ -327,7 +374,10 @@ fn collect_range(config: &Config, source: &Source, hours: Option<f64>) -> (f64, 
     let now = unix_now();
     match (source, hours) {
         (Source::File(_), None) => (f64::MIN, f64::MAX),
-        (_, h) => (now - h.unwrap_or(config.train_lookback_hours as f64) * 3600.0, now),
+        (_, h) => (
+            now - h.unwrap_or(config.train_lookback_hours as f64) * 3600.0,
+            now,
+        ),
     }
 }
 
@@ -336,7 +386,10 @@ fn generate_options(g: &GenerateArgs) -> Result<GenerateOptions, MonitorError> {
         None => None,
         Some(s) => Some(
             chrono::DateTime::parse_from_rfc3339(s)
-                .map_err(|e| MonitorError::BadEvent { place: "--start".into(), reason: e.to_string() })?
+                .map_err(|e| MonitorError::BadEvent {
+                    place: "--start".into(),
+                    reason: e.to_string(),
+                })?
                 .timestamp() as f64,
         ),
     };
@@ -354,12 +407,18 @@ fn generate_options(g: &GenerateArgs) -> Result<GenerateOptions, MonitorError> {
 
 /// `all`: with `--demo`, generate → collect the first 24 h → train → monitor the rest → report; otherwise
 /// collect → train → monitor (as a service, until SIGTERM) from the cluster or `--input`.
-async fn all(name: &str, config: Config, demo: bool, input: Option<PathBuf>) -> Result<serde_json::Value, MonitorError> {
+async fn all(
+    name: &str,
+    config: Config,
+    demo: bool,
+    input: Option<PathBuf>,
+) -> Result<serde_json::Value, MonitorError> {
     let data_dir = config.data_dir.clone();
     if !demo {
         let source = Source::open(&config, input.as_deref()).await?;
         let range = collect_range(&config, &source, None);
-        let collected = commands::collect(&config, &source, range, &data_dir.join("collected.ndjson")).await?;
+        let collected =
+            commands::collect(&config, &source, range, &data_dir.join("collected.ndjson")).await?;
         let ctx = Context::open(config, name).await?;
         let trained = commands::train(&ctx, &collected.output).await?;
         let sink = sink_for(&ctx, &source);
@@ -368,9 +427,18 @@ async fn all(name: &str, config: Config, demo: bool, input: Option<PathBuf>) -> 
             service_kit::shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
-        let monitored =
-            commands::monitor(&ctx, &source, sink, unused_shared(), MonitorOptions::default(), stop_rx).await?;
-        return Ok(serde_json::json!({"collect": collected, "train": trained, "monitor": monitored}));
+        let monitored = commands::monitor(
+            &ctx,
+            &source,
+            sink,
+            unused_shared(),
+            MonitorOptions::default(),
+            stop_rx,
+        )
+        .await?;
+        return Ok(
+            serde_json::json!({"collect": collected, "train": trained, "monitor": monitored}),
+        );
     }
     let demo_dir = data_dir.join("demo");
     let traffic = demo_dir.join("traffic.ndjson");
@@ -385,7 +453,13 @@ async fn all(name: &str, config: Config, demo: bool, input: Option<PathBuf>) -> 
     let (start, end) = generated.span;
     let training_end = start + 24.0 * 3600.0;
     let source = Source::File(traffic.clone());
-    let collected = commands::collect(&config, &source, (start, training_end), &demo_dir.join("collected.ndjson")).await?;
+    let collected = commands::collect(
+        &config,
+        &source,
+        (start, training_end),
+        &demo_dir.join("collected.ndjson"),
+    )
+    .await?;
     let mut config = config;
     config.database_url = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => url,
@@ -393,17 +467,25 @@ async fn all(name: &str, config: Config, demo: bool, input: Option<PathBuf>) -> 
     };
     let fresh = demo_dir.join("demo.db");
     if fresh.exists() {
-        std::fs::remove_file(&fresh).map_err(|e| MonitorError::Io { what: format!("removing {}", fresh.display()), source: e })?;
+        std::fs::remove_file(&fresh).map_err(|e| MonitorError::Io {
+            what: format!("removing {}", fresh.display()),
+            source: e,
+        })?;
     }
     let ctx = Context::open(config, name).await?;
     tracing::info!("demo: training a model per service on the first 24 hours");
     let trained = commands::train(&ctx, &collected.output).await?;
     tracing::info!("demo: monitoring the last 6 hours");
     let (_tx, rx) = watch::channel(false);
-    let options = MonitorOptions { once: true, keep_windows: true };
+    let options = MonitorOptions {
+        once: true,
+        keep_windows: true,
+    };
     let sink = Sink::Store(ctx.store.clone());
-    let monitored = commands::monitor(&ctx, &source, sink.clone(), unused_shared(), options, rx).await?;
-    let mut data: ReportData = commands::report_data(&ctx, &source, &sink, (training_end, end)).await?;
+    let monitored =
+        commands::monitor(&ctx, &source, sink.clone(), unused_shared(), options, rx).await?;
+    let mut data: ReportData =
+        commands::report_data(&ctx, &source, &sink, (training_end, end)).await?;
     data.incidents = generated.incidents.clone();
     let files = report::write_report(&demo_dir.join("report"), &data)?;
     let caught = generated

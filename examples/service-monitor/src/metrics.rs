@@ -65,7 +65,11 @@ impl MonitorMetrics {
             last_read: Gauge::default(),
         };
         let r = telemetry.registry();
-        r.register("events_read", "API log events read into windows", m.events_read.clone());
+        r.register(
+            "events_read",
+            "API log events read into windows",
+            m.events_read.clone(),
+        );
         r.register(
             "events_refused",
             "Events refused (not an object, no service or timestamp, a status or latency that is not a number)",
@@ -76,7 +80,11 @@ impl MonitorMetrics {
             "Events that arrived after their window had been scored (not counted in it)",
             m.events_late.clone(),
         );
-        r.register("windows_scored", "Service windows scored", m.windows_scored.clone());
+        r.register(
+            "windows_scored",
+            "Service windows scored",
+            m.windows_scored.clone(),
+        );
         r.register(
             "anomalies",
             "Service windows flagged, by the detector that flagged them first",
@@ -87,7 +95,11 @@ impl MonitorMetrics {
             "Anomaly documents written to the anomaly index or the store",
             m.anomalies_written.clone(),
         );
-        r.register("alerts", "Alerts, by channel (log, webhook) and outcome", m.alerts.clone());
+        r.register(
+            "alerts",
+            "Alerts, by channel (log, webhook) and outcome",
+            m.alerts.clone(),
+        );
         r.register(
             "read_failures",
             "Reads of new events that failed (retried at the next interval)",

@@ -74,6 +74,7 @@ pub struct Pipeline {
     counts: Counts,
     reasons: Vec<String>,
     fields: crate::fields::Fields,
+    weekday: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -97,6 +98,7 @@ impl Pipeline {
         engine: Arc<Engine>,
         scored_through: Option<f64>,
         vocabulary: &Vocabularies,
+        weekday: bool,
     ) -> Result<Pipeline> {
         let mut windows = window_params(config).build()?;
         windows.learn_vocabulary(vocabulary);
@@ -118,6 +120,7 @@ impl Pipeline {
             counts: Counts::default(),
             reasons: Vec::new(),
             fields: config.fields.clone(),
+            weekday,
         })
     }
 
@@ -193,6 +196,11 @@ impl Pipeline {
         self.windows.vocabulary()
     }
 
+    /// Whether windows carry their day of week.
+    pub fn weekday(&self) -> bool {
+        self.weekday
+    }
+
     /// The engine.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
@@ -217,7 +225,7 @@ impl Pipeline {
             let end = row.window_start + self.width;
             self.scored_through = Some(self.scored_through.map_or(end, |t| t.max(end)));
             let key = self.key(&row.service);
-            let record = window_record(&row, &self.fields);
+            let record = window_record(&row, &self.fields, self.weekday);
             let outcome = match self.engine.observe(&key, &record) {
                 Ok(o) => o,
                 Err(e) => {
@@ -235,8 +243,15 @@ impl Pipeline {
             } else {
                 None
             };
-            let model_version = verdict.as_ref().and(self.engine.model_info(&key).ok().flatten().map(|m| m.version));
-            let alert = verdict.is_some() && self.alert_state(&row.service).observe(is_anomaly) == AlertTransition::Raised;
+            let model_version = verdict.as_ref().and(
+                self.engine
+                    .model_info(&key)
+                    .ok()
+                    .flatten()
+                    .map(|m| m.version),
+            );
+            let alert = verdict.is_some()
+                && self.alert_state(&row.service).observe(is_anomaly) == AlertTransition::Raised;
             self.counts.alerts += u64::from(alert);
             scored.push(ScoredWindow {
                 row,

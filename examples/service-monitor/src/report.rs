@@ -74,7 +74,8 @@ type Drawn = std::result::Result<(), Box<dyn std::error::Error>>;
 /// chart cannot be drawn.
 pub fn write_report(dir: &Path, data: &ReportData) -> Result<ReportFiles> {
     register_font();
-    std::fs::create_dir_all(dir).map_err(|e| MonitorError::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| MonitorError::io(format!("creating {}", dir.display()), e))?;
     let mut by_service: BTreeMap<&str, Vec<&WindowRow>> = BTreeMap::new();
     for w in &data.windows {
         by_service.entry(&w.service).or_default().push(w);
@@ -108,9 +109,19 @@ fn chart_error(path: &Path, e: Box<dyn std::error::Error>) -> MonitorError {
 fn file_name(service: &str) -> String {
     let s: String = service
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if s.starts_with('.') || s.is_empty() { format!("_{s}") } else { s }
+    if s.starts_with('.') || s.is_empty() {
+        format!("_{s}")
+    } else {
+        s
+    }
 }
 
 fn clock(t: f64) -> String {
@@ -120,9 +131,19 @@ fn clock(t: f64) -> String {
 }
 
 fn span(rows: &[&WindowRow], width: f64) -> (f64, f64) {
-    let t0 = rows.iter().map(|r| r.window_start).fold(f64::INFINITY, f64::min);
-    let t1 = rows.iter().map(|r| r.window_start + width).fold(f64::NEG_INFINITY, f64::max);
-    if t0.is_finite() && t1 > t0 { (t0, t1) } else { (0.0, 1.0) }
+    let t0 = rows
+        .iter()
+        .map(|r| r.window_start)
+        .fold(f64::INFINITY, f64::min);
+    let t1 = rows
+        .iter()
+        .map(|r| r.window_start + width)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if t0.is_finite() && t1 > t0 {
+        (t0, t1)
+    } else {
+        (0.0, 1.0)
+    }
 }
 
 const INCIDENT: RGBColor = RGBColor(255, 224, 224);
@@ -134,11 +155,21 @@ const FLAG: RGBColor = RGBColor(214, 39, 40);
 fn service_chart(path: &Path, service: &str, rows: &[&WindowRow], data: &ReportData) -> Drawn {
     let root = BitMapBackend::new(path, (1200, 720)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(&format!("{service}: latency and errors per {} s window", data.window_seconds), ("sans-serif", 24))?;
+    let root = root.titled(
+        &format!(
+            "{service}: latency and errors per {} s window",
+            data.window_seconds
+        ),
+        ("sans-serif", 24),
+    )?;
     let (upper, lower) = root.split_vertically(420);
     let (t0, t1) = span(rows, data.window_seconds);
     let marks: Vec<&Mark> = data.marks.iter().filter(|m| m.service == service).collect();
-    let incidents: Vec<&Incident> = data.incidents.iter().filter(|i| i.service() == service).collect();
+    let incidents: Vec<&Incident> = data
+        .incidents
+        .iter()
+        .filter(|i| i.service() == service)
+        .collect();
     let at = |t: f64| rows.iter().find(|r| r.window_start == t);
 
     let lat_max = rows
@@ -158,10 +189,15 @@ fn service_chart(path: &Path, service: &str, rows: &[&WindowRow], data: &ReportD
         .label_style(("sans-serif", 14))
         .draw()?;
     c.draw_series(incidents.iter().map(|i| {
-        Rectangle::new([(i.start().max(t0), 0.0), (i.end().min(t1), lat_max)], INCIDENT.filled())
+        Rectangle::new(
+            [(i.start().max(t0), 0.0), (i.end().min(t1), lat_max)],
+            INCIDENT.filled(),
+        )
     }))?;
     let line = |pick: fn(&WindowRow) -> Option<f64>| -> Vec<(f64, f64)> {
-        rows.iter().filter_map(|r| pick(r).map(|v| (r.window_start, v))).collect()
+        rows.iter()
+            .filter_map(|r| pick(r).map(|v| (r.window_start, v)))
+            .collect()
     };
     c.draw_series(LineSeries::new(line(|r| r.latency_p50), &P50))?
         .label("p50")
@@ -170,8 +206,14 @@ fn service_chart(path: &Path, service: &str, rows: &[&WindowRow], data: &ReportD
         .label("p95")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], P95));
     c.draw_series(marks.iter().filter_map(|m| {
-        let y = at(m.window_start).and_then(|r| r.latency_p95).unwrap_or(0.0);
-        Some(Circle::new((m.window_start, y), if m.alerted { 6 } else { 4 }, FLAG.filled()))
+        let y = at(m.window_start)
+            .and_then(|r| r.latency_p95)
+            .unwrap_or(0.0);
+        Some(Circle::new(
+            (m.window_start, y),
+            if m.alerted { 6 } else { 4 },
+            FLAG.filled(),
+        ))
     }))?
     .label("anomaly (large: alert)")
     .legend(|(x, y)| Circle::new((x + 10, y), 4, FLAG.filled()));
@@ -198,10 +240,14 @@ fn service_chart(path: &Path, service: &str, rows: &[&WindowRow], data: &ReportD
         .label_style(("sans-serif", 14))
         .draw()?;
     c.draw_series(incidents.iter().map(|i| {
-        Rectangle::new([(i.start().max(t0), 0.0), (i.end().min(t1), err_max)], INCIDENT.filled())
+        Rectangle::new(
+            [(i.start().max(t0), 0.0), (i.end().min(t1), err_max)],
+            INCIDENT.filled(),
+        )
     }))?;
     c.draw_series(LineSeries::new(
-        rows.iter().filter_map(|r| r.error_rate.map(|e| (r.window_start, e * 100.0))),
+        rows.iter()
+            .filter_map(|r| r.error_rate.map(|e| (r.window_start, e * 100.0))),
         &ERRORS,
     ))?;
     c.draw_series(marks.iter().map(|m| {
@@ -212,11 +258,18 @@ fn service_chart(path: &Path, service: &str, rows: &[&WindowRow], data: &ReportD
     Ok(())
 }
 
-fn overview_chart(path: &Path, services: &BTreeMap<&str, Vec<&WindowRow>>, data: &ReportData) -> Drawn {
+fn overview_chart(
+    path: &Path,
+    services: &BTreeMap<&str, Vec<&WindowRow>>,
+    data: &ReportData,
+) -> Drawn {
     let n = services.len().max(1);
     let root = BitMapBackend::new(path, (1200, (180 * n + 60) as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled("Service anomaly detection: requests per window, anomalies in red", ("sans-serif", 24))?;
+    let root = root.titled(
+        "Service anomaly detection: requests per window, anomalies in red",
+        ("sans-serif", 24),
+    )?;
     let all: Vec<&WindowRow> = services.values().flatten().copied().collect();
     let (t0, t1) = span(&all, data.window_seconds);
     for (area, (service, rows)) in root.split_evenly((n, 1)).iter().zip(services) {
@@ -234,20 +287,47 @@ fn overview_chart(path: &Path, services: &BTreeMap<&str, Vec<&WindowRow>>, data:
             .y_desc("requests")
             .label_style(("sans-serif", 12))
             .draw()?;
-        c.draw_series(data.incidents.iter().filter(|i| i.service() == *service).map(|i| {
-            Rectangle::new([(i.start().max(t0), 0.0), (i.end().min(t1), max)], INCIDENT.filled())
-        }))?;
-        c.draw_series(LineSeries::new(rows.iter().map(|r| (r.window_start, r.count as f64)), &P50))?;
-        c.draw_series(data.marks.iter().filter(|m| m.service == *service).map(|m| {
-            let y = rows.iter().find(|r| r.window_start == m.window_start).map_or(0.0, |r| r.count as f64);
-            Circle::new((m.window_start, y), if m.alerted { 6 } else { 4 }, FLAG.filled())
-        }))?;
+        c.draw_series(
+            data.incidents
+                .iter()
+                .filter(|i| i.service() == *service)
+                .map(|i| {
+                    Rectangle::new(
+                        [(i.start().max(t0), 0.0), (i.end().min(t1), max)],
+                        INCIDENT.filled(),
+                    )
+                }),
+        )?;
+        c.draw_series(LineSeries::new(
+            rows.iter().map(|r| (r.window_start, r.count as f64)),
+            &P50,
+        ))?;
+        c.draw_series(
+            data.marks
+                .iter()
+                .filter(|m| m.service == *service)
+                .map(|m| {
+                    let y = rows
+                        .iter()
+                        .find(|r| r.window_start == m.window_start)
+                        .map_or(0.0, |r| r.count as f64);
+                    Circle::new(
+                        (m.window_start, y),
+                        if m.alerted { 6 } else { 4 },
+                        FLAG.filled(),
+                    )
+                }),
+        )?;
     }
     root.present()?;
     Ok(())
 }
 
-fn markdown(services: &BTreeMap<&str, Vec<&WindowRow>>, data: &ReportData, charts: &[PathBuf]) -> String {
+fn markdown(
+    services: &BTreeMap<&str, Vec<&WindowRow>>,
+    data: &ReportData,
+    charts: &[PathBuf],
+) -> String {
     let mut md = String::from("# Service anomaly report\n\n");
     let all: Vec<&WindowRow> = services.values().flatten().copied().collect();
     let (t0, t1) = span(&all, data.window_seconds);
@@ -259,7 +339,11 @@ fn markdown(services: &BTreeMap<&str, Vec<&WindowRow>>, data: &ReportData, chart
     ));
     md.push_str("| service | windows | anomalies | alerts | highest score |\n| --- | ---: | ---: | ---: | ---: |\n");
     for (service, rows) in services {
-        let marks: Vec<&Mark> = data.marks.iter().filter(|m| m.service == *service).collect();
+        let marks: Vec<&Mark> = data
+            .marks
+            .iter()
+            .filter(|m| m.service == *service)
+            .collect();
         let top = marks.iter().map(|m| m.score).fold(f64::NAN, f64::max);
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
@@ -267,7 +351,11 @@ fn markdown(services: &BTreeMap<&str, Vec<&WindowRow>>, data: &ReportData, chart
             rows.len(),
             marks.len(),
             marks.iter().filter(|m| m.alerted).count(),
-            if top.is_nan() { "–".into() } else { format!("{top:.3}") }
+            if top.is_nan() {
+                "–".into()
+            } else {
+                format!("{top:.3}")
+            }
         ));
     }
     if !data.incidents.is_empty() {
@@ -276,7 +364,11 @@ fn markdown(services: &BTreeMap<&str, Vec<&WindowRow>>, data: &ReportData, chart
             let inside: Vec<&Mark> = data
                 .marks
                 .iter()
-                .filter(|m| m.service == i.service() && m.window_start < i.end() && m.window_start + data.window_seconds > i.start())
+                .filter(|m| {
+                    m.service == i.service()
+                        && m.window_start < i.end()
+                        && m.window_start + data.window_seconds > i.start()
+                })
                 .collect();
             md.push_str(&format!(
                 "| {} | {} | {} | {:.0} | {} | {} |\n",
@@ -285,15 +377,27 @@ fn markdown(services: &BTreeMap<&str, Vec<&WindowRow>>, data: &ReportData, chart
                 clock(i.start()),
                 i.duration_seconds().min(1e9) / 60.0,
                 inside.len(),
-                if inside.iter().any(|m| m.alerted) { "yes" } else { "no" }
+                if inside.iter().any(|m| m.alerted) {
+                    "yes"
+                } else {
+                    "no"
+                }
             ));
         }
     }
     md.push('\n');
     for chart in charts {
-        let name = chart.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = chart
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let service = name.trim_end_matches(".png");
-        md.push_str(&format!("## {}\n\n![{}]({})\n\n", escape(service), escape(service), name));
+        md.push_str(&format!(
+            "## {}\n\n![{}]({})\n\n",
+            escape(service),
+            escape(service),
+            name
+        ));
     }
     md
 }

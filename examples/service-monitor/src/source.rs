@@ -41,9 +41,10 @@ impl Source {
         let Some(settings) = &config.elastic else {
             return Err(MonitorError::Config(service_kit::KitError::Config {
                 variable: "ES_URL".into(),
-                reason: "no cluster is configured: set ES_URL, or read a file with --input FILE.ndjson \
+                reason:
+                    "no cluster is configured: set ES_URL, or read a file with --input FILE.ndjson \
                          (or try `service-monitor all --demo`)"
-                    .into(),
+                        .into(),
             }));
         };
         Ok(Source::Elastic {
@@ -87,7 +88,9 @@ pub fn read_ndjson(
     let mut carry: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
-        let n = file.read(&mut buf).map_err(|e| MonitorError::io(what(), e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| MonitorError::io(what(), e))?;
         let eof = n == 0;
         carry.extend_from_slice(&buf[..n]);
         let end = if eof {

@@ -17,6 +17,9 @@ pub struct Progress {
     /// The endpoints and methods each service has shown (at most 1,000 per field and service).
     #[serde(default)]
     pub vocabulary: Vocabularies,
+    /// Whether the models were trained with day-of-week features (decided by `train`).
+    #[serde(default)]
+    pub weekday: bool,
 }
 
 /// The monitor's progress under `name`; empty before its first run.
@@ -27,10 +30,12 @@ pub async fn load(store: &dyn Store, name: &str) -> Result<Progress> {
     let Some(source) = store.data_source(name).await? else {
         return Ok(Progress::default());
     };
-    Ok(serde_json::from_value(source.watermark).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, name, "stored progress unreadable; starting over");
-        Progress::default()
-    }))
+    Ok(
+        serde_json::from_value(source.watermark).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, name, "stored progress unreadable; starting over");
+            Progress::default()
+        }),
+    )
 }
 
 /// Records the monitor's progress under `name`, with what it reads (`source`, no credentials).

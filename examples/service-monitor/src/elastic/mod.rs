@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde_json::{Value, json};
 
 pub use wire::Refusal;
@@ -176,7 +176,8 @@ impl Elastic {
     /// [`ElasticError::Refused`] (a 401 names missing or wrong credentials) from `GET /`.
     pub async fn connect(settings: ElasticSettings) -> Result<Elastic, ElasticError> {
         settings.check().map_err(ElasticError::Settings)?;
-        let mut base = reqwest::Url::parse(&settings.url).map_err(|e| ElasticError::Settings(e.to_string()))?;
+        let mut base = reqwest::Url::parse(&settings.url)
+            .map_err(|e| ElasticError::Settings(e.to_string()))?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
@@ -185,10 +186,12 @@ impl Elastic {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)));
         if let Some(path) = &settings.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| ElasticError::Settings(format!("ES_CA_CERT {}: {e}", path.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| ElasticError::Settings(format!("ES_CA_CERT {}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                ElasticError::Settings(format!("ES_CA_CERT {}: {e}", path.display()))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                ElasticError::Settings(format!("ES_CA_CERT {}: {e}", path.display()))
+            })?;
             builder = builder.add_root_certificate(cert);
         }
         let client = builder
@@ -314,7 +317,11 @@ impl Elastic {
     ///
     /// # Errors
     /// When the request as a whole is refused or the cluster cannot be reached.
-    pub async fn bulk_index(&self, index: &str, docs: &[(String, Value)]) -> Result<BulkReport, ElasticError> {
+    pub async fn bulk_index(
+        &self,
+        index: &str,
+        docs: &[(String, Value)],
+    ) -> Result<BulkReport, ElasticError> {
         let mut report = BulkReport::default();
         let mut pending: Vec<&(String, Value)> = docs.iter().collect();
         let mut round = 0;
@@ -327,7 +334,9 @@ impl Elastic {
                 body.push_str(&doc.to_string());
                 body.push('\n');
             }
-            let answer = self.send(Method::POST, "_bulk", Body::NdJson(&body)).await?;
+            let answer = self
+                .send(Method::POST, "_bulk", Body::NdJson(&body))
+                .await?;
             let items = wire::bulk_items(&answer, pending.len())
                 .map_err(|reason| self.unexpected("POST", "_bulk", reason))?;
             let mut again = Vec::new();
@@ -353,7 +362,11 @@ impl Elastic {
     pub async fn ensure_index(&self, index: &str, mappings: &Value) -> Result<(), ElasticError> {
         let path = encode_path(index);
         match self
-            .send(Method::PUT, &path, Body::Json(&json!({"mappings": mappings})))
+            .send(
+                Method::PUT,
+                &path,
+                Body::Json(&json!({"mappings": mappings})),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -367,7 +380,12 @@ impl Elastic {
     }
 
     /// Sends one request, retrying what the API documents as passing; the answer's JSON.
-    async fn send(&self, method: Method, path: &str, body: Body<'_>) -> Result<Value, ElasticError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+    ) -> Result<Value, ElasticError> {
         let url = self
             .base
             .join(path)
@@ -437,7 +455,9 @@ impl Elastic {
     /// asked, at most 30 s.
     fn pause(&self, attempt: u32, asked: Option<Duration>) -> Duration {
         asked
-            .unwrap_or_else(|| self.settings.first_retry * 2u32.saturating_pow(attempt.saturating_sub(1)))
+            .unwrap_or_else(|| {
+                self.settings.first_retry * 2u32.saturating_pow(attempt.saturating_sub(1))
+            })
             .min(MAX_RETRY_PAUSE)
     }
 
@@ -468,8 +488,9 @@ fn authorization(settings: &ElasticSettings) -> Result<Option<HeaderValue>, Elas
         }
         _ => return Ok(None),
     };
-    let mut header = HeaderValue::from_str(&value)
-        .map_err(|_| ElasticError::Settings("credentials hold characters a header cannot carry".into()))?;
+    let mut header = HeaderValue::from_str(&value).map_err(|_| {
+        ElasticError::Settings("credentials hold characters a header cannot carry".into())
+    })?;
     header.set_sensitive(true);
     Ok(Some(header))
 }

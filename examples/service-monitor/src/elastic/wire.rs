@@ -37,9 +37,17 @@ pub(super) fn refusal(status: u16, body: &str) -> Refusal {
     let error = parsed.as_ref().map(|v| &v["error"]);
     let (kind, reason, durability) = match error {
         Some(Value::Object(e)) => (
-            e.get("type").and_then(Value::as_str).unwrap_or_default().to_string(),
-            e.get("reason").and_then(Value::as_str).unwrap_or_default().to_string(),
-            e.get("durability").and_then(Value::as_str).map(str::to_string),
+            e.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            e.get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            e.get("durability")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         ),
         // Some proxies and old versions answer `{"error": "text"}`.
         Some(Value::String(s)) => (String::new(), s.clone(), None),
@@ -116,12 +124,11 @@ pub(super) fn page(body: &Value) -> Result<Page, String> {
 /// # Errors
 /// A description when the answer has no `items` or not one per action.
 pub(super) fn bulk_items(body: &Value, actions: usize) -> Result<Vec<Result<(), Refusal>>, String> {
-    let items = body["items"].as_array().ok_or("the answer has no `items`")?;
+    let items = body["items"]
+        .as_array()
+        .ok_or("the answer has no `items`")?;
     if items.len() != actions {
-        return Err(format!(
-            "{} items answer {actions} actions",
-            items.len()
-        ));
+        return Err(format!("{} items answer {actions} actions", items.len()));
     }
     Ok(items
         .iter()
@@ -159,11 +166,22 @@ mod tests {
         let p1 = page(&fixture("search_page_1.json")).unwrap();
         assert_eq!(p1.hits.len(), 3);
         assert_eq!(p1.hits[0].0["service"], "checkout");
-        assert_eq!(p1.hits[2].1, serde_json::json!([1_793_534_401_457_i64, 4_294_967_339_i64]));
+        assert_eq!(
+            p1.hits[2].1,
+            serde_json::json!([1_793_534_401_457_i64, 4_294_967_339_i64])
+        );
         let p2 = page(&fixture("search_page_2.json")).unwrap();
         assert_eq!(p2.hits.len(), 1);
-        assert_ne!(p1.pit_id, p2.pit_id, "the point in time changes between pages");
-        assert!(page(&fixture("search_page_empty.json")).unwrap().hits.is_empty());
+        assert_ne!(
+            p1.pit_id, p2.pit_id,
+            "the point in time changes between pages"
+        );
+        assert!(
+            page(&fixture("search_page_empty.json"))
+                .unwrap()
+                .hits
+                .is_empty()
+        );
         assert!(page(&serde_json::json!({"_shards": {"failed": 1, "failures": [{"reason": {"reason": "boom"}}]}, "hits": {"hits": []}})).unwrap_err().contains("boom"));
     }
 
@@ -174,11 +192,20 @@ mod tests {
         let items = bulk_items(&fixture("bulk_partial.json"), 3).unwrap();
         assert!(items[0].is_ok());
         let r = items[1].as_ref().unwrap_err();
-        assert_eq!((r.status, r.kind.as_str(), r.retryable), (400, "document_parsing_exception", false));
+        assert_eq!(
+            (r.status, r.kind.as_str(), r.retryable),
+            (400, "document_parsing_exception", false)
+        );
         let r = items[2].as_ref().unwrap_err();
-        assert_eq!((r.status, r.kind.as_str(), r.retryable), (429, "es_rejected_execution_exception", true));
+        assert_eq!(
+            (r.status, r.kind.as_str(), r.retryable),
+            (429, "es_rejected_execution_exception", true)
+        );
         let items = bulk_items(&fixture("bulk_partial_mapper_parsing.json"), 3).unwrap();
-        assert_eq!(items[1].as_ref().unwrap_err().kind, "mapper_parsing_exception");
+        assert_eq!(
+            items[1].as_ref().unwrap_err().kind,
+            "mapper_parsing_exception"
+        );
         assert!(bulk_items(&fixture("bulk_ok.json"), 3).is_err());
     }
 
@@ -196,7 +223,10 @@ mod tests {
         let denied = r("error_unauthorized.json", 401);
         assert_eq!(denied.kind, "security_exception");
         assert!(!denied.retryable);
-        assert_eq!(r("error_resource_exists.json", 400).kind, "resource_already_exists_exception");
+        assert_eq!(
+            r("error_resource_exists.json", 400).kind,
+            "resource_already_exists_exception"
+        );
         let mut permanent = fixture("error_too_many_requests.json");
         permanent["error"]["durability"] = "PERMANENT".into();
         assert!(!refusal(429, &permanent.to_string()).retryable);
@@ -208,8 +238,13 @@ mod tests {
     fn points_in_time_are_read_from_both_apis() {
         assert!(fixture("pit_open.json")["id"].is_string());
         assert!(fixture("opensearch/pit_create.json")["pit_id"].is_string());
-        assert_eq!(fixture("root_opensearch.json")["version"]["distribution"], "opensearch");
-        assert!(fixture("root_elasticsearch.json")["version"]["distribution"].is_null()
-            || fixture("root_elasticsearch.json")["version"]["distribution"] == "default");
+        assert_eq!(
+            fixture("root_opensearch.json")["version"]["distribution"],
+            "opensearch"
+        );
+        assert!(
+            fixture("root_elasticsearch.json")["version"]["distribution"].is_null()
+                || fixture("root_elasticsearch.json")["version"]["distribution"] == "default"
+        );
     }
 }

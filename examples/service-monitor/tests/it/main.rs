@@ -1,1 +1,4 @@
-//! Integration tests.
+//! The service monitor's integration tests.
+
+mod accuracy;
+mod common;
