@@ -10,7 +10,7 @@ pub enum MonitorError {
     Config(#[from] service_kit::KitError),
     /// Elasticsearch (or OpenSearch) refused a request or could not be reached, after the retries the API allows.
     #[error("Elasticsearch: {0}")]
-    Elastic(#[from] crate::elastic::ElasticError),
+    Elastic(Box<crate::elastic::ElasticError>),
     /// The engine, the windows or the generator refused their input or parameters.
     #[error(transparent)]
     Engine(#[from] anomaly_core::Error),
@@ -42,6 +42,12 @@ pub enum MonitorError {
         /// Why.
         reason: String,
     },
+}
+
+impl From<crate::elastic::ElasticError> for MonitorError {
+    fn from(e: crate::elastic::ElasticError) -> Self {
+        MonitorError::Elastic(Box::new(e))
+    }
 }
 
 impl MonitorError {

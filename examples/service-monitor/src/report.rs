@@ -205,15 +205,15 @@ fn service_chart(path: &Path, service: &str, rows: &[&WindowRow], data: &ReportD
     c.draw_series(LineSeries::new(line(|r| r.latency_p95), &P95))?
         .label("p95")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], P95));
-    c.draw_series(marks.iter().filter_map(|m| {
+    c.draw_series(marks.iter().map(|m| {
         let y = at(m.window_start)
             .and_then(|r| r.latency_p95)
             .unwrap_or(0.0);
-        Some(Circle::new(
+        Circle::new(
             (m.window_start, y),
             if m.alerted { 6 } else { 4 },
             FLAG.filled(),
-        ))
+        )
     }))?
     .label("anomaly (large: alert)")
     .legend(|(x, y)| Circle::new((x + 10, y), 4, FLAG.filled()));

@@ -4,7 +4,9 @@
 //! - **Reading** ([`Elastic::scan`]): a point in time is opened on the index pattern, pages of `ES_PAGE_SIZE`
 //!   are read in `(timestamp, tiebreaker)` order with `search_after` (the tiebreaker is `_shard_doc` on
 //!   Elasticsearch, `_id` on OpenSearch, which has no `_shard_doc` before 3.3), the newest `pit_id` is sent with
-//!   each next page, and the point in time is closed at the end, error or not. This is Elastic's recommended deep
+//!   each next page, and the point in time is closed at the end, error or not (one that expired between two pages,
+//!   `search_context_missing_exception`, is opened again and the read goes on from the last sort values). This is
+//!   Elastic's recommended deep
 //!   pagination: a consistent view, no `from + size` limit, no scroll context left behind.
 //! - **Writing** ([`Elastic::bulk_index`]): NDJSON `index` actions with the caller's document ids, so writing the
 //!   same anomaly twice replaces it; items refused with 429 are sent again, other refused items are reported.
@@ -128,7 +130,7 @@ pub enum ElasticError {
         /// The request's path.
         path: String,
         /// What the cluster answered.
-        refusal: Refusal,
+        refusal: Box<Refusal>,
     },
     /// The answer is not what the API documents.
     #[error("{method} {path}: unexpected answer: {reason}")]
@@ -151,9 +153,12 @@ pub struct BulkReport {
     pub refused: Vec<(String, Refusal)>,
 }
 
-/// A connection to one cluster.
+/// A connection to one cluster; cheap to clone (the clones share it).
 #[derive(Debug, Clone)]
-pub struct Elastic {
+pub struct Elastic(std::sync::Arc<Connection>);
+
+#[derive(Debug)]
+struct Connection {
     client: reqwest::Client,
     base: reqwest::Url,
     authorization: Option<HeaderValue>,
@@ -198,19 +203,20 @@ impl Elastic {
             .build()
             .map_err(|e| ElasticError::Settings(format!("HTTP client: {e}")))?;
         let authorization = authorization(&settings)?;
-        let mut elastic = Elastic {
+        let mut connection = Connection {
             client,
             base,
             authorization,
             flavor: Flavor::Elasticsearch,
             settings,
         };
-        let root = elastic.send(Method::GET, "", Body::None).await?;
+        let root = connection.send(Method::GET, "", Body::None).await?;
         if root["version"]["distribution"] == "opensearch" {
-            elastic.flavor = Flavor::OpenSearch;
+            connection.flavor = Flavor::OpenSearch;
         }
+        let elastic = Elastic(std::sync::Arc::new(connection));
         tracing::info!(
-            flavor = ?elastic.flavor,
+            flavor = ?elastic.flavor(),
             version = root["version"]["number"].as_str().unwrap_or("?"),
             "connected to the cluster"
         );
@@ -219,7 +225,7 @@ impl Elastic {
 
     /// The API the cluster speaks.
     pub fn flavor(&self) -> Flavor {
-        self.flavor
+        self.0.flavor
     }
 
     /// Reads every event of `index` (a pattern or list) whose `timestamp_field` lies in `[from, until)` (epoch
@@ -239,13 +245,14 @@ impl Elastic {
         let result = async {
             let mut search_after: Option<Value> = None;
             let mut read = 0u64;
+            let mut reopened = 0;
             loop {
-                let tiebreaker = match self.flavor {
+                let tiebreaker = match self.0.flavor {
                     Flavor::Elasticsearch => json!({"_shard_doc": "asc"}),
                     Flavor::OpenSearch => json!({"_id": "asc"}),
                 };
                 let mut body = json!({
-                    "size": self.settings.page_size,
+                    "size": self.0.settings.page_size,
                     "query": {"range": {timestamp_field: {"gte": from, "lt": until, "format": "epoch_millis"}}},
                     "pit": {"id": pit, "keep_alive": KEEP_ALIVE},
                     "sort": [{timestamp_field: {"order": "asc"}}, tiebreaker],
@@ -254,8 +261,19 @@ impl Elastic {
                 if let Some(after) = &search_after {
                     body["search_after"] = after.clone();
                 }
-                let answer = self.send(Method::POST, "_search", Body::Json(&body)).await?;
-                let page = wire::page(&answer).map_err(|reason| self.unexpected("POST", "_search", reason))?;
+                let answer = match self.0.send(Method::POST, "_search", Body::Json(&body)).await {
+                    Err(ElasticError::Refused { refusal, .. })
+                        if refusal.cause == "search_context_missing_exception" && reopened < self.0.settings.attempts =>
+                    {
+                        // The point in time expired between two pages: a new one, and on from the last sort values.
+                        reopened += 1;
+                        tracing::warn!("the point in time expired; reading on in a new one");
+                        pit = self.open_pit(index).await?;
+                        continue;
+                    }
+                    other => other?,
+                };
+                let page = wire::page(&answer).map_err(|reason| self.0.unexpected("POST", "_search", reason))?;
                 if let Some(id) = page.pit_id {
                     pit = id;
                 }
@@ -265,7 +283,7 @@ impl Elastic {
                     read += 1;
                     on_event(source)?;
                 }
-                if n < self.settings.page_size {
+                if n < self.0.settings.page_size {
                     return Ok(read);
                 }
             }
@@ -279,33 +297,35 @@ impl Elastic {
 
     async fn open_pit(&self, index: &str) -> Result<String, ElasticError> {
         let index = encode_path(index);
-        let (path, key) = match self.flavor {
+        let (path, key) = match self.0.flavor {
             Flavor::Elasticsearch => (format!("{index}/_pit?keep_alive={KEEP_ALIVE}"), "id"),
             Flavor::OpenSearch => (
                 format!("{index}/_search/point_in_time?keep_alive={KEEP_ALIVE}"),
                 "pit_id",
             ),
         };
-        let answer = self.send(Method::POST, &path, Body::None).await?;
-        answer[key]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| self.unexpected("POST", &path, format!("no `{key}` in {answer}")))
+        let answer = self.0.send(Method::POST, &path, Body::None).await?;
+        answer[key].as_str().map(str::to_string).ok_or_else(|| {
+            self.0
+                .unexpected("POST", &path, format!("no `{key}` in {answer}"))
+        })
     }
 
     async fn close_pit(&self, pit: &str) -> Result<(), ElasticError> {
-        match self.flavor {
+        match self.0.flavor {
             Flavor::Elasticsearch => {
-                self.send(Method::DELETE, "_pit", Body::Json(&json!({"id": pit})))
+                self.0
+                    .send(Method::DELETE, "_pit", Body::Json(&json!({"id": pit})))
                     .await?
             }
             Flavor::OpenSearch => {
-                self.send(
-                    Method::DELETE,
-                    "_search/point_in_time",
-                    Body::Json(&json!({"pit_id": [pit]})),
-                )
-                .await?
+                self.0
+                    .send(
+                        Method::DELETE,
+                        "_search/point_in_time",
+                        Body::Json(&json!({"pit_id": [pit]})),
+                    )
+                    .await?
             }
         };
         Ok(())
@@ -335,20 +355,23 @@ impl Elastic {
                 body.push('\n');
             }
             let answer = self
+                .0
                 .send(Method::POST, "_bulk", Body::NdJson(&body))
                 .await?;
             let items = wire::bulk_items(&answer, pending.len())
-                .map_err(|reason| self.unexpected("POST", "_bulk", reason))?;
+                .map_err(|reason| self.0.unexpected("POST", "_bulk", reason))?;
             let mut again = Vec::new();
             for (doc, item) in pending.into_iter().zip(items) {
                 match item {
                     Ok(()) => report.written += 1,
-                    Err(r) if r.status == 429 && round < self.settings.attempts => again.push(doc),
+                    Err(r) if r.status == 429 && round < self.0.settings.attempts => {
+                        again.push(doc)
+                    }
                     Err(r) => report.refused.push((doc.0.clone(), r)),
                 }
             }
             if !again.is_empty() {
-                tokio::time::sleep(self.pause(round, None)).await;
+                tokio::time::sleep(self.0.pause(round, None)).await;
             }
             pending = again;
         }
@@ -362,6 +385,7 @@ impl Elastic {
     pub async fn ensure_index(&self, index: &str, mappings: &Value) -> Result<(), ElasticError> {
         let path = encode_path(index);
         match self
+            .0
             .send(
                 Method::PUT,
                 &path,
@@ -378,7 +402,9 @@ impl Elastic {
             Err(e) => Err(e),
         }
     }
+}
 
+impl Connection {
     /// Sends one request, retrying what the API documents as passing; the answer's JSON.
     async fn send(
         &self,
@@ -424,7 +450,7 @@ impl Elastic {
                         return Err(ElasticError::Refused {
                             method: method.to_string(),
                             path: path.to_string(),
-                            refusal,
+                            refusal: Box::new(refusal),
                         });
                     }
                     tracing::warn!(%method, path, attempt, %refusal, "the cluster is busy; trying again");

@@ -16,6 +16,9 @@ pub struct Refusal {
     pub kind: String,
     /// `error.reason`, or the start of the body.
     pub reason: String,
+    /// The type of the error's first cause (`error.caused_by` or `error.root_cause[0]`), when it names one:
+    /// `search_context_missing_exception` says a point in time expired.
+    pub cause: String,
     /// Whether the API documents the failure as passing (429, 502, 503, 504; a circuit breaker only when its
     /// `durability` is `TRANSIENT`).
     pub retryable: bool,
@@ -35,23 +38,23 @@ impl std::fmt::Display for Refusal {
 pub(super) fn refusal(status: u16, body: &str) -> Refusal {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let error = parsed.as_ref().map(|v| &v["error"]);
-    let (kind, reason, durability) = match error {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    let (kind, reason, durability, cause) = match error {
         Some(Value::Object(e)) => (
-            e.get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            e.get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            text(e.get("type")),
+            text(e.get("reason")),
             e.get("durability")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            text(e.get("caused_by").and_then(|c| c.get("type")).or_else(|| {
+                e.get("root_cause")
+                    .and_then(|r| r.get(0))
+                    .and_then(|c| c.get("type"))
+            })),
         ),
         // Some proxies and old versions answer `{"error": "text"}`.
-        Some(Value::String(s)) => (String::new(), s.clone(), None),
-        _ => (String::new(), clip(body), None),
+        Some(Value::String(s)) => (String::new(), s.clone(), None, String::new()),
+        _ => (String::new(), clip(body), None, String::new()),
     };
     let retryable = if kind == "circuit_breaking_exception" {
         durability.as_deref() == Some("TRANSIENT")
@@ -62,6 +65,7 @@ pub(super) fn refusal(status: u16, body: &str) -> Refusal {
         status,
         kind,
         reason,
+        cause,
         retryable,
     }
 }
@@ -218,7 +222,9 @@ mod tests {
         let missing = r("error_index_not_found.json", 404);
         assert_eq!(missing.kind, "index_not_found_exception");
         assert!(!missing.retryable);
-        assert!(!r("error_pit_expired.json", 404).retryable);
+        let expired = r("error_pit_expired.json", 404);
+        assert!(!expired.retryable);
+        assert_eq!(expired.cause, "search_context_missing_exception");
         assert!(!r("error_parsing.json", 400).retryable);
         let denied = r("error_unauthorized.json", 401);
         assert_eq!(denied.kind, "security_exception");

@@ -14,15 +14,15 @@ const RECOVERY_SECONDS: f64 = 600.0;
 
 /// What one seed gave.
 #[derive(Debug, Default)]
-pub struct Outcome {
-    pub caught: usize,
-    pub incidents: usize,
-    pub missed: Vec<String>,
-    pub false_windows: usize,
-    pub normal_windows: usize,
+pub(crate) struct Outcome {
+    pub(crate) caught: usize,
+    pub(crate) incidents: usize,
+    pub(crate) missed: Vec<String>,
+    pub(crate) false_windows: usize,
+    pub(crate) normal_windows: usize,
     /// Alerts per incident, in the plan's order.
-    pub alerts_per_incident: Vec<usize>,
-    pub false_alerts: usize,
+    pub(crate) alerts_per_incident: Vec<usize>,
+    pub(crate) false_alerts: usize,
 }
 
 fn overlaps(w: &ScoredWindow, i: &Incident, width: f64, after: f64) -> bool {
@@ -31,7 +31,12 @@ fn overlaps(w: &ScoredWindow, i: &Incident, width: f64, after: f64) -> bool {
         && w.row.window_start + width > i.start()
 }
 
-pub fn judge(scored: &[ScoredWindow], incidents: &[Incident], width: f64, from: f64) -> Outcome {
+pub(crate) fn judge(
+    scored: &[ScoredWindow],
+    incidents: &[Incident],
+    width: f64,
+    from: f64,
+) -> Outcome {
     let mut o = Outcome {
         incidents: incidents.len(),
         ..Outcome::default()

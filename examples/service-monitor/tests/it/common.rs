@@ -11,7 +11,7 @@ use service_monitor::source::Source;
 use service_monitor::{Config, Context};
 
 /// A configuration from `vars` over the defaults, with its data in `dir`.
-pub fn config(dir: &Path, vars: &[(&str, &str)]) -> Config {
+pub(crate) fn config(dir: &Path, vars: &[(&str, &str)]) -> Config {
     let mut all: Vec<(String, String)> = vec![("DATA_DIR".into(), dir.display().to_string())];
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::from_lookup(move |name| {
@@ -25,18 +25,18 @@ pub fn config(dir: &Path, vars: &[(&str, &str)]) -> Config {
 
 /// Labelled traffic as the demo makes it: `train_hours` quiet, then `live_hours` with the incident plan, written
 /// to `<dir>/traffic.ndjson`; the training part is collected to `<dir>/training.ndjson`.
-pub struct Traffic {
+pub(crate) struct Traffic {
     /// All of it.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The training part.
-    pub training: PathBuf,
+    pub(crate) training: PathBuf,
     /// The incidents.
-    pub incidents: Vec<Incident>,
+    pub(crate) incidents: Vec<Incident>,
     /// Where training ends, epoch seconds.
-    pub training_end: f64,
+    pub(crate) training_end: f64,
 }
 
-pub async fn traffic(
+pub(crate) async fn traffic(
     config: &Config,
     dir: &Path,
     seed: u64,
@@ -74,7 +74,7 @@ pub async fn traffic(
 }
 
 /// Shared state for a monitor run whose HTTP side is not served.
-pub fn shared() -> Shared {
+pub(crate) fn shared() -> Shared {
     let mut telemetry = service_kit::Telemetry::new("service_monitor");
     Shared {
         recent: Recent::default(),
@@ -84,7 +84,11 @@ pub fn shared() -> Shared {
 }
 
 /// Trains on the traffic's training part, then monitors the whole file once, keeping the windows.
-pub async fn train_and_monitor(ctx: &Context, traffic: &Traffic, sink: Sink) -> MonitorReport {
+pub(crate) async fn train_and_monitor(
+    ctx: &Context,
+    traffic: &Traffic,
+    sink: Sink,
+) -> MonitorReport {
     commands::train(ctx, &traffic.training).await.unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let options = MonitorOptions {
