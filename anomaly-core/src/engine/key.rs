@@ -53,6 +53,8 @@ pub(crate) struct KeyState {
     /// Flagged records held out of the history while `learn_flagged` is off, oldest first (at most
     /// [`EngineParams::held_limit`]); a drift retrain learns them.
     pub(crate) held: Mutex<VecDeque<Value>>,
+    /// Records flagged in a row since the last one learnt.
+    pub(crate) flagged_in_a_row: AtomicUsize,
     pub(crate) baseline: Mutex<Baseline>,
     pub(crate) since_train: AtomicU64,
     pub(crate) training: AtomicBool,
@@ -148,6 +150,7 @@ impl KeyState {
             reason: Mutex::new(None),
             history: Mutex::new(Reservoir::new(params.max_history, seed)),
             held: Mutex::new(VecDeque::new()),
+            flagged_in_a_row: AtomicUsize::new(0),
             baseline: Mutex::new(Baseline::new(
                 *params.vectorizer.get_limits(),
                 params.vectorizer.get_max_columns(),
@@ -241,6 +244,7 @@ impl KeyState {
     pub(crate) fn clear(&self, params: &EngineParams) {
         lock(&self.history).clear();
         lock(&self.held).clear();
+        self.flagged_in_a_row.store(0, Ordering::Release);
         lock(&self.baseline).clear();
         self.since_train.store(0, Ordering::Release);
         lock(&self.pending_drift).take();

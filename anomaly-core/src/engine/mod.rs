@@ -504,8 +504,8 @@ impl Engine {
     ) -> Result<(Outcome, bool)> {
         let outcome = self.score_state(state, record, true)?;
         let params = self.params();
+        let limit = params.held_limit();
         if !params.learn_flagged && outcome.is_anomaly() {
-            let limit = params.held_limit();
             if limit > 0 {
                 let mut held = lock(&state.held);
                 if held.len() == limit {
@@ -513,19 +513,29 @@ impl Engine {
                 }
                 held.push_back(record.clone());
             }
+            let in_a_row = state.flagged_in_a_row.fetch_add(1, Ordering::AcqRel) + 1;
             // A lasting change is flagged record after record: drift found meanwhile retrains here, on the history
-            // and the held records (this one included), or no record would ever be learnt again.
+            // and the held records (this one included), or no record would ever be learnt again. Without a drift
+            // detector yet (a young model), a whole drift window flagged in a row is taken for the same.
             if state.model().is_some() && self.rested(state) {
-                let drift = lock(&state.pending_drift).take();
-                if let Some(report) = drift {
+                let watched = lock(&state.drift).is_some();
+                let reason = match lock(&state.pending_drift).take() {
+                    Some(report) => Some(TrainReason::Drift(report)),
+                    None if !watched && limit > 0 && in_a_row >= limit => {
+                        Some(TrainReason::LastingChange)
+                    }
+                    None => None,
+                };
+                if let Some(reason) = reason {
                     self.learn_held(key, state);
-                    if let Err(e) = self.train_state(key, state, TrainReason::Drift(report)) {
+                    if let Err(e) = self.train_state(key, state, reason) {
                         tracing::warn!(key, error = %e, "training failed; the current model stays");
                     }
                 }
             }
             return Ok((outcome, false));
         }
+        state.flagged_in_a_row.store(0, Ordering::Release);
         let len = {
             let mut h = lock(&state.history);
             h.push_with(|| record.clone());
@@ -567,6 +577,7 @@ impl Engine {
     /// Adds the records held apart to the history and the baseline and persists them, before a drift retrain.
     fn learn_held(&self, key: &str, state: &KeyState) {
         let held: Vec<Value> = lock(&state.held).drain(..).collect();
+        state.flagged_in_a_row.store(0, Ordering::Release);
         if held.is_empty() {
             return;
         }
@@ -795,5 +806,32 @@ impl Engine {
         let removed = self.trainer.persistence.clear_history(key)?;
         state.clear(self.params());
         Ok(removed)
+    }
+
+    /// Replaces a key's history with `records`, learnt as they are: none is scored, flagged or held apart, and
+    /// the baseline is rebuilt from them. The model stays until the next training ([`train`](Self::train)), which
+    /// then learns exactly these records: for an application that chose its training set itself (the records a
+    /// first model did not flag).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecord`] for a record that is not an object or exceeds the limits (nothing is replaced);
+    /// [`Error::Persistence`] when the store cannot be read or its history cleared.
+    pub fn replace_history(&self, key: &str, records: &[Value]) -> Result<()> {
+        let limits = self.params().vectorizer.get_limits();
+        for r in records {
+            flatten(r, limits)?;
+        }
+        let state = self.state(key)?;
+        self.trainer.persistence.clear_history(key)?;
+        state.clear(self.params());
+        {
+            let mut h = lock(&state.history);
+            for r in records {
+                h.push_with(|| r.clone());
+            }
+        }
+        self.persist_history(key, &state, records);
+        self.learn_baseline(&state, records, true);
+        Ok(())
     }
 }

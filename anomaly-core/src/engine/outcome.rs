@@ -53,6 +53,10 @@ pub enum TrainReason {
     Stale,
     /// Drift was detected.
     Drift(DriftReport),
+    /// Every record of a drift window was flagged, while no drift detector watched the key yet (its model was
+    /// trained on fewer than two drift windows): with [`learn_flagged`](super::EngineParams::learn_flagged) off,
+    /// the change is learnt as the new normal.
+    LastingChange,
     /// The key's sensitivity changed.
     Sensitivity,
     /// The key's pinned field roles changed.
@@ -68,7 +72,10 @@ impl TrainReason {
     pub(crate) fn is_automatic(&self) -> bool {
         matches!(
             self,
-            TrainReason::NewRecords | TrainReason::Drift(_) | TrainReason::Stale
+            TrainReason::NewRecords
+                | TrainReason::Drift(_)
+                | TrainReason::Stale
+                | TrainReason::LastingChange
         )
     }
 }

@@ -207,6 +207,8 @@ impl EngineParams {
     /// out of the history and the persistence. Only a drift retrain learns the held records (the newest, at most
     /// the drift window's length; older ones are forgotten), first adding them to the history: a change that lasts
     /// long enough to be drift is the new normal, and its first records were flagged before it was known to last.
+    /// While a key has no drift detector yet (its model was trained on fewer than two drift windows), a drift
+    /// window of records all flagged in a row counts as such a change ([`TrainReason::LastingChange`](super::TrainReason::LastingChange)).
     /// Without drift detection, flagged records are never learnt. Held records are kept in memory only.
     pub fn learn_flagged(mut self, yes: bool) -> Self {
         self.learn_flagged = yes;

@@ -112,9 +112,12 @@ impl WindowAggregator {
     /// knows which values are new.
     pub fn vocabulary(&self) -> Vocabularies {
         let fields = &self.params.category_fields;
+        let pending = self.pending_vocabulary.iter();
         self.services
             .iter()
-            .map(|(service, s)| (service.clone(), s.vocabulary.export(fields)))
+            .map(|(service, s)| (service, &s.vocabulary))
+            .chain(pending)
+            .map(|(service, v)| (service.clone(), v.export(fields)))
             .collect()
     }
 
@@ -150,8 +153,8 @@ impl WindowAggregator {
     /// # Errors
     /// [`Error::InvalidRecord`] naming the field, leaving the aggregator unchanged, if the event is not an object,
     /// its service is missing or not a non-empty string, its timestamp is missing, unparseable or outside the years
-    /// 1 to 9999, its latency, status or an extra field is present but not numeric, or it would leave more than
-    /// `max_span_windows` windows open.
+    /// 1 to 9999, its latency, status or an extra field is present but not numeric, it would leave more than
+    /// `max_span_windows` windows open, or its service would be one more than `max_services`.
     pub fn push(&mut self, event: &Value) -> Result<Vec<WindowRow>> {
         let o = observe(&self.params, event)?;
         let index = self
@@ -184,6 +187,19 @@ impl WindowAggregator {
             });
         }
 
+        if !self.services.contains_key(&o.service)
+            && self.services.len() >= self.params.max_services
+        {
+            return Err(Error::InvalidRecord {
+                reason: format!(
+                    "field `{}`: `{}` would be service number {}, more than max_services = {}",
+                    self.params.service_field,
+                    o.service,
+                    self.services.len() + 1,
+                    self.params.max_services
+                ),
+            });
+        }
         self.lowest = Some(self.lowest.map_or(index, |l| l.min(index)));
         self.highest = Some(newest);
         self.newest = Some(self.newest.map_or(o.timestamp, |t| t.max(o.timestamp)));

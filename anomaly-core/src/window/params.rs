@@ -21,6 +21,7 @@ const MIN_WIDTH: f64 = 1e-3;
 /// | `error_status_at_least` | 500 | an event is an error when its status is at least this |
 /// | `extra_fields` | every other numeric field | fields whose per-window mean goes in [`WindowRow::extra`](super::WindowRow::extra) |
 /// | `max_span_windows` | 100 000 | most windows that may be open at once, from the oldest not yet emitted to the newest seen |
+/// | `max_services` | 10 000 | services tracked; events of further services are refused |
 /// | `category_fields` | none | fields whose new values are measured: [`WindowRow::new_value_share`](super::WindowRow::new_value_share) |
 /// | `max_category_values` | 1 000 | values remembered per category field and service; once full, further values count as seen |
 /// | `new_value_windows` | 1 | windows, from its first, in which a value counts as new |
@@ -40,6 +41,8 @@ pub struct WindowParams {
     pub(super) error_status_at_least: f64,
     pub(super) extra_fields: Option<Vec<String>>,
     pub(super) max_span_windows: u64,
+    #[serde(default = "default_max_services")]
+    pub(super) max_services: usize,
     #[serde(default)]
     pub(super) category_fields: Vec<String>,
     #[serde(default = "default_max_category_values")]
@@ -52,6 +55,10 @@ pub struct WindowParams {
 
 fn default_new_value_windows() -> u64 {
     1
+}
+
+fn default_max_services() -> usize {
+    10_000
 }
 
 fn default_max_category_values() -> usize {
@@ -77,6 +84,7 @@ impl WindowParams {
             error_status_at_least: 500.0,
             extra_fields: None,
             max_span_windows: 100_000,
+            max_services: default_max_services(),
             category_fields: Vec::new(),
             max_category_values: default_max_category_values(),
             new_value_windows: default_new_value_windows(),
@@ -142,6 +150,14 @@ impl WindowParams {
     /// Most windows open at once (default 100,000; at least 1).
     pub fn max_span_windows(mut self, windows: u64) -> Self {
         self.max_span_windows = windows;
+        self
+    }
+
+    /// Services tracked at once (default 10,000; at least 1): each has a row every window from its first event
+    /// on, and its vocabulary; an event of a service beyond the bound is refused, so a wrong service field (a
+    /// request id) cannot fill memory.
+    pub fn max_services(mut self, n: usize) -> Self {
+        self.max_services = n;
         self
     }
 
@@ -231,6 +247,9 @@ impl WindowParams {
                 "field names must not be empty",
             ));
         }
+        if self.max_services == 0 {
+            return Err(Error::invalid("max_services", "must be at least 1"));
+        }
         if self.new_value_warmup_windows == 0 {
             return Err(Error::invalid(
                 "new_value_warmup_windows",
@@ -299,6 +318,7 @@ mod tests {
             (p().category_fields([""]), "category_fields"),
             (p().max_category_values(0), "max_category_values"),
             (p().new_value_windows(0), "new_value_windows"),
+            (p().max_services(0), "max_services"),
             (p().new_value_warmup_windows(0), "new_value_warmup_windows"),
         ];
         for (params, expected) in cases {

@@ -469,3 +469,33 @@ fn advancing_the_watermark_closes_silent_windows() {
     );
     assert_eq!(windows.flush().len(), 2);
 }
+
+#[test]
+fn services_are_bounded_and_pending_vocabularies_are_kept() {
+    let mut windows = WindowParams::new()
+        .max_services(2)
+        .category_fields(["endpoint"])
+        .build()
+        .unwrap();
+    let learnt: crate::window::Vocabularies = [(
+        "quiet".to_string(),
+        [("endpoint".to_string(), vec!["/a".to_string()])].into(),
+    )]
+    .into();
+    windows.learn_vocabulary(&learnt);
+    windows
+        .push(&json!({"service": "a", "timestamp": 1}))
+        .unwrap();
+    windows
+        .push(&json!({"service": "b", "timestamp": 1}))
+        .unwrap();
+    let err = windows
+        .push(&json!({"service": "c", "timestamp": 1}))
+        .unwrap_err();
+    assert!(err.to_string().contains("max_services"), "{err}");
+    assert_eq!(
+        windows.vocabulary()["quiet"]["endpoint"],
+        ["/a"],
+        "a service yet to speak keeps its vocabulary"
+    );
+}

@@ -37,11 +37,17 @@ impl Vocabulary {
             let mut new = 0;
             if let Some(w) = window {
                 for (value, n) in w.values(i) {
+                    // Values of the warm-up are the service's vocabulary, not new ones.
+                    let seen_at = if self.windows < warmup {
+                        LONG_AGO
+                    } else {
+                        index
+                    };
                     let first = match known.get(value) {
                         Some(&first) => first,
                         None if known.len() < max_values => {
-                            known.insert(value.clone(), index);
-                            index
+                            known.insert(value.clone(), seen_at);
+                            seen_at
                         }
                         None => LONG_AGO,
                     };

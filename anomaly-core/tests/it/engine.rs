@@ -1083,3 +1083,48 @@ fn flagged_records_stay_out_of_training_unless_drift_makes_them_the_new_normal()
         "the new level is still flagged"
     );
 }
+
+#[test]
+fn a_young_model_learns_a_change_that_is_flagged_for_a_whole_drift_window() {
+    // 200 records: too few for a drift detector over windows of 150, so only the rule of a window flagged in a row
+    // can learn the new level.
+    let engine = Engine::in_memory(
+        EngineParams::new()
+            .min_training_records(200)
+            .retrain_every(10_000)
+            .learn_flagged(false)
+            .sensitivity(Contamination::Fraction(0.01))
+            .forest(IsolationForestParams::new().seed(2))
+            .drift(Some(DriftParams::new().window(150).check_every(10))),
+    )
+    .unwrap();
+    for r in &orders(200, 7, 100.0) {
+        engine.observe("k", r).unwrap();
+    }
+    let shifted = orders(400, 8, 5_000.0);
+    let outcomes: Vec<Outcome> = shifted
+        .iter()
+        .map(|r| engine.observe("k", r).unwrap())
+        .collect();
+    assert!(outcomes[..149].iter().all(Outcome::is_anomaly));
+    let versions = engine.persistence().model_versions("k").unwrap();
+    let reasons: Vec<&Value> = versions
+        .iter()
+        .map(|m| &m.metadata.metrics["reason"]["reason"])
+        .collect();
+    assert_eq!(reasons[1], "lasting_change", "{reasons:?}");
+    assert!(outcomes[300..].iter().filter(|o| o.is_anomaly()).count() <= 5);
+
+    // replace_history: exactly the records given, none scored.
+    let chosen = orders(50, 9, 100.0);
+    engine.replace_history("k", &chosen).unwrap();
+    assert_eq!(engine.history("k").unwrap(), chosen);
+    engine.train("k").unwrap();
+    assert_eq!(engine.model_info("k").unwrap().unwrap().trained_on, 50);
+    assert!(engine.replace_history("k", &[json!(3)]).is_err());
+    assert_eq!(
+        engine.history("k").unwrap().len(),
+        50,
+        "nothing replaced on a bad record"
+    );
+}

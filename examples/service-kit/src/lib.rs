@@ -11,7 +11,8 @@
 //! - [`serve`]: HTTP/1 with a header read timeout, until [`shutdown_signal`] (SIGTERM or SIGINT); in-flight
 //!   requests finish, then the returned [`Deadline`] tells the service how long it has left to flush;
 //! - [`Telemetry`]: the metric registry (`prometheus-client`) with the request-latency histogram;
-//! - [`init_logging`]: `tracing` logs as text or JSON lines;
+//! - [`init_logging`]: `tracing` logs as text or JSON lines ([`init_logging_to_stderr`] for a command whose result
+//!   goes to standard output);
 //! - [`run_service`]: a service binary's `main` (configuration, logging, bind, serve, exit codes, a bounded exit);
 //! - [`Webhook`]: JSON notifications to an outside URL, queued, cooled down per key, retried, drained at shutdown.
 
@@ -32,7 +33,7 @@ pub use auth::Auth;
 pub use env::Env;
 pub use error::KitError;
 pub use http::{app, error_response, ready_response, require_json};
-pub use logging::init_logging;
+pub use logging::{init_logging, init_logging_to_stderr};
 pub use run::run_service;
 pub use serve::{Deadline, serve, shutdown_signal};
 pub use settings::{LogFormat, ServeSettings};

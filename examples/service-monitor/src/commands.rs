@@ -81,7 +81,7 @@ pub async fn collect(
             source::read_ndjson(path, 0, true, 0, |line| {
                 match line {
                     Ok(event) => {
-                        let t = event_seconds(&event, &field);
+                        let t = crate::fields::event_time(&event, &field);
                         if t.is_none_or(|t| t >= from && t < until) {
                             write(&event, &mut report)?;
                         }
@@ -110,26 +110,15 @@ fn file_span(path: &Path, field: &str) -> Option<(f64, f64)> {
     file.read_exact(&mut head).ok()?;
     let first = head
         .split(|&b| b == b'\n')
-        .find_map(|l| event_seconds(&serde_json::from_slice(l).ok()?, field))?;
+        .find_map(|l| crate::fields::event_time(&serde_json::from_slice(l).ok()?, field))?;
     let tail_len = len.min(1 << 20);
     file.seek(SeekFrom::Start(len - tail_len)).ok()?;
     let mut tail = vec![0u8; tail_len as usize];
     file.read_exact(&mut tail).ok()?;
     let last = tail
         .rsplit(|&b| b == b'\n')
-        .find_map(|l| event_seconds(&serde_json::from_slice(l).ok()?, field))?;
+        .find_map(|l| crate::fields::event_time(&serde_json::from_slice(l).ok()?, field))?;
     Some((first, last))
-}
-
-/// An event's time in epoch seconds, if it has a readable one.
-fn event_seconds(event: &Value, field: &str) -> Option<f64> {
-    match event.get(field)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => anomaly_core::records::kind::parse_moment(s)
-            .map(|m| m.epoch_seconds)
-            .or_else(|| s.parse().ok()),
-        _ => None,
-    }
 }
 
 /// What `train` did.
@@ -197,8 +186,7 @@ fn train_service(
             }
         }
         if model.left_out > 0 {
-            engine.clear(key)?;
-            engine.observe_many(key, &normal)?;
+            engine.replace_history(key, &normal)?;
             engine.train(key)?;
         }
         Ok(())
@@ -222,6 +210,21 @@ fn train_service(
 pub async fn train(ctx: &Context, input: &Path) -> Result<TrainReport> {
     let started = Instant::now();
     let progress = state::load(ctx.store.as_ref(), &ctx.name).await?;
+    // Training starts each service over: its history is what this file holds (a second `train` on the same
+    // data does not learn it twice).
+    let (engine, prefix) = (ctx.engine.clone(), format!("{}/", ctx.name));
+    tokio::task::spawn_blocking(move || -> anomaly_core::Result<()> {
+        for key in engine
+            .known_keys()
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+        {
+            engine.clear(&key)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))??;
     let weekday = ctx.config.weekday_features.unwrap_or_else(|| {
         file_span(input, &ctx.config.fields.timestamp)
             .is_some_and(|(a, b)| b - a >= crate::fields::WEEK_SECONDS)
@@ -248,7 +251,11 @@ pub async fn train(ctx: &Context, input: &Path) -> Result<TrainReport> {
             flagged += scored.iter().filter(|w| w.is_anomaly()).count() as u64;
             Ok(())
         })?;
-        flagged += pipeline.flush().iter().filter(|w| w.is_anomaly()).count() as u64;
+        flagged += pipeline
+            .close_complete()
+            .iter()
+            .filter(|w| w.is_anomaly())
+            .count() as u64;
         Ok((pipeline, flagged))
     })
     .await
@@ -355,8 +362,12 @@ struct Monitor<'a> {
     report: MonitorReport,
     /// Documents the sink could not take yet: sent again first at the next read (at most 10,000).
     pending: Vec<(String, Value)>,
-    /// Where the next read of a cluster starts (epoch seconds).
+    /// Where the next read of a cluster starts (epoch seconds, a window boundary).
     read_from: f64,
+    /// After a read that failed part-way: the last event's millisecond and how many events at it were taken.
+    resume: Option<(i64, u64)>,
+    /// Lines of a file that were not JSON.
+    lines_refused: u64,
     /// Where the next read of a file starts, and its lines so far.
     file_at: (u64, u64),
     keep_windows: bool,
@@ -418,9 +429,10 @@ pub async fn monitor(
         tracing::warn!(error = %e, "cannot create the anomaly index yet; retried with the first write");
     }
     let now = unix_now();
+    let width = config.window_seconds as f64;
     let read_from = match progress.scored_through {
-        Some(t) => t.max(now - config.max_backlog_seconds as f64),
-        None => (now / config.window_seconds as f64).floor() * config.window_seconds as f64,
+        Some(t) => t.max(((now - config.max_backlog_seconds as f64) / width).floor() * width),
+        None => (now / width).floor() * width,
     };
     let (webhook, task) = match webhook {
         Some((w, t)) => (Some(w), Some(t)),
@@ -436,6 +448,8 @@ pub async fn monitor(
         report: MonitorReport::default(),
         pending: Vec::new(),
         read_from,
+        resume: None,
+        lines_refused: 0,
         file_at: (0, 0),
         keep_windows: options.keep_windows,
         late_seen: 0,
@@ -467,17 +481,53 @@ pub async fn monitor(
 }
 
 impl Monitor<'_> {
-    /// One read: new events in, closed windows scored and handled, progress saved.
+    /// One read: new events in, closed windows scored and handled, progress saved. Windows scored before a read
+    /// fails are handled all the same, and the next read starts after the last event taken.
     async fn tick(&mut self, once: bool) -> Result<()> {
         self.report.ticks += 1;
-        let config = self.ctx.config.clone();
         let mut scored = Vec::new();
+        let read = self.read(once, &mut scored).await;
+        self.handle(scored).await;
+        let now = unix_now();
+        let metrics = &self.shared.metrics;
+        metrics.last_read.set(now);
+        if let Some(t) = self.pipeline.scored_through() {
+            metrics.read_lag.set((now - t).max(0.0));
+            self.shared
+                .scored_through
+                .store(t.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+        self.sync_counts();
+        self.save().await?;
+        read
+    }
+
+    /// Saves where the monitor got to (documents still pending for the sink are kept in memory meanwhile).
+    async fn save(&self) -> Result<()> {
+        let progress = Progress {
+            scored_through: self.pipeline.scored_through(),
+            vocabulary: self.pipeline.vocabulary(),
+            weekday: self.pipeline.weekday(),
+        };
+        state::save(
+            self.ctx.store.as_ref(),
+            &self.ctx.name,
+            &self.ctx.config,
+            &self.source.describe(),
+            &progress,
+        )
+        .await
+    }
+
+    /// Reads the new events into the pipeline, adding the windows they close to `scored`.
+    async fn read(&mut self, once: bool, scored: &mut Vec<ScoredWindow>) -> Result<()> {
+        let config = self.ctx.config.clone();
         match self.source {
             Source::File(path) => {
                 let (offset, lines) = self.file_at;
                 let pipeline = &mut self.pipeline;
-                let refused = &mut self.report.refused;
-                let (offset, read) = tokio::task::block_in_place(|| {
+                let refused = &mut self.lines_refused;
+                let read = tokio::task::block_in_place(|| {
                     source::read_ndjson(path, offset, once, lines, |line| {
                         match line {
                             Ok(event) => match pipeline.push(&event) {
@@ -491,19 +541,29 @@ impl Monitor<'_> {
                         }
                         Ok(())
                     })
-                })?;
+                });
+                let (offset, read) = read?;
                 self.file_at = (offset, lines + read);
                 if once {
-                    scored.extend(tokio::task::block_in_place(|| self.pipeline.flush()));
+                    scored.extend(tokio::task::block_in_place(|| {
+                        self.pipeline.close_complete()
+                    }));
                 }
             }
             Source::Elastic { client, index } => {
-                let until =
-                    ((unix_now() - config.lateness_seconds as f64) * 1000.0).floor() / 1000.0;
-                if until > self.read_from {
-                    let range = ((self.read_from * 1000.0) as i64, (until * 1000.0) as i64);
+                let width = config.window_seconds as f64;
+                let until = ((unix_now() - config.lateness_seconds as f64) / width).floor() * width;
+                // From where the last read ended, or from the last event taken when it failed part-way (skipping
+                // the events at that millisecond already taken).
+                let (from_ms, mut skip) = self
+                    .resume
+                    .unwrap_or(((self.read_from * 1000.0).round() as i64, 0));
+                let until_ms = (until * 1000.0).round() as i64;
+                if until_ms > from_ms {
                     let mut batch = Vec::with_capacity(BATCH);
+                    let mut last: Option<(i64, u64)> = self.resume;
                     let pipeline = &mut self.pipeline;
+                    let field = config.fields.timestamp.as_str();
                     let push = |batch: &mut Vec<Value>,
                                 pipeline: &mut Pipeline,
                                 scored: &mut Vec<ScoredWindow>| {
@@ -515,45 +575,36 @@ impl Monitor<'_> {
                             }
                         });
                     };
-                    source::scan(client, index, &config.fields.timestamp, range, |event| {
+                    let result = source::scan(client, index, field, (from_ms, until_ms), |event| {
+                        let ms = crate::fields::event_time(&event, field)
+                            .map(|t| (t * 1000.0).round() as i64);
+                        if skip > 0 && ms == Some(from_ms) {
+                            skip -= 1;
+                            return Ok(());
+                        }
+                        if let Some(ms) = ms {
+                            last = match last {
+                                Some((t, n)) if t == ms => Some((t, n + 1)),
+                                _ => Some((ms, 1)),
+                            };
+                        }
                         batch.push(event);
                         if batch.len() >= BATCH {
-                            push(&mut batch, pipeline, &mut scored);
+                            push(&mut batch, pipeline, scored);
                         }
                         Ok(())
                     })
-                    .await?;
-                    push(&mut batch, pipeline, &mut scored);
+                    .await;
+                    push(&mut batch, pipeline, scored);
+                    if let Err(e) = result {
+                        self.resume = last.or(self.resume);
+                        return Err(e);
+                    }
                     scored.extend(tokio::task::block_in_place(|| pipeline.advance(until)));
                     self.read_from = until;
+                    self.resume = None;
                 }
             }
-        }
-        self.handle(scored).await;
-        let now = unix_now();
-        let metrics = &self.shared.metrics;
-        metrics.last_read.set(now);
-        if let Some(t) = self.pipeline.scored_through() {
-            metrics.read_lag.set((now - t).max(0.0));
-            self.shared
-                .scored_through
-                .store(t.to_bits(), std::sync::atomic::Ordering::Relaxed);
-        }
-        self.sync_counts();
-        if self.pending.is_empty() {
-            let progress = Progress {
-                scored_through: self.pipeline.scored_through(),
-                vocabulary: self.pipeline.vocabulary(),
-                weekday: self.pipeline.weekday(),
-            };
-            state::save(
-                self.ctx.store.as_ref(),
-                &self.ctx.name,
-                &config,
-                &self.source.describe(),
-                &progress,
-            )
-            .await?;
         }
         Ok(())
     }
@@ -621,19 +672,20 @@ impl Monitor<'_> {
     fn sync_counts(&mut self) {
         let c = self.pipeline.counts().clone();
         let metrics = &self.shared.metrics;
+        let refused = c.refused + self.lines_refused;
         metrics
             .events_read
             .inc_by(c.events.saturating_sub(self.report.events));
         metrics
             .events_refused
-            .inc_by(c.refused.saturating_sub(self.report.refused.min(c.refused)));
+            .inc_by(refused.saturating_sub(self.report.refused));
         let late = self.pipeline.late_events();
         metrics
             .events_late
             .inc_by(late.saturating_sub(self.late_seen));
         self.late_seen = late;
         self.report.events = c.events;
-        self.report.refused = self.report.refused.max(c.refused);
+        self.report.refused = refused;
         self.report.already_scored = c.already_scored;
         self.report.late = late;
         self.report.windows = c.windows;
@@ -657,6 +709,9 @@ impl Monitor<'_> {
         if let (Some(webhook), Some(task)) = (self.webhook.take(), task) {
             let deadline = service_kit::Deadline::after(self.ctx.config.serve.shutdown_timeout);
             webhook.close(task, &deadline).await;
+        }
+        if let Err(e) = self.save().await {
+            tracing::error!(error = %e, "progress not saved at exit: the next run scores the last windows again");
         }
         let ctx = self.ctx.clone();
         let _ = tokio::task::spawn_blocking(move || ctx.flush()).await;
@@ -692,7 +747,8 @@ pub async fn report_data(
             tokio::task::block_in_place(|| {
                 source::read_ndjson(path, 0, true, 0, |line| {
                     if let Ok(event) = line
-                        && event_seconds(&event, &field).is_some_and(|t| t >= from && t < until)
+                        && crate::fields::event_time(&event, &field)
+                            .is_some_and(|t| t >= from && t < until)
                         && let Ok(closed) = windows.push(&event)
                     {
                         rows.extend(closed);

@@ -53,8 +53,9 @@ pub fn window_params(config: &Config) -> WindowParams {
         .new_value_windows(config.new_value_windows)
         // An hour of windows learns a service's endpoints before any is new: a rare one has shown up by then.
         .new_value_warmup_windows((3_600 / config.window_seconds).max(1))
-        // A day of one-second windows, or a year of one-minute ones, may be open while a backlog is read.
-        .max_span_windows(1_000_000)
+        // Windows open at once: a backlog's worth, and a day more for events out of order.
+        .max_span_windows((config.max_backlog_seconds + 86_400) / config.window_seconds + 1)
+        .max_services(config.max_services)
 }
 
 /// The record the engine scores for one window: request count, error and client-error rates, latency p50, p95
@@ -87,6 +88,27 @@ pub fn window_record(row: &WindowRow, fields: &Fields, weekday: bool) -> Value {
         map.insert("weekday_cos".into(), json!(row.weekday_cos));
     }
     Value::Object(map)
+}
+
+/// An event's time in epoch seconds: `field` (a dotted path into nested objects, or a key holding the dots) as an
+/// RFC 3339 date/time, or epoch seconds as a number or numeric string.
+pub fn event_time(event: &Value, field: &str) -> Option<f64> {
+    match lookup(event, field)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => anomaly_core::records::kind::parse_moment(s)
+            .map(|m| m.epoch_seconds)
+            .or_else(|| s.parse().ok()),
+        _ => None,
+    }
+}
+
+/// A dotted path into nested objects (`http.status`), or a key holding the dots.
+fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(v) = value.get(path) {
+        return Some(v);
+    }
+    let (head, rest) = path.split_once('.')?;
+    lookup(value.get(head)?, rest)
 }
 
 /// Every field of a window's record is a measurement: pinned, so that a share that is always 0 in training (no new

@@ -226,7 +226,7 @@ fn run_once(name: &str, command: Command) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        service_kit::init_logging(&config.serve);
+        service_kit::init_logging_to_stderr(&config.serve);
         run(name, config, command).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -460,17 +460,17 @@ async fn all(
         &demo_dir.join("collected.ndjson"),
     )
     .await?;
+    // The demo keeps its own store, new each time: never a database DATABASE_URL names.
     let mut config = config;
-    config.database_url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => format!("sqlite://{}/demo.db?mode=rwc", demo_dir.display()),
-    };
-    let fresh = demo_dir.join("demo.db");
-    if fresh.exists() {
-        std::fs::remove_file(&fresh).map_err(|e| MonitorError::Io {
-            what: format!("removing {}", fresh.display()),
-            source: e,
-        })?;
+    config.database_url = format!("sqlite://{}/demo.db?mode=rwc", demo_dir.display());
+    for file in ["demo.db", "demo.db-wal", "demo.db-shm"] {
+        let path = demo_dir.join(file);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|e| MonitorError::Io {
+                what: format!("removing {}", path.display()),
+                source: e,
+            })?;
+        }
     }
     let ctx = Context::open(config, name).await?;
     tracing::info!("demo: training a model per service on the first 24 hours");

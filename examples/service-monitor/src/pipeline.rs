@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::fields::{window_params, window_record};
+use crate::fields::{event_time, window_params, window_record};
 
 /// Reasons of refused events kept for the summary (the first few; the rest are only counted).
 const MAX_REASONS: usize = 5;
@@ -51,6 +51,8 @@ pub struct Counts {
     pub already_scored: u64,
     /// Windows scored (or learnt, while a service has no model).
     pub windows: u64,
+    /// Windows the engine could not take (its store unreadable): logged, left out.
+    pub unscored: u64,
     /// Windows flagged.
     pub anomalies: u64,
     /// Alerts raised.
@@ -71,6 +73,8 @@ pub struct Pipeline {
     /// The end of the last window scored (epoch seconds).
     scored_through: Option<f64>,
     width: f64,
+    /// How far ahead of the clock an event may be, in seconds.
+    future_slack: f64,
     counts: Counts,
     reasons: Vec<String>,
     fields: crate::fields::Fields,
@@ -117,6 +121,7 @@ impl Pipeline {
             resume_from: scored_through,
             scored_through,
             width: config.window_seconds as f64,
+            future_slack: (config.lateness_seconds + config.window_seconds).max(300) as f64,
             counts: Counts::default(),
             reasons: Vec::new(),
             fields: config.fields.clone(),
@@ -135,27 +140,54 @@ impl Pipeline {
     /// # Errors
     /// The reason the event is refused; the pipeline carries on either way.
     pub fn push(&mut self, event: &Value) -> Result<Vec<ScoredWindow>, String> {
+        let t = self.event_time(event);
         if let Some(through) = self.resume_from
-            && let Some(t) = self.event_time(event)
+            && let Some(t) = t
             && t < through
         {
             self.counts.already_scored += 1;
             return Ok(Vec::new());
+        }
+        // A clock far ahead (or a typo in a year) would close every window up to it and stall what follows.
+        if let Some(t) = t
+            && t > crate::commands::unix_now() + self.future_slack
+        {
+            return Err(self.refuse(format!(
+                "field `{}`: {t} is more than {} s in the future",
+                self.fields.timestamp, self.future_slack
+            )));
         }
         match self.windows.push(event) {
             Ok(rows) => {
                 self.counts.events += 1;
                 Ok(self.score(rows))
             }
-            Err(e) => {
-                self.counts.refused += 1;
-                let reason = e.to_string();
-                if self.reasons.len() < MAX_REASONS {
-                    self.reasons.push(reason.clone());
-                }
-                Err(reason)
-            }
+            Err(e) => Err(self.refuse(e.to_string())),
         }
+    }
+
+    /// Counts a refused event and keeps its reason among the first few.
+    fn refuse(&mut self, reason: String) -> String {
+        self.counts.refused += 1;
+        if self.reasons.len() < MAX_REASONS {
+            self.reasons.push(reason.clone());
+        }
+        reason
+    }
+
+    /// Closes every window that ended before the newest event's window began, and scores them: for an input
+    /// read to its end, whose last window may still be filling (it is scored by the next run, which reads its
+    /// events again).
+    pub fn close_complete(&mut self) -> Vec<ScoredWindow> {
+        let Some(newest) = self
+            .windows
+            .watermark()
+            .map(|w| w + self.windows.params().lateness())
+        else {
+            return Vec::new();
+        };
+        let start = (newest / self.width).floor() * self.width;
+        self.advance(start)
     }
 
     /// Closes every window ending at or before `watermark` (epoch seconds), as when every event up to it has been
@@ -207,14 +239,7 @@ impl Pipeline {
     }
 
     fn event_time(&self, event: &Value) -> Option<f64> {
-        let v = lookup(event, &self.fields.timestamp)?;
-        match v {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => anomaly_core::records::kind::parse_moment(s)
-                .map(|m| m.epoch_seconds)
-                .or_else(|| s.parse().ok()),
-            _ => None,
-        }
+        event_time(event, &self.fields.timestamp)
     }
 
     /// Scores closed windows through the engine (each service's in time order; the engine learns the normal
@@ -223,17 +248,18 @@ impl Pipeline {
         let mut scored = Vec::with_capacity(rows.len());
         for row in rows {
             let end = row.window_start + self.width;
-            self.scored_through = Some(self.scored_through.map_or(end, |t| t.max(end)));
             let key = self.key(&row.service);
             let record = window_record(&row, &self.fields, self.weekday);
             let outcome = match self.engine.observe(&key, &record) {
                 Ok(o) => o,
                 Err(e) => {
-                    // A window the engine refuses (a store that cannot be read) is logged and left out.
+                    // A window the engine refuses (a store that cannot be read) is logged, counted and left out.
                     tracing::warn!(key, error = %e, "window not scored");
+                    self.counts.unscored += 1;
                     continue;
                 }
             };
+            self.scored_through = Some(self.scored_through.map_or(end, |t| t.max(end)));
             self.counts.windows += 1;
             let verdict = outcome.verdict().cloned();
             let is_anomaly = verdict.as_ref().is_some_and(|v| v.is_anomaly);
@@ -280,13 +306,4 @@ impl Pipeline {
             .entry(service.to_string())
             .or_insert_with(|| fresh.clone())
     }
-}
-
-/// A dotted path into nested objects (`http.status`), or a key holding the dots.
-fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    if let Some(v) = value.get(path) {
-        return Some(v);
-    }
-    let (head, rest) = path.split_once('.')?;
-    lookup(value.get(head)?, rest)
 }

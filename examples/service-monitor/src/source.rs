@@ -87,12 +87,31 @@ pub fn read_ndjson(
     let mut line_no = first_line;
     let mut carry: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; CHUNK_BYTES];
+    // Inside a line longer than the bound: its bytes are dropped up to its newline, and it is refused once.
+    let mut skipping = false;
     loop {
         let n = file
             .read(&mut buf)
             .map_err(|e| MonitorError::io(what(), e))?;
         let eof = n == 0;
-        carry.extend_from_slice(&buf[..n]);
+        let mut chunk = &buf[..n];
+        if skipping {
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    skipping = false;
+                    position += (i + 1) as u64;
+                    chunk = &chunk[i + 1..];
+                }
+                None => {
+                    position += n as u64;
+                    if eof {
+                        return Ok((position, line_no - first_line));
+                    }
+                    continue;
+                }
+            }
+        }
+        carry.extend_from_slice(chunk);
         let end = if eof {
             if complete { carry.len() } else { 0 }
         } else {
@@ -100,7 +119,16 @@ pub fn read_ndjson(
                 Some(i) => i + 1,
                 // No newline in the carried bytes: keep reading unless the line is already too long.
                 None if carry.len() <= MAX_LINE_BYTES => continue,
-                None => carry.len(),
+                None => {
+                    line_no += 1;
+                    on_line(Err(format!(
+                        "line {line_no}: longer than {MAX_LINE_BYTES} bytes"
+                    )))?;
+                    position += carry.len() as u64;
+                    carry.clear();
+                    skipping = true;
+                    continue;
+                }
             }
         };
         let mut lines: Vec<&[u8]> = carry[..end].split(|&b| b == b'\n').collect();
@@ -111,11 +139,11 @@ pub fn read_ndjson(
         let parsed: Vec<Option<Line>> = lines
             .par_iter()
             .map(|l| {
-                if l.iter().all(u8::is_ascii_whitespace) {
-                    return None;
-                }
                 if l.len() > MAX_LINE_BYTES {
                     return Some(Err(format!("longer than {MAX_LINE_BYTES} bytes")));
+                }
+                if l.iter().all(u8::is_ascii_whitespace) {
+                    return None;
                 }
                 Some(serde_json::from_slice::<Value>(l).map_err(|e| e.to_string()))
             })
@@ -182,6 +210,33 @@ mod tests {
         .unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].as_ref().unwrap()["a"], 3);
+        assert_eq!(end, std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_once_and_the_next_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.ndjson");
+        let text = format!(
+            "{{\"a\":1}}\n{}{{\"tail\":1}}\n{{\"a\":2}}\n\n",
+            " ".repeat(3 * MAX_LINE_BYTES)
+        );
+        std::fs::write(&path, text).unwrap();
+        let mut seen = Vec::new();
+        let (end, lines) = read_ndjson(&path, 0, true, 0, |l| {
+            seen.push(l);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(
+            seen[1]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("line 2: longer than")
+        );
+        assert_eq!(seen[2].as_ref().unwrap()["a"], 2);
+        assert_eq!(lines, 4);
         assert_eq!(end, std::fs::metadata(&path).unwrap().len());
     }
 }

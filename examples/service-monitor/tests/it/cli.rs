@@ -24,10 +24,9 @@ fn run(dir: &Path, args: &[&str]) -> Value {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Logs are JSON lines on stdout too: the report is the last JSON document.
+    // Logs go to stderr: stdout holds the report alone.
     let text = String::from_utf8_lossy(&out.stdout);
-    let start = text.rfind("\n{\n").map_or(0, |i| i + 1);
-    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
 }
 
 fn free_port() -> u16 {
