@@ -52,7 +52,7 @@ pub struct Config {
     /// never learnt). Shorter than the traffic's daily cycle, it would see the time of day as drift. Drift is
     /// watched once a model is trained on two such spans.
     pub drift_windows: usize,
-    /// `SENSITIVITY` (default 0.005): the share of training windows the model's threshold leaves above it.
+    /// `SENSITIVITY` (default 0.003): the share of training windows the model's threshold leaves above it.
     pub sensitivity: f64,
     /// `WEEKDAY_FEATURES` (`auto`, `on` or `off`; default `auto`): whether windows carry their day of week.
     /// `auto` turns it on when `train` reads data spanning a week or more; over less, the day of week would make
@@ -146,7 +146,7 @@ impl Config {
                 data_dir.display()
             )
         });
-        let sensitivity: f64 = env.parse("SENSITIVITY", 0.005)?;
+        let sensitivity: f64 = env.parse("SENSITIVITY", 0.003)?;
         if !(sensitivity > 0.0 && sensitivity <= 0.5) {
             return Err(bad("SENSITIVITY", "must be in (0, 0.5]"));
         }
