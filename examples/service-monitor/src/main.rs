@@ -451,7 +451,8 @@ async fn all(
     tracing::info!(file = %traffic.display(), "demo: generating 30 hours of traffic, incidents in the last 6");
     let generated = generate::generate(&config, &options, &Target::File(traffic.clone())).await?;
     let (start, end) = generated.span;
-    let training_end = start + 24.0 * 3600.0;
+    let width = config.window_seconds as f64;
+    let training_end = ((start + 24.0 * 3600.0) / width).floor() * width;
     let source = Source::File(traffic.clone());
     let collected = commands::collect(
         &config,
