@@ -107,17 +107,8 @@ fn alert_body(a: &Anomaly, public_url: &str) -> Value {
 /// A Slack incoming-webhook message (`text` for notifications and clients without blocks, `blocks` for the
 /// layout); other chat bridges that take Slack's format read the same.
 fn slack_message(alert: &Value) -> Value {
-    let s = |k: &str| match &alert[k] {
-        Value::String(s) => s.clone(),
-        Value::Null => "–".into(),
-        v => v.to_string(),
-    };
-    // Slack's mrkdwn treats `<`, `>` and `&` as control characters.
-    let esc = |t: String| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    let s = |k: &str| service_kit::slack_text(&alert[k]);
+    let esc = |t: String| service_kit::slack_escape(&t);
     let score = alert["score"]
         .as_f64()
         .map_or_else(|| s("score"), |v| format!("{v:.3}"));

@@ -14,7 +14,9 @@
 //! - [`init_logging`]: `tracing` logs as text or JSON lines ([`init_logging_to_stderr`] for a command whose result
 //!   goes to standard output);
 //! - [`run_service`]: a service binary's `main` (configuration, logging, bind, serve, exit codes, a bounded exit);
-//! - [`Webhook`]: JSON notifications to an outside URL, queued, cooled down per key, retried, drained at shutdown.
+//!   [`run_command`] for its one-shot commands (the result as JSON on standard output, logs on standard error);
+//! - [`Webhook`]: JSON notifications to an outside URL, queued, cooled down per key, retried, drained at shutdown;
+//!   [`slack_text`] and [`slack_escape`] for Slack-format messages.
 
 mod auth;
 mod env;
@@ -34,11 +36,13 @@ pub use env::Env;
 pub use error::KitError;
 pub use http::{app, error_response, ready_response, require_json};
 pub use logging::{init_logging, init_logging_to_stderr};
-pub use run::run_service;
+pub use run::{run_command, run_service};
 pub use serve::{Deadline, serve, shutdown_signal};
 pub use settings::{LogFormat, ServeSettings};
 pub use telemetry::Telemetry;
-pub use webhook::{Webhook, WebhookOutcome, WebhookSettings, WebhookTask};
+pub use webhook::{
+    Webhook, WebhookOutcome, WebhookSettings, WebhookTask, slack_escape, slack_text,
+};
 
 /// The metric library, for services that register their own metrics in [`Telemetry::registry`].
 pub use prometheus_client;

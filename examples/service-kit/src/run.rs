@@ -1,4 +1,4 @@
-//! [`run_service`]: the `main` every service binary shares.
+//! [`run_service`]: the `main` every service binary shares; [`run_command`]: the `main` of a one-shot command.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -66,4 +66,62 @@ where
     });
     runtime.shutdown_timeout(EXIT_GRACE);
     code
+}
+
+/// Runs a one-shot command of a service binary (one that does its work and exits): `load` reads and checks its
+/// configuration and gives its [`ServeSettings`] (for the log settings); logs go to standard error; `run` runs on a
+/// multi-threaded runtime and its result is printed on standard output as JSON. Exit codes as
+/// [`run_service`]'s: 0 done, 2 a configuration refused (said on stderr), 1 a failure (said on stderr).
+pub fn run_command<C, E, T, S, F>(
+    name: &str,
+    load: impl FnOnce() -> Result<(C, ServeSettings), E>,
+    run: impl FnOnce(C) -> F,
+) -> ExitCode
+where
+    E: std::fmt::Display,
+    S: std::fmt::Display,
+    T: serde::Serialize,
+    F: Future<Output = Result<T, S>>,
+{
+    #[allow(clippy::print_stderr)]
+    let say = |what: String| eprintln!("{name}: {what}");
+    let (config, settings) = match load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            say(e.to_string());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            say(format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        crate::init_logging_to_stderr(&settings);
+        run(config).await
+    });
+    runtime.shutdown_timeout(EXIT_GRACE);
+    match result.map(|r| serde_json::to_string_pretty(&r)) {
+        Ok(Ok(json)) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{json}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            say(format!("the result cannot be written as JSON: {e}"));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            say(e.to_string());
+            ExitCode::from(1)
+        }
+    }
 }

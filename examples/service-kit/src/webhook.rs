@@ -12,6 +12,22 @@ use tokio::task::JoinHandle;
 
 use crate::Deadline;
 
+/// A JSON value as text in a chat message: a string as it is, `null` as "–", anything else as JSON.
+pub fn slack_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "–".into(),
+        v => v.to_string(),
+    }
+}
+
+/// Text made safe for Slack's `mrkdwn`, where `<`, `>` and `&` are control characters.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// Longest pause between two attempts, whatever the receiver's `Retry-After` asks.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 

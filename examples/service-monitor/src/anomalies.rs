@@ -243,16 +243,8 @@ impl Recent {
 /// fields by name (`service`, `window_start`, `window_end`, `score`, `threshold`, `detector`, `rationale`,
 /// `explanation`) for receivers that read JSON.
 pub fn alert_message(doc: &Value) -> Value {
-    let s = |k: &str| match &doc[k] {
-        Value::String(s) => s.clone(),
-        Value::Null => "–".into(),
-        v => v.to_string(),
-    };
-    let esc = |t: String| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    let s = |k: &str| service_kit::slack_text(&doc[k]);
+    let esc = |t: String| service_kit::slack_escape(&t);
     let score = doc["score"]
         .as_f64()
         .map_or_else(|| s("score"), |v| format!("{v:.3}"));

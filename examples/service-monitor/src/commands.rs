@@ -1,5 +1,6 @@
 //! The commands: `collect`, `train` and `monitor` (the binary parses, this runs).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::anomalies::{self, Recent, Sink};
 use crate::context::Context;
 use crate::error::{MonitorError, Result};
 use crate::metrics::{DetectorLabel, MonitorMetrics};
-use crate::pipeline::{Pipeline, ScoredWindow};
+use crate::pipeline::{EventWindows, Pipeline, ScoredWindow};
 use crate::source::{self, Source};
 use crate::state::{self, Progress};
 
@@ -132,9 +133,9 @@ pub struct TrainReport {
     pub refusals: Vec<String>,
     /// Events after their window had closed (not counted).
     pub late: u64,
-    /// Windows learnt.
+    /// Windows of the file (every service's).
     pub windows: u64,
-    /// Windows the model flagged in the training data, and so did not learn.
+    /// Windows each service's first model flagged, left out of its final one.
     pub flagged: u64,
     /// Per service: its model version and the windows it was trained on.
     pub models: Vec<ServiceModel>,
@@ -155,12 +156,13 @@ pub struct ServiceModel {
     pub left_out: u64,
 }
 
-/// Trains `key` on what it learnt, then scores those windows with that model and, when it flags some, learns the
-/// others again and trains once more: an incident in the training data is not learnt as normal either.
+/// Trains `key` on `records` (its history replaced by them), then scores them with that model and, when it flags
+/// some, trains again without them: an incident in the training data is not learnt as normal either.
 fn train_service(
     engine: &anomaly_core::engine::Engine,
     service: String,
     key: &str,
+    records: Vec<Value>,
     min: usize,
 ) -> ServiceModel {
     let mut model = ServiceModel {
@@ -169,16 +171,15 @@ fn train_service(
         trained_on: 0,
         left_out: 0,
     };
-    let learnt = engine.stats(key).map(|s| s.history).unwrap_or(0);
-    if learnt < min {
-        tracing::warn!(service = %model.service, windows = learnt, needed = min, "too few windows for a model yet");
-        return model;
-    }
     let result = (|| -> anomaly_core::Result<()> {
+        engine.replace_history(key, &records)?;
+        if records.len() < min {
+            tracing::warn!(service = %model.service, windows = records.len(), needed = min, "too few windows for a model yet");
+            return Ok(());
+        }
         engine.train(key)?;
-        let history = engine.history(key)?;
-        let mut normal = Vec::with_capacity(history.len());
-        for record in history {
+        let mut normal = Vec::with_capacity(records.len());
+        for record in records {
             if engine.score(key, &record)?.is_anomaly() {
                 model.left_out += 1;
             } else {
@@ -201,102 +202,89 @@ fn train_service(
     model
 }
 
-/// Reads `input` (an NDJSON file) into windows, learns them per service through the engine (flagged windows are
-/// left out), trains each service's final model on everything learnt, and stores the progress, so that `monitor`
-/// starts after the training data with the endpoints and methods it showed.
+/// Reads `input` (an NDJSON file) into windows per service, nothing scored yet, then trains each service's model
+/// on its windows (its history replaced by them), scores them with it and trains again without those it flags;
+/// the progress is stored so that `monitor` starts after the training data with the endpoints and methods it showed.
+/// A service's training windows are its newest [`MAX_HISTORY_WINDOWS`](crate::context::MAX_HISTORY_WINDOWS).
 ///
 /// # Errors
 /// When the file cannot be read or the store written.
 pub async fn train(ctx: &Context, input: &Path) -> Result<TrainReport> {
     let started = Instant::now();
-    let progress = state::load(ctx.store.as_ref(), &ctx.name).await?;
-    // Training starts each service over: its history is what this file holds (a second `train` on the same
-    // data does not learn it twice).
-    let (engine, prefix) = (ctx.engine.clone(), format!("{}/", ctx.name));
-    tokio::task::spawn_blocking(move || -> anomaly_core::Result<()> {
-        for key in engine
-            .known_keys()
-            .into_iter()
-            .filter(|k| k.starts_with(&prefix))
-        {
-            engine.clear(&key)?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))??;
-    let weekday = ctx.config.weekday_features.unwrap_or_else(|| {
-        file_span(input, &ctx.config.fields.timestamp)
+    let config = ctx.config.clone();
+    let weekday = config.weekday_features.unwrap_or_else(|| {
+        file_span(input, &config.fields.timestamp)
             .is_some_and(|(a, b)| b - a >= crate::fields::WEEK_SECONDS)
     });
-    let mut pipeline = Pipeline::new(
-        &ctx.config,
-        &ctx.name,
-        ctx.engine.clone(),
-        None,
-        &progress.vocabulary,
-        weekday,
-    )?;
-    let mut flagged = 0u64;
     let path = input.to_path_buf();
-    let (pipeline, flagged) = tokio::task::spawn_blocking(move || -> Result<(Pipeline, u64)> {
-        source::read_ndjson(&path, 0, true, 0, |line| {
-            let scored = match line {
-                Ok(event) => pipeline.push(&event).unwrap_or_default(),
-                Err(reason) => {
-                    tracing::warn!(reason, "line skipped");
-                    Vec::new()
+    let reader_config = config.clone();
+    let (windows, per_service, rows) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let config = reader_config;
+        let mut windows = EventWindows::new(&config, None, &Default::default())?;
+        let mut per_service: BTreeMap<String, VecDeque<Value>> = BTreeMap::new();
+        let mut rows = 0u64;
+        let mut keep = |closed: Vec<anomaly_core::window::WindowRow>| {
+            for row in closed {
+                rows += 1;
+                let records = per_service.entry(row.service.clone()).or_default();
+                if records.len() == crate::context::MAX_HISTORY_WINDOWS {
+                    records.pop_front();
                 }
-            };
-            flagged += scored.iter().filter(|w| w.is_anomaly()).count() as u64;
+                records.push_back(crate::fields::window_record(&row, &config.fields, weekday));
+            }
+        };
+        source::read_ndjson(&path, 0, true, 0, |line| {
+            match line {
+                Ok(event) => {
+                    if let Ok(closed) = windows.push(&event) {
+                        keep(closed);
+                    }
+                }
+                Err(reason) => tracing::warn!(reason, "line skipped"),
+            }
             Ok(())
         })?;
-        flagged += pipeline
-            .close_complete()
-            .iter()
-            .filter(|w| w.is_anomaly())
-            .count() as u64;
-        Ok((pipeline, flagged))
+        keep(windows.close_complete());
+        Ok((windows, per_service, rows))
     })
     .await
     .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))??;
     let engine = ctx.engine.clone();
-    let services: Vec<String> = pipeline.vocabulary().keys().cloned().collect();
-    let keys: Vec<(String, String)> = services
-        .iter()
-        .map(|s| (s.clone(), pipeline.key(s)))
-        .collect();
-    let min = (ctx.config.min_training_windows / 4).max(2);
+    let name = ctx.name.clone();
+    let min = (config.min_training_windows / 4).max(2);
     let models = tokio::task::spawn_blocking(move || {
-        keys.into_iter()
-            .map(|(service, key)| train_service(&engine, service, &key, min))
+        per_service
+            .into_iter()
+            .map(|(service, records)| {
+                let key = Pipeline::key_of(&name, &service);
+                train_service(&engine, service, &key, records.into(), min)
+            })
             .collect::<Vec<_>>()
     })
     .await
     .map_err(|e| MonitorError::io("training", std::io::Error::other(e)))?;
-    let flagged = flagged + models.iter().map(|m| m.left_out).sum::<u64>();
     ctx.flush();
     let progress = Progress {
-        scored_through: pipeline.scored_through(),
-        vocabulary: pipeline.vocabulary(),
+        scored_through: windows.closed_through(),
+        vocabulary: windows.vocabulary(),
         weekday,
     };
     state::save(
         ctx.store.as_ref(),
         &ctx.name,
-        &ctx.config,
+        &config,
         &format!("file {}", input.display()),
         &progress,
     )
     .await?;
-    let counts = pipeline.counts();
+    let counts = windows.counts();
     Ok(TrainReport {
         events: counts.events,
         refused: counts.refused,
-        refusals: pipeline.refusals().to_vec(),
-        late: pipeline.late_events(),
-        windows: counts.windows,
-        flagged,
+        refusals: windows.refusals().to_vec(),
+        late: windows.late_events(),
+        windows: rows,
+        flagged: models.iter().map(|m| m.left_out).sum(),
         models,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -327,6 +315,8 @@ pub struct MonitorReport {
     pub late: u64,
     /// Windows scored.
     pub windows: u64,
+    /// Windows the engine could not take (its store unreadable): logged, left out.
+    pub unscored: u64,
     /// Windows flagged.
     pub anomalies: u64,
     /// Alerts raised.
@@ -490,7 +480,9 @@ impl Monitor<'_> {
         self.handle(scored).await;
         let now = unix_now();
         let metrics = &self.shared.metrics;
-        metrics.last_read.set(now);
+        if read.is_ok() {
+            metrics.last_read.set(now);
+        }
         if let Some(t) = self.pipeline.scored_through() {
             metrics.read_lag.set((now - t).max(0.0));
             self.shared
@@ -670,7 +662,7 @@ impl Monitor<'_> {
     }
 
     fn sync_counts(&mut self) {
-        let c = self.pipeline.counts().clone();
+        let c = self.pipeline.counts();
         let metrics = &self.shared.metrics;
         let refused = c.refused + self.lines_refused;
         metrics
@@ -688,6 +680,10 @@ impl Monitor<'_> {
         self.report.refused = refused;
         self.report.already_scored = c.already_scored;
         self.report.late = late;
+        metrics
+            .windows_unscored
+            .inc_by(c.unscored.saturating_sub(self.report.unscored));
+        self.report.unscored = c.unscored;
         self.report.windows = c.windows;
         self.report.anomalies = c.anomalies;
         self.report.alerts = c.alerts;

@@ -53,9 +53,14 @@ pub fn window_params(config: &Config) -> WindowParams {
         .new_value_windows(config.new_value_windows)
         // An hour of windows learns a service's endpoints before any is new: a rare one has shown up by then.
         .new_value_warmup_windows((3_600 / config.window_seconds).max(1))
-        // Windows open at once: a backlog's worth, and a day more for events out of order.
-        .max_span_windows((config.max_backlog_seconds + 86_400) / config.window_seconds + 1)
+        .max_span_windows(max_span_windows(config))
         .max_services(config.max_services)
+}
+
+/// Windows open at once: a backlog's worth, and a day more for events out of order (a longer gap in the data is
+/// crossed a part at a time: see [`EventWindows`](crate::pipeline::EventWindows)).
+pub fn max_span_windows(config: &Config) -> u64 {
+    (config.max_backlog_seconds + 86_400) / config.window_seconds + 1
 }
 
 /// The record the engine scores for one window: request count, error and client-error rates, latency p50, p95

@@ -204,48 +204,17 @@ fn serve_monitor(name: String, input: Option<PathBuf>) -> ExitCode {
     )
 }
 
-/// Every other command: run, print its report as JSON, exit.
+/// Every other command: run, print its result as JSON, exit.
 fn run_once(name: &str, command: Command) -> ExitCode {
-    #[allow(clippy::print_stderr)]
-    let say = |what: String| eprintln!("service-monitor: {what}");
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            say(e.to_string());
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            say(format!("cannot start the async runtime: {e}"));
-            return ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(async {
-        service_kit::init_logging_to_stderr(&config.serve);
-        run(name, config, command).await
-    });
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
-        Ok(report) => {
-            #[allow(clippy::print_stdout)]
-            {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            say(e.to_string());
-            ExitCode::from(1)
-        }
-    }
+    service_kit::run_command(
+        "service-monitor",
+        || {
+            let config = Config::from_env()?;
+            let settings = config.serve.clone();
+            Ok::<_, MonitorError>((config, settings))
+        },
+        |config| run(name, config, command),
+    )
 }
 
 fn sink_for(ctx: &Context, source: &Source) -> Sink {

@@ -35,6 +35,8 @@ pub struct MonitorMetrics {
     pub events_late: Counter,
     /// Windows scored.
     pub windows_scored: Counter,
+    /// Windows the engine could not take.
+    pub windows_unscored: Counter,
     /// Windows flagged, by the detector named first.
     pub anomalies: Family<DetectorLabel, Counter>,
     /// Anomaly documents written to the sink.
@@ -57,6 +59,7 @@ impl MonitorMetrics {
             events_refused: Counter::default(),
             events_late: Counter::default(),
             windows_scored: Counter::default(),
+            windows_unscored: Counter::default(),
             anomalies: Family::default(),
             anomalies_written: Counter::default(),
             alerts: Family::default(),

@@ -59,24 +59,189 @@ pub struct Counts {
     pub alerts: u64,
 }
 
-/// Events in, scored windows out. Not thread-safe by itself: one reader feeds it.
+/// Events in, closed windows out, as every reader needs them: events of windows an earlier run scored are skipped,
+/// events from the future are refused, and a gap in the data longer than the aggregator's span is crossed window by
+/// window rather than refused.
+pub struct EventWindows {
+    windows: WindowAggregator,
+    /// Windows that end at or before this (epoch seconds) were scored by an earlier run: their events are skipped.
+    resume_from: Option<f64>,
+    /// The end of the last window closed (epoch seconds).
+    closed_through: Option<f64>,
+    width: f64,
+    /// How far the watermark is moved at a time across a gap, in seconds (half the aggregator's span).
+    gap_step: f64,
+    /// How far ahead of the clock an event may be, in seconds.
+    future_slack: f64,
+    counts: Counts,
+    reasons: Vec<String>,
+    fields: crate::fields::Fields,
+}
+
+impl std::fmt::Debug for EventWindows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventWindows")
+            .field("counts", &self.counts)
+            .field("closed_through", &self.closed_through)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventWindows {
+    /// The windowing of `config`, resuming after `scored_through` with the services' known endpoints and methods.
+    ///
+    /// # Errors
+    /// [`MonitorError::Engine`](crate::MonitorError::Engine) when the window settings are refused.
+    pub fn new(
+        config: &Config,
+        scored_through: Option<f64>,
+        vocabulary: &Vocabularies,
+    ) -> Result<Self> {
+        let mut windows = window_params(config).build()?;
+        windows.learn_vocabulary(vocabulary);
+        let width = config.window_seconds as f64;
+        Ok(EventWindows {
+            windows,
+            resume_from: scored_through,
+            closed_through: scored_through,
+            width,
+            gap_step: (crate::fields::max_span_windows(config) / 2).max(1) as f64 * width,
+            future_slack: (config.lateness_seconds + config.window_seconds).max(300) as f64,
+            counts: Counts::default(),
+            reasons: Vec::new(),
+            fields: config.fields.clone(),
+        })
+    }
+
+    /// Adds one event; the windows it closed. A refused event is counted (its reason kept among the first few).
+    ///
+    /// # Errors
+    /// The reason the event is refused, for a caller that is strict; the windows carry on either way.
+    pub fn push(&mut self, event: &Value) -> Result<Vec<WindowRow>, String> {
+        let t = event_time(event, &self.fields.timestamp);
+        if let Some(through) = self.resume_from
+            && let Some(t) = t
+            && t < through
+        {
+            self.counts.already_scored += 1;
+            return Ok(Vec::new());
+        }
+        // A clock far ahead (or a typo in a year) would close every window up to it and stall what follows.
+        if let Some(t) = t
+            && t > crate::commands::unix_now() + self.future_slack
+        {
+            return Err(self.refuse(format!(
+                "field `{}`: {t} is more than {} s in the future",
+                self.fields.timestamp, self.future_slack
+            )));
+        }
+        // Across a gap in the data, close the silent windows a part of the span at a time.
+        let mut rows = Vec::new();
+        if let (Some(t), Some(mut w)) = (t, self.windows.watermark()) {
+            let goal = t - self.windows.params().lateness();
+            while goal - w > self.gap_step {
+                w += self.gap_step;
+                rows.extend(self.windows.advance(w));
+            }
+        }
+        match self.windows.push(event) {
+            Ok(closed) => {
+                self.counts.events += 1;
+                rows.extend(closed);
+            }
+            Err(e) => {
+                let reason = self.refuse(e.to_string());
+                self.note(&rows);
+                return if rows.is_empty() {
+                    Err(reason)
+                } else {
+                    Ok(rows)
+                };
+            }
+        }
+        self.note(&rows);
+        Ok(rows)
+    }
+
+    /// Closes every window ending at or before `watermark` (epoch seconds), as when every event up to it has been
+    /// read.
+    pub fn advance(&mut self, watermark: f64) -> Vec<WindowRow> {
+        let rows = self.windows.advance(watermark);
+        self.note(&rows);
+        rows
+    }
+
+    /// Closes every window that ended before the newest event's window began: for an input read to its end, whose
+    /// last window may still be filling (the next run reads its events again).
+    pub fn close_complete(&mut self) -> Vec<WindowRow> {
+        let Some(newest) = self
+            .windows
+            .watermark()
+            .map(|w| w + self.windows.params().lateness())
+        else {
+            return Vec::new();
+        };
+        self.advance((newest / self.width).floor() * self.width)
+    }
+
+    fn note(&mut self, rows: &[WindowRow]) {
+        if let Some(end) = rows
+            .iter()
+            .map(|r| r.window_start + self.width)
+            .reduce(f64::max)
+        {
+            self.closed_through = Some(self.closed_through.map_or(end, |t| t.max(end)));
+        }
+    }
+
+    fn refuse(&mut self, reason: String) -> String {
+        self.counts.refused += 1;
+        if self.reasons.len() < MAX_REASONS {
+            self.reasons.push(reason.clone());
+        }
+        reason
+    }
+
+    /// The end of the last window closed, epoch seconds.
+    pub fn closed_through(&self) -> Option<f64> {
+        self.closed_through
+    }
+
+    /// Events that arrived after their window was closed.
+    pub fn late_events(&self) -> u64 {
+        self.windows.late_events()
+    }
+
+    /// What has been seen (events; the window counts are the pipeline's).
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// The first few reasons events were refused.
+    pub fn refusals(&self) -> &[String] {
+        &self.reasons
+    }
+
+    /// The endpoints and methods each service has shown, to carry over to the next run.
+    pub fn vocabulary(&self) -> Vocabularies {
+        self.windows.vocabulary()
+    }
+}
+
+/// Events in, scored windows out: [`EventWindows`], then each closed window through the engine and the alert rule.
+/// Not thread-safe by itself: one reader feeds it.
 pub struct Pipeline {
     name: String,
-    windows: WindowAggregator,
+    windows: EventWindows,
     engine: Arc<Engine>,
     /// A service's alert state before its first window.
     fresh: AlertState,
     alerts: HashMap<String, AlertState>,
     max_services: usize,
-    /// Windows that end at or before this (epoch seconds) were scored by an earlier run: their events are skipped.
-    resume_from: Option<f64>,
     /// The end of the last window scored (epoch seconds).
     scored_through: Option<f64>,
     width: f64,
-    /// How far ahead of the clock an event may be, in seconds.
-    future_slack: f64,
     counts: Counts,
-    reasons: Vec<String>,
     fields: crate::fields::Fields,
     weekday: bool,
 }
@@ -104,8 +269,6 @@ impl Pipeline {
         vocabulary: &Vocabularies,
         weekday: bool,
     ) -> Result<Pipeline> {
-        let mut windows = window_params(config).build()?;
-        windows.learn_vocabulary(vocabulary);
         let rule = AlertRule {
             min_consecutive: config.alert_min_consecutive,
             cooldown: config.alert_cooldown_windows,
@@ -113,93 +276,48 @@ impl Pipeline {
         let fresh = rule.start()?;
         Ok(Pipeline {
             name: name.to_string(),
-            windows,
+            windows: EventWindows::new(config, scored_through, vocabulary)?,
             engine,
             fresh,
             alerts: HashMap::new(),
             max_services: config.max_services,
-            resume_from: scored_through,
             scored_through,
             width: config.window_seconds as f64,
-            future_slack: (config.lateness_seconds + config.window_seconds).max(300) as f64,
             counts: Counts::default(),
-            reasons: Vec::new(),
             fields: config.fields.clone(),
             weekday,
         })
     }
 
+    /// The engine key of `service` for the monitor `name`.
+    pub fn key_of(name: &str, service: &str) -> String {
+        format!("{name}/{service}")
+    }
+
     /// The engine key of `service`.
     pub fn key(&self, service: &str) -> String {
-        format!("{}/{service}", self.name)
+        Self::key_of(&self.name, service)
     }
 
-    /// Adds one event; returns the windows it closed, scored. A refused event is counted (its reason kept among
-    /// the first few) and returned as `Err` with the reason, for a caller that is strict.
+    /// Adds one event; returns the windows it closed, scored.
     ///
     /// # Errors
-    /// The reason the event is refused; the pipeline carries on either way.
+    /// The reason the event is refused (counted); the pipeline carries on either way.
     pub fn push(&mut self, event: &Value) -> Result<Vec<ScoredWindow>, String> {
-        let t = self.event_time(event);
-        if let Some(through) = self.resume_from
-            && let Some(t) = t
-            && t < through
-        {
-            self.counts.already_scored += 1;
-            return Ok(Vec::new());
-        }
-        // A clock far ahead (or a typo in a year) would close every window up to it and stall what follows.
-        if let Some(t) = t
-            && t > crate::commands::unix_now() + self.future_slack
-        {
-            return Err(self.refuse(format!(
-                "field `{}`: {t} is more than {} s in the future",
-                self.fields.timestamp, self.future_slack
-            )));
-        }
-        match self.windows.push(event) {
-            Ok(rows) => {
-                self.counts.events += 1;
-                Ok(self.score(rows))
-            }
-            Err(e) => Err(self.refuse(e.to_string())),
-        }
+        let rows = self.windows.push(event)?;
+        Ok(self.score(rows))
     }
 
-    /// Counts a refused event and keeps its reason among the first few.
-    fn refuse(&mut self, reason: String) -> String {
-        self.counts.refused += 1;
-        if self.reasons.len() < MAX_REASONS {
-            self.reasons.push(reason.clone());
-        }
-        reason
-    }
-
-    /// Closes every window that ended before the newest event's window began, and scores them: for an input
-    /// read to its end, whose last window may still be filling (it is scored by the next run, which reads its
-    /// events again).
+    /// Closes every window that ended before the newest event's window began, and scores them (see
+    /// [`EventWindows::close_complete`]).
     pub fn close_complete(&mut self) -> Vec<ScoredWindow> {
-        let Some(newest) = self
-            .windows
-            .watermark()
-            .map(|w| w + self.windows.params().lateness())
-        else {
-            return Vec::new();
-        };
-        let start = (newest / self.width).floor() * self.width;
-        self.advance(start)
-    }
-
-    /// Closes every window ending at or before `watermark` (epoch seconds), as when every event up to it has been
-    /// read, and scores them.
-    pub fn advance(&mut self, watermark: f64) -> Vec<ScoredWindow> {
-        let rows = self.windows.advance(watermark);
+        let rows = self.windows.close_complete();
         self.score(rows)
     }
 
-    /// Closes every open window (the input is complete) and scores them.
-    pub fn flush(&mut self) -> Vec<ScoredWindow> {
-        let rows = self.windows.flush();
+    /// Closes every window ending at or before `watermark` (epoch seconds) and scores them.
+    pub fn advance(&mut self, watermark: f64) -> Vec<ScoredWindow> {
+        let rows = self.windows.advance(watermark);
         self.score(rows)
     }
 
@@ -213,14 +331,20 @@ impl Pipeline {
         self.windows.late_events()
     }
 
-    /// What has been seen.
-    pub fn counts(&self) -> &Counts {
-        &self.counts
+    /// What has been seen: the events' counts and the windows'.
+    pub fn counts(&self) -> Counts {
+        let e = self.windows.counts();
+        Counts {
+            events: e.events,
+            refused: e.refused,
+            already_scored: e.already_scored,
+            ..self.counts.clone()
+        }
     }
 
     /// The first few reasons events were refused.
     pub fn refusals(&self) -> &[String] {
-        &self.reasons
+        self.windows.refusals()
     }
 
     /// The endpoints and methods each service has shown, to carry over to the next run.
@@ -238,18 +362,20 @@ impl Pipeline {
         &self.engine
     }
 
-    fn event_time(&self, event: &Value) -> Option<f64> {
-        event_time(event, &self.fields.timestamp)
-    }
-
     /// Scores closed windows through the engine (each service's in time order; the engine learns the normal
-    /// ones), explains the flagged ones, and runs each service's alert rule.
+    /// ones), explains the flagged ones with the model that scored them, and runs each service's alert rule.
     fn score(&mut self, rows: Vec<WindowRow>) -> Vec<ScoredWindow> {
         let mut scored = Vec::with_capacity(rows.len());
         for row in rows {
             let end = row.window_start + self.width;
             let key = self.key(&row.service);
             let record = window_record(&row, &self.fields, self.weekday);
+            // Explained before it is observed: observing may retrain the key (drift, a lasting change), and the
+            // explanation must be the scoring model's.
+            let explanation = match self.engine.score(&key, &record) {
+                Ok(o) if o.is_anomaly() => self.engine.explain(&key, &record).ok().flatten(),
+                _ => None,
+            };
             let outcome = match self.engine.observe(&key, &record) {
                 Ok(o) => o,
                 Err(e) => {
@@ -263,19 +389,9 @@ impl Pipeline {
             self.counts.windows += 1;
             let verdict = outcome.verdict().cloned();
             let is_anomaly = verdict.as_ref().is_some_and(|v| v.is_anomaly);
-            let explanation = if is_anomaly {
-                self.counts.anomalies += 1;
-                self.engine.explain(&key, &record).ok().flatten()
-            } else {
-                None
-            };
-            let model_version = verdict.as_ref().and(
-                self.engine
-                    .model_info(&key)
-                    .ok()
-                    .flatten()
-                    .map(|m| m.version),
-            );
+            self.counts.anomalies += u64::from(is_anomaly);
+            let explanation = explanation.filter(|_| is_anomaly);
+            let model_version = verdict.as_ref().map(|v| v.model_version);
             let alert = verdict.is_some()
                 && self.alert_state(&row.service).observe(is_anomaly) == AlertTransition::Raised;
             self.counts.alerts += u64::from(alert);

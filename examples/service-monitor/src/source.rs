@@ -89,6 +89,7 @@ pub fn read_ndjson(
     let mut buf = vec![0u8; CHUNK_BYTES];
     // Inside a line longer than the bound: its bytes are dropped up to its newline, and it is refused once.
     let mut skipping = false;
+    let mut skip_start = position;
     loop {
         let n = file
             .read(&mut buf)
@@ -105,7 +106,13 @@ pub fn read_ndjson(
                 None => {
                     position += n as u64;
                     if eof {
-                        return Ok((position, line_no - first_line));
+                        // A file still being written: the rest of the long line is not read as a line of its own
+                        // next time; the next read starts at the line again (and refuses it again).
+                        return if complete {
+                            Ok((position, line_no - first_line))
+                        } else {
+                            Ok((skip_start, line_no - first_line - 1))
+                        };
                     }
                     continue;
                 }
@@ -124,6 +131,7 @@ pub fn read_ndjson(
                     on_line(Err(format!(
                         "line {line_no}: longer than {MAX_LINE_BYTES} bytes"
                     )))?;
+                    skip_start = position;
                     position += carry.len() as u64;
                     carry.clear();
                     skipping = true;
@@ -238,5 +246,12 @@ mod tests {
         assert_eq!(seen[2].as_ref().unwrap()["a"], 2);
         assert_eq!(lines, 4);
         assert_eq!(end, std::fs::metadata(&path).unwrap().len());
+
+        // A line longer than a whole chunk, at the end of a file still being written: the next read starts at it.
+        let path = dir.path().join("growing.ndjson");
+        let text = format!("{{\"a\":1}}\n{}", "x".repeat(CHUNK_BYTES + 10));
+        std::fs::write(&path, text).unwrap();
+        let (offset, lines) = read_ndjson(&path, 0, false, 0, |_| Ok(())).unwrap();
+        assert_eq!((offset, lines), (8, 1));
     }
 }
