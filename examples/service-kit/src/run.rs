@@ -28,24 +28,9 @@ where
     S: std::fmt::Display,
     F: Future<Output = Result<(), S>>,
 {
-    #[allow(clippy::print_stderr)]
-    let say = |what: String| eprintln!("{name}: {what}");
-    let (config, settings) = match load() {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            say(e.to_string());
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            say(format!("cannot start the async runtime: {e}"));
-            return ExitCode::from(1);
-        }
+    let (config, settings, runtime) = match start(name, load) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let code = runtime.block_on(async {
         init_logging(&settings);
@@ -68,6 +53,34 @@ where
     code
 }
 
+/// Says `what` on stderr, prefixed with the binary's name (before logging exists, or for a command's result).
+fn say(name: &str, what: impl std::fmt::Display) {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{name}: {what}");
+    }
+}
+
+/// What both mains do first: the configuration (exit 2 when refused) and a multi-threaded runtime (exit 1 when it
+/// cannot start), each failure said on stderr.
+fn start<C, E: std::fmt::Display>(
+    name: &str,
+    load: impl FnOnce() -> Result<(C, ServeSettings), E>,
+) -> Result<(C, ServeSettings, tokio::runtime::Runtime), ExitCode> {
+    let (config, settings) = load().map_err(|e| {
+        say(name, e);
+        ExitCode::from(2)
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            say(name, format!("cannot start the async runtime: {e}"));
+            ExitCode::from(1)
+        })?;
+    Ok((config, settings, runtime))
+}
+
 /// Runs a one-shot command of a service binary (one that does its work and exits): `load` reads and checks its
 /// configuration and gives its [`ServeSettings`] (for the log settings); logs go to standard error; `run` runs on a
 /// multi-threaded runtime and its result is printed on standard output as JSON. Exit codes as
@@ -83,24 +96,9 @@ where
     T: serde::Serialize,
     F: Future<Output = Result<T, S>>,
 {
-    #[allow(clippy::print_stderr)]
-    let say = |what: String| eprintln!("{name}: {what}");
-    let (config, settings) = match load() {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            say(e.to_string());
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            say(format!("cannot start the async runtime: {e}"));
-            return ExitCode::from(1);
-        }
+    let (config, settings, runtime) = match start(name, load) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         crate::init_logging_to_stderr(&settings);
@@ -116,11 +114,11 @@ where
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            say(format!("the result cannot be written as JSON: {e}"));
+            say(name, format!("the result cannot be written as JSON: {e}"));
             ExitCode::from(1)
         }
         Err(e) => {
-            say(e.to_string());
+            say(name, e);
             ExitCode::from(1)
         }
     }

@@ -735,7 +735,7 @@ pub async fn report_data(
 ) -> Result<crate::report::ReportData> {
     use crate::report::{Mark, ReportData};
     let config = &ctx.config;
-    let mut windows = crate::fields::window_params(config).build()?;
+    let mut windows = EventWindows::new(config, None, &Default::default())?;
     let mut rows = Vec::new();
     let field = config.fields.timestamp.clone();
     match source {
@@ -765,10 +765,7 @@ pub async fn report_data(
         }
     }
     // The newest window may still be filling: left out, as the monitor leaves it.
-    if let Some(newest) = windows.watermark().map(|w| w + windows.params().lateness()) {
-        let width = config.window_seconds as f64;
-        rows.extend(windows.advance((newest / width).floor() * width));
-    }
+    rows.extend(windows.close_complete());
     let mut marks = Vec::new();
     let mark = |doc: &Value| -> Option<Mark> {
         let start = doc["window_start"].as_str()?;
