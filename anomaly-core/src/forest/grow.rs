@@ -40,23 +40,28 @@ pub(crate) fn grow_tree<R: Rng>(
     }
     let mut order: Vec<u32> = (0..m as u32).collect();
     let mut feature_draw: Vec<usize> = (0..k).collect();
-    grow_nodes(m, max_depth, |start, end| {
+    let mut nodes = Vec::new();
+    grow_nodes(m, max_depth, &mut nodes, |start, end| {
         let (fi, threshold) = draw_split(&data, m, &order[start..end], &mut feature_draw, rng)?;
         let column = &data[fi * m..(fi + 1) * m];
         let mid = partition(&mut order[start..end], |j| column[j as usize] <= threshold) + start;
         Some((features[fi] as u32, threshold, mid))
-    })
+    });
+    nodes
 }
 
 /// Grows the nodes of a tree on `m` rows depth first, left before right: `split(start, end)` splits the node
 /// holding rows `start..end` (reordered as it likes) into `start..mid` and `mid..end`, returning the feature, the
-/// threshold and `mid`, or `None` for a leaf. Nodes of one row or at `max_depth` are leaves without asking.
+/// threshold and `mid`, or `None` for a leaf. Nodes of one row or at `max_depth` are leaves without asking. The
+/// nodes replace the contents of `nodes`.
 fn grow_nodes(
     m: usize,
     max_depth: u32,
+    nodes: &mut Vec<GrowNode>,
     mut split: impl FnMut(usize, usize) -> Option<(u32, f64, usize)>,
-) -> Vec<GrowNode> {
-    let mut nodes = Vec::with_capacity(2 * m.min(1 << max_depth.min(16)));
+) {
+    nodes.clear();
+    nodes.reserve(2 * m.min(1 << max_depth.min(16)));
     nodes.push(GrowNode {
         feature: None,
         threshold: 0.0,
@@ -94,19 +99,20 @@ fn grow_nodes(
         stack.push((left as usize + 1, mid, end));
         stack.push((left as usize, start, mid));
     }
-    nodes
 }
 
 /// Grows a tree on one feature whose sampled values are `sorted` (ascending): the same tree as [`grow_tree`] on
 /// those values, drawing the same random numbers, but a node is a range of the sorted values, so its minimum and
-/// maximum are its ends and a split is a binary search instead of a scan and a partition.
+/// maximum are its ends and a split is a binary search instead of a scan and a partition. The nodes replace the
+/// contents of `nodes`, so a caller growing many trees reuses one buffer.
 pub(crate) fn grow_tree_sorted<R: Rng>(
     sorted: &[f64],
     feature: u32,
     max_depth: u32,
     rng: &mut R,
-) -> Vec<GrowNode> {
-    grow_nodes(sorted.len(), max_depth, |start, end| {
+    nodes: &mut Vec<GrowNode>,
+) {
+    grow_nodes(sorted.len(), max_depth, nodes, |start, end| {
         // As `draw_split` with one feature: the feature draw, then a threshold if the node is not constant.
         let _: usize = rng.random_range(0..1);
         let (lo, hi) = (sorted[start], sorted[end - 1]);
@@ -116,7 +122,7 @@ pub(crate) fn grow_tree_sorted<R: Rng>(
         let threshold = split_threshold(lo, hi, rng);
         let mid = start + sorted[start..end].partition_point(|&v| v <= threshold);
         Some((feature, threshold, mid))
-    })
+    });
 }
 
 /// Sorts finite `values` into `sorted` (the sample [`grow_tree_sorted`] takes) through `keys`: each value as an
@@ -240,7 +246,8 @@ mod tests {
             let general = grow_tree(x.view(), &rows, &[0], max_depth, &mut a);
             let mut sorted = values;
             sorted.sort_by(f64::total_cmp);
-            let fast = grow_tree_sorted(&sorted, 0, max_depth, &mut b);
+            let mut fast = Vec::new();
+            grow_tree_sorted(&sorted, 0, max_depth, &mut b, &mut fast);
             assert_eq!(general.len(), fast.len(), "case {case}");
             for (g, f) in general.iter().zip(&fast) {
                 assert_eq!(

@@ -11,7 +11,7 @@ mod path_length;
 mod quantile;
 mod tree;
 
-pub(crate) use grow::{grow_tree, grow_tree_sorted, sort_sample};
+pub(crate) use grow::{GrowNode, grow_tree, grow_tree_sorted, sort_sample};
 pub use model::IsolationForest;
 pub(crate) use model::{credit_splits, lead_features, rank_attributions, typical_ranges};
 pub use params::{

@@ -50,16 +50,46 @@ pub(crate) enum Tree {
 }
 
 impl Tree {
+    /// A tree without nodes or buffers: a placeholder while a tree is rebuilt in its slot, never scored.
+    pub(crate) fn empty() -> Tree {
+        Tree::Dense {
+            depth: 0,
+            features: Vec::new(),
+            thresholds: Vec::new(),
+            leaves: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
     /// Converts a grown tree into its scoring layout.
     pub(crate) fn from_grown(nodes: &[GrowNode]) -> Tree {
+        Self::from_grown_reusing(nodes, None)
+    }
+
+    /// As [`Tree::from_grown`], reusing the buffers of `recycled` (a tree being replaced) when it is dense.
+    pub(crate) fn from_grown_reusing(nodes: &[GrowNode], recycled: Option<Tree>) -> Tree {
         let depth = nodes.iter().map(|n| n.depth).max().unwrap_or(0);
         let leaf_value = |n: &GrowNode| n.depth as f64 + average_path_length(n.n_samples as f64);
         if depth <= DENSE_MAX_DEPTH {
             let n_internal = (1usize << depth) - 1;
-            let mut features = vec![0u32; n_internal + 1];
-            let mut thresholds = vec![PASS; n_internal + 1];
-            let mut leaves = vec![0.0; n_internal + 1];
-            let mut counts = vec![0u32; 2 * n_internal + 1];
+            let (mut features, mut thresholds, mut leaves, mut counts) = match recycled {
+                Some(Tree::Dense {
+                    features,
+                    thresholds,
+                    leaves,
+                    counts,
+                    ..
+                }) => (features, thresholds, leaves, counts),
+                _ => Default::default(),
+            };
+            fn refill<T: Copy>(v: &mut Vec<T>, len: usize, value: T) {
+                v.clear();
+                v.resize(len, value);
+            }
+            refill(&mut features, n_internal + 1, 0u32);
+            refill(&mut thresholds, n_internal + 1, PASS);
+            refill(&mut leaves, n_internal + 1, 0.0);
+            refill(&mut counts, 2 * n_internal + 1, 0u32);
             let mut stack = vec![(0usize, 0usize)];
             while let Some((g, d)) = stack.pop() {
                 let node = &nodes[g];

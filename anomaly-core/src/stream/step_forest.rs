@@ -14,11 +14,12 @@
 //!
 //! Terms are summed in fixed point (2^-56), so a sum does not depend on the order of its terms and every group's
 //! prefix sums are exact; the score differs from the tree walk's only by that rounding, far below anything a
-//! threshold can see. A group is rebuilt when one of its trees is replaced (one tree per batch): a merge of the
-//! other trees' keys, already sorted, with the new tree's.
+//! threshold can see. The streaming forest regrows its trees a group at a time, so a group is only ever built
+//! whole: its trees' runs of keys, each sorted, merged pairwise. (Replacing one tree of a group in place would
+//! cost a read and a rewrite of the whole group for every tree: most of a refit, and cold memory every time.)
 //!
-//! Memory: about 18 bytes per key (a tree of 256 samples has about 100), so about 90 KB for the default 50 trees,
-//! beside the trees themselves.
+//! Memory: about 17 bytes per key (a tree of 256 samples has up to 257), so up to about 220 KB for the default 50
+//! trees, beside the trees themselves.
 
 use crate::forest::Tree;
 
@@ -86,23 +87,24 @@ pub(super) struct StepTree<'a> {
 }
 
 /// The step function of a group of trees.
+///
+/// Laid out so that what a score reads of the group itself (the coarse index, where the fences and units are, and the
+/// box bounds) is the first 128 bytes, one pair of cache lines that the processor fetches together.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[repr(C, align(128))]
 struct Group {
+    /// The last fence of every run of [`Group::run`] fences, padded with `+∞`: the number below a value is the run
+    /// to scan. It sits in the group itself, so finding the run costs no load of its own.
+    coarse: [f64; COARSE],
     /// The sorted keys followed by a `+∞` sentinel (whose prefix sum is the total after every key), in units.
     units: Vec<Unit>,
     /// The last key of every unit: the number below a value is the unit to read.
     fences: Vec<f64>,
-    /// The last fence of every run of `run` fences, padded with `+∞`: the number below a value is the run to scan.
-    /// It sits in the group itself, so finding the run costs no load of its own.
-    coarse: [f64; COARSE],
-    run: usize,
-    /// Slot in the group of the tree each key belongs to.
-    owner: Vec<u8>,
-    /// The group's trees by slot.
-    edges: Vec<Edge>,
     /// Largest `lo` and smallest `hi`: a value above the one and not above the other is in every tree's box.
     max_lo: f64,
     min_hi: f64,
+    /// The group's trees by slot (read only for a value outside some tree's box).
+    edges: Vec<Edge>,
 }
 
 /// The in-box term of a path length in fixed point, or `None` beyond [`MAX_TERM`].
@@ -111,24 +113,31 @@ fn fixed(path: f64, normaliser: f64) -> Option<i64> {
     (term.is_finite() && term.abs() <= MAX_TERM).then(|| (term * SCALE).round() as i64)
 }
 
-/// Buffers reused from one rebuild to the next on a thread, so a rebuild allocates only what it keeps. They hold at
-/// most one group's entries (8 trees of at most 4,097 keys each, as `Tree::check` bounds a tree's depth).
+/// Buffers reused from one build to the next on a thread, so a build allocates only what the group keeps. They hold
+/// at most one group's entries (8 trees of at most 4,097 keys each, as `Tree::check` bounds a tree's depth).
 #[derive(Default)]
 struct Scratch {
     keys: Vec<f64>,
     values: Vec<f64>,
-    run: Vec<Entry>,
+    entries: Vec<Entry>,
     merged: Vec<Entry>,
+    bounds: Vec<usize>,
+    merged_bounds: Vec<usize>,
+    edges: Vec<Edge>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
-/// A tree's keys with the change of its term at each, in fixed point, tagged with `tag`, into `out`; and its edge.
-fn run(t: &StepTree<'_>, tag: u8, scratch: &mut Scratch) -> Option<Edge> {
+/// Appends a tree's keys with the change of its term at each, in fixed point, to `scratch.entries`; and returns
+/// its edge. `None` when the tree cannot be represented.
+fn run(t: &StepTree<'_>, scratch: &mut Scratch) -> Option<Edge> {
     let Scratch {
-        keys, values, run, ..
+        keys,
+        values,
+        entries,
+        ..
     } = scratch;
     let representable = t.tree.one_feature_steps(keys, values)
         && values.len() == keys.len() + 1
@@ -144,15 +153,14 @@ fn run(t: &StepTree<'_>, tag: u8, scratch: &mut Scratch) -> Option<Edge> {
     }
     // The tree's term enters at `lo` (a value above it is in the box), changes at each threshold, and leaves at
     // `hi`; the changes telescope, so each prefix sum is exactly the terms of its interval.
-    run.clear();
     let mut previous = fixed(values[0], t.normaliser)?;
-    run.push((t.lo, previous, tag));
+    entries.push((t.lo, previous));
     for (&k, &v) in keys.iter().zip(&values[1..]) {
         let term = fixed(v, t.normaliser)?;
-        run.push((k, term - previous, tag));
+        entries.push((k, term - previous));
         previous = term;
     }
-    run.push((t.hi, -previous, tag));
+    entries.push((t.hi, -previous));
     Some(Edge {
         lo: t.lo,
         hi: t.hi,
@@ -162,107 +170,126 @@ fn run(t: &StepTree<'_>, tag: u8, scratch: &mut Scratch) -> Option<Edge> {
     })
 }
 
-/// A key with the change of the in-box sum there and the slot of its tree in the group.
-type Entry = (f64, i64, u8);
+/// A key with the change of the in-box sum there.
+type Entry = (f64, i64);
 
-/// Merges two runs of entries sorted by key into `out`.
-fn merge(a: impl Iterator<Item = Entry>, b: &[Entry], out: &mut Vec<Entry>) {
-    out.clear();
-    let mut b = b.iter().copied().peekable();
-    for e in a {
-        while let Some(next) = b.next_if(|n| n.0 < e.0) {
-            out.push(next);
-        }
-        out.push(e);
+/// Appends the merge of two runs of entries sorted by key to `out`, `a`'s first on equal keys (either order gives
+/// the same prefix sum after both). Which run an entry comes from is a select, not a branch: the runs interleave
+/// at random, so a branch would be mispredicted at nearly every switch.
+fn merge(a: &[Entry], b: &[Entry], out: &mut Vec<Entry>) {
+    let start = out.len();
+    out.resize(start + a.len() + b.len(), (0.0, 0));
+    let out = &mut out[start..];
+    let (mut i, mut j) = (0, 0);
+    for slot in out.iter_mut() {
+        let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) else {
+            break;
+        };
+        let take_b = y.0 < x.0;
+        *slot = if take_b { y } else { x };
+        j += usize::from(take_b);
+        i += usize::from(!take_b);
     }
-    out.extend(b);
+    let done = i + j;
+    if i < a.len() {
+        out[done..].copy_from_slice(&a[i..]);
+    } else {
+        out[done..].copy_from_slice(&b[j..]);
+    }
+}
+
+/// Merges the sorted runs of `scratch.entries` that start at `scratch.bounds` (followed by the end) pairwise until
+/// one is left, in `scratch.entries`.
+fn merge_runs(scratch: &mut Scratch) {
+    let Scratch {
+        entries,
+        merged,
+        bounds,
+        merged_bounds,
+        ..
+    } = scratch;
+    bounds.push(entries.len());
+    while bounds.len() > 2 {
+        merged.clear();
+        merged_bounds.clear();
+        for pair in bounds.windows(3).step_by(2) {
+            merged_bounds.push(merged.len());
+            merge(
+                &entries[pair[0]..pair[1]],
+                &entries[pair[1]..pair[2]],
+                merged,
+            );
+        }
+        if bounds.len() % 2 == 0 {
+            // An odd number of runs: the last one is carried over as it is.
+            merged_bounds.push(merged.len());
+            merged.extend_from_slice(&entries[bounds[bounds.len() - 2]..]);
+        }
+        merged_bounds.push(merged.len());
+        std::mem::swap(entries, merged);
+        std::mem::swap(bounds, merged_bounds);
+    }
 }
 
 impl Group {
-    /// The group of `trees` (slots in order): their runs merged one by one.
-    fn of(trees: &[StepTree<'_>]) -> Option<Group> {
+    /// Rebuilds the group from `trees` (slots in order), reusing its buffers; `false`, changing nothing, when one
+    /// cannot be represented.
+    fn rebuild(&mut self, trees: &[StepTree<'_>]) -> bool {
         SCRATCH.with_borrow_mut(|scratch| {
-            let mut all: Vec<Entry> = Vec::new();
-            let mut edges = Vec::with_capacity(trees.len());
-            for (slot, t) in trees.iter().enumerate() {
-                edges.push(run(t, u8::try_from(slot).ok()?, scratch)?);
-                merge(all.iter().copied(), &scratch.run, &mut scratch.merged);
-                std::mem::swap(&mut all, &mut scratch.merged);
+            scratch.entries.clear();
+            scratch.bounds.clear();
+            scratch.edges.clear();
+            for t in trees {
+                scratch.bounds.push(scratch.entries.len());
+                match run(t, scratch) {
+                    Some(edge) => scratch.edges.push(edge),
+                    None => return false,
+                }
             }
-            Some(Group::filled(&all, edges))
+            merge_runs(scratch);
+            self.fill(&scratch.entries, &scratch.edges);
+            true
         })
     }
 
-    /// This group with the tree in `slot` (the next slot, or one it has) replaced by `tree`: one merge of the
-    /// other trees' keys, already sorted, with the new tree's.
-    fn with_tree(&self, slot: usize, tree: &StepTree<'_>) -> Option<Group> {
-        if slot > self.edges.len() || slot >= GROUP {
-            return None;
-        }
-        let tag = u8::try_from(slot).ok()?;
-        SCRATCH.with_borrow_mut(|scratch| {
-            let edge = run(tree, tag, scratch)?;
-            let Scratch { run, merged, .. } = scratch;
-            // The other trees' entries, their changes read back from the prefix sums.
-            let kept = self
-                .owner
-                .iter()
-                .enumerate()
-                .filter(|&(_, &o)| o != tag)
-                .map(|(i, &o)| {
-                    let k = self.units[i / BLOCK].keys[i % BLOCK];
-                    (k, self.prefix(i + 1).wrapping_sub(self.prefix(i)), o)
-                });
-            merged.reserve(self.owner.len() + run.len());
-            merge(kept, run, merged);
-            let mut edges = self.edges.clone();
-            if slot == edges.len() {
-                edges.push(edge);
-            } else {
-                edges[slot] = edge;
-            }
-            Some(Group::filled(merged, edges))
-        })
-    }
-
-    /// The group of sorted `entries`.
-    fn filled(entries: &[Entry], edges: Vec<Edge>) -> Group {
+    /// Refills the group with sorted `entries` of trees whose edges are `edges`.
+    fn fill(&mut self, entries: &[Entry], edges: &[Edge]) {
         let n = entries.len();
-        let mut units = vec![Unit::EMPTY; (n + 1).div_ceil(BLOCK)];
-        let mut owner = Vec::with_capacity(n);
+        self.units.clear();
         // Prefix sums are sums of at most `GROUP` terms within `MAX_TERM` (asserted above), so they cannot
         // overflow; wrapping adds keep the loop free of checks.
         let mut sum = 0i64;
-        for (j, &(k, delta, o)) in entries.iter().enumerate() {
-            let unit = &mut units[j / BLOCK];
-            unit.keys[j % BLOCK] = k;
-            unit.prefix[j % BLOCK] = sum;
-            sum = sum.wrapping_add(delta);
-            owner.push(o);
+        for chunk in entries.chunks(BLOCK) {
+            let mut unit = Unit::EMPTY;
+            for (j, &(k, delta)) in chunk.iter().enumerate() {
+                unit.keys[j] = k;
+                unit.prefix[j] = sum;
+                sum = sum.wrapping_add(delta);
+            }
+            self.units.push(unit);
         }
-        // The sentinel: its key is `+∞` (the unit was made so) and its prefix sum the total after every key.
-        units[n / BLOCK].prefix[n % BLOCK] = sum;
-        let fences: Vec<f64> = units.iter().map(|u| u.keys[BLOCK - 1]).collect();
-        let run = fences.len().div_ceil(COARSE);
-        let mut coarse = [f64::INFINITY; COARSE];
-        for (c, chunk) in coarse.iter_mut().zip(fences.chunks(run)) {
+        // The sentinel: its key is `+∞` (units are made so) and its prefix sum the total after every key.
+        if n.is_multiple_of(BLOCK) {
+            self.units.push(Unit::EMPTY);
+        }
+        self.units[n / BLOCK].prefix[n % BLOCK] = sum;
+        self.fences.clear();
+        self.fences
+            .extend(self.units.iter().map(|u| u.keys[BLOCK - 1]));
+        let run = self.run();
+        self.coarse = [f64::INFINITY; COARSE];
+        for (c, chunk) in self.coarse.iter_mut().zip(self.fences.chunks(run)) {
             *c = chunk[chunk.len() - 1];
         }
-        Group {
-            units,
-            fences,
-            coarse,
-            run,
-            owner,
-            max_lo: edges.iter().map(|e| e.lo).fold(f64::NEG_INFINITY, f64::max),
-            min_hi: edges.iter().map(|e| e.hi).fold(f64::INFINITY, f64::min),
-            edges,
-        }
+        self.edges.clear();
+        self.edges.extend_from_slice(edges);
+        self.max_lo = edges.iter().map(|e| e.lo).fold(f64::NEG_INFINITY, f64::max);
+        self.min_hi = edges.iter().map(|e| e.hi).fold(f64::INFINITY, f64::min);
     }
 
-    /// The prefix sum of a value with `j` keys below it (`j` at most the number of keys).
-    fn prefix(&self, j: usize) -> i64 {
-        self.units[j / BLOCK].prefix[j % BLOCK]
+    /// Fences per run of the coarse index.
+    fn run(&self) -> usize {
+        self.fences.len().div_ceil(COARSE)
     }
 
     /// Adds the terms of the trees whose box does not hold `x`, computed as the walk computes them.
@@ -291,30 +318,25 @@ impl StepForest {
     /// Builds the step functions of `trees`, or `None` when one cannot be represented (a term beyond
     /// [`MAX_TERM`], a box that does not hold its thresholds, thresholds out of order: only restored trees): the caller walks the trees instead.
     pub(super) fn build(trees: &[StepTree<'_>]) -> Option<StepForest> {
-        let groups = trees
-            .chunks(GROUP)
-            .map(Group::of)
-            .collect::<Option<Vec<_>>>()?;
-        Some(StepForest { groups })
+        let mut forest = StepForest { groups: Vec::new() };
+        for (g, group) in trees.chunks(GROUP).enumerate() {
+            if !forest.rebuild(g, group) {
+                return None;
+            }
+        }
+        Some(forest)
     }
 
-    /// Puts `tree` in slot `slot` of the forest (an existing one, or the next); `false`, changing nothing, when it
-    /// cannot be represented.
-    pub(super) fn set(&mut self, slot: usize, tree: &StepTree<'_>) -> bool {
-        let (g, within) = (slot / GROUP, slot % GROUP);
-        if g == self.groups.len() && within == 0 {
+    /// Rebuilds group `g` (an existing one, or the next) from its `trees`, slots in order; `false` when one cannot
+    /// be represented (the caller then drops the step functions).
+    pub(super) fn rebuild(&mut self, g: usize, trees: &[StepTree<'_>]) -> bool {
+        if g > self.groups.len() || trees.is_empty() || trees.len() > GROUP {
+            return false;
+        }
+        if g == self.groups.len() {
             self.groups.push(Group::default());
         }
-        let Some(group) = self.groups.get_mut(g) else {
-            return false;
-        };
-        match group.with_tree(within, tree) {
-            Some(updated) => {
-                *group = updated;
-                true
-            }
-            None => false,
-        }
+        self.groups[g].rebuild(trees)
     }
 
     /// Sum over trees of the extended path length over the normaliser at `x`, a finite value.
@@ -329,12 +351,26 @@ impl StepForest {
         for lanes in self.groups.chunks(LANES) {
             let mut at = [0usize; LANES];
             for (a, g) in at.iter_mut().zip(lanes) {
-                *a = below(&g.coarse) * g.run;
+                *a = below(&g.coarse) * g.run();
             }
+            let mut touched = 0u64;
+            for (&a, g) in at.iter().zip(lanes) {
+                let fences = g.fences.get(a..).unwrap_or(&[]);
+                for f in fences[..fences.len().min(g.run())].iter().step_by(BLOCK) {
+                    touched ^= f.to_bits();
+                }
+            }
+            std::hint::black_box(touched);
             for (a, g) in at.iter_mut().zip(lanes) {
                 let fences = g.fences.get(*a..).unwrap_or(&[]);
-                *a += below(&fences[..fences.len().min(g.run)]);
+                *a += below(&fences[..fences.len().min(g.run())]);
             }
+            for (&a, g) in at.iter().zip(lanes) {
+                if let Some(unit) = g.units.get(a) {
+                    touched ^= unit.keys[0].to_bits() ^ unit.prefix[0] as u64;
+                }
+            }
+            std::hint::black_box(touched);
             for (&a, g) in at.iter().zip(lanes) {
                 if let Some(unit) = g.units.get(a) {
                     let c = below(&unit.keys).min(BLOCK - 1);

@@ -4,20 +4,19 @@
 use std::collections::VecDeque;
 
 use ndarray::ArrayView2;
-use rand::SeedableRng;
-use rand::seq::index;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::rolling::RollingStats;
-use super::step_forest::{StepForest, StepTree};
+use super::step_forest::{GROUP, StepForest, StepTree};
 use super::{StreamingDetector, check_observation};
 use crate::error::{Error, Result};
 use crate::explanation::{Details, Explanation, Verdict, fmt_num};
 use crate::forest::{
-    LANES, MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree, grow_tree_sorted,
-    lead_features, path_lengths_lanes, percentile_select, rank_attributions, sort_sample,
-    typical_ranges,
+    GrowNode, LANES, MAX_ESTIMATORS, Tree, average_path_length, credit_splits, grow_tree,
+    grow_tree_sorted, lead_features, path_lengths_lanes, percentile_select, rank_attributions,
+    sort_sample, typical_ranges,
 };
 
 /// Most rows any tree is grown on, as in the batch forest's `max_samples = auto`.
@@ -91,8 +90,9 @@ impl StreamingIsolationForestParams {
         /// Points between two refits (default 20).
         batch_size: usize,
         /// Most recent points the forest is grown on (default 1024; each tree samples 256 of them). The whole
-        /// forest is renewed once per window (`n_estimators · batch_size / window_size` trees per batch): with 1024
-        /// points that is one tree per batch of 20, which keeps a refit cheap and the forest stable.
+        /// forest is renewed once per window (`n_estimators · batch_size / window_size` trees earned per batch,
+        /// regrown eight at a time): with 1024 points that is one tree per batch of 20, so eight trees every eight
+        /// batches, which keeps a refit cheap and the forest stable.
         window_size: usize,
         /// Points before the first forest is grown (default 100).
         warmup: usize,
@@ -170,6 +170,7 @@ impl StreamingIsolationForestParams {
             window_head: 0,
             trees: Trees::default(),
             next_replace: 0,
+            earned: 0,
             since_refit: 0,
             quantile_floor: f64::NEG_INFINITY,
             smoothed: None,
@@ -252,17 +253,37 @@ impl Trees {
         StepForest::build(&trees)
     }
 
-    /// Puts `tree` in `slot` (the next one when `slot` is the length) and keeps the step functions in step.
-    fn set(&mut self, slot: usize, tree: WindowTree) {
-        if slot == self.list.len() {
-            self.list.push(tree);
-        } else {
-            self.list[slot] = tree;
+    /// Puts `tree` in `slot` (the next one when `slot` is the length, or beyond it). The step functions are
+    /// brought up to date by [`Trees::refresh`] once a group's trees are all in.
+    fn put(&mut self, slot: usize, tree: WindowTree) {
+        match self.list.get_mut(slot) {
+            Some(old) => *old = tree,
+            None => self.list.push(tree),
         }
-        if let Some(steps) = &mut self.steps
-            && !steps.set(slot, &self.list[slot].steps())
-        {
-            self.steps = None;
+    }
+
+    /// The tree in `slot`, if any, leaving an empty tree there until [`Trees::put`] fills it.
+    fn take_tree(&mut self, slot: usize) -> Option<Tree> {
+        let t = self.list.get_mut(slot)?;
+        Some(std::mem::replace(&mut t.tree, Tree::empty()))
+    }
+
+    /// Rebuilds the step functions of the group holding `slot`, after its trees were regrown; drops them when a
+    /// tree cannot be represented, and builds them all when the forest has just been completed.
+    fn refresh(&mut self, slot: usize) {
+        let g = slot / GROUP;
+        match &mut self.steps {
+            Some(steps) => {
+                let end = (g * GROUP + GROUP).min(self.list.len());
+                let trees: Vec<StepTree<'_>> = self.list[(g * GROUP).min(end)..end]
+                    .iter()
+                    .map(WindowTree::steps)
+                    .collect();
+                if !steps.rebuild(g, &trees) {
+                    self.steps = None;
+                }
+            }
+            None => self.reindex(),
         }
     }
 
@@ -332,9 +353,12 @@ struct Assessment {
 /// `WindowTree::path_length`): a plain isolation tree routes every value beyond its sample's maximum to the same
 /// leaf, so a spike far outside the window would score no higher than the window's largest normal point.
 ///
-/// The first forest is grown once `warmup` points are in the window. After that, every `batch_size` points the
-/// oldest `ceil(n_estimators · batch_size / window_size)` trees are replaced by trees grown on the current window, so
-/// the whole forest is renewed once per window and a refit costs a few trees, not a whole forest. Each point's raw
+/// The first forest is grown once `warmup` points are in the window. After that, every `batch_size` points earn
+/// `ceil(n_estimators · batch_size / window_size)` new trees, and the oldest trees are replaced by trees grown on
+/// the current window a group of eight at a time, as soon as the batches since the last regrowth have earned a
+/// group (with the defaults, eight trees every eight batches of 20 points). The whole forest is renewed once per
+/// window and a refit costs a few trees, not a whole forest; regrowing by groups lets a one-feature forest rebuild
+/// the step functions of one group once, instead of once per tree (see the `step_forest` module). Each point's raw
 /// score (in `(0, 1]`, as [`IsolationForest`](crate::IsolationForest)) is smoothed by an EMA (`smoothing_alpha`);
 /// the point is a candidate when the smoothed score exceeds the adaptive threshold: the rolling mean +
 /// `threshold_sigma` rolling standard deviations of past smoothed scores, and never less than their
@@ -356,6 +380,9 @@ pub struct StreamingIsolationForest {
     window_head: usize,
     trees: Trees,
     next_replace: usize,
+    /// Trees the batches since the last regrowth have earned (fewer than a group).
+    #[serde(default)]
+    earned: usize,
     since_refit: usize,
     #[serde(with = "rng_state")]
     rng: ChaCha8Rng,
@@ -496,7 +523,9 @@ impl StreamingIsolationForest {
         self.since_refit += 1;
         if self.trees.is_empty() {
             if self.window_len >= self.params.warmup {
-                self.grow(self.params.n_estimators);
+                for start in (0..self.params.n_estimators).step_by(GROUP) {
+                    self.grow(start, GROUP.min(self.params.n_estimators - start));
+                }
                 self.since_refit = 0;
             }
         } else if self.since_refit >= self.params.batch_size {
@@ -506,61 +535,83 @@ impl StreamingIsolationForest {
                 .saturating_mul(self.params.batch_size))
             .div_ceil(self.params.window_size)
             .clamp(1, self.params.n_estimators);
-            self.grow(per_batch);
+            self.earned += per_batch;
+            self.regrow_earned();
             self.refresh_floor();
             self.since_refit = 0;
         }
     }
 
-    /// Grows `count` trees on the window, replacing the oldest ones once the forest is complete.
-    fn grow(&mut self, count: usize) {
+    /// Regrows the oldest group of trees (the slots from `next_replace` to the end of its group) for as long as the
+    /// batches since the last regrowth have earned that many trees.
+    fn regrow_earned(&mut self) {
+        let n = self.params.n_estimators;
+        loop {
+            let start = self.next_replace;
+            let len = (GROUP - start % GROUP).min(n - start);
+            if self.earned < len {
+                return;
+            }
+            self.earned -= len;
+            self.grow(start, len);
+            self.next_replace = (start + len) % n;
+        }
+    }
+
+    /// Grows `count` trees on the window into the slots from `start` (all in one group), then rebuilds that
+    /// group's step functions.
+    fn grow(&mut self, start: usize, count: usize) {
         let m = self.window_len.min(MAX_TREE_SAMPLES);
         let max_depth = (m.max(2) as f64).log2().ceil() as u32;
-        let features: Vec<usize> = (0..self.dims.unwrap_or(1)).collect();
-        let (mut keys, mut sorted) = (Vec::new(), Vec::new());
-        for _ in 0..count {
-            let rows = if self.window_len > m {
-                index::sample(&mut self.rng, self.window_len, m).into_vec()
-            } else {
-                (0..self.window_len).collect()
-            };
-            let d = features.len();
-            let (nodes, lo, hi) = if d == 1 {
-                // One feature: grow on the sorted sample (the same tree, see `grow_tree_sorted`).
-                sort_sample(rows.iter().map(|&r| self.window[r]), &mut keys, &mut sorted);
-                let nodes = grow_tree_sorted(&sorted, 0, max_depth, &mut self.rng);
-                (nodes, vec![sorted[0]], vec![sorted[sorted.len() - 1]])
-            } else {
-                let view = ArrayView2::from_shape(
-                    (self.window_len, d),
-                    &self.window[..self.window_len * d],
-                )
-                .expect("window ring holds window_len rows");
-                let nodes = grow_tree(view, &rows, &features, max_depth, &mut self.rng);
-                let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
-                for &r in &rows {
-                    for (j, &v) in view.row(r).iter().enumerate() {
-                        lo[j] = lo[j].min(v);
-                        hi[j] = hi[j].max(v);
+        let d = self.dims.unwrap_or(1);
+        let features: Vec<usize> = (0..d).collect();
+        GROW_SCRATCH.with_borrow_mut(|scratch| {
+            for slot in start..start + count {
+                sample_rows(&mut self.rng, self.window_len, m, scratch);
+                let GrowScratch {
+                    rows,
+                    keys,
+                    sorted,
+                    nodes,
+                    ..
+                } = scratch;
+                let (lo, hi) = if d == 1 {
+                    // One feature: grow on the sorted sample (the same tree, see `grow_tree_sorted`). A sample of
+                    // the whole window (while it is shorter than a tree's sample) is sorted once for the group.
+                    if m < self.window_len || slot == start {
+                        sort_sample(rows.iter().map(|&r| self.window[r]), keys, sorted);
                     }
-                }
-                (nodes, lo, hi)
-            };
-            let tree = WindowTree {
-                tree: Tree::from_grown(&nodes),
-                normaliser: average_path_length(m as f64),
-                lo,
-                hi,
-            };
-            if self.trees.len() < self.params.n_estimators {
-                self.trees.set(self.trees.len(), tree);
-            } else {
-                self.trees.set(self.next_replace, tree);
-                self.next_replace = (self.next_replace + 1) % self.params.n_estimators;
+                    grow_tree_sorted(sorted, 0, max_depth, &mut self.rng, nodes);
+                    (vec![sorted[0]], vec![sorted[sorted.len() - 1]])
+                } else {
+                    let view = ArrayView2::from_shape(
+                        (self.window_len, d),
+                        &self.window[..self.window_len * d],
+                    )
+                    .expect("window ring holds window_len rows");
+                    *nodes = grow_tree(view, rows, &features, max_depth, &mut self.rng);
+                    let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
+                    for &r in rows.iter() {
+                        for (j, &v) in view.row(r).iter().enumerate() {
+                            lo[j] = lo[j].min(v);
+                            hi[j] = hi[j].max(v);
+                        }
+                    }
+                    (lo, hi)
+                };
+                // The tree replaced gives its buffers to the new one.
+                let recycled = self.trees.take_tree(slot);
+                let tree = WindowTree {
+                    tree: Tree::from_grown_reusing(nodes, recycled),
+                    normaliser: average_path_length(m as f64),
+                    lo,
+                    hi,
+                };
+                self.trees.put(slot, tree);
             }
-        }
-        if self.trees.steps.is_none() && self.trees.len() == self.params.n_estimators {
-            self.trees.reindex();
+        });
+        if self.trees.len() == self.params.n_estimators {
+            self.trees.refresh(start);
         }
     }
 
@@ -594,6 +645,7 @@ impl StreamingIsolationForest {
             || self.trees.len() > p.n_estimators
             || (self.trees.is_empty() && self.next_replace != 0)
             || self.next_replace >= p.n_estimators
+            || self.earned >= GROUP
         {
             return Err("streaming forest state of inconsistent size".into());
         }
@@ -688,6 +740,53 @@ impl StreamingDetector for StreamingIsolationForest {
             },
             rationale,
         }))
+    }
+}
+
+/// Buffers a refit reuses on a thread, so growing a tree allocates only the tree it keeps.
+#[derive(Default)]
+struct GrowScratch {
+    /// One bit per window row: drawn into the sample.
+    picked: Vec<u64>,
+    rows: Vec<usize>,
+    keys: Vec<u64>,
+    sorted: Vec<f64>,
+    nodes: Vec<GrowNode>,
+}
+
+thread_local! {
+    static GROW_SCRATCH: std::cell::RefCell<GrowScratch> = std::cell::RefCell::default();
+}
+
+/// Draws `m` of the `n` window rows uniformly without replacement into `scratch.rows`, in ascending order: Floyd's
+/// algorithm over a bitmap (`m` draws, no allocation once the buffers have grown). All rows when `m >= n`.
+fn sample_rows(rng: &mut ChaCha8Rng, n: usize, m: usize, scratch: &mut GrowScratch) {
+    let GrowScratch { picked, rows, .. } = scratch;
+    rows.clear();
+    if m >= n {
+        rows.extend(0..n);
+        return;
+    }
+    picked.clear();
+    picked.resize(n.div_ceil(64), 0);
+    let pick = |picked: &mut [u64], r: usize| {
+        let (word, bit) = (r / 64, 1u64 << (r % 64));
+        let fresh = picked[word] & bit == 0;
+        picked[word] |= bit;
+        fresh
+    };
+    for j in n - m..n {
+        let t = rng.random_range(0..=j);
+        if !pick(picked, t) {
+            pick(picked, j);
+        }
+    }
+    for (w, &word) in picked.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            rows.push(w * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
     }
 }
 
@@ -791,6 +890,70 @@ mod tests {
                 assert!(relative < 1e-12, "dims {dims}, probe {probe:?}: {relative}");
             }
         }
+    }
+
+    /// Trees are regrown a group at a time, as soon as the batches since the last regrowth have earned the group's
+    /// trees: with the defaults (50 trees, a batch of 20, a window of 1024) one tree per batch, so a group of 8 every
+    /// 8 batches and the last group of 2 after 2 more; every tree is renewed once per 50 batches.
+    #[test]
+    fn trees_are_regrown_a_group_at_a_time_at_the_window_rate() {
+        let mut f = StreamingIsolationForestParams::new().build().unwrap();
+        let point = |i: usize| [((i * 37) % 101) as f64 + (i as f64 * 0.1).sin()];
+        let mut i = 0;
+        while f.trees.is_empty() {
+            f.update(&point(i)).unwrap();
+            i += 1;
+        }
+        assert_eq!(f.trees.len(), 50);
+        // One tree earned per batch: group g is regrown once the batches cover it and every group before it.
+        let groups: Vec<std::ops::Range<usize>> = (0..50)
+            .step_by(GROUP)
+            .map(|s| s..(s + GROUP).min(50))
+            .collect();
+        let mut schedule = std::collections::BTreeMap::new();
+        let mut earned = 0;
+        for group in groups.iter().cycle().take(3 * groups.len()) {
+            earned += group.len();
+            schedule.insert(earned, group.clone());
+        }
+        for batch in 1..=150 {
+            let before = f.trees.list.clone();
+            for _ in 0..20 {
+                f.update(&point(i)).unwrap();
+                i += 1;
+            }
+            let changed: Vec<usize> = (0..50).filter(|&s| before[s] != f.trees.list[s]).collect();
+            let expected: Vec<usize> = schedule.get(&batch).cloned().unwrap_or_default().collect();
+            assert_eq!(changed, expected, "batch {batch}");
+            assert!(f.earned < GROUP);
+            assert!(f.check().is_ok());
+        }
+        assert!(f.trees.steps.is_some());
+    }
+
+    /// A detector saved before trees were regrown by groups (no `earned`, a replacement cursor inside a group)
+    /// loads, and its next regrowth finishes the cursor's group, after which the groups line up.
+    #[test]
+    fn a_detector_saved_with_a_cursor_inside_a_group_realigns() {
+        let mut f = StreamingIsolationForestParams::new().build().unwrap();
+        for i in 0..300 {
+            f.update(&[(i % 17) as f64]).unwrap();
+        }
+        let mut json = serde_json::to_value(&f).unwrap();
+        json.as_object_mut().unwrap().remove("earned");
+        json["next_replace"] = serde_json::json!(13);
+        let mut old: StreamingIsolationForest = serde_json::from_value(json).unwrap();
+        assert!(old.check().is_ok());
+        assert_eq!(old.earned, 0);
+        let before = old.trees.list.clone();
+        for i in 0..60 {
+            old.update(&[(i % 13) as f64]).unwrap();
+        }
+        let changed: Vec<usize> = (0..50)
+            .filter(|&s| before[s] != old.trees.list[s])
+            .collect();
+        assert_eq!(changed, vec![13, 14, 15]);
+        assert_eq!(old.next_replace, 16);
     }
 
     /// Scores through the step functions of a one-feature forest match the tree walk, across many tree
