@@ -91,8 +91,9 @@ impl StreamingIsolationForestParams {
         batch_size: usize,
         /// Most recent points the forest is grown on (default 1024; each tree samples 256 of them). The whole
         /// forest is renewed once per window (`n_estimators · batch_size / window_size` trees earned per batch,
-        /// regrown eight at a time): with 1024 points that is one tree per batch of 20, so eight trees every eight
-        /// batches, which keeps a refit cheap and the forest stable.
+        /// regrown eight at a time, or the whole forest at once when it has eight trees or fewer): with 1024 points
+        /// that is one tree per batch of 20, so eight trees every eight batches, which keeps a refit cheap and the
+        /// forest stable.
         window_size: usize,
         /// Points before the first forest is grown (default 100).
         warmup: usize,
@@ -269,7 +270,8 @@ impl Trees {
     }
 
     /// Rebuilds the step functions of the group holding `slot`, after its trees were regrown; drops them when a
-    /// tree cannot be represented, and builds them all when the forest has just been completed.
+    /// tree cannot be represented, and builds every group when there are none (a forest just completed, or one
+    /// whose step functions were dropped).
     fn refresh(&mut self, slot: usize) {
         let g = slot / GROUP;
         match &mut self.steps {
@@ -612,6 +614,10 @@ impl StreamingIsolationForest {
         });
         if self.trees.len() == self.params.n_estimators {
             self.trees.refresh(start);
+        } else {
+            // A forest still filling (only a restored one: the first forest is grown whole) is walked until it is
+            // complete, when `refresh` builds every group.
+            self.trees.steps = None;
         }
     }
 
@@ -645,7 +651,8 @@ impl StreamingIsolationForest {
             || self.trees.len() > p.n_estimators
             || (self.trees.is_empty() && self.next_replace != 0)
             || self.next_replace >= p.n_estimators
-            || self.earned >= GROUP
+            || self.earned >= GROUP.min(p.n_estimators)
+            || (self.trees.is_empty() && self.earned != 0)
         {
             return Err("streaming forest state of inconsistent size".into());
         }
@@ -743,7 +750,8 @@ impl StreamingDetector for StreamingIsolationForest {
     }
 }
 
-/// Buffers a refit reuses on a thread, so growing a tree allocates only the tree it keeps.
+/// Buffers a refit reuses on a thread: the sample's rows, its sorted values and the grown nodes of a one-feature
+/// tree.
 #[derive(Default)]
 struct GrowScratch {
     /// One bit per window row: drawn into the sample.
@@ -929,6 +937,33 @@ mod tests {
             assert!(f.check().is_ok());
         }
         assert!(f.trees.steps.is_some());
+    }
+
+    /// A restored forest that is not complete (an edited snapshot: the first forest is always grown whole) scores
+    /// as its trees walk while it fills, and gets its step functions back once complete.
+    #[test]
+    fn a_restored_forest_still_filling_scores_as_its_walk() {
+        let mut f = StreamingIsolationForestParams::new().build().unwrap();
+        for i in 0..300 {
+            f.update(&[(i % 17) as f64]).unwrap();
+        }
+        let mut json = serde_json::to_value(&f).unwrap();
+        json["trees"].as_array_mut().unwrap().truncate(10);
+        json["next_replace"] = serde_json::json!(0);
+        let mut partial: StreamingIsolationForest = serde_json::from_value(json).unwrap();
+        assert!(partial.check().is_ok());
+        for i in 0..2000 {
+            partial.update(&[(i % 23) as f64 * 0.5]).unwrap();
+            for x in [0.0, 3.3, 11.0, 40.0] {
+                let (score, walk) = (partial.raw_score(&[x]), partial.walk_score(&[x]));
+                assert!(
+                    (score - walk).abs() <= 1e-12 * walk,
+                    "point {i}, x {x}: {score} against {walk}"
+                );
+            }
+        }
+        assert_eq!(partial.trees.len(), 50);
+        assert!(partial.trees.steps.is_some());
     }
 
     /// A detector saved before trees were regrown by groups (no `earned`, a replacement cursor inside a group)
