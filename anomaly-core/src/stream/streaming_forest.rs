@@ -900,6 +900,15 @@ mod tests {
         }
     }
 
+    /// The snapshot, as JSON, of a forest of `params` after 300 points of a repeating ramp (its forest grown).
+    fn saved_after_a_ramp(params: StreamingIsolationForestParams) -> serde_json::Value {
+        let mut f = params.build().unwrap();
+        for i in 0..300 {
+            f.update(&[(i % 17) as f64]).unwrap();
+        }
+        serde_json::to_value(&f).unwrap()
+    }
+
     /// Trees are regrown a group at a time, as soon as the batches since the last regrowth have earned the group's
     /// trees: with the defaults (50 trees, a batch of 20, a window of 1024) one tree per batch, so a group of 8 every
     /// 8 batches and the last group of 2 after 2 more; every tree is renewed once per 50 batches.
@@ -943,11 +952,7 @@ mod tests {
     /// as its trees walk while it fills, and gets its step functions back once complete.
     #[test]
     fn a_restored_forest_still_filling_scores_as_its_walk() {
-        let mut f = StreamingIsolationForestParams::new().build().unwrap();
-        for i in 0..300 {
-            f.update(&[(i % 17) as f64]).unwrap();
-        }
-        let mut json = serde_json::to_value(&f).unwrap();
+        let mut json = saved_after_a_ramp(StreamingIsolationForestParams::new());
         json["trees"].as_array_mut().unwrap().truncate(10);
         json["next_replace"] = serde_json::json!(0);
         let mut partial: StreamingIsolationForest = serde_json::from_value(json).unwrap();
@@ -970,11 +975,7 @@ mod tests {
     /// loads, and its next regrowth finishes the cursor's group, after which the groups line up.
     #[test]
     fn a_detector_saved_with_a_cursor_inside_a_group_realigns() {
-        let mut f = StreamingIsolationForestParams::new().build().unwrap();
-        for i in 0..300 {
-            f.update(&[(i % 17) as f64]).unwrap();
-        }
-        let mut json = serde_json::to_value(&f).unwrap();
+        let mut json = saved_after_a_ramp(StreamingIsolationForestParams::new());
         json.as_object_mut().unwrap().remove("earned");
         json["next_replace"] = serde_json::json!(13);
         let mut old: StreamingIsolationForest = serde_json::from_value(json).unwrap();
@@ -1100,11 +1101,7 @@ mod tests {
     /// A tree that does not pass its check gets no step functions when read, and the detector's check refuses it.
     #[test]
     fn hostile_trees_get_no_step_functions() {
-        let mut f = StreamingIsolationForestParams::new().build().unwrap();
-        for i in 0..300 {
-            f.update(&[(i % 17) as f64]).unwrap();
-        }
-        let json: serde_json::Value = serde_json::to_value(&f).unwrap();
+        let json = saved_after_a_ramp(StreamingIsolationForestParams::new());
         let mut deep = json.clone();
         deep["trees"][3]["tree"]["depth"] = serde_json::json!(40);
         let hostile: StreamingIsolationForest = serde_json::from_value(deep).unwrap();
@@ -1120,14 +1117,7 @@ mod tests {
         assert!(hostile.check().is_ok());
         assert!(hostile.trees.steps.is_none());
         // Real thresholds under a pass-through node: the walk still compares against them, so must the steps.
-        let mut f = StreamingIsolationForestParams::new()
-            .n_estimators(1)
-            .build()
-            .unwrap();
-        for i in 0..300 {
-            f.update(&[(i % 17) as f64]).unwrap();
-        }
-        let mut json: serde_json::Value = serde_json::to_value(&f).unwrap();
+        let mut json = saved_after_a_ramp(StreamingIsolationForestParams::new().n_estimators(1));
         json["trees"][0]["tree"] = serde_json::json!({
             "layout": "dense", "depth": 2, "features": [0, 0, 0, 0],
             "thresholds": [f64::MAX, 8.5, f64::MAX, f64::MAX],
