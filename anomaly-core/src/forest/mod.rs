@@ -9,6 +9,10 @@ mod parallel;
 mod params;
 mod path_length;
 mod quantile;
+mod ranked;
+// The workspace denies `unsafe`; this module is the one exception (SIMD gathers; its docs say why and how).
+#[allow(unsafe_code)]
+mod simd;
 mod tree;
 
 pub(crate) use grow::{GrowNode, grow_tree, grow_tree_sorted, sort_sample};

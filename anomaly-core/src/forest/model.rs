@@ -14,6 +14,7 @@ use super::parallel::install;
 use super::params::{Contamination, IsolationForestParams, MAX_ESTIMATORS};
 use super::path_length::average_path_length;
 use super::quantile::{percentile, percentile_select};
+use super::ranked::CompiledForest;
 use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree, path_lengths4};
 use crate::error::{Error, Result};
 use crate::explanation::{
@@ -52,10 +53,13 @@ pub struct IsolationForest {
     params: IsolationForestParams,
     n_features: usize,
     max_samples: usize,
-    trees: Vec<Tree>,
+    pub(super) trees: Vec<Tree>,
     offset: f64,
     /// 5th and 95th percentiles of each feature in (a sample of) the training data.
     typical: Vec<(f64, f64)>,
+    /// The trees compiled for the rank kernel (derived, so skipped by serde and equality).
+    #[serde(skip)]
+    compiled: CompiledForest,
 }
 
 impl IsolationForest {
@@ -81,6 +85,7 @@ impl IsolationForest {
             offset: -0.5,
             typical: typical_ranges(x, params.seed),
             params,
+            compiled: CompiledForest::default(),
         };
         model.grow_trees(x, model.params.n_estimators)?;
         tracing::debug!(
@@ -169,6 +174,9 @@ impl IsolationForest {
             })?
         };
         self.trees.extend(new_trees);
+        // Compiled now, so the first scoring call does not pay for it.
+        self.compiled = CompiledForest::default();
+        self.compiled.get(&self.trees, self.n_features);
         self.max_samples = max_samples;
         self.offset = match self.params.contamination {
             Contamination::Auto => -0.5,
@@ -241,7 +249,11 @@ impl IsolationForest {
                 Some(s) => Cow::Borrowed(s),
                 None => Cow::Owned(rows.iter().copied().collect()),
             };
-            if d <= WIDE {
+            if let Some(ranked) = self.compiled.get(&self.trees, d)
+                && ranked.accumulate(&block, acc)
+            {
+                // Walked by the SIMD rank kernel.
+            } else if d <= WIDE {
                 self.score_columns::<128>(&block, d, acc);
             } else if d <= KERNEL_MAX_FEATURES {
                 self.score_columns::<32>(&block, d, acc);

@@ -1,0 +1,520 @@
+//! A fitted forest compiled for batch scoring on rank-coded values.
+//!
+//! Every split compares one value with one threshold: `x > t`. Both sides can be replaced by their rank among the
+//! distinct thresholds of the feature (its *cuts*): with `cuts` sorted and `pos(t)` the index of `t` in them,
+//! `x > t` holds exactly when `rank(x) = #{c ∈ cuts : c < x}` exceeds `pos(t)`. So the comparison is unchanged bit
+//! for bit, and a node (feature and threshold rank) fits in 32 bits. A row is ranked once per block (one binary
+//! search per value) and then walked through every tree; the walk is the SIMD kernel of [`simd`](super::simd),
+//! eight trees at a time.
+//!
+//! The compiled forest puts every tree in one arena at one depth (the deepest tree's): a shallower tree is extended
+//! with pass-through nodes (rank [`PASS_RANK`], which no value exceeds) down to the bottom level, and each of its
+//! leaves moves to the slot its leftmost descendant would take. Scores are the per-tree path lengths summed in tree
+//! order, exactly as the other kernels sum them.
+
+use super::simd::{self, TOP_NODES};
+use super::tree::{DENSE_MAX_DEPTH, KERNEL_MAX_FEATURES, Tree};
+
+/// Rank of a pass-through node: above the rank of every value (a feature has fewer cuts than this).
+const PASS_RANK: u32 = (1 << 24) - 1;
+/// Bits of a node that hold its feature (the rest hold the threshold's rank).
+const FEATURE_BITS: u32 = 8;
+/// Trees the kernel walks at once (the lanes of one AVX2 register).
+pub(super) const GROUP: usize = 8;
+/// Ranked values a thread buffers per sub-block (32 KiB): 128 rows of up to 64 features, fewer rows when wider.
+const RANK_BUFFER: usize = 8192;
+
+/// The forest as the rank kernel reads it. Built only from trees whose structure is valid for the given width.
+#[derive(Debug)]
+pub(crate) struct RankedForest {
+    /// Levels of every tree (the deepest tree's depth).
+    depth: u32,
+    n_trees: usize,
+    n_features: usize,
+    /// Row stride of a ranked block: the width rounded up to a power of two (at least 8).
+    stride: usize,
+    /// Sorted distinct thresholds of every feature, one after another; feature `f`'s are
+    /// `cuts[starts[f]..starts[f + 1]]`.
+    cuts: Vec<f64>,
+    starts: Vec<usize>,
+    /// `2^depth` nodes per tree (the last is a pad, never read), trees padded to a multiple of [`GROUP`] with
+    /// pass-through trees: `rank << 8 | feature`.
+    nodes: Vec<u32>,
+    /// `2^depth` leaf path lengths per tree, padded as `nodes`.
+    leaves: Vec<f64>,
+    /// The top levels of every group of [`GROUP`] trees, node by node, one lane per tree (see [`simd::Arena`]).
+    tops: Vec<u32>,
+}
+
+impl RankedForest {
+    /// Compiles `trees` (fitted on `n_features` columns), or `None` when the rank kernel cannot take them: a sparse
+    /// (deep) tree, a width past [`KERNEL_MAX_FEATURES`], a feature with 2^24 − 1 distinct thresholds or more, an
+    /// arena past 2^31 slots, or a malformed tree (wrong lengths, a feature out of range, a NaN), which the
+    /// reference kernels then handle or refuse.
+    pub(crate) fn new(trees: &[Tree], n_features: usize) -> Option<RankedForest> {
+        if trees.is_empty() || n_features == 0 || n_features > KERNEL_MAX_FEATURES {
+            return None;
+        }
+        let mut depth = 0;
+        let mut per_feature: Vec<Vec<f64>> = vec![Vec::new(); n_features];
+        for tree in trees {
+            let (d, features, thresholds, leaves) = dense_arrays(tree)?;
+            let n = 1usize << d;
+            if features.len() != n || thresholds.len() != n || leaves.len() != n {
+                return None;
+            }
+            if leaves.iter().any(|v| v.is_nan()) {
+                return None;
+            }
+            for (&f, &t) in features.iter().zip(thresholds).take(n - 1) {
+                if t.is_nan() || f as usize >= n_features {
+                    return None;
+                }
+                if t != f64::MAX {
+                    per_feature[f as usize].push(t);
+                }
+            }
+            depth = depth.max(d);
+        }
+        let mut cuts = Vec::new();
+        let mut starts = Vec::with_capacity(n_features + 1);
+        for mut c in per_feature {
+            c.sort_unstable_by(f64::total_cmp);
+            // −0.0 and 0.0 compare equal, so either stands for both.
+            c.dedup_by(|a, b| a == b);
+            if c.len() >= PASS_RANK as usize {
+                return None;
+            }
+            starts.push(cuts.len());
+            cuts.extend(c);
+        }
+        starts.push(cuts.len());
+
+        let n = 1usize << depth;
+        let padded = trees.len().div_ceil(GROUP) * GROUP;
+        let slots = padded.checked_mul(n).filter(|&s| s <= i32::MAX as usize)?;
+        let pass = PASS_RANK << FEATURE_BITS;
+        let mut nodes = vec![pass; slots];
+        let mut leaf_slots = vec![0.0; slots];
+        for (t, tree) in trees.iter().enumerate() {
+            let (d, features, thresholds, leaves) = dense_arrays(tree)?;
+            let (nodes, leaf_slots) = (&mut nodes[t * n..][..n], &mut leaf_slots[t * n..][..n]);
+            // Node `i` of a complete tree has the same index at any depth; levels below `d` stay pass-through.
+            for (i, (&f, &threshold)) in features
+                .iter()
+                .zip(thresholds)
+                .take((1 << d) - 1)
+                .enumerate()
+            {
+                if threshold != f64::MAX {
+                    let feature_cuts = &cuts[starts[f as usize]..starts[f as usize + 1]];
+                    let rank = feature_cuts.partition_point(|&c| c < threshold) as u32;
+                    nodes[i] = rank << FEATURE_BITS | f;
+                }
+            }
+            // A leaf at position p of level d is reached, through pass-through nodes that go left, at p · 2^(D−d).
+            for (p, &h) in leaves.iter().enumerate() {
+                leaf_slots[p << (depth - d)] = h;
+            }
+        }
+        let mut tops = vec![pass; padded / GROUP * TOP_NODES * GROUP];
+        for (t, tree_nodes) in nodes.chunks_exact(n).enumerate() {
+            let (g, lane) = (t / GROUP, t % GROUP);
+            for (j, &node) in tree_nodes.iter().take(TOP_NODES.min(n - 1)).enumerate() {
+                tops[(g * TOP_NODES + j) * GROUP + lane] = node;
+            }
+        }
+        Some(RankedForest {
+            depth,
+            n_trees: trees.len(),
+            n_features,
+            stride: n_features.next_power_of_two().max(8),
+            cuts,
+            starts,
+            nodes,
+            leaves: leaf_slots,
+            tops,
+        })
+    }
+
+    /// Adds every tree's path length of each row of a row-major block (`n_features` values a row, all finite) to
+    /// `acc`, in tree order. Returns `false`, adding nothing, when this CPU lacks the SIMD kernel's instructions.
+    pub(crate) fn accumulate(&self, block: &[f64], acc: &mut [f64]) -> bool {
+        if !simd::available() {
+            return false;
+        }
+        let d = self.n_features;
+        let rows_per_pass = (RANK_BUFFER / self.stride).clamp(1, 128);
+        RANKS.with_borrow_mut(|ranks| {
+            for (rows, out) in block
+                .chunks(rows_per_pass * d)
+                .zip(acc.chunks_mut(rows_per_pass))
+            {
+                let ranked = &mut ranks[..out.len() * self.stride];
+                self.rank_rows(rows, ranked);
+                let walked = simd::accumulate(
+                    &simd::Arena {
+                        depth: self.depth,
+                        n_trees: self.n_trees,
+                        nodes: &self.nodes,
+                        leaves: &self.leaves,
+                        tops: &self.tops,
+                    },
+                    ranked,
+                    self.stride,
+                    out,
+                );
+                debug_assert!(
+                    walked,
+                    "the arena and the ranked block are built to the kernel's shape"
+                );
+                if !walked {
+                    return false;
+                }
+            }
+            true
+        })
+    }
+}
+
+impl RankedForest {
+    /// Ranks every value of `rows` (row-major, `n_features` a row) into `ranked` (`stride` a row): the number of its
+    /// feature's cuts below it. Eight rows are searched in lockstep, so their chains of loads overlap.
+    fn rank_rows(&self, rows: &[f64], ranked: &mut [u32]) {
+        const LOCKSTEP: usize = 8;
+        let d = self.n_features;
+        let n_rows = rows.len() / d;
+        for f in 0..d {
+            let cuts = &self.cuts[self.starts[f]..self.starts[f + 1]];
+            if cuts.is_empty() {
+                (0..n_rows).for_each(|r| ranked[r * self.stride + f] = 0);
+                continue;
+            }
+            let mut r = 0;
+            while r < n_rows {
+                let k_rows = (n_rows - r).min(LOCKSTEP);
+                let x: [f64; LOCKSTEP] =
+                    std::array::from_fn(|k| rows[(r + k.min(k_rows - 1)) * d + f]);
+                // The branch-free lower bound: `base` moves to `mid` while `cuts[mid] < x`.
+                let mut base = [0usize; LOCKSTEP];
+                let mut size = cuts.len();
+                while size > 1 {
+                    let half = size / 2;
+                    for (b, &x) in base.iter_mut().zip(&x) {
+                        let mid = *b + half;
+                        *b = std::hint::select_unpredictable(cuts[mid] < x, mid, *b);
+                    }
+                    size -= half;
+                }
+                for (k, (&b, &x)) in base.iter().zip(&x).enumerate().take(k_rows) {
+                    ranked[(r + k) * self.stride + f] = (b + usize::from(cuts[b] < x)) as u32;
+                }
+                r += k_rows;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's block of ranked rows (32 KiB, allocated once per thread; unused slots stay 0).
+    static RANKS: std::cell::RefCell<Vec<u32>> = std::cell::RefCell::new(vec![0; RANK_BUFFER]);
+}
+
+/// Depth, features, thresholds and leaves of a dense tree.
+type DenseArrays<'a> = (u32, &'a [u32], &'a [f64], &'a [f64]);
+
+/// The arrays of a dense tree no deeper than [`DENSE_MAX_DEPTH`].
+fn dense_arrays(tree: &Tree) -> Option<DenseArrays<'_>> {
+    match tree {
+        Tree::Dense {
+            depth,
+            features,
+            thresholds,
+            leaves,
+            ..
+        } if *depth <= DENSE_MAX_DEPTH => Some((*depth, features, thresholds, leaves)),
+        _ => None,
+    }
+}
+
+/// A model's [`RankedForest`], compiled on first use and then shared by its clones. It is derived from the trees,
+/// so it is never serialized and never part of a model's equality; whoever changes the trees resets it.
+#[derive(Default)]
+pub(crate) struct CompiledForest(std::sync::OnceLock<Option<std::sync::Arc<RankedForest>>>);
+
+impl CompiledForest {
+    /// The compiled forest of `trees`, built on the first call; `None` when the rank kernel cannot take them.
+    pub(crate) fn get(&self, trees: &[Tree], n_features: usize) -> Option<&RankedForest> {
+        self.0
+            .get_or_init(|| RankedForest::new(trees, n_features).map(std::sync::Arc::new))
+            .as_deref()
+    }
+}
+
+impl Clone for CompiledForest {
+    fn clone(&self) -> Self {
+        let cell = std::sync::OnceLock::new();
+        if let Some(compiled) = self.0.get() {
+            let _ = cell.set(compiled.clone());
+        }
+        CompiledForest(cell)
+    }
+}
+
+impl PartialEq for CompiledForest {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for CompiledForest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0.get() {
+            None => "not compiled",
+            Some(None) => "not compilable",
+            Some(Some(_)) => "compiled",
+        };
+        f.write_str(state)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::print_stderr)]
+mod tests {
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::forest::{IsolationForestParams, MaxSamples};
+
+    /// Rows with ties, repeated values and ±0, so that ranks meet equal values and shared cuts.
+    fn data(rows: usize, width: usize, seed: u64) -> Array2<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Array2::from_shape_fn((rows, width), |(_, j)| match rng.random_range(0..10) {
+            0 => 0.0,
+            1 => -0.0,
+            2 => j as f64,
+            _ => (rng.random::<f64>() - 0.5) * 10f64.powi(j as i32 % 4),
+        })
+    }
+
+    /// The path-length sums of the rank kernel, or `None` where this CPU has no SIMD kernel.
+    fn ranked_sums(trees: &[Tree], x: &Array2<f64>) -> Option<Vec<f64>> {
+        let ranked = RankedForest::new(trees, x.ncols()).expect("compilable");
+        let mut acc = vec![0.0; x.nrows()];
+        ranked
+            .accumulate(x.as_slice().expect("standard layout"), &mut acc)
+            .then_some(acc)
+    }
+
+    /// The reference: each tree's scalar walk, summed in tree order.
+    fn walked_sums(trees: &[Tree], x: &Array2<f64>) -> Vec<f64> {
+        x.outer_iter()
+            .map(|row| {
+                let row = row.as_slice().expect("contiguous");
+                trees.iter().fold(0.0, |sum, t| sum + t.path_length(row))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rank_kernel_equals_the_walk_bit_for_bit() {
+        if !simd::available() {
+            eprintln!("SKIPPED: this CPU has no AVX2, so the rank kernel is never used");
+            return;
+        }
+        for (width, trees, samples) in [
+            (1, 1, 256),
+            (2, 7, 2),
+            (3, 8, 3),
+            (5, 9, 16),
+            (8, 100, 256),
+            (9, 13, 64),
+            (10, 100, 256),
+            (16, 17, 1000),
+            (17, 24, 256),
+            (40, 5, 4096),
+        ] {
+            let x = data(3000, width, width as u64);
+            let model = IsolationForestParams::new()
+                .n_estimators(trees)
+                .max_samples(MaxSamples::Count(samples))
+                .seed(7)
+                .fit(x.view())
+                .expect("fit");
+            let probe = data(301, width, 99);
+            let sums = ranked_sums(&model.trees, &probe).expect("AVX2 is available");
+            let expected = walked_sums(&model.trees, &probe);
+            for (r, (a, b)) in sums.iter().zip(&expected).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "width {width}, {trees} trees, row {r}"
+                );
+            }
+            // The public path uses it, with the same bits.
+            let scores = model.score(probe.view()).expect("score");
+            for (r, row) in probe.outer_iter().enumerate() {
+                let one = model
+                    .score_row(row.as_slice().expect("contiguous"))
+                    .expect("score_row");
+                assert_eq!(scores[r].to_bits(), one.to_bits(), "width {width}, row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_thresholds_keep_the_comparison() {
+        if !simd::available() {
+            eprintln!("SKIPPED: this CPU has no AVX2, so the rank kernel is never used");
+            return;
+        }
+        // Depth 2 and depth 1 trees with infinite, signed-zero and maximal thresholds, and a leaf tree.
+        let deep = Tree::Dense {
+            depth: 2,
+            features: vec![0, 1, 0, 0],
+            thresholds: vec![-0.0, f64::INFINITY, f64::NEG_INFINITY, 0.0],
+            leaves: vec![1.0, 2.0, 3.0, 4.0],
+            counts: vec![9; 7],
+        };
+        let shallow = Tree::Dense {
+            depth: 1,
+            features: vec![1, 0],
+            thresholds: vec![0.0, f64::MAX],
+            leaves: vec![0.5, 0.25],
+            counts: vec![9; 3],
+        };
+        let leaf = Tree::Dense {
+            depth: 0,
+            features: vec![0],
+            thresholds: vec![f64::MAX],
+            leaves: vec![0.125],
+            counts: vec![9],
+        };
+        let passing = Tree::Dense {
+            depth: 2,
+            features: vec![0, 1, 0, 0],
+            thresholds: vec![f64::MAX, -1.0, 5.0, f64::MAX],
+            leaves: vec![1.5, 2.5, 3.5, 4.5],
+            counts: vec![9; 7],
+        };
+        let trees = vec![deep, shallow, leaf.clone(), passing, leaf];
+        let x = Array2::from_shape_vec(
+            (6, 2),
+            vec![
+                0.0,
+                0.0,
+                -0.0,
+                1.0,
+                1e300,
+                -1e300,
+                -5.0,
+                f64::MAX,
+                f64::MIN,
+                3.0,
+                1e-300,
+                -1e-300,
+            ],
+        )
+        .expect("shape");
+        assert_eq!(
+            ranked_sums(&trees, &x).expect("AVX2"),
+            walked_sums(&trees, &x)
+        );
+    }
+
+    #[test]
+    fn malformed_trees_are_left_to_the_reference_kernels() {
+        let nan = Tree::Dense {
+            depth: 1,
+            features: vec![0, 0],
+            thresholds: vec![f64::NAN, 0.0],
+            leaves: vec![1.0, 2.0],
+            counts: vec![1; 3],
+        };
+        assert!(RankedForest::new(&[nan], 1).is_none());
+        let out_of_range = Tree::Dense {
+            depth: 1,
+            features: vec![3, 0],
+            thresholds: vec![0.0, 0.0],
+            leaves: vec![1.0, 2.0],
+            counts: vec![1; 3],
+        };
+        assert!(RankedForest::new(&[out_of_range], 2).is_none());
+        let short = Tree::Dense {
+            depth: 2,
+            features: vec![0, 0],
+            thresholds: vec![0.0, 0.0],
+            leaves: vec![1.0, 2.0],
+            counts: vec![1; 3],
+        };
+        assert!(RankedForest::new(&[short], 1).is_none());
+        assert!(RankedForest::new(&[], 1).is_none());
+    }
+
+    /// A value pool with ties, signed zeros, infinities and the pass-through threshold.
+    fn pooled() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(0.0),
+            Just(-0.0),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::MAX),
+            (-4i32..4).prop_map(f64::from),
+            -1e3..1e3f64,
+        ]
+    }
+
+    /// A dense tree of `depth` levels over `width` features, thresholds and leaves from the pool.
+    fn tree(width: u32) -> impl proptest::strategy::Strategy<Value = Tree> {
+        use proptest::prelude::*;
+        (0u32..6).prop_flat_map(move |depth| {
+            let n = 1usize << depth;
+            (
+                proptest::collection::vec(0..width, n),
+                proptest::collection::vec(pooled(), n),
+                proptest::collection::vec(0.0..20.0f64, n),
+            )
+                .prop_map(move |(features, thresholds, leaves)| Tree::Dense {
+                    depth,
+                    features,
+                    thresholds,
+                    leaves,
+                    counts: vec![1; 2 * n - 1],
+                })
+        })
+    }
+
+    /// A width, a forest over it and 37 rows of finite values.
+    fn case() -> impl proptest::strategy::Strategy<Value = (u32, Vec<Tree>, Vec<f64>)> {
+        use proptest::prelude::*;
+        (1u32..20).prop_flat_map(|width| {
+            (
+                Just(width),
+                proptest::collection::vec(tree(width), 1..20),
+                proptest::collection::vec(
+                    prop_oneof![
+                        pooled().prop_filter("finite", |v| v.is_finite()),
+                        -1e3..1e3f64
+                    ],
+                    width as usize * 37,
+                ),
+            )
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_forest_of_any_depths_scores_as_the_walk((width, trees, values) in case()) {
+            let x = Array2::from_shape_vec((37, width as usize), values).expect("shape");
+            if let Some(sums) = ranked_sums(&trees, &x) {
+                let expected = walked_sums(&trees, &x);
+                for (a, b) in sums.iter().zip(&expected) {
+                    proptest::prop_assert_eq!(a.to_bits(), b.to_bits());
+                }
+            }
+        }
+    }
+}
