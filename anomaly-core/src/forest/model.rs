@@ -316,6 +316,13 @@ impl IsolationForest {
     /// [`Error::DimensionMismatch`] or [`Error::NonFinite`] (reported as row 0).
     pub fn score_row(&self, row: &[f64]) -> Result<f64> {
         validate::row(row, self.n_features, 0)?;
+        let mut sum = [0.0];
+        if let Some(ranked) = self.compiled.get(&self.trees, self.n_features)
+            && ranked.suits_single_rows()
+            && ranked.accumulate(row, &mut sum)
+        {
+            return Ok(self.to_score(sum[0]));
+        }
         // Four trees at a time in lockstep; the sum still runs in tree order, so the bits match `score`.
         let mut sum = 0.0;
         let mut groups = self.trees.chunks_exact(4);

@@ -21,6 +21,8 @@ const PASS_RANK: u32 = (1 << 24) - 1;
 const FEATURE_BITS: u32 = 8;
 /// Trees the kernel walks at once (the lanes of one AVX2 register).
 pub(super) const GROUP: usize = 8;
+/// Slots a compiled forest may take beyond twice its trees' own (768 KiB), so small forests of mixed depths compile.
+const SPARE_SLOTS: usize = 1 << 16;
 /// Ranked values a thread buffers per sub-block (32 KiB): 128 rows of up to 64 features, fewer rows when wider.
 const RANK_BUFFER: usize = 8192;
 
@@ -49,8 +51,9 @@ pub(crate) struct RankedForest {
 impl RankedForest {
     /// Compiles `trees` (fitted on `n_features` columns), or `None` when the rank kernel cannot take them: a sparse
     /// (deep) tree, a width past [`KERNEL_MAX_FEATURES`], a feature with 2^24 − 1 distinct thresholds or more, an
-    /// arena past 2^31 slots, or a malformed tree (wrong lengths, a feature out of range, a NaN), which the
-    /// reference kernels then handle or refuse.
+    /// arena past 2^31 − 1 slots or, beyond a small allowance, twice the trees' own size (depths far apart), or a malformed tree
+    /// (wrong lengths, a feature out of range, a NaN), which the reference kernels then handle or refuse. The
+    /// compiled copy takes 12 bytes per node slot: about 300 KiB for 100 trees of 256 rows.
     pub(crate) fn new(trees: &[Tree], n_features: usize) -> Option<RankedForest> {
         if trees.is_empty() || n_features == 0 || n_features > KERNEL_MAX_FEATURES {
             return None;
@@ -93,6 +96,16 @@ impl RankedForest {
         let n = 1usize << depth;
         let padded = trees.len().div_ceil(GROUP) * GROUP;
         let slots = padded.checked_mul(n).filter(|&s| s <= i32::MAX as usize)?;
+        // Every tree takes the deepest tree's room: refuse a forest of mixed depths (an edited snapshot with one
+        // deep tree among shallow ones) that would take far more memory than its own trees.
+        let own: usize = trees
+            .iter()
+            .filter_map(dense_arrays)
+            .map(|(d, ..)| 1usize << d)
+            .sum();
+        if slots > 2 * own + (GROUP - 1) * n + SPARE_SLOTS {
+            return None;
+        }
         let pass = PASS_RANK << FEATURE_BITS;
         let mut nodes = vec![pass; slots];
         let mut leaf_slots = vec![0.0; slots];
@@ -140,9 +153,17 @@ impl RankedForest {
     /// Adds every tree's path length of each row of a row-major block (`n_features` values a row, all finite) to
     /// `acc`, in tree order. Returns `false`, adding nothing, when this CPU lacks the SIMD kernel's instructions.
     pub(crate) fn accumulate(&self, block: &[f64], acc: &mut [f64]) -> bool {
-        if !simd::available() {
+        let arena = simd::Arena::new(
+            self.depth,
+            self.n_trees,
+            &self.nodes,
+            &self.leaves,
+            &self.tops,
+        );
+        let Some(arena) = arena.filter(|_| simd::available() && simd::stride_fits(self.stride))
+        else {
             return false;
-        }
+        };
         let d = self.n_features;
         let rows_per_pass = (RANK_BUFFER / self.stride).clamp(1, 128);
         RANKS.with_borrow_mut(|ranks| {
@@ -152,28 +173,18 @@ impl RankedForest {
             {
                 let ranked = &mut ranks[..out.len() * self.stride];
                 self.rank_rows(rows, ranked);
-                let walked = simd::accumulate(
-                    &simd::Arena {
-                        depth: self.depth,
-                        n_trees: self.n_trees,
-                        nodes: &self.nodes,
-                        leaves: &self.leaves,
-                        tops: &self.tops,
-                    },
-                    ranked,
-                    self.stride,
-                    out,
-                );
-                debug_assert!(
-                    walked,
-                    "the arena and the ranked block are built to the kernel's shape"
-                );
-                if !walked {
-                    return false;
-                }
+                // Cannot refuse: the CPU, the arena and the stride were checked above, and `ranked` holds the rows.
+                let walked = simd::accumulate(&arena, ranked, self.stride, out);
+                debug_assert!(walked, "the block is built to the kernel's shape");
             }
-            true
-        })
+        });
+        true
+    }
+
+    /// Whether a single row is better walked here than by the scalar kernels: when its ranks fit in registers
+    /// (up to 16 features); wider rows spend more on ranking every feature than the walk saves.
+    pub(crate) fn suits_single_rows(&self) -> bool {
+        self.n_features <= 16
     }
 }
 
@@ -216,7 +227,8 @@ impl RankedForest {
 }
 
 thread_local! {
-    /// Each thread's block of ranked rows (32 KiB, allocated once per thread; unused slots stay 0).
+    /// Each thread's block of ranked rows (32 KiB, allocated once per thread). Slots past a model's width keep
+    /// whatever an earlier block left there; no node reads them (every feature of a compiled node is in range).
     static RANKS: std::cell::RefCell<Vec<u32>> = std::cell::RefCell::new(vec![0; RANK_BUFFER]);
 }
 
@@ -425,6 +437,36 @@ mod tests {
     }
 
     #[test]
+    fn a_deep_tree_among_shallow_ones_is_padded_within_bounds() {
+        // One tree of depth 12 and 7 of depth 0: every shallow tree is padded to 4096 slots (within the allowance).
+        let x = data(5000, 3, 5);
+        let deep = IsolationForestParams::new()
+            .n_estimators(1)
+            .max_samples(MaxSamples::Count(4096))
+            .fit(x.view())
+            .expect("fit");
+        let mut trees = deep.trees.clone();
+        assert!(matches!(trees[0], Tree::Dense { depth: 12, .. }));
+        for i in 0..7 {
+            trees.push(Tree::Dense {
+                depth: 0,
+                features: vec![0],
+                thresholds: vec![f64::MAX],
+                leaves: vec![i as f64],
+                counts: vec![1],
+            });
+        }
+        if simd::available() {
+            let probe = data(97, 3, 6);
+            assert_eq!(ranked_sums(&trees, &probe).expect("AVX2"), walked_sums(&trees, &probe));
+        }
+        // 100,000 leaf trees beside it would take 4.9 GB: refused, left to the reference kernels.
+        let leaf = trees[1].clone();
+        trees.extend(std::iter::repeat_n(leaf, 100_000));
+        assert!(RankedForest::new(&trees, 3).is_none());
+    }
+
+    #[test]
     fn malformed_trees_are_left_to_the_reference_kernels() {
         let nan = Tree::Dense {
             depth: 1,
@@ -470,7 +512,7 @@ mod tests {
     /// A dense tree of `depth` levels over `width` features, thresholds and leaves from the pool.
     fn tree(width: u32) -> impl proptest::strategy::Strategy<Value = Tree> {
         use proptest::prelude::*;
-        (0u32..6).prop_flat_map(move |depth| {
+        (0u32..9).prop_flat_map(move |depth| {
             let n = 1usize << depth;
             (
                 proptest::collection::vec(0..width, n),
@@ -493,7 +535,7 @@ mod tests {
         (1u32..20).prop_flat_map(|width| {
             (
                 Just(width),
-                proptest::collection::vec(tree(width), 1..20),
+                proptest::collection::vec(tree(width), 1..41),
                 proptest::collection::vec(
                     prop_oneof![
                         pooled().prop_filter("finite", |v| v.is_finite()),

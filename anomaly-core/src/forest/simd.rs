@@ -14,21 +14,53 @@
 
 use super::ranked::GROUP;
 
-/// A rank-coded forest as the kernel reads it: `2^depth` nodes and leaves per tree, trees padded to a multiple of
-/// [`GROUP`].
+/// A rank-coded forest as the kernel reads it, its lengths checked: `2^depth` nodes and leaves per tree, trees
+/// padded to a multiple of [`GROUP`], and the top [`TOP_LEVELS`] levels of every group with node `j` of group `g`'s
+/// lane `k` at `tops[(g · TOP_NODES + j) · 8 + k]`.
 pub(super) struct Arena<'a> {
-    pub depth: u32,
-    pub n_trees: usize,
-    pub nodes: &'a [u32],
-    pub leaves: &'a [f64],
-    /// The top [`TOP_LEVELS`] levels of every group, node `j` of group `g`'s lane `k` at `(g · TOP_NODES + j) · 8 + k`.
-    pub tops: &'a [u32],
+    depth: u32,
+    n_trees: usize,
+    nodes: &'a [u32],
+    leaves: &'a [f64],
+    tops: &'a [u32],
 }
 
 /// Levels of a tree read from registers instead of gathered.
 pub(super) const TOP_LEVELS: u32 = 4;
 /// Nodes in the top levels.
 pub(super) const TOP_NODES: usize = (1 << TOP_LEVELS) - 1;
+/// Deepest tree the kernel walks.
+const MAX_DEPTH: u32 = 16;
+
+impl<'a> Arena<'a> {
+    /// The arena of `n_trees ≥ 1` trees of `depth ≤ 16` levels, or `None` when a slice is shorter than that needs
+    /// or the slots do not fit the kernel's 32-bit indices.
+    pub(super) fn new(
+        depth: u32,
+        n_trees: usize,
+        nodes: &'a [u32],
+        leaves: &'a [f64],
+        tops: &'a [u32],
+    ) -> Option<Arena<'a>> {
+        if n_trees == 0 || depth > MAX_DEPTH {
+            return None;
+        }
+        let padded = n_trees.div_ceil(GROUP).checked_mul(GROUP)?;
+        let slots = padded.checked_mul(1 << depth)?;
+        let top_slots = padded.checked_mul(TOP_NODES)?;
+        let fits = slots <= i32::MAX as usize
+            && nodes.len() >= slots
+            && leaves.len() >= slots
+            && tops.len() >= top_slots;
+        fits.then_some(Arena {
+            depth,
+            n_trees,
+            nodes,
+            leaves,
+            tops,
+        })
+    }
+}
 
 /// Whether this CPU runs the kernel (checked once, then a cached load).
 pub(super) fn available() -> bool {
@@ -42,25 +74,26 @@ pub(super) fn available() -> bool {
     }
 }
 
+/// Whether [`accumulate`] takes rows `stride` values apart: a power of two from 8 to 256.
+pub(super) fn stride_fits(stride: usize) -> bool {
+    stride.is_power_of_two() && (8..=256).contains(&stride)
+}
+
 /// Adds each tree's path length (trees in order) of every ranked row to `acc`: row `r`'s rank of feature `f` is
-/// `ranks[r * stride + f]`, `stride` a power of two of at least 8. Returns `false`, adding nothing, when the CPU lacks
-/// AVX2 or the shapes do not fit (an arena shorter than its trees, a short block).
+/// `ranks[r * stride + f]`. Returns `false`, adding nothing, when the CPU lacks AVX2, `stride` does not fit
+/// ([`stride_fits`]) or `ranks` is shorter than `acc.len()` rows.
 pub(super) fn accumulate(arena: &Arena<'_>, ranks: &[u32], stride: usize, acc: &mut [f64]) -> bool {
-    let slots = (arena.n_trees.div_ceil(GROUP) * GROUP) << arena.depth;
-    let fits = arena.depth < 31
-        && stride.is_power_of_two()
-        && stride >= 8
-        && arena.nodes.len() >= slots
-        && arena.leaves.len() >= slots
-        && arena.tops.len() >= arena.n_trees.div_ceil(GROUP) * TOP_NODES * GROUP
-        && slots <= i32::MAX as usize
-        && ranks.len() >= acc.len() * stride;
-    if !fits || !available() {
+    let rows_fit = acc
+        .len()
+        .checked_mul(stride)
+        .is_some_and(|n| ranks.len() >= n);
+    if !stride_fits(stride) || !rows_fit || !available() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: AVX2 is available (checked above), and the shapes were checked as `x86::walk` requires.
+        // SAFETY: AVX2 is available (checked above); the arena's lengths were checked by `Arena::new`, the stride
+        // and the rows here, as `x86::walk` requires.
         unsafe {
             match stride {
                 8 => x86::walk::<1>(arena, ranks, stride, acc),
@@ -86,13 +119,13 @@ mod x86 {
     const ROWS: usize = 4;
 
     /// The walk. `V` picks how a lane reads its row's value: 1 permutes one register of 8 ranks (`stride` 8), 2
-    /// blends two permuted registers (`stride` 16), 0 gathers from the row (any `stride`).
+    /// blends two permuted registers (`stride` 16), 0 gathers from the row (any `stride`). Blocks of rows go
+    /// through each group of trees [`ROWS`] rows at a time; a single row (or the last few) goes through [`ROWS`]
+    /// groups at a time. Either way each row's path lengths are added in tree order.
     ///
     /// # Safety
-    /// AVX2 must be available, and the shapes as [`accumulate`](super::accumulate) checks them: `arena.nodes` and
-    /// `arena.leaves` hold at least `ceil(n_trees / 8) · 8 · 2^depth ≤ i32::MAX` slots and `arena.tops`
-    /// `ceil(n_trees / 8) · TOP_NODES · 8`; `ranks` at least `acc.len() · stride` values, `stride` a power of two of
-    /// at least 8 (8 for `V = 1`, 16 for `V = 2`).
+    /// AVX2 must be available, the arena built by [`Arena::new`], `stride` a power of two from 8 to 256 (8 for
+    /// `V = 1`, 16 for `V = 2`), and `ranks` at least `acc.len() · stride` values.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn walk<const V: u8>(
         arena: &Arena<'_>,
@@ -106,35 +139,51 @@ mod x86 {
             depth: arena.depth,
             nodes: arena.nodes.as_ptr() as *const i32,
             leaves: arena.leaves.as_ptr(),
-            stride,
             stride_mask: _mm256_set1_epi32(stride as i32 - 1),
             last_internal: _mm256_set1_epi32(n - 1),
         };
+        let n_groups = arena.n_trees.div_ceil(GROUP);
+        let group = |g: usize| Group {
+            // At most `i32::MAX` slots (checked by `Arena::new`), so no product overflows.
+            base: _mm256_add_epi32(_mm256_set1_epi32(g as i32 * GROUP as i32 * n), lane_offsets),
+            // SAFETY: the group's top nodes are inside `tops` (checked by `Arena::new`).
+            top: unsafe { arena.tops.as_ptr().add(g * TOP_NODES * GROUP) },
+            valid: (arena.n_trees - g * GROUP).min(GROUP),
+        };
+        // SAFETY: row `r < acc.len()` is inside `ranks`, as `walk`'s contract says.
+        let row = |r: usize| unsafe { ranks.as_ptr().add(r * stride) };
         let full = acc.len() - acc.len() % ROWS;
-        for g in 0..arena.n_trees.div_ceil(GROUP) {
-            let group = Group {
-                base: _mm256_add_epi32(
-                    _mm256_set1_epi32(g as i32 * GROUP as i32 * n),
-                    lane_offsets,
-                ),
-                // SAFETY: the group's top nodes are inside `tops` (checked by `accumulate`).
-                top: unsafe { arena.tops.as_ptr().add(g * TOP_NODES * GROUP) },
-            };
-            let valid = (arena.n_trees - g * GROUP).min(GROUP);
+        for g in 0..n_groups {
+            let group = group(g);
             for first in (0..full).step_by(ROWS) {
-                // SAFETY: rows `first..first + ROWS` are inside `ranks`, as `walk`'s contract says.
-                let h =
-                    unsafe { walker.rows::<V, ROWS>(ranks.as_ptr().add(first * stride), &group) };
+                // SAFETY: as `walk`'s contract, passed on.
+                let h = unsafe {
+                    walker.lanes::<V, ROWS>(std::array::from_fn(|k| row(first + k)), [&group; ROWS])
+                };
                 for (a, h) in acc[first..first + ROWS].iter_mut().zip(&h) {
-                    for &v in &h[..valid] {
+                    for &v in &h[..group.valid] {
                         *a += v;
                     }
                 }
             }
-            for (r, a) in acc.iter_mut().enumerate().skip(full) {
-                // SAFETY: row `r` is inside `ranks`, as `walk`'s contract says.
-                let h = unsafe { walker.rows::<V, 1>(ranks.as_ptr().add(r * stride), &group) };
-                for &v in &h[0][..valid] {
+        }
+        for (r, a) in acc.iter_mut().enumerate().skip(full) {
+            let whole = n_groups - n_groups % ROWS;
+            for first in (0..whole).step_by(ROWS) {
+                let groups: [Group; ROWS] = std::array::from_fn(|k| group(first + k));
+                // SAFETY: as `walk`'s contract, passed on.
+                let h = unsafe { walker.lanes::<V, ROWS>([row(r); ROWS], groups.each_ref()) };
+                for (h, group) in h.iter().zip(&groups) {
+                    for &v in &h[..group.valid] {
+                        *a += v;
+                    }
+                }
+            }
+            for g in whole..n_groups {
+                let group = group(g);
+                // SAFETY: as `walk`'s contract, passed on.
+                let h = unsafe { walker.lanes::<V, 1>([row(r)], [&group]) };
+                for &v in &h[0][..group.valid] {
                     *a += v;
                 }
             }
@@ -146,7 +195,6 @@ mod x86 {
         depth: u32,
         nodes: *const i32,
         leaves: *const f64,
-        stride: usize,
         stride_mask: __m256i,
         last_internal: __m256i,
     }
@@ -156,29 +204,28 @@ mod x86 {
     struct Group {
         base: __m256i,
         top: *const u32,
+        /// Trees of the group that exist (the last group may be padded).
+        valid: usize,
     }
 
     impl Walker {
-        /// Path lengths of `K` consecutive ranked rows (from `rows`, `stride` values apart) in a group of trees.
+        /// Path lengths of `K` (row, group of eight trees) pairs, walked in lockstep.
         ///
         /// # Safety
-        /// As [`walk`]: AVX2, the group inside the arena, `K` rows of `stride` values (8 for `V = 1`, 16 for `V = 2`)
-        /// from `rows`.
+        /// As [`walk`]: AVX2, each group inside the arena, each row `stride` values (8 for `V = 1`, 16 for `V = 2`).
         #[target_feature(enable = "avx2")]
         #[inline]
-        unsafe fn rows<const V: u8, const K: usize>(
+        unsafe fn lanes<const V: u8, const K: usize>(
             &self,
-            rows: *const u32,
-            group: &Group,
+            row: [*const u32; K],
+            group: [&Group; K],
         ) -> [[f64; GROUP]; K] {
             let one = _mm256_set1_epi32(1);
-            let mut row = [rows; K];
             let mut low = [_mm256_setzero_si256(); K];
             let mut high = [_mm256_setzero_si256(); K];
             for k in 0..K {
                 // SAFETY: row `k` holds `stride` values: 8 for `V = 1`, 16 for `V = 2`.
                 unsafe {
-                    row[k] = rows.add(k * self.stride);
                     if V >= 1 {
                         low[k] = _mm256_loadu_si256(row[k] as *const __m256i);
                     }
@@ -187,9 +234,9 @@ mod x86 {
                     }
                 }
             }
-            // SAFETY: node `j < TOP_NODES` of the group's eight lanes.
-            let top = |j: usize| unsafe {
-                _mm256_loadu_si256(group.top.add(j * GROUP) as *const __m256i)
+            // SAFETY: node `j < TOP_NODES` of a group's eight lanes.
+            let top = |k: usize, j: usize| unsafe {
+                _mm256_loadu_si256(group[k].top.add(j * GROUP) as *const __m256i)
             };
             let levels = self.depth.min(TOP_LEVELS);
             let mut idx = [_mm256_setzero_si256(); K];
@@ -202,7 +249,7 @@ mod x86 {
                         for k in 0..K {
                             let [r0, r1, r2] = [turn[0][k], turn[1][k], turn[2][k]];
                             let _ = (r0, r1, r2);
-                            let node = $node(r0, r1, r2);
+                            let node = $node(k, r0, r1, r2);
                             // SAFETY: as this function's contract.
                             let right =
                                 unsafe { self.go_right::<V>(node, low[k], high[k], row[k]) };
@@ -217,16 +264,24 @@ mod x86 {
                     }
                 };
             }
-            level!(0, |_, _, _| top(0));
-            level!(1, |r0, _, _| pick(top(1), top(2), r0));
-            level!(2, |r0, r1, _| pick(
-                pick(top(3), top(4), r1),
-                pick(top(5), top(6), r1),
+            level!(0, |k, _, _, _| top(k, 0));
+            level!(1, |k, r0, _, _| pick(top(k, 1), top(k, 2), r0));
+            level!(2, |k, r0, r1, _| pick(
+                pick(top(k, 3), top(k, 4), r1),
+                pick(top(k, 5), top(k, 6), r1),
                 r0
             ));
-            level!(3, |r0, r1, r2| pick(
-                pick(pick(top(7), top(8), r2), pick(top(9), top(10), r2), r1),
-                pick(pick(top(11), top(12), r2), pick(top(13), top(14), r2), r1),
+            level!(3, |k, r0, r1, r2| pick(
+                pick(
+                    pick(top(k, 7), top(k, 8), r2),
+                    pick(top(k, 9), top(k, 10), r2),
+                    r1
+                ),
+                pick(
+                    pick(top(k, 11), top(k, 12), r2),
+                    pick(top(k, 13), top(k, 14), r2),
+                    r1
+                ),
                 r0,
             ));
             for _ in levels..self.depth {
@@ -235,7 +290,7 @@ mod x86 {
                     let node = unsafe {
                         _mm256_i32gather_epi32::<4>(
                             self.nodes,
-                            _mm256_add_epi32(group.base, idx[k]),
+                            _mm256_add_epi32(group[k].base, idx[k]),
                         )
                     };
                     // SAFETY: as this function's contract.
@@ -249,7 +304,7 @@ mod x86 {
             let mut h = [[0.0; GROUP]; K];
             for k in 0..K {
                 let leaf =
-                    _mm256_add_epi32(group.base, _mm256_sub_epi32(idx[k], self.last_internal));
+                    _mm256_add_epi32(group[k].base, _mm256_sub_epi32(idx[k], self.last_internal));
                 // SAFETY: each lane's leaf index is in `[0, 2^depth)` of its own tree's slots; `h[k]` holds eight
                 // values.
                 unsafe {
