@@ -5,7 +5,8 @@
 //! date/time string, a nested object, an array), as a GraphQL result row or a SQL row would. The model is trained
 //! on 1,000 such records (100 trees); the benchmark then scores pre-built records through `Engine::score`, which is
 //! the whole per-record path: key lookup, atomic model load, flattening, schema lookups, hashing, imputation and
-//! 100 tree walks. `vectorise` isolates the vectoriser's share.
+//! 100 tree walks. `engine_score_many` scores the same records in one `Engine::score_many` call (vectors first, then
+//! the forest in blocks). `vectorise` isolates the vectoriser's share.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -66,6 +67,15 @@ fn bench_records(c: &mut Criterion) {
             for r in &probe {
                 black_box(engine.score("orders", black_box(r)).expect("score"));
             }
+        })
+    });
+    group.bench_function(BenchmarkId::new("engine_score_many", n), |b| {
+        b.iter(|| {
+            black_box(
+                engine
+                    .score_many("orders", black_box(&probe))
+                    .expect("score many"),
+            )
         })
     });
     group.bench_function(BenchmarkId::new("vectorise", n), |b| {

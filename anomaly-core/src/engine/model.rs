@@ -1,14 +1,20 @@
 //! A model of one key's records: the learned schema and an isolation forest over its vectors.
 
+use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::range_rule::RangeViolation;
 use crate::error::{Error, Result};
-use crate::explanation::fmt_num;
+use crate::explanation::{Verdict, fmt_num};
 use crate::forest::{IsolationForest, IsolationForestParams};
 use crate::records::role::FieldRoles;
-use crate::records::vectorizer::{FieldAttribution, RecordNotes, Vectorizer, VectorizerParams};
+use crate::records::vectorizer::{
+    FieldAttribution, RecordNotes, Vectorizer, VectorizerParams, at_record,
+};
+
+/// Records [`RecordModel::score_many`] vectorises and scores at a time.
+const SCORE_CHUNK: usize = 1024;
 
 /// A vectoriser and the forest fitted on its vectors; immutable once trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,10 +222,59 @@ impl RecordModel {
         self.verdict(buf)
     }
 
+    /// Scores many records at once: their vectors first, then the forest over all of them in blocks (on the
+    /// forest's threads), which is several times faster per record than [`score`](Self::score) and gives the same
+    /// verdicts, bit for bit. `range_rule(vector)` says whether the engine's range rule fires on a record.
+    ///
+    /// # Errors
+    /// As [`score_with`](Self::score_with), naming the first record that fails; nothing is scored then.
+    pub(crate) fn score_many_with(
+        &self,
+        records: &[Value],
+        mut range_rule: impl FnMut(&[f64]) -> bool,
+    ) -> Result<Vec<RecordVerdict>> {
+        let width = self.vectorizer.n_features();
+        let threshold = self.forest.threshold();
+        let mut verdicts = Vec::with_capacity(records.len());
+        // Chunk by chunk, so the vectors stay in cache and memory stays bounded whatever the batch.
+        let mut data = Vec::with_capacity(SCORE_CHUNK.min(records.len()) * width);
+        let (mut row, mut notes) = (Vec::with_capacity(width), RecordNotes::default());
+        for (c, chunk) in records.chunks(SCORE_CHUNK).enumerate() {
+            data.clear();
+            for (i, record) in chunk.iter().enumerate() {
+                self.vectorizer
+                    .transform_into(record, &mut row, &mut notes)
+                    .map_err(|e| at_record(c * SCORE_CHUNK + i, e))?;
+                data.extend_from_slice(&row);
+            }
+            let x = ArrayView2::from_shape((chunk.len(), width), &data)
+                .map_err(|e| Error::invalid("records", e.to_string()))?;
+            let scores = self.forest.score(x)?;
+            for (row, score) in data.chunks_exact(width.max(1)).zip(scores) {
+                let verdict = self.verdict_of(Verdict::new(score, threshold));
+                verdicts.push(verdict.with_range_rule(range_rule(row)));
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// Scores many records at once, as [`score`](Self::score) does one by one (the same verdicts, bit for bit),
+    /// several times faster per record: their vectors first, then the forest over all of them in blocks.
+    ///
+    /// # Errors
+    /// As [`score_with`](Self::score_with), naming the first record that fails; nothing is scored then.
+    pub fn score_many(&self, records: &[Value]) -> Result<Vec<RecordVerdict>> {
+        self.score_many_with(records, |_| false)
+    }
+
     /// The forest's verdict on the vector `x`.
     fn verdict(&self, x: &[f64]) -> Result<RecordVerdict> {
-        let v = self.forest.verdict_row(x)?;
-        Ok(RecordVerdict {
+        Ok(self.verdict_of(self.forest.verdict_row(x)?))
+    }
+
+    /// The record verdict of the forest's verdict.
+    fn verdict_of(&self, v: Verdict) -> RecordVerdict {
+        RecordVerdict {
             score: v.score,
             threshold: v.threshold,
             is_anomaly: v.is_anomaly,
@@ -228,7 +283,7 @@ impl RecordModel {
                 range_rule: false,
             },
             model_version: self.version,
-        })
+        }
     }
 
     /// Scores one record.

@@ -233,7 +233,8 @@ impl RankedForest {
         // they overlap as well.
         for r in whole..n_rows {
             for (f, &x) in rows[r * d..(r + 1) * d].iter().enumerate() {
-                ranked[r * self.stride + f] = rank(&self.cuts[self.starts[f]..self.starts[f + 1]], x);
+                ranked[r * self.stride + f] =
+                    rank(&self.cuts[self.starts[f]..self.starts[f + 1]], x);
             }
         }
     }
@@ -485,7 +486,10 @@ mod tests {
         }
         if simd::available() {
             let probe = data(97, 3, 6);
-            assert_eq!(ranked_sums(&trees, &probe).expect("AVX2"), walked_sums(&trees, &probe));
+            assert_eq!(
+                ranked_sums(&trees, &probe).expect("AVX2"),
+                walked_sums(&trees, &probe)
+            );
         }
         // 100,000 leaf trees beside it would take 4.9 GB: refused, left to the reference kernels.
         let leaf = trees[1].clone();

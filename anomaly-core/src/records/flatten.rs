@@ -72,13 +72,39 @@ pub fn flatten_into<'a>(
     out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
 ) -> Result<()> {
     out.clear();
+    for_each_leaf(record, limits, |path, top_key, leaf| {
+        // A top-level key is its own path and is borrowed; nested paths are copied.
+        let path = match top_key {
+            Some(key) => Cow::Borrowed(key),
+            None => Cow::Owned(path.to_string()),
+        };
+        out.push((path, leaf));
+    })
+}
+
+/// Calls `visit(path, top_key, leaf)` for every leaf of `record` (which must be a JSON object), in the order
+/// [`flatten`] lists them, without building a path per leaf: `path` is one buffer reused across leaves, and
+/// `top_key` is the record's own key when the leaf is at the top level (the path borrowed from the record).
+///
+/// # Errors
+/// As [`flatten`]; the leaves before the one past the limits have been visited.
+pub(crate) fn for_each_leaf<'a>(
+    record: &'a Value,
+    limits: &Limits,
+    mut visit: impl FnMut(&str, Option<&'a str>, Leaf<'a>),
+) -> Result<()> {
     let Value::Object(map) = record else {
         return Err(Error::InvalidRecord {
             reason: format!("expected a JSON object, got {}", type_name(record)),
         });
     };
-    let mut path = String::new();
-    walk_object(map, &mut path, 1, limits, out)
+    let mut walk = Walk {
+        path: String::new(),
+        leaves: 0,
+        limits,
+        visit: &mut visit,
+    };
+    walk.object(map, 1)
 }
 
 /// How a JSON value's type reads in an error message ("a number", "an array", …).
@@ -93,90 +119,77 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn walk_object<'a>(
-    map: &'a serde_json::Map<String, Value>,
-    path: &mut String,
-    depth: usize,
-    limits: &Limits,
-    out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
-) -> Result<()> {
-    let max_depth = limits.max_depth.min(MAX_DEPTH);
-    if depth > max_depth {
-        return Err(Error::InvalidRecord {
-            reason: format!("nested deeper than {max_depth} levels"),
-        });
-    }
-    for (key, value) in map {
-        let len = path.len();
-        if !path.is_empty() {
-            path.push('.');
+/// One flattening: the path of the current leaf, the leaves visited so far (bounded by the limits) and the
+/// visitor.
+struct Walk<'l, 'v, F> {
+    path: String,
+    leaves: usize,
+    limits: &'l Limits,
+    visit: &'v mut F,
+}
+
+impl<'a, F: FnMut(&str, Option<&'a str>, Leaf<'a>)> Walk<'_, '_, F> {
+    fn object(&mut self, map: &'a serde_json::Map<String, Value>, depth: usize) -> Result<()> {
+        let max_depth = self.limits.max_depth.min(MAX_DEPTH);
+        if depth > max_depth {
+            return Err(Error::InvalidRecord {
+                reason: format!("nested deeper than {max_depth} levels"),
+            });
         }
-        path.push_str(key);
-        match value {
-            Value::Object(inner) => walk_object(inner, path, depth + 1, limits, out)?,
-            Value::Array(items) => {
-                push(
-                    out,
-                    limits,
-                    format!("{path}.len").into(),
-                    Leaf::Number(items.len() as f64),
-                )?;
-                let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
-                if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
-                    let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
-                    let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    // Summing finite values can overflow; the mean of finite values cannot exceed their range.
-                    let mean = numbers
-                        .iter()
-                        .map(|v| v / numbers.len() as f64)
-                        .sum::<f64>();
-                    push(out, limits, format!("{path}.min").into(), Leaf::Number(min))?;
-                    push(out, limits, format!("{path}.max").into(), Leaf::Number(max))?;
-                    push(
-                        out,
-                        limits,
-                        format!("{path}.mean").into(),
-                        Leaf::Number(mean.clamp(min, max)),
-                    )?;
-                }
+        for (key, value) in map {
+            let len = self.path.len();
+            if !self.path.is_empty() {
+                self.path.push('.');
             }
-            Value::Null => push(out, limits, leaf_path(key, path, depth), Leaf::Null)?,
-            Value::Bool(b) => push(out, limits, leaf_path(key, path, depth), Leaf::Bool(*b))?,
-            Value::Number(n) => push(
-                out,
-                limits,
-                leaf_path(key, path, depth),
-                Leaf::Number(n.as_f64().unwrap_or(0.0)),
-            )?,
-            Value::String(s) => push(out, limits, leaf_path(key, path, depth), Leaf::String(s))?,
+            self.path.push_str(key);
+            let top_key = (depth == 1).then_some(key.as_str());
+            match value {
+                Value::Object(inner) => self.object(inner, depth + 1)?,
+                Value::Array(items) => {
+                    self.suffixed(".len", Leaf::Number(items.len() as f64))?;
+                    let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
+                    if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
+                        let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
+                        let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        // Summing finite values can overflow; the mean of finite values cannot exceed their range.
+                        let mean = numbers
+                            .iter()
+                            .map(|v| v / numbers.len() as f64)
+                            .sum::<f64>();
+                        self.suffixed(".min", Leaf::Number(min))?;
+                        self.suffixed(".max", Leaf::Number(max))?;
+                        self.suffixed(".mean", Leaf::Number(mean.clamp(min, max)))?;
+                    }
+                }
+                Value::Null => self.leaf(top_key, Leaf::Null)?,
+                Value::Bool(b) => self.leaf(top_key, Leaf::Bool(*b))?,
+                Value::Number(n) => self.leaf(top_key, Leaf::Number(n.as_f64().unwrap_or(0.0)))?,
+                Value::String(s) => self.leaf(top_key, Leaf::String(s))?,
+            }
+            self.path.truncate(len);
         }
-        path.truncate(len);
+        Ok(())
     }
-    Ok(())
-}
 
-/// A top-level key is its own path and is borrowed; nested paths are built.
-fn leaf_path<'a>(key: &'a str, path: &str, depth: usize) -> Cow<'a, str> {
-    if depth == 1 {
-        Cow::Borrowed(key)
-    } else {
-        Cow::Owned(path.to_string())
+    /// A leaf at the current path with `suffix` added (an array's summaries).
+    fn suffixed(&mut self, suffix: &str, leaf: Leaf<'a>) -> Result<()> {
+        let len = self.path.len();
+        self.path.push_str(suffix);
+        let visited = self.leaf(None, leaf);
+        self.path.truncate(len);
+        visited
     }
-}
 
-fn push<'a>(
-    out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
-    limits: &Limits,
-    path: Cow<'a, str>,
-    leaf: Leaf<'a>,
-) -> Result<()> {
-    if out.len() >= limits.max_fields {
-        return Err(Error::InvalidRecord {
-            reason: format!("more than {} fields", limits.max_fields),
-        });
+    fn leaf(&mut self, top_key: Option<&'a str>, leaf: Leaf<'a>) -> Result<()> {
+        if self.leaves >= self.limits.max_fields {
+            return Err(Error::InvalidRecord {
+                reason: format!("more than {} fields", self.limits.max_fields),
+            });
+        }
+        self.leaves += 1;
+        (self.visit)(&self.path, top_key, leaf);
+        Ok(())
     }
-    out.push((path, leaf));
-    Ok(())
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::flatten::{Leaf, Limits, flatten_into};
+use super::flatten::{Leaf, Limits, flatten_into, for_each_leaf};
 use super::hashing::bucket;
 use super::kind::{FieldKind, Moment, Typed, interpret, interpret_str};
 use super::role::{Evidence, FieldRole, FieldRoles, infer};
@@ -307,7 +307,8 @@ fn hash_leaf(leaf: &Leaf<'_>, h: &mut impl Hasher) {
     }
 }
 
-fn at_record(i: usize, e: Error) -> Error {
+/// `e`, naming record `i` when it is about the record.
+pub(crate) fn at_record(i: usize, e: Error) -> Error {
     match e {
         Error::InvalidRecord { reason } => Error::InvalidRecord {
             reason: format!("record {i}: {reason}"),
@@ -653,11 +654,17 @@ impl Vectorizer {
         names
     }
 
-    fn field(&self, path: &str) -> Option<&FieldSpec> {
-        self.fields
-            .binary_search_by(|f| f.path.as_str().cmp(path))
-            .ok()
-            .map(|i| &self.fields[i])
+    /// The field of `path`, trying `fields[*next]` before searching; `*next` then points past the field found.
+    fn field_from(&self, path: &str, next: &mut usize) -> Option<&FieldSpec> {
+        let i = match self.fields.get(*next) {
+            Some(f) if f.path == path => *next,
+            _ => self
+                .fields
+                .binary_search_by(|f| f.path.as_str().cmp(path))
+                .ok()?,
+        };
+        *next = i + 1;
+        Some(&self.fields[i])
     }
 
     /// Columns where a timestamp's calendar features start within its field.
@@ -818,19 +825,20 @@ impl Vectorizer {
 
     fn encode(&self, record: &Value, out: &mut Vec<f64>, notes: &mut RecordNotes) -> Result<()> {
         notes.clear();
-        let mut leaves = Vec::new();
-        flatten_into(record, &self.params.limits, &mut leaves)?;
         out.clear();
         out.extend_from_slice(&self.template);
-        for (path, leaf) in &leaves {
-            let Some(f) = self.field(path) else {
+        // Leaves come in about the fields' order: each lookup first tries the field after the last one found.
+        let mut next = 0;
+        let walked = for_each_leaf(record, &self.params.limits, |path, _, leaf| {
+            let leaf = &leaf;
+            let Some(f) = self.field_from(path, &mut next) else {
                 if !matches!(leaf, Leaf::Null) {
                     notes.unseen(path);
                 }
-                continue;
+                return;
             };
             if f.width == 0 {
-                continue;
+                return;
             }
             let o = f.offset;
             let cols = &mut out[o..o + f.width];
@@ -930,8 +938,12 @@ impl Vectorizer {
             if encoded {
                 cols[f.width - 1] = 0.0;
             }
+        });
+        if walked.is_err() {
+            // A refused record has no notes (nor a vector).
+            notes.clear();
         }
-        Ok(())
+        walked
     }
 
     /// Per-field attributions of `record`, from per-column contributions (as

@@ -95,6 +95,54 @@ fn flags_and_explains_in_field_names() {
 }
 
 #[test]
+fn score_many_gives_score_one_by_one_and_learns_nothing() {
+    let engine = Engine::in_memory(params()).unwrap();
+    let mut probe = orders(333, 9, 100.0);
+    probe.push(json!({"amount": 99_812, "country": "KP", "express": false, "items": 2}));
+    probe.push(json!({"amount": 100, "note": "a field never seen", "items": [1, 2, 3]}));
+    // While learning: every record checked, each outcome says how far learning is, and nothing is learnt.
+    let learning = engine.score_many("q", &probe).unwrap();
+    assert!(learning.iter().all(|o| *o
+        == Outcome::Learning {
+            seen: 0,
+            needed: 100
+        }));
+    let err = engine
+        .score_many("q", &[json!({"a": 1}), json!([1, 2])])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidRecord { reason } if reason.starts_with("record 1:")),
+        "{err}"
+    );
+
+    engine.observe_many("q", &orders(400, 2, 100.0)).unwrap();
+    let scored_before = engine.stats("q").unwrap();
+    let many = engine.score_many("q", &probe).unwrap();
+    assert_eq!(many.len(), probe.len());
+    for (record, outcome) in probe.iter().zip(&many) {
+        let one = engine.score("q", record).unwrap();
+        let (a, b) = (outcome.verdict().unwrap(), one.verdict().unwrap());
+        assert_eq!(a.score.to_bits(), b.score.to_bits(), "{record}");
+        assert_eq!(outcome, &one, "{record}");
+    }
+    assert!(many[333].is_anomaly());
+    assert_eq!(
+        engine.stats("q").unwrap(),
+        scored_before,
+        "score_many counts nothing"
+    );
+    assert!(engine.score_many("q", &[]).unwrap().is_empty());
+    // A bad record fails the call, naming it.
+    let mut bad = probe.clone();
+    bad[7] = json!("not an object");
+    let err = engine.score_many("q", &bad).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidRecord { reason } if reason.starts_with("record 7:")),
+        "{err}"
+    );
+}
+
+#[test]
 fn retrains_after_new_records_with_a_new_version() {
     let engine = Engine::in_memory(params().retrain_every(200)).unwrap();
     engine.observe_many("q", &orders(100, 3, 100.0)).unwrap();
