@@ -6,9 +6,10 @@
 //! bound by reference. The values are bound as the same Rust types sea-orm binds (`Json`, `DateTime<Utc>`, `bool`),
 //! so the stored representation is identical and reads through the entities see no difference.
 //!
-//! On PostgreSQL a batch goes in as one `INSERT … SELECT FROM UNNEST(…)` with one array per column: 11 bound
-//! parameters whatever the batch size, so the server parses and plans one short statement instead of one with
-//! 11,000 placeholders per 1,000 rows.
+//! On PostgreSQL a batch goes in as one `COPY … FROM STDIN` in the text format, streamed in pieces: the server
+//! parses and inserts one piece while the client formats the next, and no statement is planned per row or per
+//! chunk. A batch with a time outside the years 1 to 9999 (which the text format would spell differently) goes in
+//! as `INSERT … SELECT FROM UNNEST(…)` with one array per column instead.
 
 use std::collections::BTreeSet;
 
@@ -131,8 +132,118 @@ const PG_INSERT: &str = "INSERT INTO anomaly_detections (key, detector, score, t
                          SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::float8[], $5::bool[], \
                          $6::text[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::int8[], $11::timestamptz[])";
 
-/// Inserts `anomalies` (already checked, with their stored model versions) in one transaction on PostgreSQL.
+/// `COPY` of every detection column, in PostgreSQL's text format (tab-separated, `\N` for null).
+const PG_COPY: &str = "COPY anomaly_detections (key, detector, score, threshold, is_anomaly, rationale, explanation, \
+                       context, config, model_version, created_at) FROM STDIN";
+
+/// Bytes of `COPY` data sent at a time: the server inserts one piece while the next is formatted.
+const PG_COPY_PIECE: usize = 256 * 1024;
+
+/// Inserts `anomalies` (already checked, with their stored model versions) in one transaction on PostgreSQL, as
+/// one `COPY … FROM STDIN`: rows stream to the server in pieces, so it parses and inserts one piece while the next
+/// is formatted, and it skips the per-statement executor work of an `INSERT`. The values are written as the text
+/// the server reads back to the same values (floats in their shortest round-trip form, times to the microsecond
+/// in UTC); a batch with a time outside the years 1 to 9999 goes through `insert_anomalies_unnest` instead.
 pub(super) async fn insert_anomalies_pg(
+    pool: &PgPool,
+    anomalies: &[Anomaly],
+    versions: &[Option<i64>],
+) -> Result<(), DbErr> {
+    use chrono::Datelike;
+    if anomalies
+        .iter()
+        .any(|a| !(1..=9999).contains(&a.created_at.year()))
+    {
+        return insert_anomalies_unnest(pool, anomalies, versions).await;
+    }
+    let err = |e: sqlx::Error| DbErr::Exec(RuntimeErr::SqlxError(e));
+    let mut tx = pool.begin().await.map_err(err)?;
+    let mut copy = tx.copy_in_raw(PG_COPY).await.map_err(err)?;
+    let mut piece = String::with_capacity(PG_COPY_PIECE + 4096);
+    let mut json = Vec::new();
+    for (a, version) in anomalies.iter().zip(versions) {
+        copy_row(&mut piece, &mut json, a, *version);
+        if piece.len() >= PG_COPY_PIECE {
+            copy.send(piece.as_bytes()).await.map_err(err)?;
+            piece.clear();
+        }
+    }
+    if !piece.is_empty() {
+        copy.send(piece.as_bytes()).await.map_err(err)?;
+    }
+    copy.finish().await.map_err(err)?;
+    tx.commit().await.map_err(err)
+}
+
+/// Appends one detection as a line of `COPY` text.
+fn copy_row(out: &mut String, json: &mut Vec<u8>, a: &Anomaly, version: Option<i64>) {
+    use std::fmt::Write as _;
+    copy_text(out, &a.key);
+    out.push('\t');
+    copy_text(out, &a.detector);
+    out.push('\t');
+    copy_float(out, a.score);
+    out.push('\t');
+    copy_float(out, a.threshold);
+    out.push('\t');
+    out.push(if a.is_anomaly { 't' } else { 'f' });
+    out.push('\t');
+    copy_text(out, &a.rationale);
+    for value in [&a.explanation, &a.context, &a.config] {
+        out.push('\t');
+        json.clear();
+        // Writing JSON into memory cannot fail, and serde_json writes UTF-8.
+        let _ = serde_json::to_writer(&mut *json, value);
+        copy_text(out, &String::from_utf8_lossy(json));
+    }
+    out.push('\t');
+    match version {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("\\N"),
+    }
+    out.push('\t');
+    let _ = write!(
+        out,
+        "{}",
+        to_micros(a.created_at).format("%Y-%m-%d %H:%M:%S%.6f+00")
+    );
+    out.push('\n');
+}
+
+/// Appends `s` with `COPY`'s text escapes: backslash, newline, carriage return and tab.
+fn copy_text(out: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.find(['\\', '\n', '\r', '\t']) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => "\\t",
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// Appends a float as PostgreSQL reads it back to the same value.
+fn copy_float(out: &mut String, v: f64) {
+    use std::fmt::Write as _;
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        // Rust's `Display` is the shortest decimal that reads back to the same double.
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Inserts `anomalies` (already checked, with their stored model versions) in one transaction on PostgreSQL, as
+/// `INSERT … SELECT FROM UNNEST(…)` statements.
+async fn insert_anomalies_unnest(
     pool: &PgPool,
     anomalies: &[Anomaly],
     versions: &[Option<i64>],

@@ -129,6 +129,75 @@ pub(crate) async fn anomaly_round_trip(s: Arc<dyn Store>) {
     );
 }
 
+/// A batch through `insert_anomalies` (PostgreSQL's `COPY`, SQLite's multi-row `INSERT`) with every character a
+/// text format escapes, text that looks like an escape or a null, and floats at the edges of the double range:
+/// everything reads back exactly.
+pub(crate) async fn anomaly_batch_round_trip(s: Arc<dyn Store>) {
+    let key = unique("batch-text");
+    let texts = [
+        "tab\there",
+        "line\nbreak\r\nand return",
+        "back\\slash \\N \\t \\\\",
+        "\\N",
+        "",
+        "quote ' and \" and ; -- and $1",
+        "unicode café ✓ 日本 🦀",
+    ];
+    let floats = [
+        0.1 + 0.2,
+        -0.0,
+        1e-300,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::MAX,
+        -f64::MAX,
+        0.812_345_678_901_234_5,
+    ];
+    let batch: Vec<Anomaly> = (0..texts.len().max(floats.len()))
+        .map(|i| {
+            let text = texts[i % texts.len()];
+            let mut a = anomaly(
+                &key,
+                text,
+                floats[i % floats.len()],
+                t0() + Duration::milliseconds(i as i64),
+            );
+            a.threshold = floats[(i + 3) % floats.len()];
+            a.rationale = format!("{text} / {i}");
+            a.explanation = json!({"text": text, "weights": [floats[i % floats.len()], -1.5e-7]});
+            a.context = json!({text: [text, null, true, 12345678901234_i64]});
+            a.model_version = (i % 2 == 0).then_some(i as u64 * 1_000_000_007);
+            a.created_at = t0() + Duration::milliseconds(i as i64) + Duration::nanoseconds(123_456);
+            a
+        })
+        .collect();
+    assert_eq!(
+        s.insert_anomalies(&batch).await.unwrap(),
+        batch.len() as u64
+    );
+    let page = s
+        .query_anomalies(&AnomalyQuery::new().key(&key).limit(100))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), batch.len());
+    for (stored, sent) in page.items.iter().rev().zip(&batch) {
+        let expected = Anomaly {
+            created_at: to_micros(sent.created_at),
+            ..sent.clone()
+        };
+        assert_eq!(stored.anomaly, expected);
+        // Bit for bit, but for the sign of zero, which SQLite and MariaDB do not keep (−0.0 reads back as 0.0).
+        for (got, want) in [
+            (stored.anomaly.score, sent.score),
+            (stored.anomaly.threshold, sent.threshold),
+        ] {
+            if want != 0.0 {
+                assert_eq!(got.to_bits(), want.to_bits(), "{want:e}");
+            }
+        }
+    }
+}
+
 pub(crate) async fn anomaly_pagination_and_filters(s: Arc<dyn Store>) {
     let key = unique("pages");
     let other = unique("pages-other");

@@ -65,6 +65,7 @@ macro_rules! conformance {
 conformance!(
     history_round_trip_and_cap,
     anomaly_round_trip,
+    anomaly_batch_round_trip,
     anomaly_pagination_and_filters,
     model_versions_round_trip,
     large_snapshot,
@@ -79,10 +80,10 @@ conformance!(
 );
 
 use conformance::{
-    anomaly_pagination_and_filters, anomaly_round_trip, concurrent_version_race,
-    concurrent_writers, data_sources, history_round_trip_and_cap, hostile_and_unicode_strings,
-    large_snapshot, model_versions_round_trip, nul_characters, overlong_key_refused,
-    query_pattern_upsert,
+    anomaly_batch_round_trip, anomaly_pagination_and_filters, anomaly_round_trip,
+    concurrent_version_race, concurrent_writers, data_sources, history_round_trip_and_cap,
+    hostile_and_unicode_strings, large_snapshot, model_versions_round_trip, nul_characters,
+    overlong_key_refused, query_pattern_upsert,
 };
 use retention::retention_cleanup;
 
