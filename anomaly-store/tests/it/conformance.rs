@@ -530,6 +530,30 @@ async fn nul_characters_are_invalid_input_on_postgres() {
     assert_eq!(nul_writes(s).await, 4);
 }
 
+/// On PostgreSQL, a batch holding a time outside the years 1 to 9999 (which `COPY`'s text format would spell
+/// differently) goes in through the `UNNEST` statement instead, and reads back the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_times_round_trip_on_postgres() {
+    let Some(s) =
+        crate::backends::from_env("TEST_PG_URL", "far_times_round_trip_on_postgres").await
+    else {
+        return;
+    };
+    let key = unique("far-times");
+    let far = Utc.with_ymd_and_hms(12_345, 6, 7, 8, 9, 10).unwrap();
+    let batch = [
+        anomaly(&key, "forest", 0.9, t0()),
+        anomaly(&key, "forest\ttab", 0.7, far),
+    ];
+    assert_eq!(s.insert_anomalies(&batch).await.unwrap(), 2);
+    let page = s
+        .query_anomalies(&AnomalyQuery::new().key(&key))
+        .await
+        .unwrap();
+    let stored: Vec<Anomaly> = page.items.into_iter().rev().map(|i| i.anomaly).collect();
+    assert_eq!(stored, batch);
+}
+
 /// Writes a NUL character through every write path; returns how many were refused (each refusal checked to be
 /// [`StoreError::InvalidInput`], each success to round-trip).
 async fn nul_writes(s: Arc<dyn Store>) -> usize {
