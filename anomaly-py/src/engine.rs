@@ -180,6 +180,21 @@ impl NativeEngine {
         to_python(py, &outcome)
     }
 
+    /// `score` for each record, in one native call that learns nothing: the vectors first, then the forest over
+    /// all of them in blocks (the same outcomes as `score`, bit for bit).
+    fn score_many<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        records: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let records = json_records(records)?;
+        let outcomes = py
+            .detach(|| self.engine.score_many(key, &records))
+            .py_err()?;
+        to_python(py, &outcomes)
+    }
+
     /// The verdict explained in field names; `None` while the key is learning.
     fn explain<'py>(
         &self,

@@ -50,6 +50,21 @@ def test_explanations_in_field_names():
     assert anomaly.Engine(min_training_records=10).explain("empty", odd) is None
 
 
+def test_score_many_is_score_for_each_record_and_learns_nothing():
+    engine = anomaly.Engine(min_training_records=100, seed=1)
+    probe = orders(40, seed=9) + [{"amount": 99812.0, "country": "KP", "paid": True, "customer": {"age_days": 5}}]
+    assert engine.score_many("shop", probe) == [{"status": "learning", "seen": 0, "needed": 100}] * len(probe)
+    engine.observe_many("shop", orders(150))
+    seen = engine.stats("shop")["seen"]
+    many = engine.score_many("shop", probe)
+    assert many == [engine.score("shop", r) for r in probe]
+    assert many[-1]["is_anomaly"] and not many[0]["is_anomaly"]
+    assert engine.stats("shop")["seen"] == seen
+    assert engine.score_many("shop", []) == []
+    with pytest.raises(anomaly.exceptions.InvalidRecordError, match="record 2"):
+        engine.score_many("shop", probe[:2] + [[1, 2]])
+
+
 def test_sensitivity_and_training():
     engine = anomaly.Engine(min_training_records=50, sensitivity=0.1, seed=2)
     engine.observe_many("k", orders(80, seed=3))

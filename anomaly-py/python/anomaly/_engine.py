@@ -90,6 +90,12 @@ class Engine:
         """Scores the record without learning it."""
         return self._native.score(key, record)
 
+    def score_many(self, key: str, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """``score`` for each record, in one native call that learns nothing and counts nothing: the records'
+        vectors first, then the forest over all of them in blocks, several times faster per record than ``score``
+        (the same outcomes, bit for bit). A record that cannot be read fails the call, naming it."""
+        return self._native.score_many(key, records)
+
     def explain(self, key: str, record: Mapping[str, Any]) -> Optional[dict[str, Any]]:
         """The verdict explained in field names (``verdict``, ``fields``, ``notes``, ``rationale``); ``None`` while
         the key is learning."""
