@@ -242,9 +242,19 @@ impl RecordModel {
         for (c, chunk) in records.chunks(SCORE_CHUNK).enumerate() {
             data.clear();
             for (i, record) in chunk.iter().enumerate() {
+                let at = c * SCORE_CHUNK + i;
                 self.vectorizer
                     .transform_into(record, &mut row, &mut notes)
-                    .map_err(|e| at_record(c * SCORE_CHUNK + i, e))?;
+                    .map_err(|e| at_record(at, e))?;
+                // A scaled value can overflow: refused here, naming the record in the batch (as the forest would
+                // name its row in the chunk).
+                if let Some(column) = row.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::NonFinite {
+                        row: at,
+                        column,
+                        value: row[column],
+                    });
+                }
                 data.extend_from_slice(&row);
             }
             let x = ArrayView2::from_shape((chunk.len(), width), &data)

@@ -193,10 +193,11 @@ impl RankedForest {
     }
 
     /// Whether a single row is better walked here than by the scalar kernels: when ranking the row (one binary
-    /// search per feature) costs at most [`SINGLE_ROW_SEARCH_STEPS`] steps; wider rows spend more on ranking
-    /// every feature than the walk saves.
+    /// search per feature, counted as its steps plus one) costs at most [`SINGLE_ROW_SEARCH_STEPS`] steps; wider
+    /// rows spend more on ranking every feature than the walk saves.
     pub(crate) fn suits_single_rows(&self) -> bool {
-        self.search_steps <= SINGLE_ROW_SEARCH_STEPS
+        // Every feature costs at least one step, even one without cuts.
+        self.search_steps + self.n_features <= SINGLE_ROW_SEARCH_STEPS
     }
 }
 

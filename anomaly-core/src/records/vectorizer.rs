@@ -942,6 +942,7 @@ impl Vectorizer {
         if walked.is_err() {
             // A refused record has no notes (nor a vector).
             notes.clear();
+            out.clear();
         }
         walked
     }

@@ -143,6 +143,24 @@ fn score_many_gives_score_one_by_one_and_learns_nothing() {
 }
 
 #[test]
+fn score_many_names_an_overflowing_record_by_its_place_in_the_batch() {
+    use anomaly_core::records::vectorizer::{Scaler, VectorizerParams};
+    let scaled = params().vectorizer(VectorizerParams::new().scaler(Scaler::Standard));
+    let engine = Engine::in_memory(scaled).unwrap();
+    let tight = |i: usize| json!({"ratio": 0.5 + (i % 7) as f64 * 0.001, "items": i % 5});
+    engine
+        .observe_many("q", &(0..200).map(tight).collect::<Vec<_>>())
+        .unwrap();
+    let mut probe: Vec<Value> = (0..1500).map(tight).collect();
+    // Scaled by a standard deviation of about 0.002, this value overflows to infinity.
+    probe[1200] = json!({"ratio": 1e308, "items": 1});
+    let one = engine.score("q", &probe[1200]).unwrap_err();
+    assert!(matches!(one, Error::NonFinite { .. }), "{one}");
+    let err = engine.score_many("q", &probe).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { row: 1200, .. }), "{err}");
+}
+
+#[test]
 fn retrains_after_new_records_with_a_new_version() {
     let engine = Engine::in_memory(params().retrain_every(200)).unwrap();
     engine.observe_many("q", &orders(100, 3, 100.0)).unwrap();

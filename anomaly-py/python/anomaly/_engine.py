@@ -93,7 +93,8 @@ class Engine:
     def score_many(self, key: str, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """``score`` for each record, in one native call that learns nothing and counts nothing: the records'
         vectors first, then the forest over all of them in blocks, several times faster per record than ``score``
-        (the same outcomes, bit for bit). A record that cannot be read fails the call, naming it."""
+        (the same outcomes, bit for bit). A record the engine refuses fails the call, naming its position; one
+        that cannot be converted from Python fails it as ``observe_many`` does."""
         return self._native.score_many(key, records)
 
     def explain(self, key: str, record: Mapping[str, Any]) -> Optional[dict[str, Any]]:

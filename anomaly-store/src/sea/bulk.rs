@@ -158,20 +158,37 @@ pub(super) async fn insert_anomalies_pg(
     }
     let err = |e: sqlx::Error| DbErr::Exec(RuntimeErr::SqlxError(e));
     let mut tx = pool.begin().await.map_err(err)?;
-    let mut copy = tx.copy_in_raw(PG_COPY).await.map_err(err)?;
-    let mut piece = String::with_capacity(PG_COPY_PIECE + 4096);
-    let mut json = Vec::new();
-    for (a, version) in anomalies.iter().zip(versions) {
-        copy_row(&mut piece, &mut json, a, *version);
-        if piece.len() >= PG_COPY_PIECE {
-            copy.send(piece.as_bytes()).await.map_err(err)?;
-            piece.clear();
+    let written = match tx.copy_in_raw(PG_COPY).await {
+        Ok(mut copy) => {
+            let mut piece = String::with_capacity(PG_COPY_PIECE + 4096);
+            let mut json = Vec::new();
+            for (a, version) in anomalies.iter().zip(versions) {
+                copy_row(&mut piece, &mut json, a, *version);
+                if piece.len() >= PG_COPY_PIECE {
+                    // On an error the copy is dropped, which fails it, and the transaction rolls back.
+                    copy.send(piece.as_bytes()).await.map_err(err)?;
+                    piece.clear();
+                }
+            }
+            if !piece.is_empty() {
+                copy.send(piece.as_bytes()).await.map_err(err)?;
+            }
+            Some(copy.finish().await.map_err(err)?)
         }
+        // Row-level security on the table refuses `COPY FROM` ("feature not supported"); an `INSERT` is allowed.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("0A000") => None,
+        Err(e) => return Err(err(e)),
+    };
+    let Some(written) = written else {
+        tx.rollback().await.map_err(err)?;
+        return insert_anomalies_unnest(pool, anomalies, versions).await;
+    };
+    if written != anomalies.len() as u64 {
+        return Err(DbErr::Custom(format!(
+            "COPY wrote {written} of {} detections",
+            anomalies.len()
+        )));
     }
-    if !piece.is_empty() {
-        copy.send(piece.as_bytes()).await.map_err(err)?;
-    }
-    copy.finish().await.map_err(err)?;
     tx.commit().await.map_err(err)
 }
 

@@ -142,6 +142,7 @@ pub(crate) async fn anomaly_batch_round_trip(s: Arc<dyn Store>) {
         "",
         "quote ' and \" and ; -- and $1",
         "unicode café ✓ 日本 🦀",
+        "controls \u{c} \u{b} \u{8} \u{7f} \u{2028} \u{1}",
     ];
     let floats = [
         0.1 + 0.2,
