@@ -112,7 +112,7 @@ def main() -> None:
         x = scaler.transform(hasher.transform([flatten(r) for r in probe]).toarray())
         forest.score_samples(x)
 
-    def engine(scored: bool) -> anomaly.Engine:
+    def engine() -> anomaly.Engine:
         e = anomaly.Engine(
             min_training_records=args.train, retrain_every=10**9, drift=False, n_estimators=100, seed=0
         )
@@ -120,12 +120,12 @@ def main() -> None:
         assert e.model_info("orders") is not None, "the engine trained"
         return e
 
-    trained = engine(True)
+    trained = engine()
     results = [("pipeline: FeatureHasher + StandardScaler + IsolationForest", median_time(pipeline, args.repeat))]
     results.append(("anomaly.Engine.score_many", median_time(lambda: trained.score_many("orders", probe), args.repeat)))
     observe_times = []
     for _ in range(args.repeat):
-        e = engine(True)
+        e = engine()
         t0 = time.perf_counter()
         e.observe_many("orders", probe)
         observe_times.append(time.perf_counter() - t0)

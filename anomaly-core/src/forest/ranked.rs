@@ -13,7 +13,7 @@
 //! order, exactly as the other kernels sum them.
 
 use super::simd::{self, TOP_NODES};
-use super::tree::{DENSE_MAX_DEPTH, KERNEL_MAX_FEATURES, Tree};
+use super::tree::{DENSE_MAX_DEPTH, DenseParts, KERNEL_MAX_FEATURES, Tree, dense_parts};
 
 /// Rank of a pass-through node: above the rank of every value (a feature has fewer cuts than this).
 const PASS_RANK: u32 = (1 << 24) - 1;
@@ -261,21 +261,9 @@ thread_local! {
     static RANKS: std::cell::RefCell<Vec<u32>> = std::cell::RefCell::new(vec![0; RANK_BUFFER]);
 }
 
-/// Depth, features, thresholds and leaves of a dense tree.
-type DenseArrays<'a> = (u32, &'a [u32], &'a [f64], &'a [f64]);
-
 /// The arrays of a dense tree no deeper than [`DENSE_MAX_DEPTH`].
-fn dense_arrays(tree: &Tree) -> Option<DenseArrays<'_>> {
-    match tree {
-        Tree::Dense {
-            depth,
-            features,
-            thresholds,
-            leaves,
-            ..
-        } if *depth <= DENSE_MAX_DEPTH => Some((*depth, features, thresholds, leaves)),
-        _ => None,
-    }
+fn dense_arrays(tree: &Tree) -> Option<DenseParts<'_>> {
+    dense_parts(tree).filter(|(depth, ..)| *depth <= DENSE_MAX_DEPTH)
 }
 
 /// A model's [`RankedForest`], compiled on first use and then shared by its clones. It is derived from the trees,

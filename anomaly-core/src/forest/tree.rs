@@ -471,10 +471,10 @@ pub(crate) fn path_lengths_lanes(trees: &[&Tree], row: &[f64], out: &mut [f64]) 
 }
 
 /// Depth, features, thresholds and leaves of a dense tree.
-type DenseParts<'a> = (u32, &'a [u32], &'a [f64], &'a [f64]);
+pub(super) type DenseParts<'a> = (u32, &'a [u32], &'a [f64], &'a [f64]);
 
 /// The arrays of a dense tree, or `None` for a sparse one.
-fn dense_parts(t: &Tree) -> Option<DenseParts<'_>> {
+pub(super) fn dense_parts(t: &Tree) -> Option<DenseParts<'_>> {
     match t {
         Tree::Dense {
             depth,
