@@ -18,8 +18,24 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn start(upstream: String, port: u16) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    /// Listens on `port`, or (`None`) on a free port below Linux's ephemeral range (32768 and up): an
+    /// ephemeral port can be taken by an outbound connection while the proxy is down, and its restart would fail.
+    async fn start(upstream: String, port: Option<u16>) -> Proxy {
+        let listener = match port {
+            Some(port) => TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+            None => {
+                let seed = std::process::id() as usize;
+                let mut found = None;
+                for i in 0..2_000 {
+                    let candidate = 20_000 + ((seed + i * 7_919) % 12_000) as u16;
+                    if let Ok(l) = TcpListener::bind(("127.0.0.1", candidate)).await {
+                        found = Some(l);
+                        break;
+                    }
+                }
+                found.expect("a free port between 20000 and 32000")
+            }
+        };
         let port = listener.local_addr().unwrap().port();
         let up = upstream.clone();
         let task = tokio::spawn(async move {
@@ -49,7 +65,7 @@ impl Proxy {
 
     async fn restart(&mut self) {
         self.stop().await;
-        *self = Proxy::start(self.upstream.clone(), self.port).await;
+        *self = Proxy::start(self.upstream.clone(), Some(self.port)).await;
     }
 }
 
@@ -67,7 +83,7 @@ async fn outage(engine: &'static str, url: &str) {
         w.fields["host"].as_str().unwrap(),
         w.fields["port"].as_str().unwrap()
     );
-    let mut proxy = Proxy::start(upstream, 0).await;
+    let mut proxy = Proxy::start(upstream, None).await;
     let mut body = w.source("flaky");
     body["host"] = json!("127.0.0.1");
     body["port"] = json!(proxy.port);
