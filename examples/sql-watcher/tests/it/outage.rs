@@ -10,6 +10,9 @@ use tokio::task::JoinHandle;
 use crate::table::{ROWS, Watched};
 use crate::{App, server};
 
+/// How many proxy ports this process has tried, so that no two proxies try the same one.
+static NEXT_CANDIDATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A TCP port forwarding to a real server until [`Proxy::stop`] (which also cuts open connections).
 struct Proxy {
     port: u16,
@@ -24,9 +27,12 @@ impl Proxy {
         let listener = match port {
             Some(port) => TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
             None => {
+                // Each call takes candidates no other proxy of this process was offered: the tests run
+                // in parallel, and one starting while another is down must not take the other's port.
                 let seed = std::process::id() as usize;
                 let mut found = None;
-                for i in 0..2_000 {
+                for _ in 0..2_000 {
+                    let i = NEXT_CANDIDATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let candidate = 20_000 + ((seed + i * 7_919) % 12_000) as u16;
                     if let Ok(l) = TcpListener::bind(("127.0.0.1", candidate)).await {
                         found = Some(l);
