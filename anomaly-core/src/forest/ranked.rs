@@ -43,6 +43,9 @@ pub(crate) struct RankedForest {
     /// `cuts[starts[f]..starts[f + 1]]`.
     cuts: Vec<f64>,
     starts: Vec<usize>,
+    /// The features with cuts, the only ones a node compares (a constant column in training has none): the others
+    /// are not ranked.
+    split_features: Vec<usize>,
     /// `2^depth` nodes per tree (the last is a pad, never read), trees padded to a multiple of [`GROUP`] with
     /// pass-through trees: `rank << 8 | feature`.
     nodes: Vec<u32>,
@@ -147,6 +150,9 @@ impl RankedForest {
             .windows(2)
             .map(|w| (usize::BITS - (w[1] - w[0]).leading_zeros()) as usize)
             .sum();
+        let split_features = (0..n_features)
+            .filter(|&f| starts[f + 1] > starts[f])
+            .collect();
         Some(RankedForest {
             depth,
             n_trees: trees.len(),
@@ -154,6 +160,7 @@ impl RankedForest {
             stride: n_features.next_power_of_two().max(8),
             cuts,
             starts,
+            split_features,
             nodes,
             search_steps,
             leaves: leaf_slots,
@@ -193,23 +200,24 @@ impl RankedForest {
     }
 
     /// Whether a single row is better walked here than by the scalar kernels: when ranking the row (one binary
-    /// search per feature, counted as its steps plus one) costs at most [`SINGLE_ROW_SEARCH_STEPS`] steps; wider
-    /// rows spend more on ranking every feature than the walk saves.
+    /// search per feature with cuts, counted as its steps plus one) costs at most [`SINGLE_ROW_SEARCH_STEPS`]
+    /// steps; wider rows spend more on ranking every feature than the walk saves.
     pub(crate) fn suits_single_rows(&self) -> bool {
-        // Every feature costs at least one step, even one without cuts.
-        self.search_steps + self.n_features <= SINGLE_ROW_SEARCH_STEPS
+        self.search_steps + self.split_features.len() <= SINGLE_ROW_SEARCH_STEPS
     }
 }
 
 impl RankedForest {
-    /// Ranks every value of `rows` (row-major, `n_features` a row) into `ranked` (`stride` a row): the number of its
-    /// feature's cuts below it. Eight rows are searched in lockstep, so their chains of loads overlap.
+    /// Ranks the values of `rows` (row-major, `n_features` a row) that a node may compare into `ranked` (`stride` a
+    /// row): the number of its feature's cuts below it. Features without cuts are skipped: only pass-through nodes
+    /// read them, and any rank ever written (or the buffer's initial 0) is below [`PASS_RANK`]. Eight rows are
+    /// searched in lockstep, so their chains of loads overlap.
     fn rank_rows(&self, rows: &[f64], ranked: &mut [u32]) {
         const LOCKSTEP: usize = 8;
         let d = self.n_features;
         let n_rows = rows.len() / d;
         let whole = n_rows - n_rows % LOCKSTEP;
-        for f in 0..d {
+        for &f in &self.split_features {
             let cuts = &self.cuts[self.starts[f]..self.starts[f + 1]];
             for r in (0..whole).step_by(LOCKSTEP) {
                 let x: [f64; LOCKSTEP] = std::array::from_fn(|k| rows[(r + k) * d + f]);
@@ -233,9 +241,10 @@ impl RankedForest {
         // The last rows (a single row, most often) one value at a time: the features' searches are independent, so
         // they overlap as well.
         for r in whole..n_rows {
-            for (f, &x) in rows[r * d..(r + 1) * d].iter().enumerate() {
+            let row = &rows[r * d..(r + 1) * d];
+            for &f in &self.split_features {
                 ranked[r * self.stride + f] =
-                    rank(&self.cuts[self.starts[f]..self.starts[f + 1]], x);
+                    rank(&self.cuts[self.starts[f]..self.starts[f + 1]], row[f]);
             }
         }
     }
@@ -256,8 +265,9 @@ fn rank(cuts: &[f64], x: f64) -> u32 {
 }
 
 thread_local! {
-    /// Each thread's block of ranked rows (32 KiB, allocated once per thread). Slots past a model's width keep
-    /// whatever an earlier block left there; no node reads them (every feature of a compiled node is in range).
+    /// Each thread's block of ranked rows (32 KiB, allocated once per thread). Slots past a model's width, and those
+    /// of its features without cuts, keep whatever rank an earlier block left there: no split node reads them (every
+    /// feature of a compiled node is in range and has cuts), and a pass-through node goes left whatever rank it reads.
     static RANKS: std::cell::RefCell<Vec<u32>> = std::cell::RefCell::new(vec![0; RANK_BUFFER]);
 }
 
@@ -390,6 +400,38 @@ mod tests {
                     .expect("score_row");
                 assert_eq!(scores[r].to_bits(), one.to_bits(), "width {width}, row {r}");
             }
+        }
+    }
+
+    #[test]
+    fn columns_constant_in_training_are_not_ranked_and_change_nothing() {
+        if !simd::available() {
+            eprintln!("SKIPPED: this CPU has no AVX2, so the rank kernel is never used");
+            return;
+        }
+        // A model of 6 columns fills this thread's rank buffer first, so the unranked slots below hold its ranks.
+        let wide = IsolationForestParams::new()
+            .n_estimators(30)
+            .seed(3)
+            .fit(data(2000, 6, 1).view())
+            .expect("fit");
+        ranked_sums(&wide.trees, &data(300, 6, 2)).expect("AVX2 is available");
+        // Columns 0 and 2 are constant in training, so no node splits on them; probes vary them wildly.
+        let mut x = data(2000, 4, 4);
+        x.column_mut(0).fill(1.0);
+        x.column_mut(2).fill(-3.0);
+        let model = IsolationForestParams::new()
+            .n_estimators(40)
+            .seed(5)
+            .fit(x.view())
+            .expect("fit");
+        let compiled = RankedForest::new(&model.trees, 4).expect("compilable");
+        assert_eq!(compiled.split_features, vec![1, 3]);
+        let probe = data(203, 4, 6);
+        let sums = ranked_sums(&model.trees, &probe).expect("AVX2 is available");
+        let expected = walked_sums(&model.trees, &probe);
+        for (r, (a, b)) in sums.iter().zip(&expected).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "row {r}");
         }
     }
 

@@ -137,36 +137,53 @@ impl<'a, F: FnMut(&str, Option<&'a str>, Leaf<'a>)> Walk<'_, '_, F> {
             });
         }
         for (key, value) in map {
+            let scalar = match value {
+                Value::Null => Some(Leaf::Null),
+                Value::Bool(b) => Some(Leaf::Bool(*b)),
+                Value::Number(n) => Some(Leaf::Number(n.as_f64().unwrap_or(0.0))),
+                Value::String(s) => Some(Leaf::String(s)),
+                Value::Array(_) | Value::Object(_) => None,
+            };
+            // A top-level scalar's path is its key: no copy into the path buffer.
+            if depth == 1
+                && let Some(leaf) = scalar
+            {
+                self.count()?;
+                (self.visit)(key, Some(key), leaf);
+                continue;
+            }
             let len = self.path.len();
             if !self.path.is_empty() {
                 self.path.push('.');
             }
             self.path.push_str(key);
-            let top_key = (depth == 1).then_some(key.as_str());
-            match value {
-                Value::Object(inner) => self.object(inner, depth + 1)?,
-                Value::Array(items) => {
-                    self.suffixed(".len", Leaf::Number(items.len() as f64))?;
-                    let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
-                    if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
-                        let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
-                        let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                        // Summing finite values can overflow; the mean of finite values cannot exceed their range.
-                        let mean = numbers
-                            .iter()
-                            .map(|v| v / numbers.len() as f64)
-                            .sum::<f64>();
-                        self.suffixed(".min", Leaf::Number(min))?;
-                        self.suffixed(".max", Leaf::Number(max))?;
-                        self.suffixed(".mean", Leaf::Number(mean.clamp(min, max)))?;
-                    }
-                }
-                Value::Null => self.leaf(top_key, Leaf::Null)?,
-                Value::Bool(b) => self.leaf(top_key, Leaf::Bool(*b))?,
-                Value::Number(n) => self.leaf(top_key, Leaf::Number(n.as_f64().unwrap_or(0.0)))?,
-                Value::String(s) => self.leaf(top_key, Leaf::String(s))?,
+            match (scalar, value) {
+                (Some(leaf), _) => self.leaf(leaf)?,
+                (None, Value::Object(inner)) => self.object(inner, depth + 1)?,
+                (None, Value::Array(items)) => self.array(items)?,
+                (None, _) => {}
             }
             self.path.truncate(len);
+        }
+        Ok(())
+    }
+
+    /// An array at the current path: its length, and when every element is a number their minimum, maximum and
+    /// mean.
+    fn array(&mut self, items: &'a [Value]) -> Result<()> {
+        self.suffixed(".len", Leaf::Number(items.len() as f64))?;
+        let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
+        if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
+            let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            // Summing finite values can overflow; the mean of finite values cannot exceed their range.
+            let mean = numbers
+                .iter()
+                .map(|v| v / numbers.len() as f64)
+                .sum::<f64>();
+            self.suffixed(".min", Leaf::Number(min))?;
+            self.suffixed(".max", Leaf::Number(max))?;
+            self.suffixed(".mean", Leaf::Number(mean.clamp(min, max)))?;
         }
         Ok(())
     }
@@ -175,19 +192,26 @@ impl<'a, F: FnMut(&str, Option<&'a str>, Leaf<'a>)> Walk<'_, '_, F> {
     fn suffixed(&mut self, suffix: &str, leaf: Leaf<'a>) -> Result<()> {
         let len = self.path.len();
         self.path.push_str(suffix);
-        let visited = self.leaf(None, leaf);
+        let visited = self.leaf(leaf);
         self.path.truncate(len);
         visited
     }
 
-    fn leaf(&mut self, top_key: Option<&'a str>, leaf: Leaf<'a>) -> Result<()> {
+    /// A nested leaf (or an array's summary) at the current path.
+    fn leaf(&mut self, leaf: Leaf<'a>) -> Result<()> {
+        self.count()?;
+        (self.visit)(&self.path, None, leaf);
+        Ok(())
+    }
+
+    /// Counts a leaf against [`Limits::max_fields`].
+    fn count(&mut self) -> Result<()> {
         if self.leaves >= self.limits.max_fields {
             return Err(Error::InvalidRecord {
                 reason: format!("more than {} fields", self.limits.max_fields),
             });
         }
         self.leaves += 1;
-        (self.visit)(&self.path, top_key, leaf);
         Ok(())
     }
 }

@@ -69,9 +69,20 @@ impl Moment {
 
     /// `(sin, cos)` of the day of week on the unit circle.
     pub fn weekday_cycle(&self) -> (f64, f64) {
-        let a = self.weekday as f64 / 7.0 * std::f64::consts::TAU;
-        (a.sin(), a.cos())
+        // Seven days, computed once by the same expression (the same bits): the vectoriser calls this per record.
+        static DAYS: std::sync::LazyLock<[(f64, f64); 7]> =
+            std::sync::LazyLock::new(|| std::array::from_fn(|d| weekday_angle(d as u32)));
+        match DAYS.get(self.weekday as usize) {
+            Some(&cycle) => cycle,
+            None => weekday_angle(self.weekday),
+        }
     }
+}
+
+/// `(sin, cos)` of day `weekday` of seven on the unit circle.
+fn weekday_angle(weekday: u32) -> (f64, f64) {
+    let a = weekday as f64 / 7.0 * std::f64::consts::TAU;
+    (a.sin(), a.cos())
 }
 
 /// Interprets a flattened leaf.

@@ -288,6 +288,7 @@ impl VectorizerParams {
             scale: Vec::new(),
             timestamp_epoch: false,
             left_out,
+            codes: CategoryCodes::default(),
         };
         v.template = v.build_template();
         v.scale = vec![(0.0, 1.0); v.width];
@@ -585,6 +586,81 @@ pub struct Vectorizer {
     /// Fields left out by the column cap.
     #[serde(default)]
     left_out: LeftOut,
+    /// The learnt categories' columns, derived from `fields` on first use.
+    #[serde(skip)]
+    codes: CategoryCodes,
+}
+
+/// Where a learnt category lands in its field's columns: computed once per category rather than hashed per record.
+#[derive(Debug, Clone, Copy)]
+struct CategoryCode {
+    bucket: usize,
+    sign: f64,
+    /// Its training frequency (the frequency column's value).
+    frequency: f64,
+}
+
+/// Each field's learnt categories with their [`CategoryCode`]s (empty for fields of other roles), built from the
+/// fields on first use. Derived, so it is never serialized and never part of a vectoriser's equality.
+#[derive(Default)]
+struct CategoryCodes(
+    std::sync::OnceLock<Vec<HashMap<Box<str>, CategoryCode, foldhash::fast::FixedState>>>,
+);
+
+impl CategoryCodes {
+    fn get(
+        &self,
+        fields: &[FieldSpec],
+        hash_width: usize,
+    ) -> &[HashMap<Box<str>, CategoryCode, foldhash::fast::FixedState>] {
+        self.0.get_or_init(|| {
+            fields
+                .iter()
+                .map(|f| {
+                    if f.role != FieldRole::Category {
+                        return HashMap::default();
+                    }
+                    f.categories
+                        .iter()
+                        .map(|(t, &count)| {
+                            let (bucket, sign) = bucket(&format!("{}={t}", f.path), hash_width);
+                            let frequency = count as f64 / f.category_total.max(1) as f64;
+                            (
+                                t.as_str().into(),
+                                CategoryCode {
+                                    bucket,
+                                    sign,
+                                    frequency,
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+    }
+}
+
+impl Clone for CategoryCodes {
+    fn clone(&self) -> Self {
+        let cell = std::sync::OnceLock::new();
+        if let Some(codes) = self.0.get() {
+            let _ = cell.set(codes.clone());
+        }
+        CategoryCodes(cell)
+    }
+}
+
+impl PartialEq for CategoryCodes {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for CategoryCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CategoryCodes")
+    }
 }
 
 impl Vectorizer {
@@ -611,6 +687,7 @@ impl Vectorizer {
     /// Brings a schema of snapshot version 1 to this version's terms: each field gets the role its kind gives and
     /// timestamps keep their epoch column, so the model scores as it did.
     pub(crate) fn upgrade_from_v1(&mut self) {
+        self.codes = CategoryCodes::default();
         self.timestamp_epoch = true;
         for f in &mut self.fields {
             f.role = FieldRole::default_for(f.kind);
@@ -654,8 +731,9 @@ impl Vectorizer {
         names
     }
 
-    /// The field of `path`, trying `fields[*next]` before searching; `*next` then points past the field found.
-    fn field_from(&self, path: &str, next: &mut usize) -> Option<&FieldSpec> {
+    /// The index of the field of `path`, trying `fields[*next]` before searching; `*next` then points past the
+    /// field found.
+    fn field_from(&self, path: &str, next: &mut usize) -> Option<usize> {
         let i = match self.fields.get(*next) {
             Some(f) if f.path == path => *next,
             _ => self
@@ -664,7 +742,7 @@ impl Vectorizer {
                 .ok()?,
         };
         *next = i + 1;
-        Some(&self.fields[i])
+        Some(i)
     }
 
     /// Columns where a timestamp's calendar features start within its field.
@@ -827,16 +905,18 @@ impl Vectorizer {
         notes.clear();
         out.clear();
         out.extend_from_slice(&self.template);
+        let codes = self.codes.get(&self.fields, self.params.hash_width);
         // Leaves come in about the fields' order: each lookup first tries the field after the last one found.
         let mut next = 0;
         let walked = for_each_leaf(record, &self.params.limits, |path, _, leaf| {
             let leaf = &leaf;
-            let Some(f) = self.field_from(path, &mut next) else {
+            let Some(i) = self.field_from(path, &mut next) else {
                 if !matches!(leaf, Leaf::Null) {
                     notes.unseen(path);
                 }
                 return;
             };
+            let f = &self.fields[i];
             if f.width == 0 {
                 return;
             }
@@ -845,20 +925,27 @@ impl Vectorizer {
             let encoded = match f.role {
                 FieldRole::Category => match token(leaf) {
                     Some(t) => {
-                        let (b, sign) = TOKEN.with_borrow_mut(|token| {
-                            token.clear();
-                            token.push_str(&f.path);
-                            token.push('=');
-                            token.push_str(&t);
-                            bucket(token, self.params.hash_width)
+                        let known = codes[i].get(t.as_ref()).copied();
+                        // An unseen category is hashed here, with frequency 0.
+                        let code = known.unwrap_or_else(|| {
+                            let (bucket, sign) = TOKEN.with_borrow_mut(|token| {
+                                token.clear();
+                                token.push_str(&f.path);
+                                token.push('=');
+                                token.push_str(&t);
+                                bucket(token, self.params.hash_width)
+                            });
+                            CategoryCode {
+                                bucket,
+                                sign,
+                                frequency: 0.0,
+                            }
                         });
-                        cols[b] += sign;
-                        let count = f.categories.get(t.as_ref()).copied();
+                        cols[code.bucket] += code.sign;
                         if self.params.frequency_encoding {
-                            cols[self.params.hash_width] =
-                                count.unwrap_or(0) as f64 / f.category_total.max(1) as f64;
+                            cols[self.params.hash_width] = code.frequency;
                         }
-                        if count.is_none() {
+                        if known.is_none() {
                             notes
                                 .unseen_categories
                                 .push((f.path.clone(), t.into_owned()));
