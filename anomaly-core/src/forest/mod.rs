@@ -14,6 +14,7 @@ mod ranked;
 #[allow(unsafe_code)]
 mod simd;
 mod tree;
+mod weights;
 
 pub(crate) use grow::{GrowNode, grow_tree, grow_tree_sorted, sort_sample};
 pub use model::IsolationForest;

@@ -16,6 +16,7 @@ use super::path_length::average_path_length;
 use super::quantile::{percentile, percentile_select};
 use super::ranked::CompiledForest;
 use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree, path_lengths4};
+use super::weights::{self, WeightedRows};
 use crate::error::{Error, Result};
 use crate::explanation::{
     Attribution, Details, Explanation, Verdict, describe_attribution, fmt_num,
@@ -63,7 +64,11 @@ pub struct IsolationForest {
 }
 
 impl IsolationForest {
-    pub(crate) fn fit(params: IsolationForestParams, x: ArrayView2<'_, f64>) -> Result<Self> {
+    pub(crate) fn fit(
+        params: IsolationForestParams,
+        x: ArrayView2<'_, f64>,
+        weights: Option<&[f64]>,
+    ) -> Result<Self> {
         params.validate()?;
         validate::matrix(x)?;
         let (n, d) = x.dim();
@@ -87,7 +92,7 @@ impl IsolationForest {
             params,
             compiled: CompiledForest::default(),
         };
-        model.grow_trees(x, model.params.n_estimators)?;
+        model.grow_trees(x, model.params.n_estimators, weights)?;
         tracing::debug!(
             n_samples = n,
             n_features = d,
@@ -109,6 +114,29 @@ impl IsolationForest {
     /// [`Error::InvalidParameter`] (`additional`) when the forest would have more than
     /// [`MAX_ESTIMATORS`](crate::forest::MAX_ESTIMATORS) trees.
     pub fn grow(&self, x: ArrayView2<'_, f64>, additional: usize) -> Result<Self> {
+        self.grow_with(x, additional, None)
+    }
+
+    /// As [`grow`](Self::grow), the new trees drawing their rows by `sample_weight` (one weight per row of `x`), as
+    /// [`IsolationForestParams::fit_weighted`] does.
+    ///
+    /// # Errors
+    /// As [`grow`](Self::grow) and [`fit_weighted`](IsolationForestParams::fit_weighted).
+    pub fn grow_weighted(
+        &self,
+        x: ArrayView2<'_, f64>,
+        additional: usize,
+        sample_weight: &[f64],
+    ) -> Result<Self> {
+        self.grow_with(x, additional, Some(sample_weight))
+    }
+
+    fn grow_with(
+        &self,
+        x: ArrayView2<'_, f64>,
+        additional: usize,
+        weights: Option<&[f64]>,
+    ) -> Result<Self> {
         validate::matrix_with_width(x, self.n_features)?;
         if x.nrows() < 2 {
             return Err(Error::NotEnoughSamples {
@@ -128,12 +156,18 @@ impl IsolationForest {
                     format!("the forest would exceed the limit of {MAX_ESTIMATORS} trees"),
                 )
             })?;
-        model.grow_trees(x, additional)?;
+        model.grow_trees(x, additional, weights)?;
         Ok(model)
     }
 
-    /// Grows `count` trees after the existing ones, then sets `max_samples` and the offset.
-    fn grow_trees(&mut self, x: ArrayView2<'_, f64>, count: usize) -> Result<()> {
+    /// Grows `count` trees after the existing ones, their rows drawn by `weights` when given, then sets
+    /// `max_samples` and the offset.
+    fn grow_trees(
+        &mut self,
+        x: ArrayView2<'_, f64>,
+        count: usize,
+        weights: Option<&[f64]>,
+    ) -> Result<()> {
         let n = x.nrows();
         let max_samples = self.params.resolve_max_samples(n);
         if max_samples < 2 {
@@ -142,6 +176,13 @@ impl IsolationForest {
                 "each tree needs at least 2 rows",
             ));
         }
+        let weighted = match weights {
+            Some(w) => {
+                weights::check(w, n, max_samples, self.params.bootstrap)?;
+                Some(WeightedRows::new(w))
+            }
+            None => None,
+        };
         let n_sub_features = self.params.resolve_max_features(self.n_features)?;
         let max_depth = (max_samples.max(2) as f64).log2().ceil() as u32;
         let first = self.trees.len();
@@ -157,12 +198,13 @@ impl IsolationForest {
                 f.sort_unstable();
                 f
             };
-            let rows: Vec<usize> = if params.bootstrap {
-                (0..max_samples)
+            let rows: Vec<usize> = match (&weighted, params.bootstrap) {
+                (Some(w), true) => w.draw_with_replacement(max_samples, &mut rng),
+                (Some(w), false) => w.draw_without_replacement(max_samples, &mut rng),
+                (None, true) => (0..max_samples)
                     .map(|_| rand::Rng::random_range(&mut rng, 0..n))
-                    .collect()
-            } else {
-                index::sample(&mut rng, n, max_samples).into_vec()
+                    .collect(),
+                (None, false) => index::sample(&mut rng, n, max_samples).into_vec(),
             };
             Tree::from_grown(&grow_tree(x, &rows, &features, max_depth, &mut rng))
         };

@@ -275,6 +275,41 @@ impl IsolationForestParams {
     /// [`Error::NonFinite`] for NaN or infinite values, [`Error::DimensionMismatch`] when feature names do not match
     /// the number of columns.
     pub fn fit(&self, x: ArrayView2<'_, f64>) -> Result<IsolationForest> {
-        IsolationForest::fit(self.clone(), x)
+        IsolationForest::fit(self.clone(), x, None)
+    }
+
+    /// Fits a forest on `x` with one weight per row, as scikit-learn 1.9's `fit(X, sample_weight=w)`: each tree
+    /// draws its rows with probabilities proportional to the weights (without replacement, or with it under
+    /// `bootstrap`), and is then grown as an unweighted tree on them. A row of weight 0 is never drawn; scaling all
+    /// weights by a constant changes nothing; the contamination threshold is the unweighted quantile of the
+    /// training scores. Rows are drawn by the core's generator, so they follow scikit-learn's law, not its exact
+    /// draws.
+    ///
+    /// ```
+    /// use anomaly_core::IsolationForestParams;
+    /// use ndarray::array;
+    ///
+    /// let x = array![[0.0, 0.1], [0.1, 0.0], [0.05, 0.05], [0.1, 0.1], [5.0, 5.0]];
+    /// let w = [1.0, 1.0, 2.0, 1.0, 0.0];
+    /// // Four rows per tree, and four rows of positive weight: every tree is grown on rows 0-3, never on the last.
+    /// let model = IsolationForestParams::new()
+    ///     .max_samples(anomaly_core::MaxSamples::Count(4))
+    ///     .fit_weighted(x.view(), &w)?;
+    /// assert_eq!(model.score(x.view())?.len(), 5);
+    /// // Each tree draws min(256, 5) = 5 distinct rows by default, and only 4 have a positive weight.
+    /// assert!(IsolationForestParams::new().fit_weighted(x.view(), &w).is_err());
+    /// # Ok::<(), anomaly_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit); [`Error::InvalidParameter`] (`sample_weight`) for a weight count other than the rows,
+    /// a NaN, infinite or negative weight, all weights zero, or (without `bootstrap`) fewer rows of positive weight
+    /// than each tree draws (`max_samples`; scikit-learn refuses that too).
+    pub fn fit_weighted(
+        &self,
+        x: ArrayView2<'_, f64>,
+        sample_weight: &[f64],
+    ) -> Result<IsolationForest> {
+        IsolationForest::fit(self.clone(), x, Some(sample_weight))
     }
 }

@@ -256,3 +256,115 @@ fn every_scoring_path_matches_single_rows() {
         }
     }
 }
+
+/// 400 standard normal rows and a tight cluster of 40 rows in their tail, at (1.5, 1.5): rows 400..440.
+fn two_clusters() -> Array2<f64> {
+    let mut x = crate::gaussian(440, 2, 21);
+    x.slice_mut(ndarray::s![400.., ..])
+        .mapv_inplace(|v| 1.5 + 0.02 * v);
+    x
+}
+
+#[test]
+fn weights_decide_which_rows_the_trees_learn() {
+    let x = two_clusters();
+    let cluster = |scores: &ndarray::Array1<f64>| scores.slice(ndarray::s![400..]).mean().unwrap();
+    let inliers = |scores: &ndarray::Array1<f64>| scores.slice(ndarray::s![..400]).mean().unwrap();
+    for bootstrap in [false, true] {
+        let params = IsolationForestParams::new()
+            .n_estimators(100)
+            .bootstrap(bootstrap)
+            .seed(3);
+        // Unweighted, the cluster is 9 % of the draws: dense, so its rows take many splits to isolate.
+        let plain = params.fit(x.view()).unwrap().score(x.view()).unwrap();
+        // Weight 0: no tree sees the cluster, so its rows sit in the sparse tail and are isolated early.
+        let mut w = vec![1.0; 440];
+        w[400..].fill(0.0);
+        let unseen = params
+            .fit_weighted(x.view(), &w)
+            .unwrap()
+            .score(x.view())
+            .unwrap();
+        assert!(
+            cluster(&unseen) > cluster(&plain) + 0.05,
+            "bootstrap {bootstrap}: {} against {}",
+            cluster(&unseen),
+            cluster(&plain)
+        );
+        // Weight 20: the cluster is two thirds of every tree's rows, so it looks more normal than the inliers.
+        w[400..].fill(20.0);
+        let heavy = params
+            .fit_weighted(x.view(), &w)
+            .unwrap()
+            .score(x.view())
+            .unwrap();
+        assert!(
+            cluster(&heavy) < cluster(&plain) - 0.02 && cluster(&heavy) < inliers(&heavy) - 0.05,
+            "bootstrap {bootstrap}: {} against {} (inliers {})",
+            cluster(&heavy),
+            cluster(&plain),
+            inliers(&heavy)
+        );
+    }
+}
+
+#[test]
+fn weighted_fits_are_deterministic_across_threads_and_warm_start() {
+    let x = two_clusters();
+    let w: Vec<f64> = (0..440).map(|i| (i % 5) as f64).collect();
+    let params = |threads| {
+        IsolationForestParams::new()
+            .n_estimators(40)
+            .max_samples(MaxSamples::Count(128))
+            .seed(9)
+            .n_threads(Some(threads))
+    };
+    let one = params(1).fit_weighted(x.view(), &w).unwrap();
+    let two = params(2).fit_weighted(x.view(), &w).unwrap();
+    let a = one.score(x.view()).unwrap();
+    let b = two.score(x.view()).unwrap();
+    assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
+    // 25 weighted trees and 15 more equal 40 at once, as unweighted warm starts do.
+    let grown = IsolationForestParams::new()
+        .n_estimators(25)
+        .max_samples(MaxSamples::Count(128))
+        .seed(9)
+        .n_threads(Some(1))
+        .fit_weighted(x.view(), &w)
+        .unwrap()
+        .grow_weighted(x.view(), 15, &w)
+        .unwrap();
+    let c = grown.score(x.view()).unwrap();
+    assert!(a.iter().zip(&c).all(|(a, c)| a.to_bits() == c.to_bits()));
+}
+
+#[test]
+fn bad_weights_are_typed_errors() {
+    let x = two_clusters();
+    let params = IsolationForestParams::new().n_estimators(5);
+    let refused = |w: &[f64]| match params.fit_weighted(x.view(), w) {
+        Err(anomaly_core::Error::InvalidParameter { name, reason }) => {
+            assert_eq!(name, "sample_weight");
+            reason
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert!(refused(&[1.0; 439]).contains("439 weights for 440 rows"));
+    assert!(refused(&[0.0; 440]).contains("non-zero"));
+    let mut w = vec![1.0; 440];
+    w[7] = f64::NAN;
+    assert!(refused(&w).contains("row 7"));
+    w[7] = -1.0;
+    assert!(refused(&w).contains("negative"));
+    // 256 rows per tree without replacement need 256 rows of positive weight, as numpy's choice does.
+    let mut w = vec![0.0; 440];
+    w[..255].fill(1.0);
+    assert!(refused(&w).contains("255 rows have a non-zero weight"));
+    assert!(
+        params
+            .clone()
+            .bootstrap(true)
+            .fit_weighted(x.view(), &w)
+            .is_ok()
+    );
+}
