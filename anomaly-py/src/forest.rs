@@ -6,7 +6,7 @@ use anomaly_core::{
     Contamination, Error, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
 };
 use ndarray::{Array1, ArrayView2};
-use numpy::{IntoPyArray, PyArray1};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
@@ -147,7 +147,7 @@ impl NativeForest {
 impl NativeForest {
     /// Fits a forest; every parameter is converted to the core's and validated there.
     #[staticmethod]
-    #[pyo3(signature = (x, *, n_estimators, max_samples, contamination, max_features, bootstrap, seed, n_jobs=None, feature_names=None))]
+    #[pyo3(signature = (x, *, n_estimators, max_samples, contamination, max_features, bootstrap, seed, n_jobs=None, feature_names=None, sample_weight=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         x: &Bound<'_, PyAny>,
@@ -159,6 +159,7 @@ impl NativeForest {
         seed: u64,
         n_jobs: Option<i64>,
         feature_names: Option<Vec<String>>,
+        sample_weight: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
         let n_estimators = usize::try_from(n_estimators)
             .map_err(|_| invalid("n_estimators", format!("{n_estimators} is negative")))
@@ -174,15 +175,37 @@ impl NativeForest {
             .feature_names(feature_names);
         let m = Matrix::extract(x)?;
         let view = m.view();
-        let model = x.py().detach(|| params.fit(view)).py_err()?;
+        let weights = sample_weight.as_ref().map(|w| w.as_array());
+        let model = x
+            .py()
+            .detach(|| match weights.as_ref().and_then(|w| w.as_slice()) {
+                Some(w) => params.fit_weighted(view, w),
+                None if weights.is_some() => Err(not_contiguous()),
+                None => params.fit(view),
+            })
+            .py_err()?;
         Ok(NativeForest {
             model: Arc::new(model),
         })
     }
 
-    /// A forest with `additional` more trees grown on `x` (scikit-learn's `warm_start`).
-    fn grow(&self, x: &Bound<'_, PyAny>, additional: usize) -> PyResult<Self> {
-        let model = self.run(x, |m, v| m.grow(v, additional))?;
+    /// A forest with `additional` more trees grown on `x` (scikit-learn's `warm_start`), their rows drawn by
+    /// `sample_weight` when given.
+    #[pyo3(signature = (x, additional, sample_weight=None))]
+    fn grow(
+        &self,
+        x: &Bound<'_, PyAny>,
+        additional: usize,
+        sample_weight: Option<PyReadonlyArray1<'_, f64>>,
+    ) -> PyResult<Self> {
+        let weights = sample_weight.as_ref().map(|w| w.as_array());
+        let model = self.run(x, |m, v| {
+            match weights.as_ref().and_then(|w| w.as_slice()) {
+                Some(w) => m.grow_weighted(v, additional, w),
+                None if weights.is_some() => Err(not_contiguous()),
+                None => m.grow(v, additional),
+            }
+        })?;
         Ok(NativeForest {
             model: Arc::new(model),
         })
@@ -300,4 +323,9 @@ impl NativeForest {
 #[pyfunction]
 pub(crate) fn isolation_forest_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     to_python(py, &IsolationForestParams::new())
+}
+
+/// A weight array that is not contiguous (the Python layer always passes a fresh contiguous copy).
+fn not_contiguous() -> anomaly_core::Error {
+    invalid("sample_weight", "must be a contiguous float64 array")
 }

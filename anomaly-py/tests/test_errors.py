@@ -117,9 +117,48 @@ def test_bad_random_state(blobs):
         IsolationForest(random_state="seed").fit(blobs[0])
 
 
-def test_sample_weight_is_refused(blobs):
-    with pytest.raises(NotImplementedError, match="sample_weight"):
-        IsolationForest().fit(blobs[0], sample_weight=np.ones(len(blobs[0])))
+def test_bad_sample_weights_raise_scikit_learns_errors(blobs):
+    x = blobs[0]
+    n = len(x)
+    cases = [
+        (np.ones(n - 1), r"sample_weight.shape == \(499,\), expected \(500,\)!"),
+        (np.ones((n, 1)), "Sample weights must be 1D array or scalar"),
+        (np.r_[np.nan, np.ones(n - 1)], "Input sample_weight contains NaN."),
+        (np.r_[np.inf, np.ones(n - 1)], "contains infinity"),
+        (np.zeros(n), "Sample weights must contain at least one non-zero number."),
+        (0, "Sample weights must contain at least one non-zero number."),
+        (np.r_[-1.0, np.ones(n - 1)], "negative"),
+        # numpy's choice refuses fewer rows of positive weight than each tree draws without replacement.
+        (np.r_[np.ones(200), np.zeros(n - 200)], "200 rows have a non-zero weight, fewer than the 256"),
+        (["a"] * n, "cannot be read as numbers"),
+    ]
+    for weights, message in cases:
+        with pytest.raises(ValueError, match=message) as raised:
+            IsolationForest(n_estimators=5).fit(x, sample_weight=weights)
+        assert isinstance(raised.value, InvalidParameterError)
+    # With replacement, one row of positive weight is enough, as in scikit-learn.
+    IsolationForest(n_estimators=5, bootstrap=True).fit(x, sample_weight=np.r_[1.0, np.zeros(n - 1)])
+
+
+def test_sample_weights_are_read_not_written(blobs):
+    x = blobs[0]
+    weights = np.arange(len(x), dtype=np.float64) % 3
+    weights[weights == 0] = 0.5
+    kept = weights.copy()
+    a = IsolationForest(n_estimators=20, random_state=4).fit(x, sample_weight=weights)
+    assert np.array_equal(weights, kept)
+    # A list, a scalar and float32 read the same; scaling every weight changes nothing.
+    b = IsolationForest(n_estimators=20, random_state=4).fit(x, sample_weight=list(weights))
+    assert np.array_equal(a.score_samples(x), b.score_samples(x))
+    c = IsolationForest(n_estimators=20, random_state=4).fit(x, sample_weight=weights * 4.0)
+    assert np.array_equal(a.score_samples(x), c.score_samples(x))
+    d = IsolationForest(n_estimators=20, random_state=4).fit(x, sample_weight=2.0)
+    e = IsolationForest(n_estimators=20, random_state=4).fit(x, sample_weight=np.ones(len(x)))
+    assert np.array_equal(d.score_samples(x), e.score_samples(x))
+    # fit_predict routes the weights to fit.
+    assert np.array_equal(
+        IsolationForest(n_estimators=20, random_state=4).fit_predict(x, sample_weight=weights), a.predict(x)
+    )
 
 
 def test_corrupt_snapshots(fitted):

@@ -50,3 +50,33 @@ def test_roc_auc_within_0_01_of_scikit_learn(name):
     mean_ours, mean_theirs = float(np.mean(ours)), float(np.mean(theirs))
     print(f"{name}: anomaly {mean_ours:.4f}, scikit-learn {mean_theirs:.4f} (mean of {SEEDS} seeds)")
     assert abs(mean_ours - mean_theirs) <= TOLERANCE, (name, mean_ours, mean_theirs)
+
+
+def parity_weights(y: np.ndarray) -> np.ndarray:
+    """Weights that move the scores: 1-3 at random, the labelled anomalies three times heavier (so the trees learn
+    them as more normal and the ROC-AUC drops), and a tenth of the inliers at 0 (never drawn)."""
+    rng = np.random.default_rng(7)
+    w = rng.integers(1, 4, len(y)).astype(np.float64)
+    w[y == 1] *= 3.0
+    w[(rng.random(len(y)) < 0.1) & (y == 0)] = 0.0
+    return w
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_weighted_roc_auc_within_0_01_of_scikit_learn(name):
+    x, y = load(name)
+    w = parity_weights(y)
+    ours, theirs, plain = [], [], []
+    for seed in range(SEEDS):
+        kw = dict(n_estimators=100, max_samples=256, random_state=seed)
+        ours.append(roc_auc_score(y, -IsolationForest(**kw).fit(x, sample_weight=w).score_samples(x)))
+        theirs.append(roc_auc_score(y, -SkIsolationForest(**kw).fit(x, sample_weight=w).score_samples(x)))
+        plain.append(roc_auc_score(y, -IsolationForest(**kw).fit(x).score_samples(x)))
+    mean_ours, mean_theirs, mean_plain = float(np.mean(ours)), float(np.mean(theirs)), float(np.mean(plain))
+    print(
+        f"{name} weighted: anomaly {mean_ours:.4f}, scikit-learn {mean_theirs:.4f} "
+        f"(unweighted anomaly {mean_plain:.4f}; mean of {SEEDS} seeds)"
+    )
+    assert abs(mean_ours - mean_theirs) <= TOLERANCE, (name, mean_ours, mean_theirs)
+    # The weights matter: a forest that ignored them would score as the unweighted one.
+    assert mean_plain - mean_ours > TOLERANCE, (name, mean_plain, mean_ours)

@@ -281,9 +281,9 @@ impl IsolationForestParams {
     /// Fits a forest on `x` with one weight per row, as scikit-learn 1.9's `fit(X, sample_weight=w)`: each tree
     /// draws its rows with probabilities proportional to the weights (without replacement, or with it under
     /// `bootstrap`), and is then grown as an unweighted tree on them. A row of weight 0 is never drawn; scaling all
-    /// weights by a constant changes nothing; the contamination threshold is the unweighted quantile of the
-    /// training scores. Rows are drawn by the core's generator, so they follow scikit-learn's law, not its exact
-    /// draws.
+    /// weights by a constant changes nothing but rounding; the contamination threshold is the unweighted quantile of
+    /// the training scores. Rows are drawn by the core's generator, so they follow scikit-learn's law, not its
+    /// exact draws.
     ///
     /// ```
     /// use anomaly_core::IsolationForestParams;

@@ -5,7 +5,7 @@
 //! replacement by default (`numpy.random.choice(n, k, replace=False, p)`), with replacement under `bootstrap`. The
 //! tree is then grown on the drawn rows as an unweighted tree would be: splits, depth and path lengths count rows,
 //! not weights, and the contamination threshold is the unweighted quantile of the training scores. So a row of
-//! weight 0 is never drawn, and scaling every weight by a constant changes nothing.
+//! weight 0 is never drawn, and scaling every weight by a constant changes nothing (but rounding).
 //!
 //! Without replacement, numpy draws successively: each pick has probability proportional to its weight among the
 //! rows not yet picked. The same distribution is drawn here by Efraimidis and Spirakis's keys (each row with weight

@@ -98,6 +98,34 @@ def _seed(random_state: Any) -> int:
     )
 
 
+def _sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """The weights as a fresh float64 array of one weight per row, with scikit-learn's ``_check_sample_weight``
+    rules and messages: a scalar is every row's weight; a list, tuple, pandas Series or array of numbers is taken;
+    two dimensions, a wrong length, NaN, infinity or all zeros raise ``ValueError`` (``InvalidParameterError``).
+    Negative weights are refused by the core. The caller's array is never written to."""
+    if isinstance(sample_weight, numbers.Number):
+        weights = np.full(n_samples, sample_weight, dtype=np.float64)
+    else:
+        try:
+            weights = np.array(sample_weight, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as e:
+            raise InvalidParameterError(f"sample_weight cannot be read as numbers: {e}") from e
+        if weights.ndim != 1:
+            raise InvalidParameterError(
+                f"Sample weights must be 1D array or scalar, got {weights.ndim}D array. Expected either a scalar or "
+                f"a 1D array of shape ({n_samples},)"
+            )
+        if weights.shape != (n_samples,):
+            raise InvalidParameterError(f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!")
+    if np.isnan(weights).any():
+        raise InvalidParameterError("Input sample_weight contains NaN.")
+    if not np.isfinite(weights).all():
+        raise InvalidParameterError("Input sample_weight contains infinity or a value too large for dtype('float64').")
+    if not weights.any():
+        raise InvalidParameterError("Sample weights must contain at least one non-zero number.")
+    return weights
+
+
 def _feature_names(X: Any) -> np.ndarray | None:
     columns = getattr(X, "columns", None)
     if columns is None:
@@ -136,7 +164,9 @@ class IsolationForest(OutlierMixin, BaseEstimator):
       ``n_jobs``, but not equal to scikit-learn's trees (the core has its own random generator).
     * ``n_jobs``: ``None`` (the default) and -1 use every core; k uses k threads; -k all but k - 1. It is read at
       ``fit``, and the fitted forest scores with the same setting.
-    * ``fit(sample_weight=...)`` is not supported and raises ``NotImplementedError``.
+    * ``fit(sample_weight=...)`` draws each tree's rows with probabilities proportional to the weights, as
+      scikit-learn 1.9 does (a row of weight 0 is never drawn; without ``bootstrap``, at least ``max_samples_`` rows
+      need a positive weight); the rows follow scikit-learn's law, not its exact draws.
     * ``explain(X)`` returns one ``Explanation`` per row (per-feature attributions and a rationale).
     * ``verbose`` is accepted and ignored.
     """
@@ -169,14 +199,13 @@ class IsolationForest(OutlierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> IsolationForest:
         """Fits the forest on X (rows are samples); ``y`` is ignored.
 
+        ``sample_weight`` (one weight per row) decides which rows each tree draws, as in scikit-learn 1.9.
+
         Raises ``InvalidInputError`` subclasses for NaN/inf, empty input, fewer than two rows or values that are not
-        numbers, ``InvalidParameterError`` for a bad parameter and ``NotImplementedError`` for ``sample_weight``.
+        numbers, ``InvalidParameterError`` for a bad parameter or bad weights.
         """
-        if sample_weight is not None:
-            raise NotImplementedError(
-                "anomaly.IsolationForest does not support sample_weight: the core grows unweighted trees"
-            )
         X = self._validate(X, reset=True)
+        weights = None if sample_weight is None else _sample_weight(sample_weight, X.shape[0])
         model = getattr(self, "_model", None)
         if self.warm_start and model is not None:
             more = self.n_estimators - model.n_estimators
@@ -192,7 +221,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
                     stacklevel=2,
                 )
                 return self
-            self._set_model(model.grow(X, more))
+            self._set_model(model.grow(X, more, sample_weight=weights))
             return self
         names = getattr(self, "feature_names_in_", None)
         try:
@@ -206,6 +235,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
                 seed=_seed(self.random_state),
                 n_jobs=self.n_jobs,
                 feature_names=None if names is None else [str(n) for n in names],
+                sample_weight=weights,
             )
         except EmptyInputError as e:
             # The core decides; the message is reworded in scikit-learn's terms, which its checks look for.
