@@ -1,6 +1,7 @@
 //! `_IsolationForest`: the fitted core forest. The scikit-learn estimator in `anomaly/_forest.py` wraps it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anomaly_core::{
     Contamination, Error, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
@@ -86,28 +87,60 @@ fn max_features(v: &Bound<'_, PyAny>) -> Result<MaxFeatures, Error> {
     }
 }
 
+/// The process-wide cap on the threads of a fit or a score (0: none), set through threadpoolctl's
+/// `threadpool_limits` (the package registers a controller for it).
+static THREAD_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// joblib's `n_jobs`: `None` or −1 for every core (the core's default pool), k ≥ 1 for k threads, −k for all but
-/// k − 1 cores.
+/// k − 1 cores; then capped by the threadpoolctl limit, if any.
 pub(crate) fn n_threads(n_jobs: Option<i64>) -> Result<Option<usize>, Error> {
-    match n_jobs {
-        None | Some(-1) => Ok(None),
-        Some(0) => Err(invalid("n_jobs", "must not be 0")),
-        Some(k) if k > 0 => Ok(Some(k as usize)),
-        Some(k) => {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
-            Ok(Some((cpus + 1 + k).max(1) as usize))
-        }
+    let asked = match n_jobs {
+        None | Some(-1) => None,
+        Some(0) => return Err(invalid("n_jobs", "must not be 0")),
+        Some(k) if k > 0 => Some(usize::try_from(k).unwrap_or(usize::MAX)),
+        Some(k) => Some((cpus() as i64 + 1 + k).max(1) as usize),
+    };
+    Ok(match THREAD_LIMIT.load(Ordering::Relaxed) {
+        0 => asked,
+        limit => Some(asked.unwrap_or_else(cpus).min(limit)),
+    })
+}
+
+/// The threadpoolctl limit on this package's threads: the cap set by `threadpool_limits`, or every core.
+#[pyfunction]
+pub(crate) fn _thread_limit() -> usize {
+    match THREAD_LIMIT.load(Ordering::Relaxed) {
+        0 => cpus(),
+        limit => limit,
     }
+}
+
+/// Sets the threadpoolctl limit (threadpoolctl calls this, and restores the previous value the same way); a limit
+/// of every core or more, or `None`, lifts it.
+#[pyfunction]
+#[pyo3(signature = (limit))]
+pub(crate) fn _set_thread_limit(limit: Option<usize>) {
+    let limit = limit.filter(|&l| l < cpus()).map_or(0, |l| l.max(1));
+    THREAD_LIMIT.store(limit, Ordering::Relaxed);
 }
 
 /// Below this many rows, scores come from `score_row` row by row: the batch kernel works on 128-row blocks, so one
 /// row would cost as much as 128. Both paths give the same bits (the core sums trees in the same order).
 const SMALL_BATCH: usize = 32;
 
-/// The core's s(x) of every row, through `score_row` for small batches and `score` otherwise.
-fn core_scores(m: &IsolationForest, x: ArrayView2<'_, f64>) -> Result<Array1<f64>, Error> {
+/// The core's s(x) of every row on `threads` threads, through `score_row` for small batches and
+/// `score_on_threads` otherwise.
+fn core_scores(
+    m: &IsolationForest,
+    x: ArrayView2<'_, f64>,
+    threads: Option<usize>,
+) -> Result<Array1<f64>, Error> {
     if x.nrows() >= SMALL_BATCH || x.nrows() == 0 || x.ncols() != m.n_features() {
-        return m.score(x);
+        return m.score_on_threads(x, threads);
     }
     let mut out = Vec::with_capacity(x.nrows());
     for (i, row) in x.outer_iter().enumerate() {
@@ -211,33 +244,64 @@ impl NativeForest {
         })
     }
 
-    /// The core's score s(x) in (0, 1]: higher is more anomalous.
-    fn score<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        Ok(self.run(x, core_scores)?.into_pyarray(x.py()))
+    /// The core's score s(x) in (0, 1]: higher is more anomalous. `n_jobs` as in `fit`, read per call.
+    #[pyo3(signature = (x, n_jobs=None))]
+    fn score<'py>(
+        &self,
+        x: &Bound<'py, PyAny>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let threads = n_threads(n_jobs).py_err()?;
+        Ok(self
+            .run(x, |m, v| core_scores(m, v, threads))?
+            .into_pyarray(x.py()))
     }
 
     /// scikit-learn's `score_samples`: −s(x), lower is more anomalous.
-    fn score_samples<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    #[pyo3(signature = (x, n_jobs=None))]
+    fn score_samples<'py>(
+        &self,
+        x: &Bound<'py, PyAny>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let threads = n_threads(n_jobs).py_err()?;
         // The core's definitions: score_samples = −s(x).
         Ok(self
-            .run(x, |m, v| Ok(core_scores(m, v)?.mapv(|s| -s)))?
+            .run(x, |m, v| Ok(core_scores(m, v, threads)?.mapv(|s| -s)))?
             .into_pyarray(x.py()))
     }
 
     /// scikit-learn's `decision_function`: `score_samples − offset_`, negative for anomalies.
-    fn decision_function<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    #[pyo3(signature = (x, n_jobs=None))]
+    fn decision_function<'py>(
+        &self,
+        x: &Bound<'py, PyAny>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let threads = n_threads(n_jobs).py_err()?;
         // decision_function = score_samples − offset_.
         Ok(self
-            .run(x, |m, v| Ok(core_scores(m, v)?.mapv(|s| -s - m.offset())))?
+            .run(x, |m, v| {
+                Ok(core_scores(m, v, threads)?.mapv(|s| -s - m.offset()))
+            })?
             .into_pyarray(x.py()))
     }
 
     /// scikit-learn's `predict`: −1 for anomalies, +1 for inliers.
-    fn predict<'py>(&self, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i32>>> {
+    #[pyo3(signature = (x, n_jobs=None))]
+    fn predict<'py>(
+        &self,
+        x: &Bound<'py, PyAny>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<Bound<'py, PyArray1<i32>>> {
+        let threads = n_threads(n_jobs).py_err()?;
         // predict = −1 where decision_function < 0, else +1.
         Ok(self
             .run(x, |m, v| {
-                Ok(core_scores(m, v)?.mapv(|s| if -s - m.offset() < 0.0 { -1 } else { 1 }))
+                Ok(
+                    core_scores(m, v, threads)?
+                        .mapv(|s| if -s - m.offset() < 0.0 { -1 } else { 1 }),
+                )
             })?
             .into_pyarray(x.py()))
     }

@@ -22,6 +22,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<explain::Explanation>()?;
     m.add_class::<explain::Detection>()?;
     m.add_function(wrap_pyfunction!(forest::isolation_forest_defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(forest::_thread_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(forest::_set_thread_limit, m)?)?;
     m.add_function(wrap_pyfunction!(stream::stream_defaults, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -59,3 +59,52 @@ def test_shared_engine_from_many_threads():
         outcomes = list(pool.map(lambda r: engine.observe(f"key{int(abs(r['x']) * 10) % 4}", r), records))
     assert len(outcomes) == 800
     assert sum(engine.stats(k)["seen"] for k in engine.keys()) == 800
+
+
+def _pools() -> set[str]:
+    """The sizes of the core's thread pools alive in this process (its threads are named anomaly-<size>-<i>)."""
+    import os
+    from pathlib import Path
+
+    if not Path("/proc/self/task").is_dir():
+        import pytest
+
+        pytest.skip("SKIPPED: thread names are read from /proc (Linux)")
+    names = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.add(Path(f"/proc/self/task/{task}/comm").read_text().strip())
+        except OSError:
+            continue
+    return {n.split("-")[1] for n in names if n.startswith("anomaly-")}
+
+
+def test_n_jobs_is_read_at_every_call_and_joblib_and_threadpoolctl_apply():
+    joblib = __import__("pytest").importorskip("joblib")
+    threadpoolctl = __import__("pytest").importorskip("threadpoolctl")
+    x = np.random.default_rng(3).standard_normal((20_000, 4))
+    model = IsolationForest(n_estimators=50, random_state=1, n_jobs=1).fit(x)
+    reference = model.score_samples(x)
+    # Changed after fit, as scikit-learn's estimators allow: the next call uses 3 threads.
+    model.set_params(n_jobs=3)
+    np.testing.assert_array_equal(model.score_samples(x), reference)
+    assert "3" in _pools()
+    # None inside a joblib configuration takes its n_jobs.
+    model.set_params(n_jobs=None)
+    with joblib.parallel_backend("threading", n_jobs=7):
+        np.testing.assert_array_equal(model.decision_function(x), reference - model.offset_)
+    assert "7" in _pools()
+    # threadpoolctl's limit caps every call: 5 threads asked, 1 used (so no pool of 5 is built).
+    with threadpoolctl.threadpool_limits(limits=1):
+        info = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "anomaly"]
+        assert len(info) == 1 and info[0]["num_threads"] == 1
+        model.set_params(n_jobs=5)
+        np.testing.assert_array_equal(model.predict(x), np.where(reference - model.offset_ < 0, -1, 1))
+        IsolationForest(n_estimators=10, n_jobs=5).fit(x)
+    assert "5" not in _pools()
+    # The limit is lifted on exit, and a limit for this package alone applies too.
+    every_core = anomaly._native._thread_limit()
+    assert every_core >= 1
+    with threadpoolctl.threadpool_limits(limits=1, user_api="anomaly"):
+        assert anomaly._native._thread_limit() == 1
+    assert anomaly._native._thread_limit() == every_core

@@ -279,8 +279,9 @@ impl IsolationForest {
         (-path_sum / (self.trees.len() as f64 * self.normaliser())).exp2()
     }
 
-    /// Sum over trees (in tree order) of each row's path length.
-    fn path_sums(&self, x: ArrayView2<'_, f64>) -> Result<Vec<f64>> {
+    /// Sum over trees (in tree order) of each row's path length, on the threads `n_threads` asks for (as
+    /// [`IsolationForestParams::n_threads`]).
+    fn path_sums(&self, x: ArrayView2<'_, f64>, n_threads: Option<usize>) -> Result<Vec<f64>> {
         validate::matrix_with_width(x, self.n_features)?;
         let d = self.n_features;
         let mut out = vec![0.0; x.nrows()];
@@ -305,10 +306,10 @@ impl IsolationForest {
                 }
             }
         };
-        if self.params.n_threads == Some(1) {
+        if n_threads == Some(1) {
             out.chunks_mut(BLOCK_ROWS).enumerate().for_each(work);
         } else {
-            install(self.params.n_threads, || {
+            install(n_threads, || {
                 out.par_chunks_mut(BLOCK_ROWS).enumerate().for_each(work)
             })?;
         }
@@ -348,7 +349,23 @@ impl IsolationForest {
     /// # Errors
     /// [`Error::DimensionMismatch`], [`Error::EmptyInput`] or [`Error::NonFinite`].
     pub fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
-        let sums = self.path_sums(x)?;
+        self.score_on_threads(x, self.params.n_threads)
+    }
+
+    /// As [`score`](Self::score), on `n_threads` threads instead of the fitted setting (the meaning of
+    /// [`IsolationForestParams::n_threads`]: `None` is rayon's global pool, `Some(1)` the calling thread). Scores are
+    /// the same bits for any thread count.
+    ///
+    /// # Errors
+    /// As [`score`](Self::score); [`Error::InvalidParameter`] (`n_threads`) for 0 or more than
+    /// [`MAX_THREADS`](crate::forest::MAX_THREADS).
+    pub fn score_on_threads(
+        &self,
+        x: ArrayView2<'_, f64>,
+        n_threads: Option<usize>,
+    ) -> Result<Array1<f64>> {
+        IsolationForestParams::check_threads(n_threads)?;
+        let sums = self.path_sums(x, n_threads)?;
         Ok(sums.into_iter().map(|h| self.to_score(h)).collect())
     }
 

@@ -224,17 +224,19 @@ impl IsolationForestParams {
             }
             _ => {}
         }
-        match self.n_threads {
-            Some(0) => return Err(Error::invalid("n_threads", "must be at least 1")),
-            Some(k) if k > MAX_THREADS => {
-                return Err(Error::invalid(
-                    "n_threads",
-                    format!("{k} exceeds the limit of {MAX_THREADS} threads"),
-                ));
-            }
-            _ => {}
+        Self::check_threads(self.n_threads)
+    }
+
+    /// Checks a thread setting: `None`, or 1 to [`MAX_THREADS`].
+    pub(crate) fn check_threads(n_threads: Option<usize>) -> Result<()> {
+        match n_threads {
+            Some(0) => Err(Error::invalid("n_threads", "must be at least 1")),
+            Some(k) if k > MAX_THREADS => Err(Error::invalid(
+                "n_threads",
+                format!("{k} exceeds the limit of {MAX_THREADS} threads"),
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Rows per tree for a data set of `n` rows (scikit-learn's `max_samples_`).

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from ._threads import effective_n_jobs
 from .exceptions import (
     DimensionMismatchError,
     EmptyInputError,
@@ -162,8 +163,10 @@ class IsolationForest(OutlierMixin, BaseEstimator):
 
     * ``random_state``: an int is the core's seed directly; results are reproducible for an int and independent of
       ``n_jobs``, but not equal to scikit-learn's trees (the core has its own random generator).
-    * ``n_jobs``: ``None`` (the default) and -1 use every core; k uses k threads; -k all but k - 1. It is read at
-      ``fit``, and the fitted forest scores with the same setting.
+    * ``n_jobs``: read at every call, as scikit-learn does: k uses k threads, -1 every core, -k all but k - 1;
+      ``None`` (the default) takes an active ``joblib.parallel_backend`` / ``parallel_config`` setting, and
+      otherwise the core's pool of one thread per core, shared by all callers (scikit-learn would use one thread).
+      ``threadpoolctl.threadpool_limits`` caps it. Scores are the same bits for any thread count.
     * ``fit(sample_weight=...)`` draws each tree's rows with probabilities proportional to the weights, as
       scikit-learn 1.9 does (a row of weight 0 is never drawn; without ``bootstrap``, at least ``max_samples_`` rows
       need a positive weight); the rows follow scikit-learn's law, not its exact draws.
@@ -233,7 +236,7 @@ class IsolationForest(OutlierMixin, BaseEstimator):
                 max_features=self.max_features,
                 bootstrap=bool(self.bootstrap),
                 seed=_seed(self.random_state),
-                n_jobs=self.n_jobs,
+                n_jobs=effective_n_jobs(self.n_jobs),
                 feature_names=None if names is None else [str(n) for n in names],
                 sample_weight=weights,
             )
@@ -259,15 +262,16 @@ class IsolationForest(OutlierMixin, BaseEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Opposite of the anomaly score of each row, in [-1, 0): the lower, the more anomalous."""
-        return self._fitted().score_samples(self._validate(X, reset=False))
+        return self._fitted().score_samples(self._validate(X, reset=False), n_jobs=effective_n_jobs(self.n_jobs))
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for anomalies, positive for inliers."""
-        return self._fitted().decision_function(self._validate(X, reset=False))
+        return self._fitted().decision_function(self._validate(X, reset=False), n_jobs=effective_n_jobs(self.n_jobs))
 
     def predict(self, X: Any) -> np.ndarray:
         """-1 for anomalies, +1 for inliers."""
-        return self._fitted().predict(self._validate(X, reset=False)).astype(np.int64, copy=False)
+        X = self._validate(X, reset=False)
+        return self._fitted().predict(X, n_jobs=effective_n_jobs(self.n_jobs)).astype(np.int64, copy=False)
 
     def explain(self, X: Any) -> list[_native.Explanation]:
         """One explanation per row: the core's score (higher is more anomalous), threshold, verdict, per-feature
