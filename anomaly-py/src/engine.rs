@@ -1,8 +1,10 @@
 //! `_Engine`: the record engine (one model per key over JSON-like records).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anomaly_core::engine::{Engine, EngineParams};
+use anomaly_core::engine::{Engine, EngineParams, Persistence, WriteBehind};
 use anomaly_core::records::role::{FieldRole, FieldRoles};
 use anomaly_core::records::vectorizer::VectorizerParams;
 use anomaly_core::{Contamination, IsolationForestParams};
@@ -30,19 +32,80 @@ fn field_roles(roles: BTreeMap<String, String>) -> PyResult<FieldRoles> {
         .collect()
 }
 
-/// An engine with in-memory persistence; safe to call from several Python threads at once.
+/// How long connecting to a store, and each of its operations, may take.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a store that could not be reached at start is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(30);
+/// How often buffered history appends are written.
+const HISTORY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A store URL as the engine opens it: an SQLite file is created when missing (`mode=rwc`), with its directory,
+/// unless the URL sets a mode or is in memory.
+fn store_url(url: &str) -> PyResult<String> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=") {
+        return Ok(url.to_string());
+    }
+    anomaly_store::SeaOrmStore::create_sqlite_dir(url)
+        .map_err(|e| persistence(format!("cannot create the directory of {url}: {e}")))?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}mode=rwc"))
+}
+
+/// `PersistenceError` with `reason`.
+fn persistence(reason: String) -> PyErr {
+    crate::errors::to_py(anomaly_core::Error::Persistence { reason })
+}
+
+/// The engine's persistence over the store at `url` (SQLite, PostgreSQL or MySQL/MariaDB), as the services open
+/// it: connected now, or, for a server that cannot be reached, when it answers (with a warning saying why), and
+/// history appends buffered and written every second.
+fn open_store(py: Python<'_>, url: &str, max_history: usize) -> PyResult<Arc<WriteBehind>> {
+    let url = store_url(url)?;
+    let max = u64::try_from(max_history).unwrap_or(u64::MAX);
+    let (store, down) = py
+        .detach(|| {
+            anomaly_store::SeaOrmStore::connect_or_lazy_blocking(
+                &url,
+                STORE_TIMEOUT,
+                max,
+                STORE_RETRY,
+            )
+        })
+        .map_err(|e| persistence(e.chain()))?;
+    if let Some(reason) = down {
+        let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+        PyErr::warn(
+            py,
+            &warning,
+            &std::ffi::CString::new(format!(
+                "the store does not answer ({reason}); the engine runs and connects when it does"
+            ))
+            .unwrap_or_default(),
+            1,
+        )?;
+    }
+    let store: Arc<dyn Persistence> = Arc::new(store);
+    WriteBehind::new(store, max_history, HISTORY_FLUSH_INTERVAL)
+        .map(Arc::new)
+        .py_err()
+}
+
+/// An engine, in memory or over a store; safe to call from several Python threads at once.
 #[pyclass(module = "anomaly._native", name = "_Engine", frozen)]
 pub(crate) struct NativeEngine {
     engine: Engine,
+    /// The buffered history writer of a store-backed engine.
+    history: Option<Arc<WriteBehind>>,
 }
 
 #[pymethods]
 impl NativeEngine {
     /// `None` leaves the core's default; `auto_sensitivity` asks for `"auto"` explicitly.
     #[new]
-    #[pyo3(signature = (*, min_training_records=None, max_history=None, retrain_every=None, sensitivity=None, auto_sensitivity=false, n_estimators=None, drift=None, seed=None, field_roles=None, max_columns=None, max_keys_in_memory=None, stale_growth=None, range_tolerance=None, range_rule=true))]
+    #[pyo3(signature = (*, min_training_records=None, max_history=None, retrain_every=None, sensitivity=None, auto_sensitivity=false, n_estimators=None, drift=None, seed=None, field_roles=None, max_columns=None, max_keys_in_memory=None, stale_growth=None, range_tolerance=None, range_rule=true, store=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         min_training_records: Option<usize>,
         max_history: Option<usize>,
         retrain_every: Option<usize>,
@@ -57,6 +120,7 @@ impl NativeEngine {
         stale_growth: Option<f64>,
         range_tolerance: Option<f64>,
         range_rule: bool,
+        store: Option<&str>,
     ) -> PyResult<Self> {
         let mut p = EngineParams::new();
         let mut v = VectorizerParams::new();
@@ -101,9 +165,25 @@ impl NativeEngine {
         if let Some(s) = seed {
             p = p.seed(s);
         }
+        let Some(url) = store else {
+            return Ok(NativeEngine {
+                engine: Engine::in_memory(p).py_err()?,
+                history: None,
+            });
+        };
+        let history = open_store(py, url, p.get_max_history())?;
         Ok(NativeEngine {
-            engine: Engine::in_memory(p).py_err()?,
+            engine: Engine::new(p, history.clone()).py_err()?,
+            history: Some(history),
         })
+    }
+
+    /// Writes the history appends still buffered (a store-backed engine; nothing otherwise).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.history {
+            Some(h) => py.detach(|| h.flush()).py_err(),
+            None => Ok(()),
+        }
     }
 
     /// Scores the record with the key's model (if any), learns it, and trains when due.

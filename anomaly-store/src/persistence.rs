@@ -160,6 +160,24 @@ impl SeaOrmStore {
                 .map(|s| s.with_max_history(max_history))
         })
     }
+
+    /// [`connect_or_lazy`](SeaOrmStore::connect_or_lazy) for synchronous callers (no async runtime needed): the
+    /// store of `url`, connected now, or (for a server that cannot be reached) connected when it answers, with the
+    /// reason it did not.
+    ///
+    /// # Errors
+    /// As [`connect_or_lazy`](SeaOrmStore::connect_or_lazy).
+    pub fn connect_or_lazy_blocking(
+        url: &str,
+        timeout: std::time::Duration,
+        max_history: u64,
+        retry_after: std::time::Duration,
+    ) -> Result<(LazyStore, Option<String>)> {
+        let url = url.to_string();
+        wait(
+            async move { SeaOrmStore::connect_or_lazy(&url, timeout, max_history, retry_after).await },
+        )
+    }
 }
 
 #[cfg(test)]

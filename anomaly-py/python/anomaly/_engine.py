@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from . import _native
+from .exceptions import AnomalyError
 
 Sensitivity = Union[str, float, None]
 
@@ -15,6 +17,14 @@ def _sensitivity(value: Sensitivity) -> dict[str, Any]:
     if value == "auto":
         return {"auto_sensitivity": True}
     return {"sensitivity": float(value)}
+
+
+def _flush_quietly(native: Any) -> None:
+    """A last flush from a finalizer, which cannot raise: what the store does not take stays unwritten."""
+    try:
+        native.flush()
+    except AnomalyError:
+        pass
 
 
 FIELD_ROLES = ("measurement", "category", "timestamp", "identifier", "text", "ignore")
@@ -36,8 +46,18 @@ class Engine:
     ``model_info(key)["fields"]`` says which rule decided each.
 
     Bounds: ``max_history`` records per key, ``max_columns`` columns per model (the rarest fields beyond it are left
-    out and counted), ``max_keys_in_memory`` keys (the least recently used idle ones are evicted; with this in-memory
-    engine their history stays in its memory store).
+    out and counted), ``max_keys_in_memory`` keys (the least recently used idle ones are evicted; their history
+    stays in the store, in memory without one).
+
+    Persistence: ``store`` is a database URL, the store every service uses (``sqlite:///path/anomaly.db``, created
+    when missing; ``postgres://user:password@host/db``; ``mysql://user:password@host/db`` for MySQL or MariaDB).
+    Each key's history and every model version are kept there, and an engine started again on the same store
+    restores a key (its current model and history) on its first use, scoring with the stored model. History appends
+    are buffered and written every second, by ``flush()``, by ``close()`` (or leaving a ``with`` block) and when the
+    engine is garbage-collected or the interpreter exits. A database that cannot be reached at start gives a
+    ``RuntimeWarning`` and is connected when it answers; while it is down, keys already in memory keep scoring and
+    learning (their history waits in the buffer), and calls that need the store, such as a key's first use, raise
+    ``PersistenceError``. Without ``store``, everything stays in memory.
     """
 
     def __init__(
@@ -56,6 +76,7 @@ class Engine:
         stale_growth: Optional[float] = None,
         range_tolerance: Optional[float] = None,
         range_rule: bool = True,
+        store: Optional[str] = None,
     ) -> None:
         self._native = _native._Engine(
             min_training_records=min_training_records,
@@ -70,8 +91,26 @@ class Engine:
             stale_growth=stale_growth,
             range_tolerance=range_tolerance,
             range_rule=range_rule,
+            store=store,
             **_sensitivity(sensitivity),
         )
+        # Buffered history is written when the engine goes away or the interpreter exits, whichever comes first.
+        self._finalizer = weakref.finalize(self, _flush_quietly, self._native)
+
+    def flush(self) -> None:
+        """Writes the history appends still buffered to the store (nothing without a store); raises
+        ``PersistenceError`` while the store is down (what is buffered stays buffered)."""
+        self._native.flush()
+
+    def close(self) -> None:
+        """Writes what is buffered, as ``flush``; the engine stays usable (it is released when garbage-collected)."""
+        self._native.flush()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def observe(self, key: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """Scores the record with the key's model (if any), learns it, and trains when due."""
