@@ -19,7 +19,9 @@ pub mod window;
 pub use alert::{AlertRule, AlertState};
 pub use error::{Error, Result};
 pub use explanation::{Attribution, Details, Explanation, ThresholdRule, Verdict};
-pub use forest::{Contamination, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples};
+pub use forest::{
+    Contamination, CsrMatrix, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
+};
 pub use snapshot::{Model, Snapshot};
 pub use stream::{
     Ema, EmaParams, MovingAverage, MovingAverageParams, StreamingDetector,

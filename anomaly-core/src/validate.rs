@@ -4,14 +4,20 @@ use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
 
-/// Checks that `x` has rows and columns and only finite values.
-pub(crate) fn matrix(x: ArrayView2<'_, f64>) -> Result<()> {
-    if x.nrows() == 0 {
+/// Checks that a matrix of this shape has rows and columns.
+pub(crate) fn not_empty(rows: usize, columns: usize) -> Result<()> {
+    if rows == 0 {
         return Err(Error::EmptyInput { what: "no rows" });
     }
-    if x.ncols() == 0 {
+    if columns == 0 {
         return Err(Error::EmptyInput { what: "no columns" });
     }
+    Ok(())
+}
+
+/// Checks that `x` has rows and columns and only finite values.
+pub(crate) fn matrix(x: ArrayView2<'_, f64>) -> Result<()> {
+    not_empty(x.nrows(), x.ncols())?;
     if let Some(flat) = x.as_slice()
         && all_finite(flat)
     {

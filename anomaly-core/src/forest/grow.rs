@@ -4,8 +4,9 @@
 //! uniformly in `[min, max)` of that feature in the node; rows with `x <= threshold` go left. A node becomes a leaf
 //! when it holds one row, when it reaches the depth limit, or when every feature is constant in it.
 
-use ndarray::ArrayView2;
 use rand::Rng;
+
+use super::sparse::Rows;
 
 /// A node of a tree while it is being grown.
 #[derive(Debug, Clone)]
@@ -20,8 +21,8 @@ pub(crate) struct GrowNode {
 }
 
 /// Grows a tree on the given rows of `x`, considering only `features` (global column indices).
-pub(crate) fn grow_tree<R: Rng>(
-    x: ArrayView2<'_, f64>,
+pub(crate) fn grow_tree<X: Rows, R: Rng>(
+    x: &X,
     rows: &[usize],
     features: &[usize],
     max_depth: u32,
@@ -31,13 +32,7 @@ pub(crate) fn grow_tree<R: Rng>(
     let k = features.len();
     // Column-major copy of the sample: partitioning then scans contiguous memory.
     let mut data = vec![0.0; m * k];
-    for (fi, &f) in features.iter().enumerate() {
-        let col = x.column(f);
-        let dst = &mut data[fi * m..(fi + 1) * m];
-        for (d, &r) in dst.iter_mut().zip(rows) {
-            *d = col[r];
-        }
-    }
+    x.copy_sample(rows, features, &mut data);
     let mut order: Vec<u32> = (0..m as u32).collect();
     let mut feature_draw: Vec<usize> = (0..k).collect();
     let mut nodes = Vec::new();
@@ -243,7 +238,7 @@ mod tests {
                 ChaCha8Rng::seed_from_u64(case as u64),
                 ChaCha8Rng::seed_from_u64(case as u64),
             );
-            let general = grow_tree(x.view(), &rows, &[0], max_depth, &mut a);
+            let general = grow_tree(&x.view(), &rows, &[0], max_depth, &mut a);
             let mut sorted = values;
             sorted.sort_by(f64::total_cmp);
             let mut fast = Vec::new();

@@ -13,6 +13,7 @@ mod ranked;
 // The workspace denies `unsafe`; this module is the one exception (SIMD gathers; its docs say why and how).
 #[allow(unsafe_code)]
 mod simd;
+mod sparse;
 mod tree;
 mod weights;
 
@@ -24,4 +25,5 @@ pub use params::{
 };
 pub use path_length::average_path_length;
 pub(crate) use quantile::{percentile, percentile_select, percentile_sorted};
+pub use sparse::CsrMatrix;
 pub(crate) use tree::{LANES, Tree, path_lengths_lanes};

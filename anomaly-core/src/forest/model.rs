@@ -1,8 +1,6 @@
 //! The fitted isolation forest.
 
-use std::borrow::Cow;
-
-use ndarray::{Array1, ArrayView2, s};
+use ndarray::{Array1, ArrayView2};
 use rand::SeedableRng;
 use rand::seq::index;
 use rand_chacha::ChaCha8Rng;
@@ -15,6 +13,7 @@ use super::params::{Contamination, IsolationForestParams, MAX_ESTIMATORS};
 use super::path_length::average_path_length;
 use super::quantile::{percentile, percentile_select};
 use super::ranked::CompiledForest;
+use super::sparse::{CsrMatrix, Rows};
 use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree, path_lengths4};
 use super::weights::{self, WeightedRows};
 use crate::error::{Error, Result};
@@ -30,6 +29,9 @@ const BLOCK_ROWS: usize = 128;
 const WIDE: usize = 48;
 
 thread_local! {
+    /// Each thread's dense block of rows, for input that is not already one (sparse, or a strided view); it holds
+    /// zeros between uses.
+    static BLOCK: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Each thread's column-major block for the scoring kernel (256 KiB, allocated once per thread).
     static COLUMNS: std::cell::RefCell<Box<[f64; COLUMN_BUFFER]>> = std::cell::RefCell::new(
         vec![0.0; COLUMN_BUFFER]
@@ -69,9 +71,28 @@ impl IsolationForest {
         x: ArrayView2<'_, f64>,
         weights: Option<&[f64]>,
     ) -> Result<Self> {
-        params.validate()?;
         validate::matrix(x)?;
-        let (n, d) = x.dim();
+        Self::fit_rows(params, &x, weights)
+    }
+
+    /// Fits on a sparse matrix (checked when it was built).
+    pub(crate) fn fit_sparse(
+        params: IsolationForestParams,
+        x: &CsrMatrix<'_>,
+        weights: Option<&[f64]>,
+    ) -> Result<Self> {
+        validate::not_empty(x.nrows(), x.ncols())?;
+        Self::fit_rows(params, x, weights)
+    }
+
+    /// Fits on rows already checked (non-empty, finite).
+    fn fit_rows<X: Rows>(
+        params: IsolationForestParams,
+        x: &X,
+        weights: Option<&[f64]>,
+    ) -> Result<Self> {
+        params.validate()?;
+        let (n, d) = (x.nrows(), x.ncols());
         if let Some(names) = &params.feature_names
             && names.len() != d
         {
@@ -131,6 +152,26 @@ impl IsolationForest {
         self.grow_with(x, additional, Some(sample_weight))
     }
 
+    /// As [`grow_weighted`](Self::grow_weighted) (or [`grow`](Self::grow) without weights) on a sparse matrix.
+    ///
+    /// # Errors
+    /// As [`grow_weighted`](Self::grow_weighted).
+    pub fn grow_sparse(
+        &self,
+        x: &CsrMatrix<'_>,
+        additional: usize,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<Self> {
+        if x.ncols() != self.n_features && x.nrows() > 0 {
+            return Err(Error::DimensionMismatch {
+                expected: self.n_features,
+                got: x.ncols(),
+            });
+        }
+        validate::not_empty(x.nrows(), x.ncols())?;
+        self.grow_rows(x, additional, sample_weight)
+    }
+
     fn grow_with(
         &self,
         x: ArrayView2<'_, f64>,
@@ -138,6 +179,15 @@ impl IsolationForest {
         weights: Option<&[f64]>,
     ) -> Result<Self> {
         validate::matrix_with_width(x, self.n_features)?;
+        self.grow_rows(&x, additional, weights)
+    }
+
+    fn grow_rows<X: Rows>(
+        &self,
+        x: &X,
+        additional: usize,
+        weights: Option<&[f64]>,
+    ) -> Result<Self> {
         if x.nrows() < 2 {
             return Err(Error::NotEnoughSamples {
                 needed: 2,
@@ -162,12 +212,7 @@ impl IsolationForest {
 
     /// Grows `count` trees after the existing ones, their rows drawn by `weights` when given, then sets
     /// `max_samples` and the offset.
-    fn grow_trees(
-        &mut self,
-        x: ArrayView2<'_, f64>,
-        count: usize,
-        weights: Option<&[f64]>,
-    ) -> Result<()> {
+    fn grow_trees<X: Rows>(&mut self, x: &X, count: usize, weights: Option<&[f64]>) -> Result<()> {
         let n = x.nrows();
         let max_samples = self.params.resolve_max_samples(n);
         if max_samples < 2 {
@@ -223,8 +268,12 @@ impl IsolationForest {
         self.offset = match self.params.contamination {
             Contamination::Auto => -0.5,
             Contamination::Fraction(c) => {
-                let samples = self.score_samples(x)?;
-                percentile(samples.as_slice().unwrap_or(&samples.to_vec()), 100.0 * c)
+                let samples: Vec<f64> = self
+                    .path_sums(x, self.params.n_threads)?
+                    .into_iter()
+                    .map(|h| -self.to_score(h))
+                    .collect();
+                percentile(&samples, 100.0 * c)
             }
         };
         Ok(())
@@ -280,31 +329,15 @@ impl IsolationForest {
     }
 
     /// Sum over trees (in tree order) of each row's path length, on the threads `n_threads` asks for (as
-    /// [`IsolationForestParams::n_threads`]).
-    fn path_sums(&self, x: ArrayView2<'_, f64>, n_threads: Option<usize>) -> Result<Vec<f64>> {
-        validate::matrix_with_width(x, self.n_features)?;
-        let d = self.n_features;
+    /// [`IsolationForestParams::n_threads`]). `x` is checked (width, finite values) by the caller.
+    fn path_sums<X: Rows>(&self, x: &X, n_threads: Option<usize>) -> Result<Vec<f64>> {
         let mut out = vec![0.0; x.nrows()];
         let work = |(b, acc): (usize, &mut [f64])| {
-            let start = b * BLOCK_ROWS;
-            let rows = x.slice(s![start..start + acc.len(), ..]);
-            let block: Cow<'_, [f64]> = match rows.as_slice() {
-                Some(s) => Cow::Borrowed(s),
-                None => Cow::Owned(rows.iter().copied().collect()),
-            };
-            if let Some(ranked) = self.compiled.get(&self.trees, d)
-                && ranked.accumulate(&block, acc)
-            {
-                // Walked by the SIMD rank kernel.
-            } else if d <= WIDE {
-                self.score_columns::<128>(&block, d, acc);
-            } else if d <= KERNEL_MAX_FEATURES {
-                self.score_columns::<32>(&block, d, acc);
-            } else {
-                for tree in &self.trees {
-                    tree.accumulate(&block, d, acc);
-                }
-            }
+            BLOCK.with_borrow_mut(|scratch| {
+                x.block(b * BLOCK_ROWS, acc.len(), scratch, |block| {
+                    self.accumulate_block(block, acc)
+                })
+            })
         };
         if n_threads == Some(1) {
             out.chunks_mut(BLOCK_ROWS).enumerate().for_each(work);
@@ -314,6 +347,25 @@ impl IsolationForest {
             })?;
         }
         Ok(out)
+    }
+
+    /// Adds every tree's path lengths for the rows of a row-major block (`n_features` values a row) to `acc`, in
+    /// tree order, by the fastest kernel that takes the forest.
+    fn accumulate_block(&self, block: &[f64], acc: &mut [f64]) {
+        let d = self.n_features;
+        if let Some(ranked) = self.compiled.get(&self.trees, d)
+            && ranked.accumulate(block, acc)
+        {
+            // Walked by the SIMD rank kernel.
+        } else if d <= WIDE {
+            self.score_columns::<128>(block, d, acc);
+        } else if d <= KERNEL_MAX_FEATURES {
+            self.score_columns::<32>(block, d, acc);
+        } else {
+            for tree in &self.trees {
+                tree.accumulate(block, d, acc);
+            }
+        }
     }
 
     /// Adds every tree's path lengths for the rows of a row-major block (`d ≤ 256` values a row) to `acc`, through
@@ -365,6 +417,38 @@ impl IsolationForest {
         n_threads: Option<usize>,
     ) -> Result<Array1<f64>> {
         IsolationForestParams::check_threads(n_threads)?;
+        validate::matrix_with_width(x, self.n_features)?;
+        let sums = self.path_sums(&x, n_threads)?;
+        Ok(sums.into_iter().map(|h| self.to_score(h)).collect())
+    }
+
+    /// Anomaly score s(x) of every row of a sparse matrix: the same bits as [`score`](Self::score) on its dense
+    /// twin, without making it dense (blocks of 128 rows are scattered into a dense buffer of 128 × width values
+    /// per thread).
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] for another width, [`Error::EmptyInput`] for no rows.
+    pub fn score_sparse(&self, x: &CsrMatrix<'_>) -> Result<Array1<f64>> {
+        self.score_sparse_on_threads(x, self.params.n_threads)
+    }
+
+    /// As [`score_sparse`](Self::score_sparse), on `n_threads` threads (as [`score_on_threads`](Self::score_on_threads)).
+    ///
+    /// # Errors
+    /// As [`score_sparse`](Self::score_sparse) and [`score_on_threads`](Self::score_on_threads).
+    pub fn score_sparse_on_threads(
+        &self,
+        x: &CsrMatrix<'_>,
+        n_threads: Option<usize>,
+    ) -> Result<Array1<f64>> {
+        IsolationForestParams::check_threads(n_threads)?;
+        if x.ncols() != self.n_features && x.nrows() > 0 {
+            return Err(Error::DimensionMismatch {
+                expected: self.n_features,
+                got: x.ncols(),
+            });
+        }
+        validate::not_empty(x.nrows(), x.ncols())?;
         let sums = self.path_sums(x, n_threads)?;
         Ok(sums.into_iter().map(|h| self.to_score(h)).collect())
     }
@@ -596,7 +680,7 @@ pub(crate) fn rank_attributions(
 }
 
 /// 5th–95th percentile of each column, on a seeded sample of at most [`TYPICAL_SAMPLE`] rows.
-pub(crate) fn typical_ranges(x: ArrayView2<'_, f64>, seed: u64) -> Vec<(f64, f64)> {
+pub(crate) fn typical_ranges<X: Rows>(x: &X, seed: u64) -> Vec<(f64, f64)> {
     let n = x.nrows();
     let rows: Vec<usize> = if n <= TYPICAL_SAMPLE {
         (0..n).collect()
@@ -605,15 +689,12 @@ pub(crate) fn typical_ranges(x: ArrayView2<'_, f64>, seed: u64) -> Vec<(f64, f64
         rng.set_stream(TYPICAL_STREAM);
         index::sample(&mut rng, n, TYPICAL_SAMPLE).into_vec()
     };
-    let mut column = Vec::with_capacity(rows.len());
-    (0..x.ncols())
-        .map(|f| {
-            column.clear();
-            column.extend(rows.iter().map(|&r| x[[r, f]]));
-            let low = percentile_select(&mut column, 5.0);
-            (low, percentile_select(&mut column, 95.0))
-        })
-        .collect()
+    let mut ranges = Vec::with_capacity(x.ncols());
+    x.for_each_column(&rows, |column| {
+        let low = percentile_select(column, 5.0);
+        ranges.push((low, percentile_select(column, 95.0)));
+    });
+    ranges
 }
 
 #[cfg(test)]

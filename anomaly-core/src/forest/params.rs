@@ -4,6 +4,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use super::model::IsolationForest;
+use super::sparse::CsrMatrix;
 use crate::error::{Error, Result};
 
 /// How many rows each tree is grown on (scikit-learn's `max_samples`).
@@ -313,5 +314,20 @@ impl IsolationForestParams {
         sample_weight: &[f64],
     ) -> Result<IsolationForest> {
         IsolationForest::fit(self.clone(), x, Some(sample_weight))
+    }
+
+    /// Fits a forest on a sparse matrix, with sample weights as [`fit_weighted`](Self::fit_weighted) when given:
+    /// the same forest, bit for bit, as [`fit`](Self::fit) or [`fit_weighted`](Self::fit_weighted) on its dense
+    /// twin, without making it dense (each tree copies only its own sample).
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit) and [`fit_weighted`](Self::fit_weighted) (the matrix's values were checked when it was
+    /// built).
+    pub fn fit_sparse(
+        &self,
+        x: &CsrMatrix<'_>,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<IsolationForest> {
+        IsolationForest::fit_sparse(self.clone(), x, sample_weight)
     }
 }

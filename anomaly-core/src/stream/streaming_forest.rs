@@ -591,7 +591,7 @@ impl StreamingIsolationForest {
                         &self.window[..self.window_len * d],
                     )
                     .expect("window ring holds window_len rows");
-                    *nodes = grow_tree(view, rows, &features, max_depth, &mut self.rng);
+                    *nodes = grow_tree(&view, rows, &features, max_depth, &mut self.rng);
                     let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
                     for &r in rows.iter() {
                         for (j, &v) in view.row(r).iter().enumerate() {
@@ -701,7 +701,7 @@ impl StreamingDetector for StreamingIsolationForest {
         let mut credit = vec![0.0; x.len()];
         let trees: Vec<Tree> = self.trees.iter().map(|t| t.tree.clone()).collect();
         credit_splits(&trees, x, &mut credit);
-        let typical = typical_ranges(self.window_view(), self.params.seed);
+        let typical = typical_ranges(&self.window_view(), self.params.seed);
         let attributions = rank_attributions(&credit, x, &typical, None);
         let lead = lead_features(&attributions);
         let candidate = a.consecutive > 0;

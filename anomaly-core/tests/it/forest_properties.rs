@@ -368,3 +368,98 @@ fn bad_weights_are_typed_errors() {
             .is_ok()
     );
 }
+
+/// A dense matrix with mostly zeros (and some -0.0), and its CSR arrays.
+fn sparse_twin() -> impl Strategy<Value = (Array2<f64>, Vec<usize>, Vec<usize>, Vec<f64>)> {
+    (3usize..80, 1usize..12).prop_flat_map(|(n, d)| {
+        prop::collection::vec(
+            prop_oneof![
+                6 => Just(0.0),
+                1 => Just(-0.0),
+                3 => -1e3f64..1e3,
+            ],
+            n * d,
+        )
+        .prop_map(move |v| {
+            let x = Array2::from_shape_vec((n, d), v).unwrap();
+            let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
+            for row in x.outer_iter() {
+                for (c, &v) in row.iter().enumerate() {
+                    // Zeros are left out, but -0.0 is stored as scipy stores an explicit value.
+                    if v != 0.0 || v.is_sign_negative() {
+                        indices.push(c);
+                        data.push(v);
+                    }
+                }
+                indptr.push(indices.len());
+            }
+            (x, indptr, indices, data)
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn a_sparse_matrix_fits_and_scores_as_its_dense_twin(
+        (x, indptr, indices, data) in sparse_twin(),
+        seed in 0u64..1000,
+        bootstrap in any::<bool>(),
+        half_the_features in any::<bool>(),
+        weighted in any::<bool>(),
+    ) {
+        let csr = anomaly_core::CsrMatrix::new(x.dim(), &indptr, &indices, &data).unwrap();
+        let mut params = IsolationForestParams::new()
+            .n_estimators(20)
+            .seed(seed)
+            .bootstrap(bootstrap)
+            .contamination(Contamination::Fraction(0.1));
+        if half_the_features {
+            params = params.max_features(MaxFeatures::Fraction(0.5));
+        }
+        let weights: Vec<f64> = (0..x.nrows()).map(|i| 1.0 + (i % 3) as f64).collect();
+        let w = weighted.then_some(weights.as_slice());
+        let dense = match w {
+            Some(w) => params.fit_weighted(x.view(), w).unwrap(),
+            None => params.fit(x.view()).unwrap(),
+        };
+        let sparse = params.fit_sparse(&csr, w).unwrap();
+        prop_assert_eq!(&dense, &sparse);
+        let a = dense.score(x.view()).unwrap();
+        let b = sparse.score_sparse(&csr).unwrap();
+        prop_assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let grown_dense = dense.grow(x.view(), 5).unwrap();
+        let grown_sparse = sparse.grow_sparse(&csr, 5, None).unwrap();
+        prop_assert_eq!(grown_dense, grown_sparse);
+    }
+}
+
+#[test]
+fn sparse_input_is_checked() {
+    let x = Array2::<f64>::zeros((4, 3));
+    let model = IsolationForestParams::new()
+        .n_estimators(5)
+        .fit(x.view())
+        .unwrap();
+    let narrow = anomaly_core::CsrMatrix::new((2, 2), &[0, 1, 1], &[1], &[3.0]).unwrap();
+    assert!(matches!(
+        model.score_sparse(&narrow),
+        Err(anomaly_core::Error::DimensionMismatch {
+            expected: 3,
+            got: 2
+        })
+    ));
+    let empty = anomaly_core::CsrMatrix::new((0, 3), &[0], &[], &[]).unwrap();
+    assert!(matches!(
+        IsolationForestParams::new().fit_sparse(&empty, None),
+        Err(anomaly_core::Error::EmptyInput { .. })
+    ));
+    assert!(matches!(
+        model.score_on_threads(x.view(), Some(0)),
+        Err(anomaly_core::Error::InvalidParameter {
+            name: "n_threads",
+            ..
+        })
+    ));
+}
