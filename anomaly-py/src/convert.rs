@@ -1,7 +1,9 @@
 //! Conversions at the boundary: numpy arrays in, JSON-like values both ways.
 
 use ndarray::ArrayView2;
-use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -53,6 +55,79 @@ impl<'py> Matrix<'py> {
     /// The rows, without copying.
     pub(crate) fn view(&self) -> ArrayView2<'_, f64> {
         self.0.as_array()
+    }
+}
+
+/// A scipy CSR matrix read from Python (the package hands over a canonical float64 one): the values borrowed, the
+/// offsets and column indices (int32 or int64) copied as `usize`.
+pub(crate) struct Csr<'py> {
+    shape: (usize, usize),
+    indptr: Vec<usize>,
+    indices: Vec<usize>,
+    data: PyReadonlyArray1<'py, f64>,
+}
+
+/// Offsets or indices of a CSR matrix as `usize` (from int32 or int64; a negative one becomes `usize::MAX`, which
+/// the core's checks refuse).
+fn index_array(v: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    let as_usize = |i: i64| usize::try_from(i).unwrap_or(usize::MAX);
+    if let Ok(a) = v.cast::<PyArray1<i32>>() {
+        return Ok(a
+            .readonly()
+            .as_array()
+            .iter()
+            .map(|&i| as_usize(i64::from(i)))
+            .collect());
+    }
+    let a = v.cast::<PyArray1<i64>>().map_err(PyErr::from)?;
+    Ok(a.readonly()
+        .as_array()
+        .iter()
+        .map(|&i| as_usize(i))
+        .collect())
+}
+
+impl<'py> Csr<'py> {
+    /// `x` when it is a scipy CSR matrix or array (`format == "csr"`), else `None`.
+    pub(crate) fn extract(x: &Bound<'py, PyAny>) -> PyResult<Option<Self>> {
+        let is_csr = x
+            .getattr("format")
+            .ok()
+            .and_then(|f| f.extract::<String>().ok())
+            .is_some_and(|f| f == "csr");
+        if !is_csr {
+            return Ok(None);
+        }
+        let shape: (usize, usize) = x.getattr("shape")?.extract()?;
+        let data = x
+            .getattr("data")?
+            .cast_into::<PyArray1<f64>>()
+            .map_err(|_| {
+                named(
+                    x.py(),
+                    "InvalidInputError",
+                    "sparse values must be float64".into(),
+                )
+            })?
+            .readonly();
+        Ok(Some(Csr {
+            shape,
+            indptr: index_array(&x.getattr("indptr")?)?,
+            indices: index_array(&x.getattr("indices")?)?,
+            data,
+        }))
+    }
+
+    /// The core's checked view.
+    pub(crate) fn view(&self) -> Result<anomaly_core::CsrMatrix<'_>, anomaly_core::Error> {
+        let data = self
+            .data
+            .as_slice()
+            .map_err(|_| anomaly_core::Error::InvalidParameter {
+                name: "x",
+                reason: "sparse values must be contiguous".into(),
+            })?;
+        anomaly_core::CsrMatrix::new(self.shape, &self.indptr, &self.indices, data)
     }
 }
 

@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anomaly_core::{
-    Contamination, Error, IsolationForest, IsolationForestParams, MaxFeatures, MaxSamples,
+    Contamination, CsrMatrix, Error, IsolationForest, IsolationForestParams, MaxFeatures,
+    MaxSamples,
 };
 use ndarray::{Array1, ArrayView2};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use crate::convert::{Matrix, to_python};
+use crate::convert::{Csr, Matrix, to_python};
 use crate::errors::IntoPyResult;
 use crate::explain::Explanation;
 
@@ -132,13 +133,23 @@ pub(crate) fn _set_thread_limit(limit: Option<usize>) {
 /// row would cost as much as 128. Both paths give the same bits (the core sums trees in the same order).
 const SMALL_BATCH: usize = 32;
 
-/// The core's s(x) of every row on `threads` threads, through `score_row` for small batches and
-/// `score_on_threads` otherwise.
+/// The rows a call reads: a dense matrix, or a sparse one that stays sparse.
+enum Input<'a> {
+    Dense(ArrayView2<'a, f64>),
+    Sparse(CsrMatrix<'a>),
+}
+
+/// The core's s(x) of every row on `threads` threads, through `score_row` for small dense batches,
+/// `score_on_threads` for larger ones and `score_sparse_on_threads` for sparse ones.
 fn core_scores(
     m: &IsolationForest,
-    x: ArrayView2<'_, f64>,
+    x: Input<'_>,
     threads: Option<usize>,
 ) -> Result<Array1<f64>, Error> {
+    let x = match x {
+        Input::Dense(x) => x,
+        Input::Sparse(x) => return m.score_sparse_on_threads(&x, threads),
+    };
     if x.nrows() >= SMALL_BATCH || x.nrows() == 0 || x.ncols() != m.n_features() {
         return m.score_on_threads(x, threads);
     }
@@ -163,16 +174,28 @@ pub(crate) struct NativeForest {
     model: Arc<IsolationForest>,
 }
 
+/// Reads `x` (a scipy CSR matrix, or anything numpy reads as a matrix) and runs `f` on it without the GIL.
+fn with_input<T: Send>(
+    x: &Bound<'_, PyAny>,
+    f: impl FnOnce(Input<'_>) -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    if let Some(csr) = Csr::extract(x)? {
+        let view = csr.view().py_err()?;
+        return x.py().detach(|| f(Input::Sparse(view))).py_err();
+    }
+    let m = Matrix::extract(x)?;
+    let view = m.view();
+    x.py().detach(|| f(Input::Dense(view))).py_err()
+}
+
 impl NativeForest {
     fn run<T: Send>(
         &self,
         x: &Bound<'_, PyAny>,
-        f: impl FnOnce(&IsolationForest, ArrayView2<'_, f64>) -> Result<T, Error> + Send,
+        f: impl FnOnce(&IsolationForest, Input<'_>) -> Result<T, Error> + Send,
     ) -> PyResult<T> {
-        let m = Matrix::extract(x)?;
-        let view = m.view();
         let model = &*self.model;
-        x.py().detach(|| f(model, view)).py_err()
+        with_input(x, |input| f(model, input))
     }
 }
 
@@ -206,17 +229,18 @@ impl NativeForest {
             .seed(seed)
             .n_threads(n_threads(n_jobs).py_err()?)
             .feature_names(feature_names);
-        let m = Matrix::extract(x)?;
-        let view = m.view();
         let weights = sample_weight.as_ref().map(|w| w.as_array());
-        let model = x
-            .py()
-            .detach(|| match weights.as_ref().and_then(|w| w.as_slice()) {
-                Some(w) => params.fit_weighted(view, w),
-                None if weights.is_some() => Err(not_contiguous()),
-                None => params.fit(view),
-            })
-            .py_err()?;
+        let model = with_input(x, |input| {
+            let w = match &weights {
+                Some(w) => Some(w.as_slice().ok_or_else(not_contiguous)?),
+                None => None,
+            };
+            match (input, w) {
+                (Input::Sparse(x), w) => params.fit_sparse(&x, w),
+                (Input::Dense(x), Some(w)) => params.fit_weighted(x, w),
+                (Input::Dense(x), None) => params.fit(x),
+            }
+        })?;
         Ok(NativeForest {
             model: Arc::new(model),
         })
@@ -232,11 +256,15 @@ impl NativeForest {
         sample_weight: Option<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
         let weights = sample_weight.as_ref().map(|w| w.as_array());
-        let model = self.run(x, |m, v| {
-            match weights.as_ref().and_then(|w| w.as_slice()) {
-                Some(w) => m.grow_weighted(v, additional, w),
-                None if weights.is_some() => Err(not_contiguous()),
-                None => m.grow(v, additional),
+        let model = self.run(x, |m, input| {
+            let w = match &weights {
+                Some(w) => Some(w.as_slice().ok_or_else(not_contiguous)?),
+                None => None,
+            };
+            match (input, w) {
+                (Input::Sparse(x), w) => m.grow_sparse(&x, additional, w),
+                (Input::Dense(x), Some(w)) => m.grow_weighted(x, additional, w),
+                (Input::Dense(x), None) => m.grow(x, additional),
             }
         })?;
         Ok(NativeForest {
@@ -308,13 +336,25 @@ impl NativeForest {
 
     /// One explanation per row.
     fn explain(&self, x: &Bound<'_, PyAny>) -> PyResult<Vec<Explanation>> {
-        let explanations = self.run(x, |m, v| {
-            v.outer_iter()
+        let explanations = self.run(x, |m, input| match input {
+            Input::Dense(v) => v
+                .outer_iter()
                 .map(|row| match row.as_slice() {
                     Some(r) => m.explain_row(r),
                     None => m.explain_row(&row.to_vec()),
                 })
-                .collect::<Result<Vec<_>, Error>>()
+                .collect::<Result<Vec<_>, Error>>(),
+            // One row at a time made dense.
+            Input::Sparse(x) => (0..x.nrows())
+                .map(|r| {
+                    let mut row = vec![0.0; x.ncols()];
+                    let (columns, values) = x.row(r);
+                    for (&c, &v) in columns.iter().zip(values) {
+                        row[c] = v;
+                    }
+                    m.explain_row(&row)
+                })
+                .collect(),
         })?;
         explanations
             .iter()
