@@ -81,7 +81,7 @@ fn open_store(py: Python<'_>, url: &str, max_history: usize) -> PyResult<Arc<Wri
                 "the store does not answer ({reason}); the engine runs and connects when it does"
             ))
             .unwrap_or_default(),
-            1,
+            2,
         )?;
     }
     let store: Arc<dyn Persistence> = Arc::new(store);

@@ -92,8 +92,9 @@ fn max_features(v: &Bound<'_, PyAny>) -> Result<MaxFeatures, Error> {
 /// `threadpool_limits` (the package registers a controller for it).
 static THREAD_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
+/// The threads of the core's shared pool (one per core unless `RAYON_NUM_THREADS` says otherwise).
 fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    rayon::current_num_threads()
 }
 
 /// joblib's `n_jobs`: `None` or −1 for every core (the core's default pool), k ≥ 1 for k threads, −k for all but

@@ -64,3 +64,17 @@ def test_the_callers_matrix_is_left_alone_and_bad_input_is_typed():
     assert (e.value.row, e.value.column) == (0, 1)
     with pytest.raises(DimensionMismatchError):
         model.score_samples(sp.csr_matrix(np.ones((2, 4))))
+
+
+def test_strided_values_odd_index_types_and_too_wide_matrices():
+    dense = np.zeros((50, 6))
+    dense[::3, 2] = 1.0
+    dense[1::4, 5] = 2.0
+    reference = IsolationForest(n_estimators=10, random_state=1).fit(dense)
+    x = sp.csr_matrix(dense)
+    # Values in a strided view and unsigned indices are read (copied), as scikit-learn reads them.
+    strided = sp.csr_matrix((np.repeat(x.data, 2)[::2], x.indices.astype(np.uint32), x.indptr.astype(np.uint64)), shape=x.shape)
+    np.testing.assert_array_equal(reference.score_samples(strided), reference.score_samples(dense))
+    wide = sp.csr_matrix((np.ones(2), np.array([0, 1]), np.array([0, 1, 2])), shape=(2, 2**25))
+    with pytest.raises(ValueError, match="at most 16777216"):
+        IsolationForest(n_estimators=5).fit(wide)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -85,23 +86,25 @@ def test_n_jobs_is_read_at_every_call_and_joblib_and_threadpoolctl_apply():
     x = np.random.default_rng(3).standard_normal((20_000, 4))
     model = IsolationForest(n_estimators=50, random_state=1, n_jobs=1).fit(x)
     reference = model.score_samples(x)
-    # Changed after fit, as scikit-learn's estimators allow: the next call uses 3 threads.
-    model.set_params(n_jobs=3)
+    # Changed after fit, as scikit-learn's estimators allow: the next call uses 11 threads.
+    assert not {"11", "13", "17"} & _pools(), "sizes no other test uses"
+    model.set_params(n_jobs=11)
     np.testing.assert_array_equal(model.score_samples(x), reference)
-    assert "3" in _pools()
+    assert "11" in _pools()
     # None inside a joblib configuration takes its n_jobs.
     model.set_params(n_jobs=None)
-    with joblib.parallel_backend("threading", n_jobs=7):
+    with joblib.parallel_backend("threading", n_jobs=13):
         np.testing.assert_array_equal(model.decision_function(x), reference - model.offset_)
-    assert "7" in _pools()
-    # threadpoolctl's limit caps every call: 5 threads asked, 1 used (so no pool of 5 is built).
+    assert "13" in _pools()
+    # threadpoolctl's limit caps every call: 17 threads asked, 1 used (so no pool of 17 is built).
     with threadpoolctl.threadpool_limits(limits=1):
+        ours = os.path.realpath(anomaly._native.__file__)
         info = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "anomaly"]
-        assert len(info) == 1 and info[0]["num_threads"] == 1
-        model.set_params(n_jobs=5)
+        assert [lib["num_threads"] for lib in info if os.path.realpath(lib["filepath"]) == ours] == [1]
+        model.set_params(n_jobs=17)
         np.testing.assert_array_equal(model.predict(x), np.where(reference - model.offset_ < 0, -1, 1))
-        IsolationForest(n_estimators=10, n_jobs=5).fit(x)
-    assert "5" not in _pools()
+        IsolationForest(n_estimators=10, n_jobs=17).fit(x)
+    assert "17" not in _pools()
     # The limit is lifted on exit, and a limit for this package alone applies too.
     every_core = anomaly._native._thread_limit()
     assert every_core >= 1

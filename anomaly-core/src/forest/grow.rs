@@ -6,7 +6,7 @@
 
 use rand::Rng;
 
-use super::sparse::Rows;
+use super::sparse::{Rows, Sample};
 
 /// A node of a tree while it is being grown.
 #[derive(Debug, Clone)]
@@ -30,15 +30,15 @@ pub(crate) fn grow_tree<X: Rows, R: Rng>(
 ) -> Vec<GrowNode> {
     let m = rows.len();
     let k = features.len();
-    // Column-major copy of the sample: partitioning then scans contiguous memory.
-    let mut data = vec![0.0; m * k];
-    x.copy_sample(rows, features, &mut data);
+    // Column-major copy of the sample: partitioning then scans contiguous memory. A sparse sample leaves out the
+    // columns that are zero in every sampled row (no slot): they are constant, so no split can use them.
+    let sample = x.copy_sample(rows, features);
     let mut order: Vec<u32> = (0..m as u32).collect();
     let mut feature_draw: Vec<usize> = (0..k).collect();
     let mut nodes = Vec::new();
     grow_nodes(m, max_depth, &mut nodes, |start, end| {
-        let (fi, threshold) = draw_split(&data, m, &order[start..end], &mut feature_draw, rng)?;
-        let column = &data[fi * m..(fi + 1) * m];
+        let (fi, threshold) = draw_split(&sample, &order[start..end], &mut feature_draw, rng)?;
+        let column = sample.column(fi)?;
         let mid = partition(&mut order[start..end], |j| column[j as usize] <= threshold) + start;
         Some((features[fi] as u32, threshold, mid))
     });
@@ -144,8 +144,7 @@ pub(crate) fn sort_sample(
 
 /// Draws a feature uniformly among the non-constant ones and a threshold in `[min, max)`.
 fn draw_split<R: Rng>(
-    data: &[f64],
-    m: usize,
+    sample: &Sample,
     samples: &[u32],
     feature_draw: &mut [usize],
     rng: &mut R,
@@ -155,7 +154,10 @@ fn draw_split<R: Rng>(
         let j = rng.random_range(i..k);
         feature_draw.swap(i, j);
         let fi = feature_draw[i];
-        let column = &data[fi * m..(fi + 1) * m];
+        // A column left out of the sample is zero in every row: constant.
+        let Some(column) = sample.column(fi) else {
+            continue;
+        };
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
         for &s in samples {
             let v = column[s as usize];

@@ -25,5 +25,5 @@ pub use params::{
 };
 pub use path_length::average_path_length;
 pub(crate) use quantile::{percentile, percentile_select, percentile_sorted};
-pub use sparse::CsrMatrix;
+pub use sparse::{CsrMatrix, MAX_SPARSE_COLUMNS};
 pub(crate) use tree::{LANES, Tree, path_lengths_lanes};

@@ -11,9 +11,9 @@ use super::grow::grow_tree;
 use super::parallel::install;
 use super::params::{Contamination, IsolationForestParams, MAX_ESTIMATORS};
 use super::path_length::average_path_length;
-use super::quantile::{percentile, percentile_select};
+use super::quantile::percentile;
 use super::ranked::CompiledForest;
-use super::sparse::{CsrMatrix, Rows};
+use super::sparse::{BLOCK_VALUES, CsrMatrix, MAX_SPARSE_COLUMNS, Rows};
 use super::tree::{COLUMN_BUFFER, KERNEL_MAX_FEATURES, Tree, path_lengths4};
 use super::weights::{self, WeightedRows};
 use crate::error::{Error, Result};
@@ -82,6 +82,7 @@ impl IsolationForest {
         weights: Option<&[f64]>,
     ) -> Result<Self> {
         validate::not_empty(x.nrows(), x.ncols())?;
+        check_sparse_width(x)?;
         Self::fit_rows(params, x, weights)
     }
 
@@ -169,6 +170,7 @@ impl IsolationForest {
             });
         }
         validate::not_empty(x.nrows(), x.ncols())?;
+        check_sparse_width(x)?;
         self.grow_rows(x, additional, sample_weight)
     }
 
@@ -332,18 +334,20 @@ impl IsolationForest {
     /// [`IsolationForestParams::n_threads`]). `x` is checked (width, finite values) by the caller.
     fn path_sums<X: Rows>(&self, x: &X, n_threads: Option<usize>) -> Result<Vec<f64>> {
         let mut out = vec![0.0; x.nrows()];
+        // 128 rows a block, fewer when rows are so wide that a block would pass BLOCK_VALUES.
+        let rows = (BLOCK_VALUES / x.ncols().max(1)).clamp(1, BLOCK_ROWS);
         let work = |(b, acc): (usize, &mut [f64])| {
             BLOCK.with_borrow_mut(|scratch| {
-                x.block(b * BLOCK_ROWS, acc.len(), scratch, |block| {
+                x.block(b * rows, acc.len(), scratch, |block| {
                     self.accumulate_block(block, acc)
                 })
             })
         };
         if n_threads == Some(1) {
-            out.chunks_mut(BLOCK_ROWS).enumerate().for_each(work);
+            out.chunks_mut(rows).enumerate().for_each(work);
         } else {
             install(n_threads, || {
-                out.par_chunks_mut(BLOCK_ROWS).enumerate().for_each(work)
+                out.par_chunks_mut(rows).enumerate().for_each(work)
             })?;
         }
         Ok(out)
@@ -449,6 +453,7 @@ impl IsolationForest {
             });
         }
         validate::not_empty(x.nrows(), x.ncols())?;
+        check_sparse_width(x)?;
         let sums = self.path_sums(x, n_threads)?;
         Ok(sums.into_iter().map(|h| self.to_score(h)).collect())
     }
@@ -680,6 +685,20 @@ pub(crate) fn rank_attributions(
 }
 
 /// 5th–95th percentile of each column, on a seeded sample of at most [`TYPICAL_SAMPLE`] rows.
+/// Refuses a sparse matrix wider than [`MAX_SPARSE_COLUMNS`].
+fn check_sparse_width(x: &CsrMatrix<'_>) -> Result<()> {
+    if x.ncols() > MAX_SPARSE_COLUMNS {
+        return Err(Error::invalid(
+            "x",
+            format!(
+                "{} columns: a sparse matrix may have at most {MAX_SPARSE_COLUMNS}",
+                x.ncols()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn typical_ranges<X: Rows>(x: &X, seed: u64) -> Vec<(f64, f64)> {
     let n = x.nrows();
     let rows: Vec<usize> = if n <= TYPICAL_SAMPLE {
@@ -689,12 +708,7 @@ pub(crate) fn typical_ranges<X: Rows>(x: &X, seed: u64) -> Vec<(f64, f64)> {
         rng.set_stream(TYPICAL_STREAM);
         index::sample(&mut rng, n, TYPICAL_SAMPLE).into_vec()
     };
-    let mut ranges = Vec::with_capacity(x.ncols());
-    x.for_each_column(&rows, |column| {
-        let low = percentile_select(column, 5.0);
-        ranges.push((low, percentile_select(column, 95.0)));
-    });
-    ranges
+    x.typical_ranges(&rows)
 }
 
 #[cfg(test)]

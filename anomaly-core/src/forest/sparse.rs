@@ -2,13 +2,54 @@
 //! its rows through, dense or sparse ([`Rows`]).
 //!
 //! The matrix is never made dense. A tree's sample (at most `max_samples` rows) is copied column by column into the
-//! same buffer a dense fit uses, and scoring scatters a block of rows into a dense block (then zeroes what it
-//! wrote), so both paths run the same kernels on the same values: a sparse matrix scores bit for bit as its dense
-//! twin. An absent entry is `0.0`; a stored `-0.0` stays `-0.0`.
+//! same buffer a dense fit uses, leaving out the columns that are zero in every sampled row (constant, so never
+//! split on), and scoring scatters a block of rows into a dense block (then zeroes what it wrote), so both paths
+//! run the same kernels on the same values: a sparse matrix fits and scores bit for bit as its dense twin. An
+//! absent entry is `0.0`; a stored `-0.0` stays `-0.0`.
+//!
+//! Memory: a fit takes about 30 bytes per column (the typical ranges and each tree's column map) plus each tree's
+//! sample of the columns it touches; scoring takes a dense block of at most [`BLOCK_VALUES`] values per thread (one
+//! row when a row is wider), released after use when it grew beyond that. Wider than [`MAX_SPARSE_COLUMNS`] is
+//! refused.
 
 use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
+use crate::forest::quantile::percentile_select;
+
+/// Most columns a sparse matrix may have for the forest (2^24): per-column state (typical ranges, column maps, a
+/// scoring row) stays within a few hundred MiB.
+pub const MAX_SPARSE_COLUMNS: usize = 1 << 24;
+
+/// Values in a scoring block (8 MiB): 128 rows while rows are at most 8,192 wide, fewer (at least one) beyond.
+pub(crate) const BLOCK_VALUES: usize = 1 << 20;
+
+/// A tree's sample in column-major order: `slots[f]` is the place of feature `f`'s column in `data` (`m` values),
+/// or `u32::MAX` for a column left out (zero in every sampled row).
+pub(crate) struct Sample {
+    m: usize,
+    data: Vec<f64>,
+    slots: Vec<u32>,
+}
+
+impl Sample {
+    /// The sampled values of feature `fi`, or `None` for a column left out (all zeros).
+    pub(crate) fn column(&self, fi: usize) -> Option<&[f64]> {
+        let slot = *self.slots.get(fi)?;
+        (slot != u32::MAX).then(|| &self.data[slot as usize * self.m..][..self.m])
+    }
+}
+
+/// Clears a scratch buffer if the code using it unwinds, so it never keeps values where zeros are expected.
+struct ZeroOnUnwind<'s>(&'s mut Vec<f64>);
+
+impl Drop for ZeroOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.clear();
+        }
+    }
+}
 
 /// A read-only matrix in compressed-sparse-row form, borrowed from its arrays (scipy's `csr_matrix` layout): row
 /// `r`'s entries are `indices[indptr[r]..indptr[r + 1]]` (columns, strictly increasing) and the same range of
@@ -130,12 +171,12 @@ pub(crate) trait Rows: Sync {
 
     fn ncols(&self) -> usize;
 
-    /// Copies `rows` × `features` column by column into `out` (`features.len()` runs of `rows.len()` values).
-    fn copy_sample(&self, rows: &[usize], features: &[usize], out: &mut [f64]);
+    /// Copies `rows` × `features` column by column (a dense matrix: every column; a sparse one: the columns with a
+    /// stored value in some sampled row).
+    fn copy_sample(&self, rows: &[usize], features: &[usize]) -> Sample;
 
-    /// Calls `visit(column)` for every column in order with its values at `rows` (in any order: the caller takes
-    /// quantiles).
-    fn for_each_column(&self, rows: &[usize], visit: impl FnMut(&mut Vec<f64>));
+    /// The 5th and 95th percentiles (numpy's `linear`) of every column's values at `rows`.
+    fn typical_ranges(&self, rows: &[usize]) -> Vec<(f64, f64)>;
 
     /// The values of rows `start..start + n` (row-major, `ncols()` a row) as a dense block: borrowed when the matrix
     /// is dense and contiguous, else written into `scratch` (which must hold zeros and is left holding zeros).
@@ -157,23 +198,32 @@ impl Rows for ArrayView2<'_, f64> {
         ArrayView2::ncols(self)
     }
 
-    fn copy_sample(&self, rows: &[usize], features: &[usize], out: &mut [f64]) {
+    fn copy_sample(&self, rows: &[usize], features: &[usize]) -> Sample {
         let m = rows.len();
+        let mut data = vec![0.0; m * features.len()];
         for (fi, &f) in features.iter().enumerate() {
             let col = self.column(f);
-            for (d, &r) in out[fi * m..(fi + 1) * m].iter_mut().zip(rows) {
+            for (d, &r) in data[fi * m..(fi + 1) * m].iter_mut().zip(rows) {
                 *d = col[r];
             }
         }
+        Sample {
+            m,
+            data,
+            slots: (0..features.len() as u32).collect(),
+        }
     }
 
-    fn for_each_column(&self, rows: &[usize], mut visit: impl FnMut(&mut Vec<f64>)) {
+    fn typical_ranges(&self, rows: &[usize]) -> Vec<(f64, f64)> {
         let mut column = Vec::with_capacity(rows.len());
-        for f in 0..ArrayView2::ncols(self) {
-            column.clear();
-            column.extend(rows.iter().map(|&r| self[[r, f]]));
-            visit(&mut column);
-        }
+        (0..ArrayView2::ncols(self))
+            .map(|f| {
+                column.clear();
+                column.extend(rows.iter().map(|&r| self[[r, f]]));
+                let low = percentile_select(&mut column, 5.0);
+                (low, percentile_select(&mut column, 95.0))
+            })
+            .collect()
     }
 
     fn block<R>(
@@ -187,10 +237,11 @@ impl Rows for ArrayView2<'_, f64> {
         match rows.as_slice() {
             Some(s) => f(s),
             None => {
-                scratch.clear();
-                scratch.extend(rows.iter().copied());
-                let out = f(scratch);
-                scratch.clear();
+                let guard = ZeroOnUnwind(scratch);
+                guard.0.clear();
+                guard.0.extend(rows.iter().copied());
+                let out = f(guard.0);
+                guard.0.clear();
                 out
             }
         }
@@ -206,42 +257,66 @@ impl Rows for CsrMatrix<'_> {
         self.n_cols
     }
 
-    fn copy_sample(&self, rows: &[usize], features: &[usize], out: &mut [f64]) {
+    fn copy_sample(&self, rows: &[usize], features: &[usize]) -> Sample {
         let m = rows.len();
-        out.fill(0.0);
-        // The place of each column among `features` (every column when all are used).
-        let all = features.len() == self.n_cols;
-        let mut place = Vec::new();
-        if !all {
-            place = vec![usize::MAX; self.n_cols];
+        // The place of each column among `features` (the identity when every column is used, in order).
+        let place: Option<Vec<usize>> = (features.len() != self.n_cols).then(|| {
+            let mut place = vec![usize::MAX; self.n_cols];
             for (fi, &f) in features.iter().enumerate() {
                 place[f] = fi;
             }
-        }
-        for (i, &r) in rows.iter().enumerate() {
-            let (columns, values) = self.row(r);
-            for (&c, &v) in columns.iter().zip(values) {
-                let fi = if all { c } else { place[c] };
-                if fi != usize::MAX {
-                    out[fi * m + i] = v;
+            place
+        });
+        let feature_of = |c: usize| match &place {
+            Some(place) => place[c],
+            None => c,
+        };
+        // A slot for every feature with a stored value in some sampled row, in order of appearance.
+        let mut slots = vec![u32::MAX; features.len()];
+        let mut used = 0u32;
+        for &r in rows {
+            for &c in self.row(r).0 {
+                let fi = feature_of(c);
+                if fi != usize::MAX && slots[fi] == u32::MAX {
+                    slots[fi] = used;
+                    used += 1;
                 }
             }
         }
-    }
-
-    fn for_each_column(&self, rows: &[usize], mut visit: impl FnMut(&mut Vec<f64>)) {
-        // One pass over the rows gathers each column's stored values; the rest of a column is zeros.
-        let mut stored: Vec<Vec<f64>> = vec![Vec::new(); self.n_cols];
-        for &r in rows {
+        let mut data = vec![0.0; m * used as usize];
+        for (i, &r) in rows.iter().enumerate() {
             let (columns, values) = self.row(r);
             for (&c, &v) in columns.iter().zip(values) {
-                stored[c].push(v);
+                let fi = feature_of(c);
+                if fi != usize::MAX {
+                    data[slots[fi] as usize * m + i] = v;
+                }
             }
         }
-        for mut column in stored {
-            column.resize(rows.len(), 0.0);
-            visit(&mut column);
+        Sample { m, data, slots }
+    }
+
+    fn typical_ranges(&self, rows: &[usize]) -> Vec<(f64, f64)> {
+        // Each column's stored values at `rows`; the rest of the column is zeros. Sorted by column, then by value
+        // in the order `f64::total_cmp` gives (the order the dense path selects in).
+        let mut stored: Vec<(usize, f64)> = rows
+            .iter()
+            .flat_map(|&r| {
+                let (columns, values) = self.row(r);
+                columns.iter().copied().zip(values.iter().copied())
+            })
+            .collect();
+        stored.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let mut ranges = vec![(0.0, 0.0); self.n_cols];
+        for run in stored.chunk_by(|a, b| a.0 == b.0) {
+            let values: Vec<f64> = run.iter().map(|&(_, v)| v).collect();
+            let zeros = rows.len() - values.len();
+            ranges[run[0].0] = (
+                percentile_with_zeros(&values, zeros, 5.0),
+                percentile_with_zeros(&values, zeros, 95.0),
+            );
         }
+        ranges
     }
 
     fn block<R>(
@@ -252,6 +327,8 @@ impl Rows for CsrMatrix<'_> {
         f: impl FnOnce(&[f64]) -> R,
     ) -> R {
         let d = self.n_cols;
+        let guard = ZeroOnUnwind(scratch);
+        let scratch = &mut *guard.0;
         if scratch.len() < n * d {
             scratch.resize(n * d, 0.0);
         }
@@ -262,12 +339,40 @@ impl Rows for CsrMatrix<'_> {
             }
         }
         let out = f(&scratch[..n * d]);
-        for i in 0..n {
-            for &c in self.row(start + i).0 {
-                scratch[i * d + c] = 0.0;
+        if scratch.len() > BLOCK_VALUES {
+            // A row wider than a block: give the memory back rather than keep it per thread.
+            *scratch = Vec::new();
+        } else {
+            for i in 0..n {
+                for &c in self.row(start + i).0 {
+                    scratch[i * d + c] = 0.0;
+                }
             }
         }
         out
+    }
+}
+
+/// The `q`-th percentile of `values` (sorted by `f64::total_cmp`) together with `zeros` more `0.0`s, exactly as
+/// [`percentile_select`] computes it on the whole column.
+fn percentile_with_zeros(values: &[f64], zeros: usize, q: f64) -> f64 {
+    let n = values.len() + zeros;
+    // The zeros sit after every value that orders below 0.0 (negatives and -0.0).
+    let below = values.partition_point(|v| v.total_cmp(&0.0).is_lt());
+    let at = |i: usize| match i {
+        i if i < below => values[i],
+        i if i < below + zeros => 0.0,
+        i => values[i - zeros],
+    };
+    let virtual_index = (n - 1) as f64 * (q / 100.0);
+    let i = (virtual_index.floor() as usize).min(n - 1);
+    let (a, b) = (at(i), at((i + 1).min(n - 1)));
+    let gamma = virtual_index - virtual_index.floor();
+    let diff = b - a;
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
     }
 }
 
@@ -320,14 +425,42 @@ mod tests {
         )
         .unwrap();
         let view = dense.view();
-        for (rows, features) in [(vec![3, 1, 1, 0], vec![0, 1, 2]), (vec![2, 3], vec![2, 0])] {
-            let mut a = vec![7.0; rows.len() * features.len()];
-            let mut b = vec![7.0; rows.len() * features.len()];
-            view.copy_sample(&rows, &features, &mut a);
-            csr.copy_sample(&rows, &features, &mut b);
-            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&a), bits(&b), "rows {rows:?}, features {features:?}");
+        for (rows, features) in [
+            (vec![3, 1, 1, 0], vec![0, 1, 2]),
+            (vec![2, 3], vec![2, 0]),
+            (vec![2], vec![0, 1, 2]),
+        ] {
+            let a = view.copy_sample(&rows, &features);
+            let b = csr.copy_sample(&rows, &features);
+            for fi in 0..features.len() {
+                let bits = |v: Option<&[f64]>| {
+                    v.map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                };
+                let dense = bits(a.column(fi)).expect("a dense sample has every column");
+                match bits(b.column(fi)) {
+                    Some(sparse) => assert_eq!(dense, sparse, "rows {rows:?}, feature {fi}"),
+                    // Left out: zero in every sampled row.
+                    None => assert!(dense.iter().all(|&v| v == 0), "rows {rows:?}, feature {fi}"),
+                }
+            }
         }
+        // Row 2 is empty: its sample has no column at all.
+        assert!(csr.copy_sample(&[2], &[0, 1, 2]).data.is_empty());
+        // Typical ranges agree bit for bit, zeros and -0.0 included.
+        let all: Vec<usize> = (0..4).collect();
+        let ranges = |r: Vec<(f64, f64)>| {
+            r.iter()
+                .map(|(a, b)| (a.to_bits(), b.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ranges(view.typical_ranges(&all)),
+            ranges(csr.typical_ranges(&all))
+        );
+        assert_eq!(
+            ranges(view.typical_ranges(&[1, 1, 3])),
+            ranges(csr.typical_ranges(&[1, 1, 3]))
+        );
         let mut scratch = Vec::new();
         let from_csr = csr.block(1, 3, &mut scratch, |b| b.to_vec());
         assert!(

@@ -71,13 +71,15 @@ pub(crate) struct WeightedRows {
 }
 
 impl WeightedRows {
-    /// The rows of `weights` (already [`check`]ed).
+    /// The rows of `weights` (already [`check`]ed). Weights are divided by the largest first, so their sum stays
+    /// finite (at most the row count) and tiny weights do not underflow the keys.
     pub(crate) fn new(weights: &[f64]) -> WeightedRows {
+        let largest = weights.iter().copied().fold(0.0, f64::max);
         let positive: Vec<(usize, f64)> = weights
             .iter()
-            .copied()
             .enumerate()
-            .filter(|(_, w)| *w > 0.0)
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(row, w)| (row, w / largest))
             .collect();
         let mut total = 0.0;
         let cumulative = positive
@@ -202,6 +204,23 @@ mod tests {
                 (share - p(i)).abs() < 0.01,
                 "row {i} with replacement: {share}"
             );
+        }
+        // Weights near the ends of the double range draw as their ratios say.
+        for scale in [1e300, 1e-300] {
+            let scaled: Vec<f64> = weights.iter().map(|w| w * scale).collect();
+            let rows = WeightedRows::new(&scaled);
+            let mut counts = [0usize; 5];
+            for _ in 0..20_000 {
+                counts[rows.draw_with_replacement(1, &mut rng)[0]] += 1;
+                counts[rows.draw_without_replacement(1, &mut rng)[0]] += 1;
+            }
+            for (i, &count) in counts.iter().enumerate() {
+                let share = count as f64 / 40_000.0;
+                assert!(
+                    (share - weights[i] / 10.0).abs() < 0.015,
+                    "scale {scale}, row {i}: {share}"
+                );
+            }
         }
         // Asking for every row gives every row of positive weight.
         assert_eq!(rows.draw_without_replacement(9, &mut rng), vec![1, 2, 3, 4]);

@@ -425,13 +425,67 @@ proptest! {
             None => params.fit(x.view()).unwrap(),
         };
         let sparse = params.fit_sparse(&csr, w).unwrap();
-        prop_assert_eq!(&dense, &sparse);
+        // The same bytes, so the same bits (`==` on floats would take -0.0 for 0.0).
+        prop_assert_eq!(dense.to_snapshot_bytes(), sparse.to_snapshot_bytes());
         let a = dense.score(x.view()).unwrap();
         let b = sparse.score_sparse(&csr).unwrap();
         prop_assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
         let grown_dense = dense.grow(x.view(), 5).unwrap();
         let grown_sparse = sparse.grow_sparse(&csr, 5, None).unwrap();
-        prop_assert_eq!(grown_dense, grown_sparse);
+        prop_assert_eq!(grown_dense.to_snapshot_bytes(), grown_sparse.to_snapshot_bytes());
+    }
+}
+
+/// Many blocks and the wider kernels (47 columns: the 128-row column kernel; 120: the 32-row one; 300: the per-tree
+/// walk), a strided dense view scored on the same thread in between.
+#[test]
+fn wide_and_long_sparse_matrices_score_as_their_dense_twins() {
+    for d in [47, 120, 300] {
+        let n = 1_000;
+        let x = Array2::from_shape_fn((n, d), |(i, j)| {
+            if (i * 31 + j * 17) % 23 == 0 {
+                ((i * j) % 7) as f64 - 3.0
+            } else {
+                0.0
+            }
+        });
+        let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
+        for row in x.outer_iter() {
+            for (c, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    indices.push(c);
+                    data.push(v);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        let csr = anomaly_core::CsrMatrix::new((n, d), &indptr, &indices, &data).unwrap();
+        let params = IsolationForestParams::new().n_estimators(30).seed(d as u64);
+        let dense = params.fit(x.view()).unwrap();
+        let sparse = params.fit_sparse(&csr, None).unwrap();
+        assert_eq!(
+            dense.to_snapshot_bytes(),
+            sparse.to_snapshot_bytes(),
+            "width {d}"
+        );
+        let a = dense.score(x.view()).unwrap();
+        let b = sparse.score_sparse(&csr).unwrap();
+        let reversed = x.slice(ndarray::s![..;-1, ..]);
+        let c = dense.score(reversed).unwrap();
+        let b2 = sparse.score_sparse_on_threads(&csr, Some(2)).unwrap();
+        for r in 0..n {
+            assert_eq!(a[r].to_bits(), b[r].to_bits(), "width {d}, row {r}");
+            assert_eq!(
+                a[r].to_bits(),
+                b2[r].to_bits(),
+                "width {d}, row {r}, 2 threads"
+            );
+            assert_eq!(
+                a[r].to_bits(),
+                c[n - 1 - r].to_bits(),
+                "width {d}, row {r}, strided"
+            );
+        }
     }
 }
 

@@ -6,7 +6,6 @@ import weakref
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from . import _native
-from .exceptions import AnomalyError
 
 Sensitivity = Union[str, float, None]
 
@@ -23,7 +22,7 @@ def _flush_quietly(native: Any) -> None:
     """A last flush from a finalizer, which cannot raise: what the store does not take stays unwritten."""
     try:
         native.flush()
-    except AnomalyError:
+    except Exception:  # noqa: BLE001 - a finalizer must not raise; the store said why when it went down
         pass
 
 

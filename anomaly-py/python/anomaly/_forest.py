@@ -159,9 +159,13 @@ def _as_csr(X: Any) -> Any:
             csr = csr.astype(np.float64)
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"cannot read the sparse matrix as float64: {e}") from e
-    if not csr.has_canonical_format:
+    if not csr.has_canonical_format or not csr.data.flags.c_contiguous:
         csr = csr.copy() if csr is X else csr
+        csr.data = np.ascontiguousarray(csr.data)
         csr.sum_duplicates()
+    if csr.indices.dtype not in (np.int32, np.int64) or csr.indptr.dtype not in (np.int32, np.int64):
+        csr = csr.copy() if csr is X else csr
+        csr.indices, csr.indptr = csr.indices.astype(np.int64), csr.indptr.astype(np.int64)
     return csr
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from . import _native
@@ -22,8 +23,12 @@ def effective_n_jobs(n_jobs: Any) -> Any:
     if n_jobs is not None:
         return n_jobs
     try:
+        import joblib
         from joblib.parallel import get_active_backend
     except ImportError:
+        return None
+    if not hasattr(joblib, "parallel_config"):
+        # Before joblib 1.3, the answer outside any configuration is 1, not "unset".
         return None
     _, jobs = get_active_backend()
     return jobs
@@ -35,18 +40,25 @@ def _register_threadpoolctl() -> None:
     except ImportError:
         return
 
+    ours = os.path.realpath(_native.__file__)
+
     class AnomalyController(LibController):
-        """threadpoolctl's view of the package's threads (its extension module is the library it finds)."""
+        """threadpoolctl's view of the package's threads (its extension module is the library it finds; another
+        package's ``_native`` module matches the prefix too, and is left alone)."""
 
         user_api = "anomaly"
         internal_api = "anomaly"
         filename_prefixes = ("_native.",)
 
-        def get_num_threads(self) -> int:
-            return _native._thread_limit()
+        def set_additional_attributes(self) -> None:
+            self.ours = os.path.realpath(self.filepath) == ours
+
+        def get_num_threads(self) -> Any:
+            return _native._thread_limit() if getattr(self, "ours", False) else None
 
         def set_num_threads(self, num_threads: int) -> None:
-            _native._set_thread_limit(num_threads)
+            if getattr(self, "ours", False):
+                _native._set_thread_limit(num_threads)
 
         def get_version(self) -> str:
             return _native.__version__
