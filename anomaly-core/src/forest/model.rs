@@ -163,6 +163,12 @@ impl IsolationForest {
         additional: usize,
         sample_weight: Option<&[f64]>,
     ) -> Result<Self> {
+        self.check_sparse(x)?;
+        self.grow_rows(x, additional, sample_weight)
+    }
+
+    /// Checks a sparse matrix for this forest: its width, rows, and the sparse width limit.
+    fn check_sparse(&self, x: &CsrMatrix<'_>) -> Result<()> {
         if x.ncols() != self.n_features && x.nrows() > 0 {
             return Err(Error::DimensionMismatch {
                 expected: self.n_features,
@@ -170,8 +176,7 @@ impl IsolationForest {
             });
         }
         validate::not_empty(x.nrows(), x.ncols())?;
-        check_sparse_width(x)?;
-        self.grow_rows(x, additional, sample_weight)
+        check_sparse_width(x)
     }
 
     fn grow_with(
@@ -446,14 +451,7 @@ impl IsolationForest {
         n_threads: Option<usize>,
     ) -> Result<Array1<f64>> {
         IsolationForestParams::check_threads(n_threads)?;
-        if x.ncols() != self.n_features && x.nrows() > 0 {
-            return Err(Error::DimensionMismatch {
-                expected: self.n_features,
-                got: x.ncols(),
-            });
-        }
-        validate::not_empty(x.nrows(), x.ncols())?;
-        check_sparse_width(x)?;
+        self.check_sparse(x)?;
         let sums = self.path_sums(x, n_threads)?;
         Ok(sums.into_iter().map(|h| self.to_score(h)).collect())
     }
