@@ -7,7 +7,7 @@ use anomaly_core::{
     Contamination, CsrMatrix, Error, IsolationForest, IsolationForestParams, MaxFeatures,
     MaxSamples,
 };
-use ndarray::{Array1, ArrayView2};
+use ndarray::{Array1, ArrayView1, ArrayView2};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
@@ -232,10 +232,7 @@ impl NativeForest {
             .feature_names(feature_names);
         let weights = sample_weight.as_ref().map(|w| w.as_array());
         let model = with_input(x, |input| {
-            let w = match &weights {
-                Some(w) => Some(w.as_slice().ok_or_else(not_contiguous)?),
-                None => None,
-            };
+            let w = weight_slice(weights.as_ref())?;
             match (input, w) {
                 (Input::Sparse(x), w) => params.fit_sparse(&x, w),
                 (Input::Dense(x), Some(w)) => params.fit_weighted(x, w),
@@ -258,10 +255,7 @@ impl NativeForest {
     ) -> PyResult<Self> {
         let weights = sample_weight.as_ref().map(|w| w.as_array());
         let model = self.run(x, |m, input| {
-            let w = match &weights {
-                Some(w) => Some(w.as_slice().ok_or_else(not_contiguous)?),
-                None => None,
-            };
+            let w = weight_slice(weights.as_ref())?;
             match (input, w) {
                 (Input::Sparse(x), w) => m.grow_sparse(&x, additional, w),
                 (Input::Dense(x), Some(w)) => m.grow_weighted(x, additional, w),
@@ -430,7 +424,13 @@ pub(crate) fn isolation_forest_defaults<'py>(py: Python<'py>) -> PyResult<Bound<
     to_python(py, &IsolationForestParams::new())
 }
 
-/// A weight array that is not contiguous (the Python layer always passes a fresh contiguous copy).
-fn not_contiguous() -> anomaly_core::Error {
-    invalid("sample_weight", "must be a contiguous float64 array")
+/// The weights as a slice; a weight array that is not contiguous is refused (the Python layer always passes a
+/// fresh contiguous copy).
+fn weight_slice<'a>(weights: Option<&'a ArrayView1<'_, f64>>) -> Result<Option<&'a [f64]>, Error> {
+    weights
+        .map(|w| {
+            w.as_slice()
+                .ok_or_else(|| invalid("sample_weight", "must be a contiguous float64 array"))
+        })
+        .transpose()
 }
