@@ -73,6 +73,14 @@ pub enum Error {
         /// Why, as the persistence layer reported it.
         reason: String,
     },
+    /// A table (CSV, JSON lines, Parquet) that cannot be read: which file, where in it, and why.
+    #[error("{file}: {reason}")]
+    Table {
+        /// The file, as given.
+        file: String,
+        /// What is wrong, and where (`line 17: …`, `row 4: …`).
+        reason: String,
+    },
 }
 
 /// Shorthand for `Result<T, anomaly_core::Error>`.

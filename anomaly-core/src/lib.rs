@@ -13,6 +13,8 @@ pub mod snapshot;
 pub mod stats;
 pub mod stream;
 pub mod synth;
+#[cfg(feature = "table")]
+pub mod table;
 mod validate;
 pub mod window;
 

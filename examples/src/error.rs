@@ -131,6 +131,30 @@ pub enum DetectError {
         /// Why it was rejected.
         reason: String,
     },
+    /// A table (CSV, JSON lines, Parquet) that cannot be read.
+    #[error("{file}: {reason}")]
+    Table {
+        /// The file.
+        file: String,
+        /// What is wrong, and where.
+        reason: String,
+    },
+    /// Under `--strict`, a cell that does not parse as its column's type.
+    #[error(
+        "{file}: row {row}, column {column:?}: {value} is not {expected} (without --strict, such cells count as missing)"
+    )]
+    BadCell {
+        /// The file.
+        file: String,
+        /// Data row, from 1.
+        row: usize,
+        /// The column.
+        column: String,
+        /// The column's type, in words ("a number").
+        expected: String,
+        /// The cell, as JSON text (shortened when very long).
+        value: String,
+    },
     /// Any other error of the model on this data (e.g. fewer than 2 rows).
     #[error("{file}: {source}")]
     Model {

@@ -392,6 +392,19 @@ pub fn read_labels(path: &Path, data: &Dataset) -> Result<Vec<bool>, DetectError
 /// [`DetectError::BadLabel`] naming the line, or [`DetectError::LabelCount`] when the count differs from the
 /// rows of `data`.
 pub fn parse_labels(file: &str, bytes: &[u8], data: &Dataset) -> Result<Vec<bool>, DetectError> {
+    parse_labels_for(file, bytes, data.n_samples(), &data.file)
+}
+
+/// As [`parse_labels`], for a table of `rows` rows read from `data_file`.
+///
+/// # Errors
+/// As [`parse_labels`].
+pub fn parse_labels_for(
+    file: &str,
+    bytes: &[u8],
+    rows: usize,
+    data_file: &str,
+) -> Result<Vec<bool>, DetectError> {
     let text = String::from_utf8_lossy(bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines: Vec<&str> = text.lines().collect();
@@ -413,12 +426,12 @@ pub fn parse_labels(file: &str, bytes: &[u8], data: &Dataset) -> Result<Vec<bool
         };
         labels.push(label);
     }
-    if labels.len() != data.n_samples() {
+    if labels.len() != rows {
         return Err(DetectError::LabelCount {
             file: file.to_string(),
             got: labels.len(),
-            data: data.file.clone(),
-            expected: data.n_samples(),
+            data: data_file.to_string(),
+            expected: rows,
         });
     }
     Ok(labels)

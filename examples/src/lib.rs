@@ -1,4 +1,5 @@
-//! Helpers of the `detect` example: reading tables (CSV, `.npy`) and labels with precise errors, the bundled
+//! Helpers of the `detect` example: reading tables (CSV, JSON lines, Parquet, `.npy`) and labels with precise errors,
+//! scanning a table of any length in bounded memory ([`scan`]), writing per-row results ([`output`]), the bundled
 //! ADBench "cardio" sample, ROC-AUC, and the JSON report.
 //!
 //! The detection itself is `anomaly_core`'s isolation forest; this crate only feeds it data and reports on it.
@@ -11,7 +12,9 @@ pub mod bundled;
 mod error;
 pub mod input;
 pub mod metrics;
+pub mod output;
 pub mod report;
+pub mod scan;
 
 pub use error::DetectError;
 pub use input::{Dataset, read_input, read_labels};

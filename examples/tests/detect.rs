@@ -157,30 +157,349 @@ fn scores_has_one_line_per_row() {
     assert!(stdout(&o).contains("1. row 40 "), "{}", stdout(&o));
 }
 
+/// A uniform draw in [0, 1) for row `i` and stream `k` (a multiplicative hash: deterministic, no dependency).
+fn draw(i: usize, k: u64) -> f64 {
+    let h = (i as u64 + 1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(k.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let h = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A mixed table: an id, a time stamp in business hours, a region, an amount with blanks and bad cells, a
+/// boolean. Row 200 (from 1) is the outlier: 3 a.m. on a Sunday, a region seen once, an amount far off.
+fn mixed_csv(rows: usize) -> String {
+    let mut s = String::from("order_id,created,region,amount,express\n");
+    for i in 0..rows {
+        let (when, region, amount) = if i == 199 {
+            (
+                "2024-03-03 03:17:00".to_string(),
+                "atlantis".to_string(),
+                "9999".to_string(),
+            )
+        } else {
+            let day = 4 + (draw(i, 1) * 5.0) as usize; // Monday to Friday
+            let hour = 9 + (draw(i, 2) * 8.0) as usize;
+            let minute = (draw(i, 3) * 60.0) as usize;
+            let amount = match i {
+                10 | 20 => String::new(),
+                30 => "abc".to_string(),
+                40 => "NaN".to_string(),
+                _ => format!("{:.2}", 100.0 + 50.0 * draw(i, 4)),
+            };
+            (
+                format!("2024-03-{day:02} {hour:02}:{minute:02}:00"),
+                ["north", "south", "east", "west"][(draw(i, 5) * 4.0) as usize].to_string(),
+                amount,
+            )
+        };
+        s += &format!(
+            "{},{when},{region},{amount},{}\n",
+            5000 + i,
+            draw(i, 6) < 0.3
+        );
+    }
+    s
+}
+
 #[test]
-fn non_numeric_cell_names_file_row_and_column() {
-    let dir = scratch("non_numeric");
-    std::fs::write(dir.join("data.csv"), "id,amount\n1,2\n2,3\n3,abc\n4,5\n").unwrap();
-    let o = detect(&dir, &["--input", "data.csv"]);
+fn mixed_table_roles_blanks_and_bad_cells() {
+    let dir = scratch("mixed");
+    std::fs::write(dir.join("orders.csv"), mixed_csv(400)).unwrap();
+    let o = detect(&dir, &["--input", "orders.csv", "--top", "3"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in [
+        "order_id  identifier",
+        "created   timestamp",
+        "region    category",
+        "amount    measurement",
+        "express   measurement",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    assert!(out.contains("  1. row 200 "), "{out}");
+    // Blanks and NaN are missing values; `abc` is a bad cell, counted and listed, not a refusal.
+    assert!(out.contains("bad cells   1 did not parse"), "{out}");
+    assert!(
+        out.contains(r#"row 31, column "amount": "abc" is not a number"#),
+        "{out}"
+    );
+    assert!(!stderr(&o).contains("error"), "{}", stderr(&o));
+
+    let o = detect(&dir, &["--input", "orders.csv", "--strict"]);
     assert_fails(
         &o,
-        &[r#"data.csv: row 3, column "amount": "abc" is not a number"#],
+        &[
+            r#"orders.csv: row 31, column "amount": "abc" is not a number"#,
+            "--strict",
+        ],
+    );
+    // A role pinned by hand wins; unknown columns and roles are refused.
+    let o = detect(
+        &dir,
+        &[
+            "--input",
+            "orders.csv",
+            "--column",
+            "amount=category",
+            "--top",
+            "1",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("amount    category     pinned"),
+        "{}",
+        stdout(&o)
+    );
+    assert_fails(
+        &detect(
+            &dir,
+            &["--input", "orders.csv", "--column", "nope=category"],
+        ),
+        &["--column", "no column \"nope\""],
+    );
+    assert_fails(
+        &detect(
+            &dir,
+            &["--input", "orders.csv", "--column", "amount=colour"],
+        ),
+        &["--column", "colour"],
     );
 }
 
 #[test]
-fn nan_and_infinity_name_file_row_and_column() {
+fn dates_give_hour_and_weekday_features() {
+    let dir = scratch("dates");
+    let mut s = String::from("ts,value\n");
+    for i in 0..300 {
+        // Weekdays in office hours, one value; the odd row comes at 03:00 on a Sunday with the same value.
+        let (day, hour) = if i == 150 {
+            (3, 3)
+        } else {
+            (4 + i % 5, 9 + i % 8)
+        };
+        s += &format!("2024-03-{day:02}T{hour:02}:00:00Z,1\n");
+    }
+    std::fs::write(dir.join("t.csv"), s).unwrap();
+    let o = detect(
+        &dir,
+        &["--input", "t.csv", "--top", "1", "--report", "r.json"],
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("  1. row 151 "), "{out}");
+    assert!(out.contains("on a Sunday"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    // Hour and weekday, each on the unit circle, and the value.
+    assert!(v["n_features"].as_u64().unwrap() >= 5, "{v}");
+}
+
+/// The bundled sample as CSV text, and its labels.
+fn cardio() -> (String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cardio");
+    (
+        std::fs::read_to_string(root.join("cardio.csv")).unwrap(),
+        std::fs::read_to_string(root.join("labels.txt")).unwrap(),
+    )
+}
+
+fn roc_auc(o: &Output) -> f64 {
+    let out = stdout(o);
+    let line = out
+        .lines()
+        .find(|l| l.contains("ROC-AUC"))
+        .unwrap_or_else(|| panic!("{out}"));
+    line.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+#[test]
+fn numeric_tables_keep_their_scores_with_or_without_an_identifier() {
+    let dir = scratch("identifier");
+    let (csv, labels) = cardio();
+    std::fs::write(dir.join("cardio.csv"), &csv).unwrap();
+    std::fs::write(dir.join("labels.txt"), &labels).unwrap();
+    let mut with_id = String::new();
+    for (i, line) in csv.lines().enumerate() {
+        let id = if i == 0 {
+            "id".to_string()
+        } else {
+            format!("{}", 90_000 + i)
+        };
+        with_id += &format!("{id},{line}\n");
+    }
+    std::fs::write(dir.join("with_id.csv"), with_id).unwrap();
+    // The same values as a 2-D float64 .npy: a numeric table is scored as the matrix it is.
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|c| c.parse().unwrap()).collect())
+        .collect();
+    let x = ndarray::Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j]);
+    ndarray_npy::write_npy(dir.join("cardio.npy"), &x).unwrap();
+
+    let mut runs = Vec::new();
+    for input in ["cardio.csv", "with_id.csv", "cardio.npy"] {
+        let scores = format!("{input}.scores");
+        let o = detect(
+            &dir,
+            &[
+                "--input",
+                input,
+                "--labels",
+                "labels.txt",
+                "--scores",
+                &scores,
+                "--output",
+                "rows.csv",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        runs.push((
+            roc_auc(&o),
+            std::fs::read_to_string(dir.join(&scores)).unwrap(),
+        ));
+        if input == "with_id.csv" {
+            let out = stdout(&o);
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with("  id ") && l.contains(" identifier ")),
+                "{out}"
+            );
+            // The output names rows by their identifier.
+            let rows = std::fs::read_to_string(dir.join("rows.csv")).unwrap();
+            assert!(
+                rows.starts_with("id,score,is_anomaly,explanation\n90001,"),
+                "{rows:.200}"
+            );
+        }
+    }
+    // Bit for bit: the identifier changes nothing, and a CSV of numbers is scored as the .npy of its values.
+    assert_eq!(runs[0].1, runs[1].1);
+    assert_eq!(runs[0].1, runs[2].1);
+    assert!((runs[0].0 - runs[1].0).abs() < 0.002);
+    assert!(runs[0].0 > 0.9, "{}", runs[0].0);
+}
+
+#[test]
+fn blanks_nan_and_infinity_are_missing_or_bad_cells() {
     let dir = scratch("nan");
-    std::fs::write(dir.join("nan.csv"), "a,b\n1,2\n3,NaN\n4,5\n").unwrap();
-    assert_fails(
-        &detect(&dir, &["--input", "nan.csv"]),
-        &["nan.csv", "row 2", r#"column "b""#, "NaN"],
+    std::fs::write(dir.join("nan.csv"), "a,b\n1,2\n3,NaN\n4,\n5,6\n-inf,5\n").unwrap();
+    let o = detect(&dir, &["--input", "nan.csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(r#"row 5, column "a": "-inf" is not a number"#),
+        "{out}"
     );
-    std::fs::write(dir.join("inf.csv"), "a,b\n1,2\n3,4\n-inf,5\n").unwrap();
-    assert_fails(
-        &detect(&dir, &["--input", "inf.csv"]),
-        &["inf.csv", "row 3", r#"column "a""#, "inf"],
+}
+
+#[test]
+fn json_lines_and_parquet_inputs() {
+    let dir = scratch("formats");
+    let mut jsonl = String::new();
+    for i in 0..200 {
+        let amount = if i == 77 {
+            5000.0
+        } else {
+            10.0 + (i % 10) as f64
+        };
+        jsonl += &format!(
+            "{{\"id\": \"o-{i}\", \"amount\": {amount}, \"customer\": {{\"tier\": \"{}\", \"age\": {}}}}}\n",
+            ["gold", "basic"][i % 2],
+            30 + i % 20
+        );
+    }
+    std::fs::write(dir.join("orders.jsonl"), &jsonl).unwrap();
+    std::fs::write(dir.join("orders.txt"), &jsonl).unwrap();
+    let o = detect(
+        &dir,
+        &[
+            "--input",
+            "orders.jsonl",
+            "--top",
+            "1",
+            "--output",
+            "out.jsonl",
+        ],
     );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("customer.tier"), "{out}");
+    assert!(out.contains("  1. row 78 "), "{out}");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join("out.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["id"], "o-0");
+    assert!(
+        first["score"].is_f64() && first["is_anomaly"].is_boolean(),
+        "{first}"
+    );
+    // The format named by hand.
+    let o = detect(
+        &dir,
+        &["--input", "orders.txt", "--format", "jsonl", "--top", "1"],
+    );
+    assert!(stdout(&o).contains("  1. row 78 "), "{}", stdout(&o));
+
+    let parquet = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../anomaly-core/tests/data/table/sales.parquet");
+    let o = detect(&dir, &["--input", parquet.to_str().unwrap(), "--top", "3"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("3 rows × 6 columns"), "{out}");
+    assert!(out.contains("when"), "{out}");
+}
+
+#[test]
+fn large_tables_are_learnt_from_a_sample_and_scored_in_full() {
+    let dir = scratch("sample");
+    std::fs::write(dir.join("big.csv"), mixed_csv(20_000)).unwrap();
+    let o = detect(
+        &dir,
+        &[
+            "--input",
+            "big.csv",
+            "--train-rows",
+            "2000",
+            "--scores",
+            "s.txt",
+            "--top",
+            "1",
+            "--quiet",
+        ],
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("Learnt from a uniform sample of 2000 rows"),
+        "{out}"
+    );
+    let scores: Vec<f64> = std::fs::read_to_string(dir.join("s.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 20_000);
+    // The outlier, most likely outside the sample, still ranks in the top 1 %.
+    let above = scores.iter().filter(|&&s| s > scores[199]).count();
+    assert!(above < 200, "{above} rows score above the outlier");
+    // Semicolons and tabs: sniffed, or given.
+    std::fs::write(dir.join("semi.csv"), mixed_csv(300).replace(',', ";")).unwrap();
+    let o = detect(&dir, &["--input", "semi.csv", "--top", "1"]);
+    assert!(stdout(&o).contains("  1. row 200 "), "{}", stdout(&o));
+    std::fs::write(dir.join("tabs.txt"), mixed_csv(300).replace(',', "\t")).unwrap();
+    let o = detect(
+        &dir,
+        &["--input", "tabs.txt", "--delimiter", "tab", "--top", "1"],
+    );
+    assert!(stdout(&o).contains("  1. row 200 "), "{}", stdout(&o));
 }
 
 #[test]
@@ -206,10 +525,10 @@ fn ragged_and_empty_csv_files() {
         &["missing.csv", "cannot read"],
     );
     // A quoted newline in a cell still gives a one-line message.
-    std::fs::write(dir.join("quoted.csv"), "a,b\n1,\"2\n3\"\n").unwrap();
+    std::fs::write(dir.join("quoted.csv"), "a,b\n1,\"2\n3\"\n4\n").unwrap();
     assert_fails(
         &detect(&dir, &["--input", "quoted.csv"]),
-        &["quoted.csv", "row 1"],
+        &["quoted.csv", "row 2"],
     );
 }
 

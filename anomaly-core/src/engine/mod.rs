@@ -641,9 +641,10 @@ impl Engine {
                 .map(|_| Outcome::Learning { seen, needed })
                 .collect());
         };
-        let verdicts = current
-            .model
-            .score_many_with(records, |x| current.rule.fires(x))?;
+        let verdicts =
+            current
+                .model
+                .score_many_with(records, |x| current.rule.fires(x), |_, _| {})?;
         Ok(verdicts.into_iter().map(Outcome::Scored).collect())
     }
 

@@ -232,6 +232,7 @@ impl RecordModel {
         &self,
         records: &[Value],
         mut range_rule: impl FnMut(&[f64]) -> bool,
+        mut on_notes: impl FnMut(usize, &RecordNotes),
     ) -> Result<Vec<RecordVerdict>> {
         let width = self.vectorizer.n_features();
         let threshold = self.forest.threshold();
@@ -246,6 +247,9 @@ impl RecordModel {
                 self.vectorizer
                     .transform_into(record, &mut row, &mut notes)
                     .map_err(|e| at_record(at, e))?;
+                if !notes.is_empty() {
+                    on_notes(at, &notes);
+                }
                 // A scaled value can overflow: refused here, naming the record in the batch (as the forest would
                 // name its row in the chunk).
                 if let Some(column) = row.iter().position(|v| !v.is_finite()) {
@@ -274,7 +278,20 @@ impl RecordModel {
     /// # Errors
     /// As [`score_with`](Self::score_with), naming the first record that fails; nothing is scored then.
     pub fn score_many(&self, records: &[Value]) -> Result<Vec<RecordVerdict>> {
-        self.score_many_with(records, |_| false)
+        self.score_many_with(records, |_| false, |_, _| {})
+    }
+
+    /// As [`score_many`](Self::score_many), telling `on_notes(i, notes)` what did not fit the schema in record `i`
+    /// (values of another type than learned, unseen fields and categories), for each record where something did not.
+    ///
+    /// # Errors
+    /// As [`score_many`](Self::score_many).
+    pub fn score_many_noted(
+        &self,
+        records: &[Value],
+        on_notes: impl FnMut(usize, &RecordNotes),
+    ) -> Result<Vec<RecordVerdict>> {
+        self.score_many_with(records, |_| false, on_notes)
     }
 
     /// The forest's verdict on the vector `x`.

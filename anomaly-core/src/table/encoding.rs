@@ -1,0 +1,124 @@
+//! How a table's rows become a numeric matrix: a table of numbers is taken as it is, column by column; any other
+//! table goes through the record vectorizer.
+
+use ndarray::Array2;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::records::kind::FieldKind;
+use crate::records::role::FieldRole;
+use crate::records::vectorizer::{Vectorizer, VectorizerParams};
+
+/// What was learnt about a table's columns, and how its rows become vectors.
+#[derive(Debug, Clone)]
+pub struct TableEncoding {
+    /// The schema learnt from the rows: every column's role and the rule that decided it.
+    pub vectorizer: Vectorizer,
+    /// `Some(columns)` when the table holds numbers only, besides identifiers and ignored columns: its rows are
+    /// then these columns' values, in file order, as a numeric file would be read (no imputation, no scaling, no
+    /// missing-value columns), so an identifier column does not change a single score.
+    pub numbers: Option<Vec<String>>,
+}
+
+impl TableEncoding {
+    /// Learns the columns of `rows` (a table's rows, its columns in file order), with the roles `params` pins.
+    ///
+    /// The table counts as numbers only when every scored column is a measurement of numbers and every row holds a
+    /// number (not a blank) in each of them, and nothing but the file's columns.
+    ///
+    /// # Errors
+    /// As [`VectorizerParams::fit`].
+    pub fn learn(
+        rows: &[Value],
+        columns: &[String],
+        params: &VectorizerParams,
+    ) -> Result<TableEncoding> {
+        let vectorizer = params.fit(rows)?;
+        let is_number = |path: &str| {
+            vectorizer.fields().iter().any(|f| {
+                f.path == path && f.role == FieldRole::Measurement && f.kind == FieldKind::Number
+            })
+        };
+        let measured: Vec<String> = columns.iter().filter(|c| is_number(c)).cloned().collect();
+        let only_numbers = !measured.is_empty()
+            && vectorizer.fields().iter().all(|f| {
+                matches!(f.role, FieldRole::Identifier | FieldRole::Ignore)
+                    || measured.contains(&f.path)
+            })
+            && rows.iter().all(|r| {
+                r.as_object().is_some_and(|o| {
+                    o.len() == columns.len()
+                        && measured
+                            .iter()
+                            .all(|c| o.get(c).is_some_and(Value::is_number))
+                })
+            });
+        Ok(TableEncoding {
+            vectorizer,
+            numbers: only_numbers.then_some(measured),
+        })
+    }
+
+    /// The names of the matrix's columns.
+    pub fn feature_names(&self) -> Vec<String> {
+        match &self.numbers {
+            Some(columns) => columns.clone(),
+            None => self.vectorizer.feature_names(),
+        }
+    }
+
+    /// The vector of one row.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecord`] for a row of a table of numbers that lacks a number in one of its columns, and as
+    /// [`Vectorizer::transform`].
+    pub fn vector(&self, row: &Value) -> Result<Vec<f64>> {
+        match &self.numbers {
+            Some(columns) => columns
+                .iter()
+                .map(|c| {
+                    row.get(c)
+                        .and_then(Value::as_f64)
+                        .ok_or_else(|| Error::InvalidRecord {
+                            reason: format!("column {c:?} holds no number"),
+                        })
+                })
+                .collect(),
+            None => Ok(self.vectorizer.transform(row)?.0),
+        }
+    }
+
+    /// The matrix of `rows`, one row each.
+    ///
+    /// # Errors
+    /// As [`vector`](Self::vector), naming the row (from 1).
+    pub fn matrix(&self, rows: &[Value]) -> Result<Array2<f64>> {
+        if self.numbers.is_none() {
+            return self.vectorizer.transform_many(rows);
+        }
+        let width = self.feature_names().len();
+        let mut data = Vec::with_capacity(rows.len() * width);
+        for (i, r) in rows.iter().enumerate() {
+            let v = self.vector(r).map_err(|e| match e {
+                Error::InvalidRecord { reason } => Error::InvalidRecord {
+                    reason: format!("row {}: {reason}", i + 1),
+                },
+                e => e,
+            })?;
+            data.extend_from_slice(&v);
+        }
+        Array2::from_shape_vec((rows.len(), width), data).map_err(|e| Error::InvalidRecord {
+            reason: e.to_string(),
+        })
+    }
+
+    /// Columns set aside as identifiers, which name a row.
+    pub fn identifiers(&self) -> Vec<String> {
+        self.vectorizer
+            .fields()
+            .iter()
+            .filter(|f| f.role == FieldRole::Identifier)
+            .map(|f| f.path.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,72 @@
+//! JSON lines: one object per line, blank lines skipped.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Read};
+
+use serde_json::Value;
+
+use super::{Input, MAX_LINE_BYTES};
+
+pub(super) struct JsonLines {
+    input: Input,
+    line: u64,
+    buf: Vec<u8>,
+    columns: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl JsonLines {
+    pub(super) fn new(input: Input) -> JsonLines {
+        JsonLines {
+            input,
+            line: 0,
+            buf: Vec::new(),
+            columns: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    pub(super) fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    pub(super) fn next_row(&mut self, row: u64) -> Result<Option<Value>, String> {
+        loop {
+            self.buf.clear();
+            let n = (&mut self.input)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| format!("line {}: cannot read: {e}", self.line + 1))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if self.buf.len() > MAX_LINE_BYTES {
+                return Err(format!(
+                    "line {}: longer than {MAX_LINE_BYTES} bytes",
+                    self.line
+                ));
+            }
+            let text = self.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.buf);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let value: Value = serde_json::from_slice(text)
+                .map_err(|e| format!("row {row} (line {}): not JSON: {e}", self.line))?;
+            let Value::Object(object) = &value else {
+                return Err(format!(
+                    "row {row} (line {}): {}, not a JSON object",
+                    self.line,
+                    crate::records::flatten::type_name(&value)
+                ));
+            };
+            for key in object.keys() {
+                if !self.seen.contains(key) {
+                    self.seen.insert(key.clone());
+                    self.columns.push(key.clone());
+                }
+            }
+            return Ok(Some(value));
+        }
+    }
+}

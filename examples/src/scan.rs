@@ -1,0 +1,578 @@
+//! Scanning a table file (CSV, JSON lines, Parquet) in two steps: [`Trained::fit`] reads the file once, keeping a
+//! uniform sample of at most `train_rows` rows, learns each column's role and fits the model; [`Trained::score`]
+//! scores every row in blocks of [`BLOCK_ROWS`], reading the file a second time when it did not fit in the sample.
+//! Memory stays bounded by the sample, a block, and the top rows kept for the report, whatever the file's length
+//! (plus one score per row when labels ask for ROC-AUC).
+//!
+//! A table of numbers only that fits in the sample (see [`TableEncoding`]: every cell of its scored columns a number,
+//! identifiers aside) is scored as the numeric matrix it is, column by column, as `.npy` files are: the same scores
+//! as the CSV reader of earlier versions, bit for bit, with or without identifier columns. Any other table goes through the record engine's model
+//! ([`RecordModel`]): categories are hashed, dates give hour and weekday features, blanks are imputed with a
+//! missing-value indicator, identifiers are set aside and free text is measured by its length.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anomaly_core::engine::RecordModel;
+use anomaly_core::records::kind::FieldKind;
+use anomaly_core::records::role::{FieldRole, FieldRoles};
+use anomaly_core::records::vectorizer::{RecordNotes, VectorizerParams};
+use anomaly_core::table::{TableEncoding, TableOptions, TableReader};
+use anomaly_core::{IsolationForest, IsolationForestParams};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use crate::error::{DetectError, shorten};
+
+/// Rows scored at a time.
+pub const BLOCK_ROWS: usize = 8192;
+
+/// Default of `train_rows`: the most rows kept in memory to learn from.
+pub const DEFAULT_TRAIN_ROWS: usize = 200_000;
+
+/// Bad cells listed by their row and column in the summary; the rest are counted.
+pub const LISTED_BAD_CELLS: usize = 5;
+
+/// Longest cell text quoted in messages, in characters.
+const QUOTE_MAX: usize = 60;
+
+/// How to scan a table.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Format and CSV delimiter (sniffed when not given).
+    pub table: TableOptions,
+    /// Roles pinned by `--column NAME=ROLE`.
+    pub roles: FieldRoles,
+    /// The forest's parameters.
+    pub forest: IsolationForestParams,
+    /// Most rows kept to learn from: a table with more is learnt from a uniform sample of this many.
+    pub train_rows: usize,
+    /// Seed of the sample (the forest has its own in `forest`).
+    pub seed: u64,
+    /// Stop at the first cell that does not parse as its column's type, rather than counting it as missing.
+    pub strict: bool,
+    /// Show progress bars (on stderr; only when it is a terminal).
+    pub progress: bool,
+}
+
+/// One column of the table and what the model does with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// The column's name (a dotted path for nested JSON).
+    pub name: String,
+    /// Its role.
+    pub role: FieldRole,
+    /// Why it has that role.
+    pub rule: String,
+}
+
+/// The model a table is scored with.
+#[derive(Debug)]
+pub enum TableModel {
+    /// A table of numbers only (identifiers aside): the forest over its columns, in file order.
+    Numeric {
+        /// The forest.
+        forest: IsolationForest,
+        /// Its columns, and its identifiers.
+        encoding: Box<TableEncoding>,
+    },
+    /// Any other table: the record engine's model.
+    Records(Box<RecordModel>),
+}
+
+/// A model fitted on a table, ready to score it.
+#[derive(Debug)]
+pub struct Trained {
+    path: PathBuf,
+    options: ScanOptions,
+    /// The file, as named in messages.
+    pub file: String,
+    /// Rows in the table.
+    pub n_rows: usize,
+    /// Rows the model learnt from.
+    pub trained_on: usize,
+    /// Each column's role, in file order.
+    pub columns: Vec<Column>,
+    /// The model.
+    pub model: TableModel,
+    /// Seconds spent fitting (reading excluded).
+    pub fit_seconds: f64,
+    /// The whole table, when it fitted in the sample (then it is not read again).
+    rows: Option<Vec<Value>>,
+}
+
+/// A cell that did not parse as its column's type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadCell {
+    /// Data row, from 1.
+    pub row: usize,
+    /// The column.
+    pub column: String,
+    /// The type the column has.
+    pub expected: FieldKind,
+    /// The cell's value, as JSON text (shortened).
+    pub value: String,
+}
+
+/// One scored row, as handed to the caller's sink.
+#[derive(Debug)]
+pub struct ScoredRow<'a> {
+    /// Zero-based row index.
+    pub index: usize,
+    /// The row as read.
+    pub record: &'a Value,
+    /// Its anomaly score.
+    pub score: f64,
+    /// Whether it scores above the threshold.
+    pub is_anomaly: bool,
+}
+
+/// What scoring a table found.
+#[derive(Debug, Default)]
+pub struct Scored {
+    /// Rows scored.
+    pub n_rows: usize,
+    /// Rows above the threshold.
+    pub n_anomalies: usize,
+    /// The highest-scoring rows, highest first (ties by row): `(index, score, record)`.
+    pub top: Vec<(usize, f64, Value)>,
+    /// Every score in row order, when asked for.
+    pub scores: Option<Vec<f64>>,
+    /// Cells that did not parse as their column's type (counted as missing values).
+    pub bad_cells: usize,
+    /// The first [`LISTED_BAD_CELLS`] of them.
+    pub first_bad_cells: Vec<BadCell>,
+    /// Seconds spent scoring (reading and the sink excluded).
+    pub score_seconds: f64,
+}
+
+impl TableModel {
+    /// The threshold a score is compared with.
+    pub fn threshold(&self) -> f64 {
+        self.forest().threshold()
+    }
+
+    /// The forest.
+    pub fn forest(&self) -> &IsolationForest {
+        match self {
+            TableModel::Numeric { forest, .. } => forest,
+            TableModel::Records(m) => m.forest(),
+        }
+    }
+
+    /// One or two sentences on why `record` scores as it does, in column names.
+    ///
+    /// # Errors
+    /// The model's error on this record.
+    pub fn explain(&self, record: &Value) -> anomaly_core::Result<String> {
+        match self {
+            TableModel::Numeric { forest, encoding } => {
+                let row = encoding.vector(record)?;
+                Ok(forest.explain_row(&row)?.rationale)
+            }
+            TableModel::Records(m) => Ok(m.explain(record)?.rationale),
+        }
+    }
+
+    /// Columns set aside as identifiers, which name a row in the output.
+    pub fn identifiers(&self) -> Vec<String> {
+        match self {
+            TableModel::Numeric { encoding, .. } => encoding.identifiers(),
+            TableModel::Records(m) => m
+                .vectorizer()
+                .fields()
+                .iter()
+                .filter(|f| f.role == FieldRole::Identifier)
+                .map(|f| f.path.clone())
+                .collect(),
+        }
+    }
+}
+
+impl Trained {
+    /// Reads `path` once, keeping a uniform sample of at most `options.train_rows` rows, and fits the model on it.
+    ///
+    /// # Errors
+    /// [`DetectError::Table`] when the file cannot be read as a table, [`DetectError::NoRows`] for a table without
+    /// rows, and the model's errors.
+    pub fn fit(path: &Path, options: &ScanOptions) -> Result<Trained, DetectError> {
+        let mut reader = TableReader::open(path, &options.table).map_err(table_error)?;
+        let file = reader.file().to_string();
+        let bar = progress(options.progress, None, "reading");
+        let limit = options.train_rows.max(1);
+        let mut sample: Vec<Value> = Vec::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let mut n = 0usize;
+        while let Some(row) = reader.next_row().map_err(table_error)? {
+            // Reservoir sampling (Algorithm R): each row is kept with probability limit / rows so far.
+            if sample.len() < limit {
+                sample.push(row);
+            } else {
+                let j = rng.random_range(0..=n);
+                if j < limit {
+                    sample[j] = row;
+                }
+            }
+            n += 1;
+            if n.is_multiple_of(4096) {
+                bar.set_position(n as u64);
+            }
+        }
+        bar.finish_and_clear();
+        if n == 0 {
+            return Err(DetectError::NoRows { file });
+        }
+        let file_columns = reader.columns().to_vec();
+        let params = VectorizerParams::new().field_roles(options.roles.clone());
+        let encoding = TableEncoding::learn(&sample, &file_columns, &params)
+            .map_err(|e| model_error(&file, e))?;
+        let mut columns: Vec<Column> = Vec::new();
+        let fields = encoding.vectorizer.fields();
+        // File order; a nested JSON column is listed by its leaves.
+        for name in &file_columns {
+            for f in fields.iter().filter(|f| is_under(&f.path, name)) {
+                columns.push(Column {
+                    name: f.path.clone(),
+                    role: f.role,
+                    rule: f.rule.clone(),
+                });
+            }
+        }
+        for f in fields {
+            if !columns.iter().any(|c| c.name == f.path) {
+                columns.push(Column {
+                    name: f.path.clone(),
+                    role: f.role,
+                    rule: f.rule.clone(),
+                });
+            }
+        }
+        let start = Instant::now();
+        let model = if encoding.numbers.is_some() && n <= limit {
+            let x = encoding
+                .matrix(&sample)
+                .map_err(|e| model_error(&file, e))?;
+            let names = encoding.feature_names();
+            let forest = options
+                .forest
+                .clone()
+                .feature_names(Some(names.clone()))
+                .fit(x.view())
+                .map_err(|e| numeric_error(&file, &names, e))?;
+            TableModel::Numeric {
+                forest,
+                encoding: Box::new(encoding),
+            }
+        } else {
+            let m = RecordModel::fit(&sample, &params, &options.forest, 1)
+                .map_err(|e| model_error(&file, e))?;
+            TableModel::Records(Box::new(m))
+        };
+        let fit_seconds = start.elapsed().as_secs_f64();
+        let trained_on = sample.len();
+        Ok(Trained {
+            path: path.to_path_buf(),
+            options: options.clone(),
+            file,
+            n_rows: n,
+            trained_on,
+            columns,
+            model,
+            fit_seconds,
+            rows: (n <= limit).then_some(sample),
+        })
+    }
+
+    /// Scores every row in order, handing each to `sink`; keeps the `top` highest-scoring rows, and every score
+    /// when `keep_scores`.
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit) for reading; [`DetectError::BadCell`] under `strict`; the sink's errors.
+    pub fn score(
+        &self,
+        top: usize,
+        keep_scores: bool,
+        sink: &mut dyn FnMut(ScoredRow<'_>) -> Result<(), DetectError>,
+    ) -> Result<Scored, DetectError> {
+        let mut out = Scored {
+            scores: keep_scores.then(|| Vec::with_capacity(self.n_rows)),
+            ..Scored::default()
+        };
+        let mut heap: BinaryHeap<Ranked> = BinaryHeap::with_capacity(top + 1);
+        let bar = progress(self.options.progress, Some(self.n_rows as u64), "scoring");
+        let threshold = self.model.threshold();
+        let mut seconds = Duration::ZERO;
+        let mut score_block =
+            |block: &[Value], first: usize, out: &mut Scored| -> Result<(), DetectError> {
+                let scores = self.score_block(block, first, out, &mut seconds)?;
+                for (i, (record, score)) in block.iter().zip(scores).enumerate() {
+                    let index = first + i;
+                    let is_anomaly = score > threshold;
+                    out.n_anomalies += usize::from(is_anomaly);
+                    if let Some(s) = &mut out.scores {
+                        s.push(score);
+                    }
+                    if top > 0 {
+                        let ranked = Ranked {
+                            score,
+                            index,
+                            record: None,
+                        };
+                        if heap.len() < top {
+                            heap.push(ranked.with(record));
+                        } else if heap
+                            .peek()
+                            .is_some_and(|worst| ranked.cmp(worst) == Ordering::Less)
+                        {
+                            heap.pop();
+                            heap.push(ranked.with(record));
+                        }
+                    }
+                    sink(ScoredRow {
+                        index,
+                        record,
+                        score,
+                        is_anomaly,
+                    })?;
+                }
+                out.n_rows += block.len();
+                bar.set_position(out.n_rows as u64);
+                Ok(())
+            };
+        match &self.rows {
+            Some(rows) => {
+                for (b, block) in rows.chunks(BLOCK_ROWS).enumerate() {
+                    score_block(block, b * BLOCK_ROWS, &mut out)?;
+                }
+            }
+            None => {
+                let mut reader =
+                    TableReader::open(&self.path, &self.options.table).map_err(table_error)?;
+                let mut block = Vec::with_capacity(BLOCK_ROWS);
+                loop {
+                    block.clear();
+                    let first = reader.rows_read() as usize;
+                    if reader
+                        .read_block(BLOCK_ROWS, &mut block)
+                        .map_err(table_error)?
+                        == 0
+                    {
+                        break;
+                    }
+                    score_block(&block, first, &mut out)?;
+                }
+            }
+        }
+        bar.finish_and_clear();
+        out.score_seconds = seconds.as_secs_f64();
+        let mut top: Vec<Ranked> = heap.into_vec();
+        top.sort();
+        out.top = top
+            .into_iter()
+            .map(|r| (r.index, r.score, r.record.unwrap_or(Value::Null)))
+            .collect();
+        Ok(out)
+    }
+
+    /// Scores of one block starting at row `first` (zero-based), counting its bad cells and adding the time the
+    /// model took to `seconds`.
+    fn score_block(
+        &self,
+        block: &[Value],
+        first: usize,
+        out: &mut Scored,
+        seconds: &mut Duration,
+    ) -> Result<Vec<f64>, DetectError> {
+        match &self.model {
+            TableModel::Numeric { forest, encoding } => {
+                let x = encoding
+                    .matrix(block)
+                    .map_err(|e| model_error(&self.file, e))?;
+                let start = Instant::now();
+                let scores = forest.score(x.view());
+                *seconds += start.elapsed();
+                let scores = scores.map_err(|e| {
+                    let e = match e {
+                        anomaly_core::Error::NonFinite { row, column, value } => {
+                            anomaly_core::Error::NonFinite {
+                                row: row + first,
+                                column,
+                                value,
+                            }
+                        }
+                        e => e,
+                    };
+                    numeric_error(&self.file, &encoding.feature_names(), e)
+                })?;
+                Ok(scores.to_vec())
+            }
+            TableModel::Records(m) => {
+                let mut failed = None;
+                let start = Instant::now();
+                let verdicts = m
+                    .score_many_noted(block, |i, notes: &RecordNotes| {
+                        for (path, expected, _) in &notes.type_changes {
+                            let bad = BadCell {
+                                row: first + i + 1,
+                                column: path.clone(),
+                                expected: *expected,
+                                value: shorten(&value_at(&block[i], path), QUOTE_MAX),
+                            };
+                            if self.options.strict && failed.is_none() {
+                                failed = Some(bad.clone());
+                            }
+                            out.bad_cells += 1;
+                            if out.first_bad_cells.len() < LISTED_BAD_CELLS {
+                                out.first_bad_cells.push(bad);
+                            }
+                        }
+                    })
+                    .map_err(|e| model_error(&self.file, e));
+                *seconds += start.elapsed();
+                let verdicts = verdicts?;
+                if let Some(bad) = failed {
+                    return Err(DetectError::BadCell {
+                        file: self.file.clone(),
+                        row: bad.row,
+                        column: bad.column,
+                        expected: kind_name(bad.expected).to_string(),
+                        value: bad.value,
+                    });
+                }
+                Ok(verdicts.iter().map(|v| v.score).collect())
+            }
+        }
+    }
+}
+
+/// How a column's type reads in messages: "a number", "a date/time", ….
+pub fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Number => "a number",
+        FieldKind::Bool => "a boolean",
+        FieldKind::DateTime => "a date/time",
+        FieldKind::Category => "a category",
+        FieldKind::Null => "empty",
+    }
+}
+
+/// A row in the top-N heap: ordered so that the heap's greatest is the row to drop first (lowest score, then the
+/// latest row), which gives the order of [`top_rows`](crate::top_rows).
+#[derive(Debug)]
+struct Ranked {
+    score: f64,
+    index: usize,
+    record: Option<Value>,
+}
+
+impl Ranked {
+    fn with(self, record: &Value) -> Ranked {
+        Ranked {
+            record: Some(record.clone()),
+            ..self
+        }
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    /// Less = ranked higher: NaN last, higher scores first, then earlier rows.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .is_nan()
+            .cmp(&other.score.is_nan())
+            .then(other.score.total_cmp(&self.score))
+            .then(self.index.cmp(&other.index))
+    }
+}
+
+/// Whether `path` is the column `name` or a leaf under it.
+fn is_under(path: &str, name: &str) -> bool {
+    path == name
+        || path
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// The value at dotted `path` of `record`, as JSON text.
+fn value_at(record: &Value, path: &str) -> String {
+    if let Some(v) = record.get(path) {
+        return v.to_string();
+    }
+    let mut v = record;
+    for part in path.split('.') {
+        match v.get(part) {
+            Some(next) => v = next,
+            None => return "null".to_string(),
+        }
+    }
+    v.to_string()
+}
+
+fn progress(on: bool, total: Option<u64>, what: &'static str) -> ProgressBar {
+    if !on || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{msg:8} {bar:40} {pos}/{len} rows, {per_sec}, {eta} left",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{msg:8} {spinner} {pos} rows, {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn table_error(e: anomaly_core::Error) -> DetectError {
+    match e {
+        anomaly_core::Error::Table { file, reason } => DetectError::Table { file, reason },
+        source => DetectError::Model {
+            file: String::new(),
+            source,
+        },
+    }
+}
+
+fn model_error(file: &str, e: anomaly_core::Error) -> DetectError {
+    DetectError::Model {
+        file: file.to_string(),
+        source: e,
+    }
+}
+
+/// A numeric-path error in the terms [`Dataset::describe`](crate::Dataset::describe) uses.
+fn numeric_error(file: &str, columns: &[String], e: anomaly_core::Error) -> DetectError {
+    crate::Dataset {
+        file: file.to_string(),
+        names: columns.to_vec(),
+        named: true,
+        x: Array2::zeros((0, 0)),
+    }
+    .describe(e)
+}
