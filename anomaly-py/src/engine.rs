@@ -20,12 +20,12 @@ fn sensitivity(v: Option<f64>) -> Contamination {
 }
 
 /// An iterable of dicts as JSON records.
-fn json_records(records: &Bound<'_, PyAny>) -> PyResult<Vec<Value>> {
+pub(crate) fn json_records(records: &Bound<'_, PyAny>) -> PyResult<Vec<Value>> {
     records.try_iter()?.map(|r| to_json(&r?)).collect()
 }
 
 /// `{"path": "role"}` → pinned roles; an unknown role name is an `InvalidParameterError`.
-fn field_roles(roles: BTreeMap<String, String>) -> PyResult<FieldRoles> {
+pub(crate) fn field_roles(roles: BTreeMap<String, String>) -> PyResult<FieldRoles> {
     roles
         .into_iter()
         .map(|(path, role)| Ok((path, role.parse::<FieldRole>().py_err()?)))

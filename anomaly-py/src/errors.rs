@@ -62,6 +62,11 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("reason", reason)?;
             "PersistenceError"
         }
+        Error::Table { file, reason } => {
+            attrs.set_item("file", file)?;
+            attrs.set_item("reason", reason)?;
+            "TableError"
+        }
         // `Error` is non-exhaustive: a variant added to the core maps to the base class until it gets its own.
         _ => "AnomalyError",
     };

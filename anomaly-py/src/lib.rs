@@ -9,6 +9,7 @@ mod errors;
 mod explain;
 mod forest;
 mod stream;
+mod table;
 
 use pyo3::prelude::*;
 
@@ -25,6 +26,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(forest::_thread_limit, m)?)?;
     m.add_function(wrap_pyfunction!(forest::_set_thread_limit, m)?)?;
     m.add_function(wrap_pyfunction!(stream::stream_defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(table::_read_table_file, m)?)?;
+    m.add_function(wrap_pyfunction!(table::_read_table_rows, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -93,12 +93,7 @@ impl RowWriter {
         let ids: Vec<Value> = self
             .identifiers
             .iter()
-            .map(|c| {
-                record
-                    .and_then(|r| r.get(c))
-                    .cloned()
-                    .unwrap_or(Value::Null)
-            })
+            .map(|c| record.map_or(Value::Null, |r| crate::scan::value_at(r, c)))
             .collect();
         match self.format {
             OutputFormat::Csv => {

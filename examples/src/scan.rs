@@ -11,7 +11,7 @@
 //! missing-value indicator, identifiers are set aside and free text is measured by its length.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,6 +35,13 @@ pub const BLOCK_ROWS: usize = 8192;
 
 /// Default of `train_rows`: the most rows kept in memory to learn from.
 pub const DEFAULT_TRAIN_ROWS: usize = 200_000;
+
+/// The most cells (rows × columns of the first row) kept in memory to learn from: a wide table keeps fewer rows
+/// than `train_rows`, down to [`MIN_SAMPLE_ROWS`].
+pub const MAX_SAMPLE_CELLS: usize = 4_000_000;
+
+/// The fewest rows kept to learn from, however wide the table.
+pub const MIN_SAMPLE_ROWS: usize = 10_000;
 
 /// Bad cells listed by their row and column in the summary; the rest are counted.
 pub const LISTED_BAD_CELLS: usize = 5;
@@ -103,6 +110,8 @@ pub struct Trained {
     pub model: TableModel,
     /// Seconds spent fitting (reading excluded).
     pub fit_seconds: f64,
+    /// Fields of the sample left out of the schema by its column cap (the rarest), not scored.
+    pub left_out: usize,
     /// The whole table, when it fitted in the sample (then it is not read again).
     rows: Option<Vec<Value>>,
 }
@@ -148,6 +157,8 @@ pub struct Scored {
     pub bad_cells: usize,
     /// The first [`LISTED_BAD_CELLS`] of them.
     pub first_bad_cells: Vec<BadCell>,
+    /// Values in fields the model does not hold (JSON keys first seen after the sample), not scored.
+    pub unseen_fields: usize,
     /// Seconds spent scoring (reading and the sink excluded).
     pub score_seconds: f64,
 }
@@ -202,21 +213,29 @@ impl Trained {
     /// [`DetectError::Table`] when the file cannot be read as a table, [`DetectError::NoRows`] for a table without
     /// rows, and the model's errors.
     pub fn fit(path: &Path, options: &ScanOptions) -> Result<Trained, DetectError> {
-        let mut reader = TableReader::open(path, &options.table).map_err(table_error)?;
+        let mut reader =
+            TableReader::open(path, &options.table).map_err(|e| table_error(path, e))?;
         let file = reader.file().to_string();
         let bar = progress(options.progress, None, "reading");
-        let limit = options.train_rows.max(1);
-        let mut sample: Vec<Value> = Vec::new();
+        let mut limit = options.train_rows.max(2);
+        // (row index, row): the sample is put back in file order before learning, as the role rules that look at
+        // order (an auto-increment key rises from row to row) need.
+        let mut sample: Vec<(usize, Value)> = Vec::new();
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let mut n = 0usize;
-        while let Some(row) = reader.next_row().map_err(table_error)? {
+        while let Some(row) = reader.next_row().map_err(|e| table_error(path, e))? {
+            if n == 0 {
+                // Bounded in cells, not only rows: a wide table keeps fewer rows.
+                let width = row.as_object().map_or(1, |o| o.len().max(1));
+                limit = limit.min((MAX_SAMPLE_CELLS / width).max(MIN_SAMPLE_ROWS));
+            }
             // Reservoir sampling (Algorithm R): each row is kept with probability limit / rows so far.
             if sample.len() < limit {
-                sample.push(row);
+                sample.push((n, row));
             } else {
                 let j = rng.random_range(0..=n);
                 if j < limit {
-                    sample[j] = row;
+                    sample[j] = (n, row);
                 }
             }
             n += 1;
@@ -228,24 +247,44 @@ impl Trained {
         if n == 0 {
             return Err(DetectError::NoRows { file });
         }
+        if n > limit && !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            return Err(DetectError::Table {
+                file,
+                reason: format!(
+                    "{n} rows, more than the {limit} kept to learn from: the table is read twice, so it must be a \
+                     regular file (not a pipe)"
+                ),
+            });
+        }
+        sample.sort_unstable_by_key(|(i, _)| *i);
+        let (order, sample): (Vec<usize>, Vec<Value>) = sample.into_iter().unzip();
+        let row_of = |i: usize| order.get(i).map_or(i + 1, |r| r + 1);
         let file_columns = reader.columns().to_vec();
         let params = VectorizerParams::new().field_roles(options.roles.clone());
+        let params = params.clone().max_columns(
+            params
+                .get_max_columns()
+                .max(file_columns.len().saturating_mul(2)),
+        );
         let encoding = TableEncoding::learn(&sample, &file_columns, &params)
-            .map_err(|e| model_error(&file, e))?;
+            .map_err(|e| record_error(&file, e, &row_of, &[]))?;
         let mut columns: Vec<Column> = Vec::new();
+        let mut listed = HashSet::new();
         let fields = encoding.vectorizer.fields();
         // File order; a nested JSON column is listed by its leaves.
         for name in &file_columns {
             for f in fields.iter().filter(|f| is_under(&f.path, name)) {
-                columns.push(Column {
-                    name: f.path.clone(),
-                    role: f.role,
-                    rule: f.rule.clone(),
-                });
+                if listed.insert(f.path.as_str()) {
+                    columns.push(Column {
+                        name: f.path.clone(),
+                        role: f.role,
+                        rule: f.rule.clone(),
+                    });
+                }
             }
         }
         for f in fields {
-            if !columns.iter().any(|c| c.name == f.path) {
+            if listed.insert(f.path.as_str()) {
                 columns.push(Column {
                     name: f.path.clone(),
                     role: f.role,
@@ -253,25 +292,27 @@ impl Trained {
                 });
             }
         }
+        let left_out = encoding.vectorizer.left_out().clone();
         let start = Instant::now();
-        let model = if encoding.numbers.is_some() && n <= limit {
+        let model = if encoding.numbers.is_some() {
+            let names = encoding.feature_names();
             let x = encoding
                 .matrix(&sample)
-                .map_err(|e| model_error(&file, e))?;
-            let names = encoding.feature_names();
+                .map_err(|e| record_error(&file, e, &row_of, &names))?;
             let forest = options
                 .forest
                 .clone()
                 .feature_names(Some(names.clone()))
                 .fit(x.view())
-                .map_err(|e| numeric_error(&file, &names, e))?;
+                .map_err(|e| record_error(&file, e, &row_of, &names))?;
             TableModel::Numeric {
                 forest,
                 encoding: Box::new(encoding),
             }
         } else {
+            drop(encoding);
             let m = RecordModel::fit(&sample, &params, &options.forest, 1)
-                .map_err(|e| model_error(&file, e))?;
+                .map_err(|e| record_error(&file, e, &row_of, &[]))?;
             TableModel::Records(Box::new(m))
         };
         let fit_seconds = start.elapsed().as_secs_f64();
@@ -283,6 +324,7 @@ impl Trained {
             n_rows: n,
             trained_on,
             columns,
+            left_out: left_out.total,
             model,
             fit_seconds,
             rows: (n <= limit).then_some(sample),
@@ -304,7 +346,8 @@ impl Trained {
             scores: keep_scores.then(|| Vec::with_capacity(self.n_rows)),
             ..Scored::default()
         };
-        let mut heap: BinaryHeap<Ranked> = BinaryHeap::with_capacity(top + 1);
+        let mut heap: BinaryHeap<Ranked> =
+            BinaryHeap::with_capacity(top.min(self.n_rows).saturating_add(1));
         let bar = progress(self.options.progress, Some(self.n_rows as u64), "scoring");
         let threshold = self.model.threshold();
         let mut seconds = Duration::ZERO;
@@ -352,20 +395,29 @@ impl Trained {
                 }
             }
             None => {
-                let mut reader =
-                    TableReader::open(&self.path, &self.options.table).map_err(table_error)?;
+                let mut reader = TableReader::open(&self.path, &self.options.table)
+                    .map_err(|e| table_error(&self.path, e))?;
                 let mut block = Vec::with_capacity(BLOCK_ROWS);
-                loop {
+                while out.n_rows < self.n_rows {
                     block.clear();
-                    let first = reader.rows_read() as usize;
-                    if reader
-                        .read_block(BLOCK_ROWS, &mut block)
-                        .map_err(table_error)?
-                        == 0
-                    {
+                    let first = out.n_rows;
+                    let want = BLOCK_ROWS.min(self.n_rows - first);
+                    let got = reader
+                        .read_block(want, &mut block)
+                        .map_err(|e| table_error(&self.path, e))?;
+                    if got == 0 {
                         break;
                     }
                     score_block(&block, first, &mut out)?;
+                }
+                if out.n_rows != self.n_rows || reader.next_row().is_ok_and(|r| r.is_some()) {
+                    return Err(DetectError::Table {
+                        file: self.file.clone(),
+                        reason: format!(
+                            "the table changed between its two reads (it had {} rows the first time)",
+                            self.n_rows
+                        ),
+                    });
                 }
             }
         }
@@ -389,64 +441,92 @@ impl Trained {
         out: &mut Scored,
         seconds: &mut Duration,
     ) -> Result<Vec<f64>, DetectError> {
-        match &self.model {
+        let row_of = |i: usize| first + i + 1;
+        let mut failed = None;
+        let scores = match &self.model {
             TableModel::Numeric { forest, encoding } => {
-                let x = encoding
-                    .matrix(block)
-                    .map_err(|e| model_error(&self.file, e))?;
+                let names = encoding.feature_names();
+                let mut data = Vec::with_capacity(block.len() * names.len());
+                for (i, r) in block.iter().enumerate() {
+                    let v = encoding
+                        .vector_imputing(r, |cell| {
+                            let bad = BadCell {
+                                row: row_of(i),
+                                column: cell.column.to_string(),
+                                expected: FieldKind::Number,
+                                value: shorten(&cell_text(cell.value), QUOTE_MAX),
+                            };
+                            self.note_bad_cell(out, &mut failed, bad);
+                        })
+                        .map_err(|e| record_error(&self.file, e, &row_of, &names))?;
+                    data.extend_from_slice(&v);
+                }
+                let x = Array2::from_shape_vec((block.len(), names.len()), data).map_err(|e| {
+                    self.model_failed(anomaly_core::Error::InvalidRecord {
+                        reason: e.to_string(),
+                    })
+                })?;
                 let start = Instant::now();
                 let scores = forest.score(x.view());
                 *seconds += start.elapsed();
-                let scores = scores.map_err(|e| {
-                    let e = match e {
-                        anomaly_core::Error::NonFinite { row, column, value } => {
-                            anomaly_core::Error::NonFinite {
-                                row: row + first,
-                                column,
-                                value,
-                            }
-                        }
-                        e => e,
-                    };
-                    numeric_error(&self.file, &encoding.feature_names(), e)
-                })?;
-                Ok(scores.to_vec())
+                scores
+                    .map_err(|e| record_error(&self.file, e, &row_of, &names))?
+                    .to_vec()
             }
             TableModel::Records(m) => {
-                let mut failed = None;
                 let start = Instant::now();
-                let verdicts = m
-                    .score_many_noted(block, |i, notes: &RecordNotes| {
-                        for (path, expected, _) in &notes.type_changes {
-                            let bad = BadCell {
-                                row: first + i + 1,
-                                column: path.clone(),
-                                expected: *expected,
-                                value: shorten(&value_at(&block[i], path), QUOTE_MAX),
-                            };
-                            if self.options.strict && failed.is_none() {
-                                failed = Some(bad.clone());
-                            }
-                            out.bad_cells += 1;
-                            if out.first_bad_cells.len() < LISTED_BAD_CELLS {
-                                out.first_bad_cells.push(bad);
-                            }
+                let verdicts = m.score_many_noted(block, |i, notes: &RecordNotes| {
+                    // Any text is a category, and a column only blank in the sample has no type to break.
+                    for (path, expected, _) in &notes.type_changes {
+                        if matches!(expected, FieldKind::Category | FieldKind::Null) {
+                            continue;
                         }
-                    })
-                    .map_err(|e| model_error(&self.file, e));
+                        let bad = BadCell {
+                            row: row_of(i),
+                            column: path.clone(),
+                            expected: *expected,
+                            value: shorten(&cell_text(&value_at(&block[i], path)), QUOTE_MAX),
+                        };
+                        self.note_bad_cell(out, &mut failed, bad);
+                    }
+                    out.unseen_fields += notes.unseen_total();
+                });
                 *seconds += start.elapsed();
-                let verdicts = verdicts?;
-                if let Some(bad) = failed {
-                    return Err(DetectError::BadCell {
-                        file: self.file.clone(),
-                        row: bad.row,
-                        column: bad.column,
-                        expected: kind_name(bad.expected).to_string(),
-                        value: bad.value,
-                    });
-                }
-                Ok(verdicts.iter().map(|v| v.score).collect())
+                let names = || m.vectorizer().feature_names();
+                verdicts
+                    .map_err(|e| record_error(&self.file, e, &row_of, &names()))?
+                    .iter()
+                    .map(|v| v.score)
+                    .collect()
             }
+        };
+        match failed {
+            Some(bad) => Err(DetectError::BadCell {
+                file: self.file.clone(),
+                row: bad.row,
+                column: bad.column,
+                expected: kind_name(bad.expected).to_string(),
+                value: bad.value,
+            }),
+            None => Ok(scores),
+        }
+    }
+
+    /// Counts a bad cell, lists it when it is among the first, and under `strict` keeps the first to stop at.
+    fn note_bad_cell(&self, out: &mut Scored, failed: &mut Option<BadCell>, bad: BadCell) {
+        out.bad_cells += 1;
+        if self.options.strict && failed.is_none() {
+            *failed = Some(bad.clone());
+        }
+        if out.first_bad_cells.len() < LISTED_BAD_CELLS {
+            out.first_bad_cells.push(bad);
+        }
+    }
+
+    fn model_failed(&self, e: anomaly_core::Error) -> DetectError {
+        DetectError::Model {
+            file: self.file.clone(),
+            source: e,
         }
     }
 }
@@ -513,19 +593,19 @@ fn is_under(path: &str, name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
-/// The value at dotted `path` of `record`, as JSON text.
-fn value_at(record: &Value, path: &str) -> String {
+/// The value at dotted `path` of `record` (a top-level key that holds dots, or nested objects); null when absent.
+pub fn value_at(record: &Value, path: &str) -> Value {
     if let Some(v) = record.get(path) {
-        return v.to_string();
+        return v.clone();
     }
     let mut v = record;
     for part in path.split('.') {
         match v.get(part) {
             Some(next) => v = next,
-            None => return "null".to_string(),
+            None => return Value::Null,
         }
     }
-    v.to_string()
+    v.clone()
 }
 
 fn progress(on: bool, total: Option<u64>, what: &'static str) -> ProgressBar {
@@ -549,20 +629,58 @@ fn progress(on: bool, total: Option<u64>, what: &'static str) -> ProgressBar {
     bar
 }
 
-fn table_error(e: anomaly_core::Error) -> DetectError {
+fn table_error(path: &Path, e: anomaly_core::Error) -> DetectError {
     match e {
         anomaly_core::Error::Table { file, reason } => DetectError::Table { file, reason },
         source => DetectError::Model {
-            file: String::new(),
+            file: path.display().to_string(),
             source,
         },
     }
 }
 
-fn model_error(file: &str, e: anomaly_core::Error) -> DetectError {
-    DetectError::Model {
-        file: file.to_string(),
-        source: e,
+/// An error of the model on rows, naming the row (from 1, through `row_of`, which maps the model's zero-based index
+/// in its batch) and the column (through `names`, the model's feature names).
+fn record_error(
+    file: &str,
+    e: anomaly_core::Error,
+    row_of: &dyn Fn(usize) -> usize,
+    names: &[String],
+) -> DetectError {
+    match e {
+        anomaly_core::Error::NonFinite { row, column, value } => DetectError::NonFinite {
+            file: file.to_string(),
+            row: row_of(row),
+            column: names
+                .get(column)
+                .cloned()
+                .unwrap_or_else(|| format!("x{column}")),
+            value,
+        },
+        anomaly_core::Error::InvalidRecord { reason } => {
+            // The core names a record by its index in the batch: "record 7: …".
+            let located = reason
+                .strip_prefix("record ")
+                .and_then(|r| r.split_once(": "))
+                .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest)));
+            let reason = match located {
+                Some((i, rest)) => format!("row {}: {rest}", row_of(i)),
+                None => reason,
+            };
+            DetectError::Model {
+                file: file.to_string(),
+                source: anomaly_core::Error::InvalidRecord { reason },
+            }
+        }
+        e => numeric_error(file, names, e),
+    }
+}
+
+/// A cell's text in messages: a string as it is written, a blank as `""`, anything else as JSON.
+fn cell_text(v: &Value) -> String {
+    match v {
+        Value::Null => "\"\"".to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -458,6 +458,98 @@ fn json_lines_and_parquet_inputs() {
 }
 
 #[test]
+fn numeric_tables_beyond_the_sample_keep_order_and_impute_blanks() {
+    let dir = scratch("numeric_sample");
+    // `seq` is an auto-increment key not named like an identifier: only file order shows it.
+    let mut s = String::from("seq,x,y\n");
+    for i in 0..20_000 {
+        let x = if i == 15_000 {
+            String::new()
+        } else {
+            format!("{:.4}", draw(i, 7))
+        };
+        s += &format!("{},{x},{:.4}\n", i + 1, draw(i, 8));
+    }
+    std::fs::write(dir.join("n.csv"), s).unwrap();
+    let o = detect(
+        &dir,
+        &[
+            "--input",
+            "n.csv",
+            "--train-rows",
+            "2000",
+            "--output",
+            "o.csv",
+            "--quiet",
+        ],
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  seq ") && l.contains(" identifier ")),
+        "{out}"
+    );
+    // The blank beyond the sample takes its column's median and is reported; the run goes on.
+    assert!(
+        out.contains(r#"row 15001, column "x": "" is not a number"#),
+        "{out}"
+    );
+    let rows = std::fs::read_to_string(dir.join("o.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 20_001);
+    assert!(
+        rows.starts_with("seq,score,is_anomaly,explanation\n1,"),
+        "{rows:.100}"
+    );
+    let o = detect(
+        &dir,
+        &["--input", "n.csv", "--train-rows", "2000", "--strict"],
+    );
+    assert_fails(&o, &[r#"row 15001, column "x""#]);
+}
+
+#[test]
+fn flags_that_do_not_apply_are_refused() {
+    let dir = scratch("flags");
+    std::fs::write(dir.join("a.jsonl"), "{\"a\": 1}\n{\"a\": 2}\n").unwrap();
+    assert_fails(
+        &detect(&dir, &["--input", "a.jsonl", "--delimiter", ";"]),
+        &["a.jsonl", "a delimiter applies to CSV, not to jsonl"],
+    );
+    assert_fails(
+        &detect(&dir, &["--output-format", "jsonl"]),
+        &["--output-format", "needs --output"],
+    );
+    assert_fails(
+        &detect(&dir, &["--train-rows", "100"]),
+        &["--train-rows", "not to .npy files"],
+    );
+    // A nested identifier names each row of the output.
+    let mut jsonl = String::new();
+    for i in 0..3000 {
+        jsonl += &format!("{{\"a\": {}, \"who\": {{\"id\": \"u{i}\"}}}}\n", draw(i, 9));
+    }
+    std::fs::write(dir.join("late.jsonl"), jsonl).unwrap();
+    let o = detect(
+        &dir,
+        &[
+            "--input",
+            "late.jsonl",
+            "--train-rows",
+            "2000",
+            "--output",
+            "o.csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = std::fs::read_to_string(dir.join("o.csv")).unwrap();
+    assert!(
+        rows.starts_with("who.id,score,is_anomaly,explanation\nu0,"),
+        "{rows:.100}"
+    );
+}
+
+#[test]
 fn large_tables_are_learnt_from_a_sample_and_scored_in_full() {
     let dir = scratch("sample");
     std::fs::write(dir.join("big.csv"), mixed_csv(20_000)).unwrap();

@@ -18,13 +18,26 @@ pub struct TableEncoding {
     /// then these columns' values, in file order, as a numeric file would be read (no imputation, no scaling, no
     /// missing-value columns), so an identifier column does not change a single score.
     pub numbers: Option<Vec<String>>,
+    /// The training median of each of `numbers`, which stands in for a cell without a number in rows read later.
+    medians: Vec<f64>,
+}
+
+/// A cell of a table of numbers that holds no number, in a row read after learning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NotANumber<'a> {
+    /// The column.
+    pub column: &'a str,
+    /// What the cell holds: `null` for a blank.
+    pub value: &'a Value,
 }
 
 impl TableEncoding {
     /// Learns the columns of `rows` (a table's rows, its columns in file order), with the roles `params` pins.
     ///
-    /// The table counts as numbers only when every scored column is a measurement of numbers and every row holds a
-    /// number (not a blank) in each of them, and nothing but the file's columns.
+    /// The schema is allowed at least two columns per table column, so that no column of a table of numbers is
+    /// left out by [`VectorizerParams::max_columns`]. The table counts as numbers only when every scored column is a
+    /// measurement of numbers, no column was left out, and every row holds a number (not a blank) in each of them,
+    /// and nothing but the file's columns.
     ///
     /// # Errors
     /// As [`VectorizerParams::fit`].
@@ -33,14 +46,22 @@ impl TableEncoding {
         columns: &[String],
         params: &VectorizerParams,
     ) -> Result<TableEncoding> {
-        let vectorizer = params.fit(rows)?;
-        let is_number = |path: &str| {
-            vectorizer.fields().iter().any(|f| {
+        let wide_enough = params
+            .get_max_columns()
+            .max(columns.len().saturating_mul(2));
+        let vectorizer = params.clone().max_columns(wide_enough).fit(rows)?;
+        let number_field = |path: &str| {
+            vectorizer.fields().iter().find(|f| {
                 f.path == path && f.role == FieldRole::Measurement && f.kind == FieldKind::Number
             })
         };
-        let measured: Vec<String> = columns.iter().filter(|c| is_number(c)).cloned().collect();
+        let measured: Vec<String> = columns
+            .iter()
+            .filter(|c| number_field(c).is_some())
+            .cloned()
+            .collect();
         let only_numbers = !measured.is_empty()
+            && vectorizer.left_out().total == 0
             && vectorizer.fields().iter().all(|f| {
                 matches!(f.role, FieldRole::Identifier | FieldRole::Ignore)
                     || measured.contains(&f.path)
@@ -53,9 +74,14 @@ impl TableEncoding {
                             .all(|c| o.get(c).is_some_and(Value::is_number))
                 })
             });
+        let medians = measured
+            .iter()
+            .map(|c| number_field(c).map_or(0.0, |f| f.imputation))
+            .collect();
         Ok(TableEncoding {
-            vectorizer,
             numbers: only_numbers.then_some(measured),
+            medians,
+            vectorizer,
         })
     }
 
@@ -67,28 +93,53 @@ impl TableEncoding {
         }
     }
 
-    /// The vector of one row.
+    /// The vector of one row, strictly: a row of a table of numbers must hold a number in each of its columns.
     ///
     /// # Errors
-    /// [`Error::InvalidRecord`] for a row of a table of numbers that lacks a number in one of its columns, and as
-    /// [`Vectorizer::transform`].
+    /// [`Error::InvalidRecord`] naming the column without a number, and as [`Vectorizer::transform`].
     pub fn vector(&self, row: &Value) -> Result<Vec<f64>> {
+        let mut missing = None;
+        let v = self.vector_imputing(row, |cell| {
+            missing.get_or_insert_with(|| cell.column.to_string());
+        })?;
+        match missing {
+            Some(c) => Err(Error::InvalidRecord {
+                reason: format!("column {c:?} holds no number"),
+            }),
+            None => Ok(v),
+        }
+    }
+
+    /// The vector of one row read after learning. In a table of numbers, a cell without a number (a blank, text)
+    /// takes its column's training median and is told to `on_missing`; other tables impute as the vectorizer does.
+    ///
+    /// # Errors
+    /// As [`Vectorizer::transform`].
+    pub fn vector_imputing(
+        &self,
+        row: &Value,
+        mut on_missing: impl FnMut(NotANumber<'_>),
+    ) -> Result<Vec<f64>> {
         match &self.numbers {
-            Some(columns) => columns
+            Some(columns) => Ok(columns
                 .iter()
-                .map(|c| {
-                    row.get(c)
-                        .and_then(Value::as_f64)
-                        .ok_or_else(|| Error::InvalidRecord {
-                            reason: format!("column {c:?} holds no number"),
-                        })
+                .zip(&self.medians)
+                .map(|(c, &median)| match row.get(c) {
+                    Some(v) if v.is_number() => v.as_f64().unwrap_or(median),
+                    cell => {
+                        on_missing(NotANumber {
+                            column: c,
+                            value: cell.unwrap_or(&Value::Null),
+                        });
+                        median
+                    }
                 })
-                .collect(),
+                .collect()),
             None => Ok(self.vectorizer.transform(row)?.0),
         }
     }
 
-    /// The matrix of `rows`, one row each.
+    /// The matrix of `rows`, one row each, strictly (see [`vector`](Self::vector)).
     ///
     /// # Errors
     /// As [`vector`](Self::vector), naming the row (from 1).

@@ -42,7 +42,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 pub use cell::{MISSING_TOKENS, cell_value};
-pub use encoding::TableEncoding;
+pub use encoding::{NotANumber, TableEncoding};
 
 use crate::error::{Error, Result};
 use csv_rows::CsvRows;
@@ -149,7 +149,8 @@ impl TableReader {
     /// Opens `path`, in the format `options` names or its extension says.
     ///
     /// # Errors
-    /// [`Error::Table`] when the file cannot be opened, its format is unknown, or its start is not a table of that
+    /// [`Error::Table`] when the file cannot be opened, its format is unknown, a delimiter is given for another
+    /// format than CSV, or its start is not a table of that
     /// format (an empty CSV file, a CSV header that is not UTF-8, a Parquet footer that does not parse).
     pub fn open(path: &Path, options: &TableOptions) -> Result<TableReader> {
         let file = path.display().to_string();
@@ -200,6 +201,12 @@ impl TableReader {
         reader: impl Read + 'static,
         options: &TableOptions,
     ) -> Result<TableReader> {
+        if options.delimiter.is_some() && format != TableFormat::Csv {
+            return Err(table_error(
+                file,
+                format!("a delimiter applies to CSV, not to {format}"),
+            ));
+        }
         let buffered = BufReader::with_capacity(BUFFER_BYTES, reader);
         let rows = match format {
             TableFormat::Csv => Rows::Csv(Box::new(CsvRows::new(

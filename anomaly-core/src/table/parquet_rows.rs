@@ -1,9 +1,11 @@
 //! Parquet rows, through the `parquet` crate's row reader (one row group decoded at a time).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chrono::{DateTime, NaiveDate};
+use parquet::basic::{LogicalType, TimeUnit};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row, reader::RowIter};
 use serde_json::{Map, Number, Value};
@@ -14,24 +16,46 @@ use crate::error::Result;
 pub(super) struct ParquetRows {
     rows: RowIter<'static>,
     columns: Vec<String>,
+    /// Top-level columns of nanosecond timestamps or times, which the row reader hands over as plain integers.
+    nanos: HashMap<String, Nanos>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Nanos {
+    Timestamp,
+    Time,
 }
 
 impl ParquetRows {
     pub(super) fn new(file: &str, handle: File) -> Result<ParquetRows> {
         let reader = guarded(|| SerializedFileReader::new(handle).map_err(|e| e.to_string()))
             .map_err(|e| table_error(file, format!("not a readable Parquet file: {e}")))?;
-        let columns = reader
+        let fields = reader
             .metadata()
             .file_metadata()
             .schema_descr()
             .root_schema()
             .get_fields()
+            .to_vec();
+        let columns = fields.iter().map(|f| f.name().to_string()).collect();
+        let nanos = fields
             .iter()
-            .map(|f| f.name().to_string())
+            .filter_map(|f| match f.get_basic_info().logical_type_ref() {
+                Some(LogicalType::Timestamp {
+                    unit: TimeUnit::NANOS,
+                    ..
+                }) => Some((f.name().to_string(), Nanos::Timestamp)),
+                Some(LogicalType::Time {
+                    unit: TimeUnit::NANOS,
+                    ..
+                }) => Some((f.name().to_string(), Nanos::Time)),
+                _ => None,
+            })
             .collect();
         Ok(ParquetRows {
             rows: reader.into_iter(),
             columns,
+            nanos,
         })
     }
 
@@ -43,7 +67,26 @@ impl ParquetRows {
         let rows = &mut self.rows;
         match guarded(|| Ok(rows.next())) {
             Ok(None) => Ok(None),
-            Ok(Some(Ok(r))) => Ok(Some(row_value(&r))),
+            Ok(Some(Ok(r))) => {
+                let mut v = row_value(&r);
+                if !self.nanos.is_empty()
+                    && let Value::Object(o) = &mut v
+                {
+                    for (name, unit) in &self.nanos {
+                        if let Some(cell) = o.get_mut(name)
+                            && let Some(n) = cell.as_i64()
+                        {
+                            *cell = match unit {
+                                Nanos::Timestamp => {
+                                    Value::String(DateTime::from_timestamp_nanos(n).to_rfc3339())
+                                }
+                                Nanos::Time => time_of_day(n.div_euclid(1_000_000_000)),
+                            };
+                        }
+                    }
+                }
+                Ok(Some(v))
+            }
             Ok(Some(Err(e))) => Err(format!("row {row}: {e}")),
             Err(e) => Err(format!("row {row}: {e}")),
         }

@@ -192,6 +192,17 @@ fn parquet_rows_keep_types_dates_and_blanks() {
 }
 
 #[test]
+fn parquet_nanosecond_timestamps_are_dates() {
+    let mut t = TableReader::open(&fixture("nanos.parquet"), &TableOptions::default()).unwrap();
+    let rows = t.read_all().unwrap();
+    assert_eq!(
+        rows[0]["when"],
+        json!("2014-07-01T00:00:00.000000001+00:00")
+    );
+    assert_eq!(rows[1]["when"], json!("2014-07-01T13:30:00+00:00"));
+}
+
+#[test]
 fn a_corrupt_parquet_file_is_an_error_not_a_panic() {
     let good = std::fs::read(fixture("sales.parquet")).unwrap();
     let dir = std::env::temp_dir().join(format!("anomaly-table-{}", std::process::id()));

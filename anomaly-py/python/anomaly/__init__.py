@@ -3,6 +3,8 @@
 * ``IsolationForest``: scikit-learn's estimator (same parameters, methods, attributes and signs), plus ``explain``.
 * ``MovingAverage``, ``Ema``, ``StreamingIsolationForest``: streaming detectors (``update``, ``score_many``).
 * ``Engine``: per-key record models over dicts, with explanations in field names.
+* ``read_table``: a CSV, JSON lines or Parquet file, or a DataFrame, as a numeric matrix with feature names and
+  column roles (dates, categories, identifiers and blanks encoded as ``detect`` encodes them).
 
 Models pickle through the core's versioned snapshot, so a model pickled here loads in Rust and back.
 """
@@ -12,6 +14,7 @@ from ._engine import FIELD_ROLES, Engine
 from ._forest import IsolationForest
 from ._native import Attribution, Detection, Explanation, __version__
 from ._stream import Ema, MovingAverage, StreamingIsolationForest, StreamScores, Verdict
+from ._table import Table, read_table
 from .exceptions import (
     AnomalyError,
     CorruptModelError,
@@ -21,6 +24,7 @@ from .exceptions import (
     InvalidParameterError,
     NonFiniteError,
     NotFittedError,
+    TableError,
 )
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "Ema",
     "StreamingIsolationForest",
     "Engine",
+    "read_table",
+    "Table",
     "FIELD_ROLES",
     "Explanation",
     "Detection",
@@ -44,5 +50,6 @@ __all__ = [
     "EmptyInputError",
     "NotFittedError",
     "CorruptModelError",
+    "TableError",
     "__version__",
 ]

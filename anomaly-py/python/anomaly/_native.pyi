@@ -1,7 +1,7 @@
 """Type stubs of the native module ``anomaly._native`` (Rust, pyo3). Scores here follow the core's convention:
 higher is more anomalous. Use the classes of the ``anomaly`` package rather than these directly."""
 
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -182,4 +182,10 @@ def isolation_forest_defaults() -> dict[str, Any]: ...
 def stream_defaults() -> dict[str, dict[str, Any]]: ...
 
 def _thread_limit() -> int: ...
+def _read_table_file(
+    path: str, format: Optional[str], delimiter: Optional[str], roles: Optional[dict[str, str]]
+) -> tuple[np.ndarray, list[str], list[tuple[str, str, str]]]: ...
+def _read_table_rows(
+    rows: Iterable[dict[str, Any]], columns: list[str], roles: Optional[dict[str, str]]
+) -> tuple[np.ndarray, list[str], list[tuple[str, str, str]]]: ...
 def _set_thread_limit(limit: Optional[int]) -> None: ...

@@ -26,6 +26,7 @@ __all__ = [
     "NonFiniteError",
     "EmptyInputError",
     "InvalidRecordError",
+    "TableError",
     "NotFittedError",
     "CorruptModelError",
     "PersistenceError",
@@ -62,6 +63,10 @@ class EmptyInputError(InvalidInputError):
 
 class InvalidRecordError(InvalidInputError):
     """A record the engine cannot read: not a mapping, nested too deeply, too many fields (attribute: ``reason``)."""
+
+
+class TableError(InvalidInputError):
+    """A table file that cannot be read: missing, another format, a malformed row (attributes: ``file``, ``reason``)."""
 
 
 class NotFittedError(AnomalyError, _BaseNotFitted):

@@ -54,10 +54,11 @@ struct Cli {
     /// missing values and reported in the summary).
     #[arg(long)]
     strict: bool,
-    /// Most rows kept in memory to learn from: a larger table is learnt from a uniform random sample of this many
-    /// rows, then scored in full, block by block.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRAIN_ROWS, value_parser = parse_train_rows)]
-    train_rows: usize,
+    /// Most rows kept in memory to learn from (default 200000, and at most 4 million cells): a longer table is
+    /// learnt from a uniform random sample of that many rows, then scored in full, block by block. A table that
+    /// fits is learnt from every row.
+    #[arg(long, value_name = "N", value_parser = parse_train_rows)]
+    train_rows: Option<usize>,
     /// No progress bars (they are shown on a terminal only).
     #[arg(long)]
     quiet: bool,
@@ -155,6 +156,12 @@ fn forest_params(cli: &Cli) -> IsolationForestParams {
 }
 
 fn run(cli: &Cli) -> Result<(), DetectError> {
+    if cli.output_format.is_some() && cli.output.is_none() {
+        return Err(DetectError::Parameter {
+            flag: "--output-format".into(),
+            reason: "needs --output".into(),
+        });
+    }
     let table = cli.input.as_deref().filter(|p| {
         cli.format.is_some() || !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
     });
@@ -165,6 +172,7 @@ fn run(cli: &Cli) -> Result<(), DetectError> {
                 (!cli.columns.is_empty(), "--column"),
                 (cli.delimiter.is_some(), "--delimiter"),
                 (cli.strict, "--strict"),
+                (cli.train_rows.is_some(), "--train-rows"),
             ] {
                 if set {
                     return Err(DetectError::Parameter {
@@ -266,7 +274,7 @@ fn run_table(cli: &Cli, path: &Path) -> Result<(), DetectError> {
         },
         roles,
         forest: forest_params(cli),
-        train_rows: cli.train_rows,
+        train_rows: cli.train_rows.unwrap_or(DEFAULT_TRAIN_ROWS),
         seed: cli.seed,
         strict: cli.strict,
         progress: !cli.quiet,
@@ -285,7 +293,16 @@ fn run_table(cli: &Cli, path: &Path) -> Result<(), DetectError> {
         if !trained.columns.iter().any(|c| &c.name == name) {
             return Err(DetectError::Parameter {
                 flag: "--column".into(),
-                reason: format!("{} has no column {name:?}", trained.file),
+                reason: format!(
+                    "{} has no column {name:?} in the rows learnt from (columns: {})",
+                    trained.file,
+                    trained
+                        .columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             });
         }
     }
@@ -334,6 +351,13 @@ fn run_table(cli: &Cli, path: &Path) -> Result<(), DetectError> {
                 );
             }
         }
+    }
+    if trained.left_out > 0 {
+        let _ = writeln!(
+            head,
+            "  ({} more fields left out: the schema holds the most frequent ones within its column cap)",
+            trained.left_out
+        );
     }
     if trained.trained_on < trained.n_rows {
         let _ = writeln!(
@@ -449,6 +473,13 @@ fn run_table(cli: &Cli, path: &Path) -> Result<(), DetectError> {
                 kind_name(b.expected)
             );
         }
+    }
+    if scored.unseen_fields > 0 {
+        let _ = writeln!(
+            text,
+            "  unseen      {} values in fields absent from the rows learnt from (not scored)",
+            scored.unseen_fields
+        );
     }
     write_report(cli, &summary, auc)?;
     print(&text)

@@ -19,3 +19,8 @@ df = pd.DataFrame(
 )
 df.to_parquet("sales.parquet", index=False)  # pandas' default: snappy
 df.to_parquet("sales.zstd.parquet", index=False, compression="zstd")
+
+# Nanosecond timestamps, as pandas 2 and Spark write them: the row reader sees plain integers.
+when = pd.to_datetime(["2014-07-01 00:00:00.000000001", "2014-07-01 13:30:00.000000000"])
+ns = pd.DataFrame({"when": when.astype("datetime64[ns]")})
+ns.to_parquet("nanos.parquet", index=False, coerce_timestamps=None, version="2.6")

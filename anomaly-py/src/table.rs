@@ -1,0 +1,103 @@
+//! `anomaly.read_table`: a table file, or rows a DataFrame was turned into, as a numeric matrix with its feature
+//! names and each column's role (`anomaly_core::table`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anomaly_core::records::vectorizer::VectorizerParams;
+use anomaly_core::table::{TableEncoding, TableFormat, TableOptions, TableReader};
+use ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2};
+use pyo3::prelude::*;
+use serde_json::Value;
+
+use crate::engine::{field_roles, json_records};
+use crate::errors::IntoPyResult;
+
+/// `(column, role, rule)` per column of the table.
+type Roles = Vec<(String, String, String)>;
+
+/// The matrix, its column names, and each column's role.
+type Read<'py> = (Bound<'py, PyArray2<f64>>, Vec<String>, Roles);
+
+/// Reads the table at `path` (CSV, JSON lines, Parquet; `format` and `delimiter` as `detect` takes them) and
+/// encodes it.
+#[pyfunction]
+#[pyo3(signature = (path, format=None, delimiter=None, roles=None))]
+pub(crate) fn _read_table_file<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    format: Option<String>,
+    delimiter: Option<String>,
+    roles: Option<BTreeMap<String, String>>,
+) -> PyResult<Read<'py>> {
+    let format = format
+        .map(|f| f.parse::<TableFormat>())
+        .transpose()
+        .py_err()?;
+    let delimiter = match delimiter.as_deref() {
+        None => None,
+        Some("\t" | "tab") => Some(b'\t'),
+        Some(d) if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" && d != "\r" => {
+            Some(d.as_bytes()[0])
+        }
+        Some(d) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "delimiter must be one ASCII character (not a quote or a line break) or 'tab', got {d:?}"
+            )));
+        }
+    };
+    let params = VectorizerParams::new().field_roles(field_roles(roles.unwrap_or_default())?);
+    let options = TableOptions { format, delimiter };
+    let (x, names, columns) = py
+        .detach(|| {
+            let mut reader = TableReader::open(&path, &options)?;
+            let rows = reader.read_all()?;
+            encode(&rows, reader.columns(), &params)
+        })
+        .py_err()?;
+    Ok((x.into_pyarray(py), names, columns))
+}
+
+/// Encodes rows (dicts, as a DataFrame's rows are turned into) whose columns, in order, are `columns`.
+#[pyfunction]
+#[pyo3(signature = (rows, columns, roles=None))]
+pub(crate) fn _read_table_rows<'py>(
+    py: Python<'py>,
+    rows: &Bound<'py, PyAny>,
+    columns: Vec<String>,
+    roles: Option<BTreeMap<String, String>>,
+) -> PyResult<Read<'py>> {
+    let rows = json_records(rows)?;
+    let params = VectorizerParams::new().field_roles(field_roles(roles.unwrap_or_default())?);
+    let (x, names, columns) = py.detach(|| encode(&rows, &columns, &params)).py_err()?;
+    Ok((x.into_pyarray(py), names, columns))
+}
+
+fn encode(
+    rows: &[Value],
+    columns: &[String],
+    params: &VectorizerParams,
+) -> anomaly_core::Result<(Array2<f64>, Vec<String>, Roles)> {
+    let encoding = TableEncoding::learn(rows, columns, params)?;
+    let x = encoding.matrix(rows)?;
+    let fields = encoding.vectorizer.fields();
+    // File order; a nested column by its leaves, in path order.
+    let mut listed: Roles = Vec::with_capacity(fields.len());
+    for c in columns {
+        for f in fields.iter().filter(|f| {
+            f.path == *c
+                || f.path
+                    .strip_prefix(c.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
+        }) {
+            listed.push((f.path.clone(), f.role.as_str().to_string(), f.rule.clone()));
+        }
+    }
+    for f in fields {
+        if !listed.iter().any(|l| l.0 == f.path) {
+            listed.push((f.path.clone(), f.role.as_str().to_string(), f.rule.clone()));
+        }
+    }
+    Ok((x, encoding.feature_names(), listed))
+}
