@@ -26,12 +26,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::error::{DetectError, shorten};
 
 /// Rows scored at a time.
 pub const BLOCK_ROWS: usize = 8192;
+
+/// The fewest rows of a block given to one thread.
+const MIN_PART_ROWS: usize = 1024;
 
 /// Default of `train_rows`: the most rows kept in memory to learn from.
 pub const DEFAULT_TRAIN_ROWS: usize = 200_000;
@@ -66,6 +70,8 @@ pub struct ScanOptions {
     pub strict: bool,
     /// Show progress bars (on stderr; only when it is a terminal).
     pub progress: bool,
+    /// Threads that vectorise rows (the forest has its own setting in `forest`).
+    pub threads: usize,
 }
 
 /// One column of the table and what the model does with it.
@@ -108,7 +114,9 @@ pub struct Trained {
     pub columns: Vec<Column>,
     /// The model.
     pub model: TableModel,
-    /// Seconds spent fitting (reading excluded).
+    /// Seconds spent learning each column's role from the sample.
+    pub schema_seconds: f64,
+    /// Seconds spent fitting the model on the sample (reading and learning the roles excluded).
     pub fit_seconds: f64,
     /// Fields of the sample left out of the schema by its column cap (the rarest), not scored.
     pub left_out: usize,
@@ -223,19 +231,34 @@ impl Trained {
         let mut sample: Vec<(usize, Value)> = Vec::new();
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let mut n = 0usize;
-        while let Some(row) = reader.next_row().map_err(|e| table_error(path, e))? {
-            if n == 0 {
-                // Bounded in cells, not only rows: a wide table keeps fewer rows.
-                let width = row.as_object().map_or(1, |o| o.len().max(1));
-                limit = limit.min((MAX_SAMPLE_CELLS / width).max(MIN_SAMPLE_ROWS));
-            }
-            // Reservoir sampling (Algorithm R): each row is kept with probability limit / rows so far.
-            if sample.len() < limit {
-                sample.push((n, row));
+        loop {
+            // Reservoir sampling (Algorithm R): row n is kept with probability limit / (n + 1), in a random slot.
+            // A row that will not be kept is passed over unread.
+            let slot = if sample.len() < limit {
+                Some(sample.len())
             } else {
-                let j = rng.random_range(0..=n);
-                if j < limit {
-                    sample[j] = (n, row);
+                Some(rng.random_range(0..=n)).filter(|&j| j < limit)
+            };
+            match slot {
+                Some(j) => {
+                    let Some(row) = reader.next_row().map_err(|e| table_error(path, e))? else {
+                        break;
+                    };
+                    if n == 0 {
+                        // Bounded in cells, not only rows: a wide table keeps fewer rows.
+                        let width = row.as_object().map_or(1, |o| o.len().max(1));
+                        limit = limit.min((MAX_SAMPLE_CELLS / width).max(MIN_SAMPLE_ROWS));
+                    }
+                    if j == sample.len() {
+                        sample.push((n, row));
+                    } else {
+                        sample[j] = (n, row);
+                    }
+                }
+                None => {
+                    if !reader.skip_row().map_err(|e| table_error(path, e))? {
+                        break;
+                    }
                 }
             }
             n += 1;
@@ -266,6 +289,7 @@ impl Trained {
                 .get_max_columns()
                 .max(file_columns.len().saturating_mul(2)),
         );
+        let start = Instant::now();
         let encoding = TableEncoding::learn(&sample, &file_columns, &params)
             .map_err(|e| record_error(&file, e, &row_of, &[]))?;
         let mut columns: Vec<Column> = Vec::new();
@@ -293,6 +317,7 @@ impl Trained {
             }
         }
         let left_out = encoding.vectorizer.left_out().clone();
+        let schema_seconds = start.elapsed().as_secs_f64();
         let start = Instant::now();
         let model = if encoding.numbers.is_some() {
             let names = encoding.feature_names();
@@ -310,8 +335,7 @@ impl Trained {
                 encoding: Box::new(encoding),
             }
         } else {
-            drop(encoding);
-            let m = RecordModel::fit(&sample, &params, &options.forest, 1)
+            let m = RecordModel::fit_with_schema(encoding.vectorizer, &sample, &options.forest, 1)
                 .map_err(|e| record_error(&file, e, &row_of, &[]))?;
             TableModel::Records(Box::new(m))
         };
@@ -326,6 +350,7 @@ impl Trained {
             columns,
             left_out: left_out.total,
             model,
+            schema_seconds,
             fit_seconds,
             rows: (n <= limit).then_some(sample),
         })
@@ -399,11 +424,10 @@ impl Trained {
                     .map_err(|e| table_error(&self.path, e))?;
                 let mut block = Vec::with_capacity(BLOCK_ROWS);
                 while out.n_rows < self.n_rows {
-                    block.clear();
                     let first = out.n_rows;
                     let want = BLOCK_ROWS.min(self.n_rows - first);
                     let got = reader
-                        .read_block(want, &mut block)
+                        .read_block_into(want, &mut block)
                         .map_err(|e| table_error(&self.path, e))?;
                     if got == 0 {
                         break;
@@ -474,30 +498,34 @@ impl Trained {
                     .to_vec()
             }
             TableModel::Records(m) => {
+                // Vectorising is the larger part: the block is split among the threads, each part vectorised and
+                // scored on its own (a row's score does not depend on the others, so the scores are the same).
+                let parts = self
+                    .options
+                    .threads
+                    .clamp(1, block.len().div_ceil(MIN_PART_ROWS).max(1));
+                let size = block.len().div_ceil(parts).max(1);
                 let start = Instant::now();
-                let verdicts = m.score_many_noted(block, |i, notes: &RecordNotes| {
-                    // Any text is a category, and a column only blank in the sample has no type to break.
-                    for (path, expected, _) in &notes.type_changes {
-                        if matches!(expected, FieldKind::Category | FieldKind::Null) {
-                            continue;
-                        }
-                        let bad = BadCell {
-                            row: row_of(i),
-                            column: path.clone(),
-                            expected: *expected,
-                            value: shorten(&cell_text(&value_at(&block[i], path)), QUOTE_MAX),
-                        };
+                let results: Vec<Result<Part, DetectError>> = if parts > 1 {
+                    block
+                        .par_chunks(size)
+                        .enumerate()
+                        .map(|(p, chunk)| self.score_records(m, chunk, first + p * size))
+                        .collect()
+                } else {
+                    vec![self.score_records(m, block, first)]
+                };
+                *seconds += start.elapsed();
+                let mut scores = Vec::with_capacity(block.len());
+                for part in results {
+                    let part = part?;
+                    scores.extend(part.scores);
+                    for bad in part.bad_cells {
                         self.note_bad_cell(out, &mut failed, bad);
                     }
-                    out.unseen_fields += notes.unseen_total();
-                });
-                *seconds += start.elapsed();
-                let names = || m.vectorizer().feature_names();
-                verdicts
-                    .map_err(|e| record_error(&self.file, e, &row_of, &names()))?
-                    .iter()
-                    .map(|v| v.score)
-                    .collect()
+                    out.unseen_fields += part.unseen_fields;
+                }
+                scores
             }
         };
         match failed {
@@ -510,6 +538,36 @@ impl Trained {
             }),
             None => Ok(scores),
         }
+    }
+
+    /// Scores `chunk`, whose first row is row `first` (zero-based), with the record model.
+    fn score_records(
+        &self,
+        m: &RecordModel,
+        chunk: &[Value],
+        first: usize,
+    ) -> Result<Part, DetectError> {
+        let row_of = |i: usize| first + i + 1;
+        let mut part = Part::default();
+        let verdicts = m.score_many_noted(chunk, |i, notes: &RecordNotes| {
+            // Any text is a category, and a column only blank in the sample has no type to break.
+            for (path, expected, _) in &notes.type_changes {
+                if matches!(expected, FieldKind::Category | FieldKind::Null) {
+                    continue;
+                }
+                part.bad_cells.push(BadCell {
+                    row: row_of(i),
+                    column: path.clone(),
+                    expected: *expected,
+                    value: shorten(&cell_text(&value_at(&chunk[i], path)), QUOTE_MAX),
+                });
+            }
+            part.unseen_fields += notes.unseen_total();
+        });
+        let verdicts = verdicts
+            .map_err(|e| record_error(&self.file, e, &row_of, &m.vectorizer().feature_names()))?;
+        part.scores = verdicts.iter().map(|v| v.score).collect();
+        Ok(part)
     }
 
     /// Counts a bad cell, lists it when it is among the first, and under `strict` keeps the first to stop at.
@@ -529,6 +587,14 @@ impl Trained {
             source: e,
         }
     }
+}
+
+/// What scoring part of a block found.
+#[derive(Debug, Default)]
+struct Part {
+    scores: Vec<f64>,
+    bad_cells: Vec<BadCell>,
+    unseen_fields: usize,
 }
 
 /// How a column's type reads in messages: "a number", "a date/time", ….

@@ -147,7 +147,20 @@ impl RecordModel {
         forest: &IsolationForestParams,
         version: u64,
     ) -> Result<Self> {
-        let vectorizer = vectorizer.fit(records)?;
+        Self::fit_with_schema(vectorizer.fit(records)?, records, forest, version)
+    }
+
+    /// Fits a forest on the vectors of `records` under a schema already learnt from them (by
+    /// [`VectorizerParams::fit`]): the same model as [`fit`](Self::fit) with that schema's parameters.
+    ///
+    /// # Errors
+    /// As [`IsolationForestParams::fit`]; [`Error::EmptyInput`] when the schema scores no field.
+    pub fn fit_with_schema(
+        vectorizer: Vectorizer,
+        records: &[Value],
+        forest: &IsolationForestParams,
+        version: u64,
+    ) -> Result<Self> {
         if vectorizer.n_features() == 0 {
             return Err(Error::EmptyInput {
                 what: "no field to score (every field is an identifier or ignored)",

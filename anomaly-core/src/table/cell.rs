@@ -3,6 +3,7 @@
 use serde_json::{Number, Value};
 
 /// Cells read as missing values: the empty cell and pandas' default `na_values`, compared after trimming spaces.
+/// (Each starts with `#`, `-`, `1`, `<`, `N` or `n` and has at most 8 bytes, which the check relies on.)
 pub const MISSING_TOKENS: [&str; 19] = [
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
@@ -28,9 +29,34 @@ pub const MISSING_TOKENS: [&str; 19] = [
 /// assert_eq!(cell_value("2014-07-01 00:00:00"), json!("2014-07-01 00:00:00"));
 /// ```
 pub fn cell_value(cell: &str) -> Value {
+    let mut v = Value::Null;
+    cell_value_into(cell, &mut v);
+    v
+}
+
+/// [`cell_value`] written into `out`, reusing its string's buffer when it holds one.
+pub(super) fn cell_value_into(cell: &str, out: &mut Value) {
+    match typed(cell) {
+        Typed::Text(t) => match out {
+            Value::String(s) => {
+                s.clear();
+                s.push_str(t);
+            }
+            other => *other = Value::String(t.to_string()),
+        },
+        Typed::Value(v) => *out = v,
+    }
+}
+
+enum Typed<'a> {
+    Value(Value),
+    Text(&'a str),
+}
+
+fn typed(cell: &str) -> Typed<'_> {
     let t = cell.trim();
-    if MISSING_TOKENS.contains(&t) {
-        return Value::Null;
+    if is_missing(t) {
+        return Typed::Value(Value::Null);
     }
     let first = t.as_bytes()[0];
     if first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.') {
@@ -38,22 +64,31 @@ pub fn cell_value(cell: &str) -> Value {
         if let Ok(i) = t.parse::<i64>()
             && !(i == 0 && first == b'-')
         {
-            return Value::from(i);
+            return Typed::Value(Value::from(i));
         }
         if let Ok(u) = t.parse::<u64>() {
-            return Value::from(u);
+            return Typed::Value(Value::from(u));
         }
         if let Ok(v) = t.parse::<f64>()
             && let Some(n) = Number::from_f64(v)
         {
-            return Value::Number(n);
+            return Typed::Value(Value::Number(n));
         }
     }
     if t.eq_ignore_ascii_case("true") {
-        return Value::Bool(true);
+        return Typed::Value(Value::Bool(true));
     }
     if t.eq_ignore_ascii_case("false") {
-        return Value::Bool(false);
+        return Typed::Value(Value::Bool(false));
     }
-    Value::String(t.to_string())
+    Typed::Text(t)
+}
+
+/// Whether `t` is one of [`MISSING_TOKENS`], looking at its length and first byte before comparing.
+fn is_missing(t: &str) -> bool {
+    match t.as_bytes().first() {
+        None => true,
+        Some(b'#' | b'-' | b'1' | b'<' | b'N' | b'n') if t.len() <= 8 => MISSING_TOKENS.contains(&t),
+        Some(_) => false,
+    }
 }

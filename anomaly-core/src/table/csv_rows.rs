@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+use super::cell::cell_value_into;
 use super::{Input, cell_value, table_error};
 use crate::error::Result;
 
@@ -18,6 +19,8 @@ pub(super) struct CsvRows {
     columns: Vec<String>,
     delimiter: u8,
     record: csv::ByteRecord,
+    /// For each entry of a row's object, in the object's iteration order, its column: rows are rewritten in place.
+    order: Vec<usize>,
 }
 
 impl CsvRows {
@@ -75,6 +78,7 @@ impl CsvRows {
             columns,
             delimiter,
             record: csv::ByteRecord::new(),
+            order: Vec::new(),
         })
     }
 
@@ -86,20 +90,31 @@ impl CsvRows {
         self.delimiter
     }
 
-    pub(super) fn next_row(&mut self, row: u64) -> Result<Option<Value>, String> {
+    /// Reads the next record that is not an empty line; false at the end.
+    fn advance(&mut self, row: u64) -> Result<bool, String> {
         loop {
             let found = self
                 .reader
                 .read_byte_record(&mut self.record)
                 .map_err(|e| format!("row {row}: {e}"))?;
             if !found {
-                return Ok(None);
+                return Ok(false);
             }
             // An empty line is not a row.
-            if self.record.len() == 1 && self.record[0].is_empty() {
-                continue;
+            if !(self.record.len() == 1 && self.record[0].is_empty()) {
+                return Ok(true);
             }
-            break;
+        }
+    }
+
+    pub(super) fn skip_row(&mut self, row: u64) -> Result<bool, String> {
+        self.advance(row)
+    }
+
+    /// The next row into `slot`, rewriting its values in place when it is a row this reader made.
+    pub(super) fn next_row_into(&mut self, row: u64, slot: &mut Value) -> Result<bool, String> {
+        if !self.advance(row)? {
+            return Ok(false);
         }
         if self.record.len() != self.columns.len() {
             return Err(format!(
@@ -108,13 +123,33 @@ impl CsvRows {
                 self.columns.len()
             ));
         }
-        let mut object = Map::new();
-        for (name, cell) in self.columns.iter().zip(self.record.iter()) {
-            let text = std::str::from_utf8(cell)
-                .map_err(|_| format!("row {row}, column {name:?}: not UTF-8"))?;
-            object.insert(name.clone(), cell_value(text));
+        let text = |j: usize| -> Result<&str, String> {
+            std::str::from_utf8(&self.record[j])
+                .map_err(|_| format!("row {row}, column {:?}: not UTF-8", self.columns[j]))
+        };
+        if let Value::Object(object) = slot
+            && !self.order.is_empty()
+            && object.len() == self.columns.len()
+            && object
+                .keys()
+                .zip(&self.order)
+                .all(|(k, &j)| *k == self.columns[j])
+        {
+            for (value, &j) in object.values_mut().zip(&self.order) {
+                cell_value_into(text(j)?, value);
+            }
+            return Ok(true);
         }
-        Ok(Some(Value::Object(object)))
+        let mut object = Map::new();
+        for (j, name) in self.columns.iter().enumerate() {
+            object.insert(name.clone(), cell_value(text(j)?));
+        }
+        self.order = object
+            .keys()
+            .map(|k| self.columns.iter().position(|c| c == k).unwrap_or(0))
+            .collect();
+        *slot = Value::Object(object);
+        Ok(true)
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, Read};
 
 use serde_json::Value;
 
-use super::{Input, MAX_LINE_BYTES};
+use super::{Input, MAX_COLUMNS, MAX_LINE_BYTES};
 
 pub(super) struct JsonLines {
     input: Input,
@@ -30,7 +30,8 @@ impl JsonLines {
         &self.columns
     }
 
-    pub(super) fn next_row(&mut self, row: u64) -> Result<Option<Value>, String> {
+    /// Reads the next line that is not blank into the buffer; false at the end.
+    fn advance(&mut self) -> Result<bool, String> {
         loop {
             self.buf.clear();
             let n = (&mut self.input)
@@ -38,7 +39,7 @@ impl JsonLines {
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| format!("line {}: cannot read: {e}", self.line + 1))?;
             if n == 0 {
-                return Ok(None);
+                return Ok(false);
             }
             self.line += 1;
             if self.buf.len() > MAX_LINE_BYTES {
@@ -48,25 +49,36 @@ impl JsonLines {
                 ));
             }
             let text = self.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.buf);
-            if text.iter().all(u8::is_ascii_whitespace) {
-                continue;
+            if !text.iter().all(u8::is_ascii_whitespace) {
+                return Ok(true);
             }
-            let value: Value = serde_json::from_slice(text)
-                .map_err(|e| format!("row {row} (line {}): not JSON: {e}", self.line))?;
-            let Value::Object(object) = &value else {
-                return Err(format!(
-                    "row {row} (line {}): {}, not a JSON object",
-                    self.line,
-                    crate::records::flatten::type_name(&value)
-                ));
-            };
-            for key in object.keys() {
-                if !self.seen.contains(key) {
-                    self.seen.insert(key.clone());
-                    self.columns.push(key.clone());
-                }
-            }
-            return Ok(Some(value));
         }
+    }
+
+    pub(super) fn skip_row(&mut self) -> Result<bool, String> {
+        self.advance()
+    }
+
+    pub(super) fn next_row(&mut self, row: u64) -> Result<Option<Value>, String> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        let text = self.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.buf);
+        let value: Value = serde_json::from_slice(text)
+            .map_err(|e| format!("row {row} (line {}): not JSON: {e}", self.line))?;
+        let Value::Object(object) = &value else {
+            return Err(format!(
+                "row {row} (line {}): {}, not a JSON object",
+                self.line,
+                crate::records::flatten::type_name(&value)
+            ));
+        };
+        for key in object.keys() {
+            if self.columns.len() < MAX_COLUMNS && !self.seen.contains(key) {
+                self.seen.insert(key.clone());
+                self.columns.push(key.clone());
+            }
+        }
+        Ok(Some(value))
     }
 }

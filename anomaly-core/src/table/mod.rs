@@ -52,6 +52,10 @@ use parquet_rows::ParquetRows;
 /// Longest JSON line accepted, in bytes (16 MiB).
 pub const MAX_LINE_BYTES: usize = 16 << 20;
 
+/// Most columns a JSON-lines table lists ([`TableReader::columns`]): keys seen after that many are still read, not
+/// listed.
+pub const MAX_COLUMNS: usize = 65_536;
+
 /// Bytes buffered from a file, which is also what the CSV delimiter is sniffed from.
 const BUFFER_BYTES: usize = 256 << 10;
 
@@ -249,7 +253,8 @@ impl TableReader {
     }
 
     /// The table's columns in file order: the CSV header, the Parquet schema's top-level fields, or, for JSON lines,
-    /// the top-level keys seen so far in the order rows brought them (a row's own keys sorted).
+    /// the top-level keys seen so far in the order rows brought them (a row's own keys sorted; at most
+    /// [`MAX_COLUMNS`]).
     pub fn columns(&self) -> &[String] {
         match &self.rows {
             Rows::Csv(c) => c.columns(),
@@ -271,7 +276,10 @@ impl TableReader {
     pub fn next_row(&mut self) -> Result<Option<Value>> {
         let row = self.read + 1;
         let next = match &mut self.rows {
-            Rows::Csv(c) => c.next_row(row),
+            Rows::Csv(c) => {
+                let mut v = Value::Null;
+                c.next_row_into(row, &mut v).map(|found| found.then_some(v))
+            }
             Rows::JsonLines(j) => j.next_row(row),
             Rows::Parquet(p) => p.next_row(row),
         };
@@ -283,6 +291,57 @@ impl TableReader {
             Ok(None) => Ok(None),
             Err(reason) => Err(table_error(&self.file, reason)),
         }
+    }
+
+    /// Passes over the next row without making it a value, as a sample that does not keep it needs; false at the end.
+    /// Only the row's framing is checked (a CSV record, a line); what is in it is checked when it is read.
+    ///
+    /// # Errors
+    /// As [`next_row`](Self::next_row), for the framing.
+    pub fn skip_row(&mut self) -> Result<bool> {
+        let row = self.read + 1;
+        let skipped = match &mut self.rows {
+            Rows::Csv(c) => c.skip_row(row),
+            Rows::JsonLines(j) => j.skip_row(),
+            Rows::Parquet(p) => p.next_row(row).map(|r| r.is_some()),
+        };
+        match skipped {
+            Ok(true) => {
+                self.read = row;
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(reason) => Err(table_error(&self.file, reason)),
+        }
+    }
+
+    /// The next `n` rows (fewer at the end) into `out[..k]`, reusing the rows `out` already holds (CSV rows are
+    /// rewritten in place, without allocating their keys again); `out` is cut to the `k` rows read, and `k`
+    /// returned.
+    ///
+    /// # Errors
+    /// As [`next_row`](Self::next_row).
+    pub fn read_block_into(&mut self, n: usize, out: &mut Vec<Value>) -> Result<usize> {
+        let mut k = 0;
+        while k < n {
+            let row = self.read + 1;
+            if k == out.len() {
+                out.push(Value::Null);
+            }
+            let found = match &mut self.rows {
+                Rows::Csv(c) => c.next_row_into(row, &mut out[k]),
+                Rows::JsonLines(j) => j.next_row(row).map(|v| v.map(|v| out[k] = v).is_some()),
+                Rows::Parquet(p) => p.next_row(row).map(|v| v.map(|v| out[k] = v).is_some()),
+            }
+            .map_err(|reason| table_error(&self.file, reason))?;
+            if !found {
+                break;
+            }
+            self.read = row;
+            k += 1;
+        }
+        out.truncate(k);
+        Ok(k)
     }
 
     /// Up to `n` next rows appended to `out`; how many were.

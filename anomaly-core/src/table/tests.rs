@@ -236,3 +236,47 @@ fn a_corrupt_parquet_file_is_an_error_not_a_panic() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn blocks_reuse_rows_and_skipping_counts_rows() {
+    let text = "a,b,c\n1,x,\n\n2,y,true\n3,,4.5\n4,zz,NA\n5,w,1\n";
+    let all = csv(text).unwrap().1;
+    for n in [1, 2, 3, 10] {
+        let mut t = TableReader::from_csv_bytes("t.csv", text.as_bytes(), &TableOptions::default())
+            .unwrap();
+        let (mut block, mut got) = (Vec::new(), Vec::new());
+        while t.read_block_into(n, &mut block).unwrap() > 0 {
+            got.extend(block.iter().cloned());
+        }
+        assert_eq!(got, all, "blocks of {n}");
+        assert_eq!(t.rows_read(), 5);
+    }
+    // A slot holding something else is replaced, not rewritten.
+    let mut t =
+        TableReader::from_csv_bytes("t.csv", text.as_bytes(), &TableOptions::default()).unwrap();
+    let mut block = vec![json!({"a": 0, "b": 0, "zz": 0}), json!("text")];
+    t.read_block_into(2, &mut block).unwrap();
+    assert_eq!(block, all[..2]);
+    // Skipping passes over rows (not empty lines) without reading them, and keeps the count.
+    let mut t =
+        TableReader::from_csv_bytes("t.csv", text.as_bytes(), &TableOptions::default()).unwrap();
+    assert!(t.skip_row().unwrap() && t.skip_row().unwrap());
+    assert_eq!(t.next_row().unwrap().unwrap(), all[2]);
+    assert!(t.skip_row().unwrap() && t.skip_row().unwrap() && !t.skip_row().unwrap());
+    assert_eq!(t.rows_read(), 5);
+    let mut j = json_lines("{\"a\": 1}\n\n{\"a\": \n{\"a\": 3}\n");
+    assert!(j.skip_row().unwrap() && j.skip_row().unwrap());
+    assert_eq!(j.next_row().unwrap().unwrap(), json!({"a": 3}));
+    assert_eq!(j.rows_read(), 3);
+}
+
+#[test]
+fn every_missing_token_is_missing() {
+    for t in MISSING_TOKENS {
+        assert_eq!(cell_value(t), Value::Null, "{t:?}");
+        assert_eq!(cell_value(&format!("  {t} ")), Value::Null, "{t:?}");
+    }
+    for t in ["NAN", "none", "N/A/", "1.#INDX", "<na>", "-", "#"] {
+        assert_ne!(cell_value(t), Value::Null, "{t:?}");
+    }
+}

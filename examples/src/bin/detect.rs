@@ -230,6 +230,7 @@ fn run_dataset(cli: &Cli) -> Result<(), DetectError> {
         labels: labels.as_deref(),
         fit_seconds,
         score_seconds,
+        schema_seconds: None,
         contamination_auto: cli.contamination == Contamination::Auto,
     };
     let auc = summary.write(&mut text);
@@ -278,6 +279,10 @@ fn run_table(cli: &Cli, path: &Path) -> Result<(), DetectError> {
         seed: cli.seed,
         strict: cli.strict,
         progress: !cli.quiet,
+        threads: cli.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |t| t as usize,
+        ),
     };
     let trained = Trained::fit(path, &options)?;
     let labels = match &cli.labels {
@@ -454,6 +459,7 @@ fn run_table(cli: &Cli, path: &Path) -> Result<(), DetectError> {
         labels: labels.as_deref(),
         fit_seconds: trained.fit_seconds,
         score_seconds: scored.score_seconds,
+        schema_seconds: Some(trained.schema_seconds),
         contamination_auto: cli.contamination == Contamination::Auto,
     };
     let auc = summary.write(&mut text);
@@ -542,6 +548,8 @@ struct Summary<'a> {
     labels: Option<&'a [bool]>,
     fit_seconds: f64,
     score_seconds: f64,
+    /// Learning the columns' roles, for tables.
+    schema_seconds: Option<f64>,
     contamination_auto: bool,
 }
 
@@ -588,9 +596,13 @@ impl Summary<'_> {
                 let _ = writeln!(text, "  labels      none (pass --labels for ROC-AUC)");
             }
         }
+        let roles = match self.schema_seconds {
+            Some(s) => format!("column roles {:.1} ms, ", s * 1e3),
+            None => String::new(),
+        };
         let _ = writeln!(
             text,
-            "  time        fit {:.1} ms, score {:.1} ms (file reading and writing excluded)",
+            "  time        {roles}fit {:.1} ms, score {:.1} ms (file reading and writing excluded)",
             self.fit_seconds * 1e3,
             self.score_seconds * 1e3
         );
