@@ -81,23 +81,10 @@ fn encode(
 ) -> anomaly_core::Result<(Array2<f64>, Vec<String>, Roles)> {
     let encoding = TableEncoding::learn(rows, columns, params)?;
     let x = encoding.matrix(rows)?;
-    let fields = encoding.vectorizer.fields();
-    // File order; a nested column by its leaves, in path order.
-    let mut listed: Roles = Vec::with_capacity(fields.len());
-    for c in columns {
-        for f in fields.iter().filter(|f| {
-            f.path == *c
-                || f.path
-                    .strip_prefix(c.as_str())
-                    .is_some_and(|r| r.starts_with('.'))
-        }) {
-            listed.push((f.path.clone(), f.role.as_str().to_string(), f.rule.clone()));
-        }
-    }
-    for f in fields {
-        if !listed.iter().any(|l| l.0 == f.path) {
-            listed.push((f.path.clone(), f.role.as_str().to_string(), f.rule.clone()));
-        }
-    }
+    let listed: Roles = encoding
+        .fields_in_file_order(columns)
+        .into_iter()
+        .map(|f| (f.path.clone(), f.role.as_str().to_string(), f.rule.clone()))
+        .collect();
     Ok((x, encoding.feature_names(), listed))
 }

@@ -114,3 +114,36 @@ def test_errors_are_typed(tmp_path):
         anomaly.read_table(42)
     with pytest.raises(anomaly.EmptyInputError):
         anomaly.read_table(pd.DataFrame({"a": []}))
+
+
+def test_dataframe_values_read_as_their_csv_would():
+    import decimal
+
+    n = 120
+    df = pd.DataFrame(
+        {
+            "f": pd.array([1.5, None, 3.0] * (n // 3), dtype="Float64"),
+            "i": pd.array([1, None, 3] * (n // 3), dtype="Int64"),
+            "inf": [np.inf, 1.0, 2.0] * (n // 3),
+            "dec": [decimal.Decimal("1.25"), decimal.Decimal("2.5"), decimal.Decimal("3")] * (n // 3),
+            "cat": pd.Categorical(["a", "b", None] * (n // 3)),
+            "when": pd.to_datetime(["2024-03-04 09:00", None, "2024-03-05 10:00"] * (n // 3), utc=True),
+        }
+    )
+    t = anomaly.read_table(df)
+    assert t.roles == {
+        "f": "measurement",
+        "i": "measurement",
+        "inf": "measurement",
+        "dec": "measurement",
+        "cat": "category",
+        "when": "timestamp",
+    }
+    x = dict(zip(t.feature_names, t.X.T))
+    # Missing values of every kind are missing; an infinity, as "inf" in a CSV file, is a value of another type.
+    assert x["f.missing"].tolist() == [0.0, 1.0, 0.0] * (n // 3)
+    assert x["i.missing"].tolist() == [0.0, 1.0, 0.0] * (n // 3)
+    assert x["inf.missing"].tolist() == [1.0, 0.0, 0.0] * (n // 3)
+    assert x["dec"].tolist() == [1.25, 2.5, 3.0] * (n // 3)
+    assert x["when.missing"].tolist() == [0.0, 1.0, 0.0] * (n // 3)
+    assert x["cat.missing"].tolist() == [0.0, 0.0, 1.0] * (n // 3)

@@ -4,14 +4,16 @@
 //! Memory stays bounded by the sample, a block, and the top rows kept for the report, whatever the file's length
 //! (plus one score per row when labels ask for ROC-AUC).
 //!
-//! A table of numbers only that fits in the sample (see [`TableEncoding`]: every cell of its scored columns a number,
-//! identifiers aside) is scored as the numeric matrix it is, column by column, as `.npy` files are: the same scores
-//! as the CSV reader of earlier versions, bit for bit, with or without identifier columns. Any other table goes through the record engine's model
+//! A table whose sample holds numbers only (see [`TableEncoding`]: every cell of its scored columns a number,
+//! identifiers aside) is scored as the numeric matrix it is, column by column, as `.npy` files are: when the whole
+//! table fits in the sample, the same scores as the CSV reader of earlier versions, bit for bit, with or without
+//! identifier columns; rows read later with a blank or text where a number belongs take the column's training
+//! median and are reported as bad cells. Any other table goes through the record engine's model
 //! ([`RecordModel`]): categories are hashed, dates give hour and weekday features, blanks are imputed with a
 //! missing-value indicator, identifiers are set aside and free text is measured by its length.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,12 +42,12 @@ const MIN_PART_ROWS: usize = 1024;
 /// Default of `train_rows`: the most rows kept in memory to learn from.
 pub const DEFAULT_TRAIN_ROWS: usize = 200_000;
 
-/// The most cells (rows × columns of the first row) kept in memory to learn from: a wide table keeps fewer rows
-/// than `train_rows`, down to [`MIN_SAMPLE_ROWS`].
+/// The most cells (rows × the values of the first row, nested ones counted) kept in memory to learn from: a wide
+/// table keeps fewer rows than `train_rows`, down to [`MIN_SAMPLE_ROWS`].
 pub const MAX_SAMPLE_CELLS: usize = 4_000_000;
 
 /// The fewest rows kept to learn from, however wide the table.
-pub const MIN_SAMPLE_ROWS: usize = 10_000;
+pub const MIN_SAMPLE_ROWS: usize = 1_000;
 
 /// Bad cells listed by their row and column in the summary; the rest are counted.
 pub const LISTED_BAD_CELLS: usize = 5;
@@ -70,8 +72,9 @@ pub struct ScanOptions {
     pub strict: bool,
     /// Show progress bars (on stderr; only when it is a terminal).
     pub progress: bool,
-    /// Threads that vectorise rows (the forest has its own setting in `forest`).
-    pub threads: usize,
+    /// Threads, as the forest's `n_threads`: `None` for one per core. Rows are vectorised on the same threads the
+    /// forest scores them on.
+    pub threads: Option<usize>,
 }
 
 /// One column of the table and what the model does with it.
@@ -192,7 +195,8 @@ impl TableModel {
     pub fn explain(&self, record: &Value) -> anomaly_core::Result<String> {
         match self {
             TableModel::Numeric { forest, encoding } => {
-                let row = encoding.vector(record)?;
+                // As scored: a cell without a number (in a row read after the sample) takes its column's median.
+                let row = encoding.vector_imputing(record, |_| {})?;
                 Ok(forest.explain_row(&row)?.rationale)
             }
             TableModel::Records(m) => Ok(m.explain(record)?.rationale),
@@ -246,7 +250,7 @@ impl Trained {
                     };
                     if n == 0 {
                         // Bounded in cells, not only rows: a wide table keeps fewer rows.
-                        let width = row.as_object().map_or(1, |o| o.len().max(1));
+                        let width = leaves(&row).max(1);
                         limit = limit.min((MAX_SAMPLE_CELLS / width).max(MIN_SAMPLE_ROWS));
                     }
                     if j == sample.len() {
@@ -292,30 +296,15 @@ impl Trained {
         let start = Instant::now();
         let encoding = TableEncoding::learn(&sample, &file_columns, &params)
             .map_err(|e| record_error(&file, e, &row_of, &[]))?;
-        let mut columns: Vec<Column> = Vec::new();
-        let mut listed = HashSet::new();
-        let fields = encoding.vectorizer.fields();
-        // File order; a nested JSON column is listed by its leaves.
-        for name in &file_columns {
-            for f in fields.iter().filter(|f| is_under(&f.path, name)) {
-                if listed.insert(f.path.as_str()) {
-                    columns.push(Column {
-                        name: f.path.clone(),
-                        role: f.role,
-                        rule: f.rule.clone(),
-                    });
-                }
-            }
-        }
-        for f in fields {
-            if listed.insert(f.path.as_str()) {
-                columns.push(Column {
-                    name: f.path.clone(),
-                    role: f.role,
-                    rule: f.rule.clone(),
-                });
-            }
-        }
+        let columns: Vec<Column> = encoding
+            .fields_in_file_order(&file_columns)
+            .into_iter()
+            .map(|f| Column {
+                name: f.path.clone(),
+                role: f.role,
+                rule: f.rule.clone(),
+            })
+            .collect();
         let left_out = encoding.vectorizer.left_out().clone();
         let schema_seconds = start.elapsed().as_secs_f64();
         let start = Instant::now();
@@ -434,7 +423,7 @@ impl Trained {
                     }
                     score_block(&block, first, &mut out)?;
                 }
-                if out.n_rows != self.n_rows || reader.next_row().is_ok_and(|r| r.is_some()) {
+                if out.n_rows != self.n_rows || !matches!(reader.skip_row(), Ok(false)) {
                     return Err(DetectError::Table {
                         file: self.file.clone(),
                         reason: format!(
@@ -500,21 +489,23 @@ impl Trained {
             TableModel::Records(m) => {
                 // Vectorising is the larger part: the block is split among the threads, each part vectorised and
                 // scored on its own (a row's score does not depend on the others, so the scores are the same).
-                let parts = self
-                    .options
-                    .threads
-                    .clamp(1, block.len().div_ceil(MIN_PART_ROWS).max(1));
-                let size = block.len().div_ceil(parts).max(1);
                 let start = Instant::now();
-                let results: Vec<Result<Part, DetectError>> = if parts > 1 {
-                    block
-                        .par_chunks(size)
-                        .enumerate()
-                        .map(|(p, chunk)| self.score_records(m, chunk, first + p * size))
-                        .collect()
-                } else {
-                    vec![self.score_records(m, block, first)]
-                };
+                let results: Vec<Result<Part, DetectError>> =
+                    anomaly_core::forest::on_threads(self.options.threads, || {
+                        let threads = rayon::current_num_threads();
+                        let parts = threads.clamp(1, block.len().div_ceil(MIN_PART_ROWS).max(1));
+                        let size = block.len().div_ceil(parts).max(1);
+                        if parts > 1 {
+                            block
+                                .par_chunks(size)
+                                .enumerate()
+                                .map(|(p, chunk)| self.score_records(m, chunk, first + p * size))
+                                .collect()
+                        } else {
+                            vec![self.score_records(m, block, first)]
+                        }
+                    })
+                    .map_err(|e| self.model_failed(e))?;
                 *seconds += start.elapsed();
                 let mut scores = Vec::with_capacity(block.len());
                 for part in results {
@@ -651,12 +642,13 @@ impl Ord for Ranked {
     }
 }
 
-/// Whether `path` is the column `name` or a leaf under it.
-fn is_under(path: &str, name: &str) -> bool {
-    path == name
-        || path
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with('.'))
+/// The values of a row, counting those of nested objects and arrays.
+fn leaves(v: &Value) -> usize {
+    match v {
+        Value::Object(o) => o.values().map(leaves).sum(),
+        Value::Array(a) => a.iter().map(leaves).sum(),
+        _ => 1,
+    }
 }
 
 /// The value at dotted `path` of `record` (a top-level key that holds dots, or nested objects); null when absent.

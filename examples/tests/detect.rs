@@ -294,6 +294,29 @@ fn dates_give_hour_and_weekday_features() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
     // Hour and weekday, each on the unit circle, and the value.
     assert!(v["n_features"].as_u64().unwrap() >= 5, "{v}");
+
+    // Epoch seconds and milliseconds named like a time are timestamps too; free text is measured by its length.
+    let mut s = String::from("created_at,ts,note,value\n");
+    for i in 0..300u64 {
+        let seconds = 1_709_542_800 + i * 3_600; // hourly from 2024-03-04 09:00 UTC
+        s += &format!(
+            "{seconds},{},\"customer {i} asked for a refund\",{}\n",
+            seconds * 1000,
+            i % 7
+        );
+    }
+    std::fs::write(dir.join("epoch.csv"), s).unwrap();
+    let o = detect(&dir, &["--input", "epoch.csv", "--top", "1"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in [
+        "created_at  timestamp",
+        "ts          timestamp",
+        "note        text",
+        "value       measurement",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
 }
 
 /// The bundled sample as CSV text, and its labels.
@@ -711,4 +734,36 @@ fn bad_contamination_is_refused() {
     }
     assert_fails(&detect(&dir, &["--sample-size", "1"]), &["--sample-size"]);
     assert_fails(&detect(&dir, &["--trees", "0"]), &["--trees"]);
+}
+
+#[test]
+fn the_bundled_taxi_series_finds_its_labelled_windows_through_the_time_of_day() {
+    let dir = scratch("taxi");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/nyc_taxi");
+    let (csv, labels) = (data.join("nyc_taxi.csv"), data.join("labels.txt"));
+    let args = [
+        "--input",
+        csv.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+    ];
+    let o = detect(&dir, &args);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("top 10      9 of 10 are labelled anomalies"),
+        "{out}"
+    );
+    assert!((roc_auc(&o) - 0.6111).abs() < 5e-5, "{out}");
+    let o = detect(
+        &dir,
+        &[&args[..], &["--column", "timestamp=ignore"]].concat(),
+    );
+    let out = stdout(&o);
+    // The values alone: the extreme counts still rank first, but the whole ranking is worse.
+    assert!(
+        out.contains("top 10      10 of 10 are labelled anomalies"),
+        "{out}"
+    );
+    assert!((roc_auc(&o) - 0.5636).abs() < 5e-5, "{out}");
 }

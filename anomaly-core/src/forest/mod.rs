@@ -20,6 +20,7 @@ mod weights;
 pub(crate) use grow::{GrowNode, grow_tree, grow_tree_sorted, sort_sample};
 pub use model::IsolationForest;
 pub(crate) use model::{credit_splits, lead_features, rank_attributions, typical_ranges};
+pub use parallel::on_threads;
 pub use params::{
     Contamination, IsolationForestParams, MAX_ESTIMATORS, MAX_THREADS, MaxFeatures, MaxSamples,
 };

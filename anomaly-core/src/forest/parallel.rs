@@ -36,3 +36,13 @@ pub(crate) fn install<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + S
         Some(k) => Ok(pool(k)?.install(f)),
     }
 }
+
+/// Runs `f` on the threads a forest built with `n_threads(threads)` uses: rayon's global pool for `None`, else the
+/// process's pool of that size. Work the caller splits with rayon inside `f` then shares those threads with the
+/// forest's own splits instead of adding threads of its own.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] when the pool cannot be built.
+pub fn on_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
+    install(threads.filter(|&k| k > 0), f)
+}

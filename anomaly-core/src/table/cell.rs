@@ -88,7 +88,9 @@ fn typed(cell: &str) -> Typed<'_> {
 fn is_missing(t: &str) -> bool {
     match t.as_bytes().first() {
         None => true,
-        Some(b'#' | b'-' | b'1' | b'<' | b'N' | b'n') if t.len() <= 8 => MISSING_TOKENS.contains(&t),
+        Some(b'#' | b'-' | b'1' | b'<' | b'N' | b'n') if t.len() <= 8 => {
+            MISSING_TOKENS.contains(&t)
+        }
         Some(_) => false,
     }
 }

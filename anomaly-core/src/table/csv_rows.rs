@@ -1,6 +1,6 @@
 //! CSV rows: the header names the columns, the delimiter is sniffed from the first lines unless given.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -107,15 +107,19 @@ impl CsvRows {
         }
     }
 
+    /// Passes over the next row, checking its field count and encoding but making no value of it.
     pub(super) fn skip_row(&mut self, row: u64) -> Result<bool, String> {
-        self.advance(row)
-    }
-
-    /// The next row into `slot`, rewriting its values in place when it is a row this reader made.
-    pub(super) fn next_row_into(&mut self, row: u64, slot: &mut Value) -> Result<bool, String> {
         if !self.advance(row)? {
             return Ok(false);
         }
+        self.check(row)?;
+        if std::str::from_utf8(self.record.as_slice()).is_err() {
+            return Err(format!("row {row}: not UTF-8"));
+        }
+        Ok(true)
+    }
+
+    fn check(&self, row: u64) -> Result<(), String> {
         if self.record.len() != self.columns.len() {
             return Err(format!(
                 "row {row} has {} fields, but the header has {}",
@@ -123,6 +127,15 @@ impl CsvRows {
                 self.columns.len()
             ));
         }
+        Ok(())
+    }
+
+    /// The next row into `slot`, rewriting its values in place when it is a row this reader made.
+    pub(super) fn next_row_into(&mut self, row: u64, slot: &mut Value) -> Result<bool, String> {
+        if !self.advance(row)? {
+            return Ok(false);
+        }
+        self.check(row)?;
         let text = |j: usize| -> Result<&str, String> {
             std::str::from_utf8(&self.record[j])
                 .map_err(|_| format!("row {row}, column {:?}: not UTF-8", self.columns[j]))
@@ -144,10 +157,18 @@ impl CsvRows {
         for (j, name) in self.columns.iter().enumerate() {
             object.insert(name.clone(), cell_value(text(j)?));
         }
-        self.order = object
-            .keys()
-            .map(|k| self.columns.iter().position(|c| c == k).unwrap_or(0))
-            .collect();
+        if self.order.is_empty() {
+            let index: HashMap<&str, usize> = self
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(j, c)| (c.as_str(), j))
+                .collect();
+            self.order = object
+                .keys()
+                .map(|k| index.get(k.as_str()).copied().unwrap_or(0))
+                .collect();
+        }
         *slot = Value::Object(object);
         Ok(true)
     }

@@ -1,13 +1,15 @@
 //! How a table's rows become a numeric matrix: a table of numbers is taken as it is, column by column; any other
 //! table goes through the record vectorizer.
 
+use std::collections::HashMap;
+
 use ndarray::Array2;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::records::kind::FieldKind;
 use crate::records::role::FieldRole;
-use crate::records::vectorizer::{Vectorizer, VectorizerParams};
+use crate::records::vectorizer::{FieldSpec, Vectorizer, VectorizerParams};
 
 /// What was learnt about a table's columns, and how its rows become vectors.
 #[derive(Debug, Clone)]
@@ -34,8 +36,8 @@ pub struct NotANumber<'a> {
 impl TableEncoding {
     /// Learns the columns of `rows` (a table's rows, its columns in file order), with the roles `params` pins.
     ///
-    /// The schema is allowed at least two columns per table column, so that no column of a table of numbers is
-    /// left out by [`VectorizerParams::max_columns`]. The table counts as numbers only when every scored column is a
+    /// When the schema's column cap ([`VectorizerParams::max_columns`]) leaves columns of a table of numbers out,
+    /// the schema is learnt again with two columns per table column, so that none is. The table counts as numbers only when every scored column is a
     /// measurement of numbers, no column was left out, and every row holds a number (not a blank) in each of them,
     /// and nothing but the file's columns.
     ///
@@ -161,6 +163,37 @@ impl TableEncoding {
         Array2::from_shape_vec((rows.len(), width), data).map_err(|e| Error::InvalidRecord {
             reason: e.to_string(),
         })
+    }
+
+    /// The schema's fields grouped by the table column they come from, in file order (a nested JSON column by its
+    /// leaves, in path order); fields of no listed column last.
+    pub fn fields_in_file_order(&self, columns: &[String]) -> Vec<&FieldSpec> {
+        let index: HashMap<&str, usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        // A field's column: its own path, or the longest dotted prefix of it that names a column.
+        let column_of = |path: &str| {
+            let mut p = path;
+            loop {
+                if let Some(&i) = index.get(p) {
+                    return i;
+                }
+                match p.rfind('.') {
+                    Some(dot) => p = &p[..dot],
+                    None => return usize::MAX,
+                }
+            }
+        };
+        let mut fields: Vec<(usize, &FieldSpec)> = self
+            .vectorizer
+            .fields()
+            .iter()
+            .map(|f| (column_of(&f.path), f))
+            .collect();
+        fields.sort_by_key(|(column, _)| *column);
+        fields.into_iter().map(|(_, f)| f).collect()
     }
 
     /// Columns set aside as identifiers, which name a row.

@@ -55,8 +55,18 @@ impl JsonLines {
         }
     }
 
-    pub(super) fn skip_row(&mut self) -> Result<bool, String> {
-        self.advance()
+    /// Passes over the next row, checking that it is a JSON object but making no value of it.
+    pub(super) fn skip_row(&mut self, row: u64) -> Result<bool, String> {
+        if !self.advance()? {
+            return Ok(false);
+        }
+        let text = self.buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.buf);
+        if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(format!("row {row} (line {}): not a JSON object", self.line));
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(text)
+            .map_err(|e| format!("row {row} (line {}): not JSON: {e}", self.line))?;
+        Ok(true)
     }
 
     pub(super) fn next_row(&mut self, row: u64) -> Result<Option<Value>, String> {

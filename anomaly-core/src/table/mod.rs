@@ -294,7 +294,8 @@ impl TableReader {
     }
 
     /// Passes over the next row without making it a value, as a sample that does not keep it needs; false at the end.
-    /// Only the row's framing is checked (a CSV record, a line); what is in it is checked when it is read.
+    /// The row is checked as far as that is cheap: a CSV row's field count and encoding, a JSON line being an
+    /// object; its cells are typed only when it is read.
     ///
     /// # Errors
     /// As [`next_row`](Self::next_row), for the framing.
@@ -302,7 +303,7 @@ impl TableReader {
         let row = self.read + 1;
         let skipped = match &mut self.rows {
             Rows::Csv(c) => c.skip_row(row),
-            Rows::JsonLines(j) => j.skip_row(),
+            Rows::JsonLines(j) => j.skip_row(row),
             Rows::Parquet(p) => p.next_row(row).map(|r| r.is_some()),
         };
         match skipped {

@@ -264,10 +264,23 @@ fn blocks_reuse_rows_and_skipping_counts_rows() {
     assert_eq!(t.next_row().unwrap().unwrap(), all[2]);
     assert!(t.skip_row().unwrap() && t.skip_row().unwrap() && !t.skip_row().unwrap());
     assert_eq!(t.rows_read(), 5);
-    let mut j = json_lines("{\"a\": 1}\n\n{\"a\": \n{\"a\": 3}\n");
+    let mut j = json_lines("{\"a\": 1}\n\n{\"a\": 2}\n{\"a\": 3}\n[4]\n{\"a\": \n");
     assert!(j.skip_row().unwrap() && j.skip_row().unwrap());
     assert_eq!(j.next_row().unwrap().unwrap(), json!({"a": 3}));
     assert_eq!(j.rows_read(), 3);
+    // Skipping still finds rows that are not objects, or not JSON, naming them.
+    assert_eq!(
+        reason(j.skip_row().unwrap_err()),
+        "row 4 (line 5): not a JSON object"
+    );
+    assert!(reason(j.skip_row().unwrap_err()).starts_with("row 4 (line 6): not JSON"));
+    let mut t =
+        TableReader::from_csv_bytes("t.csv", b"a,b\n1,2\n3\n", &TableOptions::default()).unwrap();
+    assert!(t.skip_row().unwrap());
+    assert_eq!(
+        reason(t.skip_row().unwrap_err()),
+        "row 2 has 1 fields, but the header has 2"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 import os
 from typing import Any, Mapping, NamedTuple, Optional
@@ -91,12 +92,21 @@ def _frame_rows(df: Any) -> tuple:
         elif pd.api.types.is_integer_dtype(s.dtype) and not s.isna().any():
             values = [int(v) for v in s.to_numpy()]
         elif pd.api.types.is_float_dtype(s.dtype):
-            values = [None if math.isnan(v) else float(v) for v in s.to_numpy(dtype=float)]
+            values = [_float(v) for v in s.to_numpy(dtype=float, na_value=np.nan)]
         else:
             values = [_cell(v) for v in s]
         columns.append(values)
     rows = [dict(zip(names, r)) for r in zip(*columns)]
     return rows, names
+
+
+def _float(v: float) -> Any:
+    """NaN as missing; ±inf as the text a CSV file would hold, which a column of numbers reports as a bad cell."""
+    if math.isnan(v):
+        return None
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return float(v)
 
 
 def _cell(v: Any) -> Any:
@@ -105,7 +115,7 @@ def _cell(v: Any) -> Any:
     if isinstance(v, (str, bool, int)):
         return v
     if isinstance(v, float):
-        return None if math.isnan(v) else v
+        return _float(v)
     try:
         import pandas as pd
 
@@ -117,8 +127,8 @@ def _cell(v: Any) -> Any:
         return bool(v)
     if isinstance(v, np.integer):
         return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
+    if isinstance(v, (np.floating, decimal.Decimal)):
+        return _float(float(v))
     if hasattr(v, "isoformat"):
         return v.isoformat()
     return str(v)

@@ -54,7 +54,8 @@ struct Cli {
     /// missing values and reported in the summary).
     #[arg(long)]
     strict: bool,
-    /// Most rows kept in memory to learn from (default 200000, and at most 4 million cells): a longer table is
+    /// Most rows kept in memory to learn from (default 200000, and at most 4 million values counted from the first
+    /// row, but never fewer than 1000 rows): a longer table is
     /// learnt from a uniform random sample of that many rows, then scored in full, block by block. A table that
     /// fits is learnt from every row.
     #[arg(long, value_name = "N", value_parser = parse_train_rows)]
@@ -279,10 +280,7 @@ fn run_table(cli: &Cli, path: &Path) -> Result<(), DetectError> {
         seed: cli.seed,
         strict: cli.strict,
         progress: !cli.quiet,
-        threads: cli.threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |t| t as usize,
-        ),
+        threads: cli.threads.map(|t| t as usize),
     };
     let trained = Trained::fit(path, &options)?;
     let labels = match &cli.labels {
