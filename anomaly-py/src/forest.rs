@@ -47,7 +47,7 @@ fn as_float(v: &Bound<'_, PyAny>) -> Option<f64> {
 }
 
 /// scikit-learn's `max_samples`: `"auto"`, an int (a count) or a float (a fraction).
-fn max_samples(v: &Bound<'_, PyAny>) -> Result<MaxSamples, Error> {
+pub(crate) fn max_samples(v: &Bound<'_, PyAny>) -> Result<MaxSamples, Error> {
     if is_auto(v) {
         Ok(MaxSamples::Auto)
     } else if let Some(n) = as_int(v) {
@@ -65,7 +65,7 @@ fn max_samples(v: &Bound<'_, PyAny>) -> Result<MaxSamples, Error> {
 }
 
 /// scikit-learn's `contamination`: `"auto"` or a float in (0, 0.5].
-fn contamination(v: &Bound<'_, PyAny>) -> Result<Contamination, Error> {
+pub(crate) fn contamination(v: &Bound<'_, PyAny>) -> Result<Contamination, Error> {
     if is_auto(v) {
         Ok(Contamination::Auto)
     } else if let Some(f) = as_float(v) {

@@ -8,6 +8,7 @@ mod engine;
 mod errors;
 mod explain;
 mod forest;
+mod record_model;
 mod stream;
 mod table;
 
@@ -19,6 +20,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<forest::NativeForest>()?;
     m.add_class::<stream::NativeStream>()?;
     m.add_class::<engine::NativeEngine>()?;
+    m.add_class::<record_model::NativeRecordModel>()?;
     m.add_class::<explain::Attribution>()?;
     m.add_class::<explain::Explanation>()?;
     m.add_class::<explain::Detection>()?;

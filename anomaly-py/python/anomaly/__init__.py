@@ -2,7 +2,9 @@
 
 * ``IsolationForest``: scikit-learn's estimator (same parameters, methods, attributes and signs), plus ``explain``.
 * ``MovingAverage``, ``Ema``, ``StreamingIsolationForest``: streaming detectors (``update``, ``score_many``).
-* ``Engine``: per-key record models over dicts, with explanations in field names.
+* ``Engine``: per-key record models over dicts, with explanations in field names; ``RecordModel``: one such model
+  on its own, carried as snapshot bytes.
+* ``anomaly.spark``, ``anomaly.dask``: one model per group inside Spark or Dask (imported on demand).
 * ``read_table``: a CSV, JSON lines or Parquet file, or a DataFrame, as a numeric matrix with feature names and
   column roles (dates, categories, identifiers and blanks encoded as ``detect`` encodes them).
 
@@ -12,6 +14,7 @@ Models pickle through the core's versioned snapshot, so a model pickled here loa
 from . import exceptions
 from ._engine import FIELD_ROLES, Engine
 from ._forest import IsolationForest
+from ._record_model import RecordModel
 from ._native import Attribution, Detection, Explanation, __version__
 from ._stream import Ema, MovingAverage, StreamingIsolationForest, StreamScores, Verdict
 from ._table import Table, read_table
@@ -33,6 +36,7 @@ __all__ = [
     "Ema",
     "StreamingIsolationForest",
     "Engine",
+    "RecordModel",
     "read_table",
     "Table",
     "FIELD_ROLES",

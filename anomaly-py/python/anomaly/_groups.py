@@ -1,0 +1,224 @@
+"""One model per group, over pandas frames: the work ``anomaly.spark`` and ``anomaly.dask`` hand to their workers.
+
+Only snapshot bytes cross process boundaries: a group's model is fitted here into the core's versioned snapshot, and
+read back from it where the group's rows are scored, so a worker never unpickles code. Everything that can go wrong
+with one group (a NaN in its rows, a snapshot another version wrote, values that are not numbers) is caught per
+group and told in its rows (``on_error="skip"``, the default), or raised (``on_error="raise"``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from ._forest import IsolationForest
+from ._record_model import RecordModel
+from .exceptions import AnomalyError
+
+#: Columns of a models table, after the group keys.
+MODEL_COLUMNS = ("model", "version", "n_rows", "params", "error")
+
+#: Columns scoring adds to each row (``attributions`` only when asked for).
+SCORE_COLUMNS = ("score", "is_anomaly", "reason")
+
+#: The reason given to rows of a group without a model.
+NO_MODEL = "no model for this group"
+
+ON_ERROR = ("skip", "raise")
+
+
+def names(columns: Any) -> list:
+    """A column name or a sequence of them, as a list."""
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
+def check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+
+
+def check_columns(available: Sequence[str], wanted: Sequence[str]) -> None:
+    """Raises ``KeyError`` naming the wanted columns that are absent, before any job starts."""
+    missing = [c for c in wanted if c not in set(available)]
+    if missing:
+        raise KeyError(f"no column {', '.join(repr(c) for c in missing)} (columns: {', '.join(available)})")
+
+
+def describe(e: BaseException) -> str:
+    """An error as a row's reason: its class and message."""
+    return f"{type(e).__name__}: {e}"
+
+
+def fit_frame(pdf: pd.DataFrame, by: list, features: list, params: dict, on_error: str) -> pd.DataFrame:
+    """The models-table row of one group: its keys, the model's snapshot bytes, the package version, the rows it was
+    fitted on, its parameters (JSON) and, when it could not be fitted, the error instead of a model."""
+    keys = {c: [pdf[c].iloc[0] if len(pdf) else None] for c in by}
+    row: dict = {"model": [None], "version": [__version__], "n_rows": [len(pdf)], "params": [None], "error": [None]}
+    try:
+        x = pdf[features].astype(np.float64)
+        est = IsolationForest(**params).fit(x)
+        row["model"] = [est.to_snapshot_bytes()]
+        row["params"] = [json.dumps(est.get_params(), sort_keys=True, default=str)]
+    except (AnomalyError, ValueError, TypeError) as e:
+        if on_error == "raise":
+            raise
+        row["error"] = [describe(e)]
+    return pd.DataFrame({**keys, **row})
+
+
+def load(model: Any) -> IsolationForest:
+    """A fitted estimator from snapshot bytes (or an estimator, as it is)."""
+    if isinstance(model, IsolationForest):
+        return model
+    return IsolationForest.from_snapshot_bytes(bytes(model))
+
+
+def score_frame(
+    pdf: pd.DataFrame,
+    model: Any,
+    features: list,
+    *,
+    error: Optional[str] = None,
+    attributions: int = 0,
+    on_error: str = "skip",
+) -> pd.DataFrame:
+    """``pdf`` with ``score`` (the core's score in (0, 1], higher is more anomalous), ``is_anomaly``, ``reason`` and,
+    when ``attributions`` > 0, that many features by contribution as JSON.
+
+    ``reason``: for an anomaly, its score against the threshold (with ``attributions``, the full rationale in
+    feature names); for a row without a score, why. ``model`` is snapshot bytes, an estimator, or None (``error``
+    then says why; otherwise the reason is that the group has no model). A row whose features are not all finite
+    numbers has no score and says why."""
+    out = pdf.copy()
+    n = len(pdf)
+    score = np.full(n, np.nan)
+    flagged: list = [None] * n
+    reason: list = [None] * n
+    tops: list = [None] * n
+
+    def fail(message: str, rows: Any = slice(None)) -> None:
+        for i in range(n)[rows] if isinstance(rows, slice) else rows:
+            reason[i] = message
+
+    if model is None:
+        fail(error or NO_MODEL)
+    else:
+        try:
+            est = load(model)
+            x = pdf[features].astype(np.float64).to_numpy()
+            finite = np.isfinite(x).all(axis=1)
+            bad = np.flatnonzero(~finite)
+            for i in bad:
+                column = features[int(np.flatnonzero(~np.isfinite(x[i]))[0])]
+                reason[i] = f"NonFiniteError: {column!r} is {x[i][features.index(column)]}, not a finite number"
+            good = np.flatnonzero(finite)
+            if len(good):
+                xg = pd.DataFrame(x[good], columns=features)
+                s = -est.score_samples(xg)
+                # predict's rule (score_samples - offset_ < 0), without scoring twice.
+                threshold = -est.offset_
+                is_anomaly = s > threshold
+                score[good] = s
+                for i, si, a in zip(good, s, is_anomaly):
+                    flagged[i] = bool(a)
+                    if a:
+                        reason[i] = f"score {si:.4f} exceeds the threshold {threshold:.4f}"
+                if attributions > 0:
+                    explanations = est.explain(xg)
+                    for i, e in zip(good, explanations):
+                        if e.is_anomaly:
+                            reason[i] = e.rationale
+                        tops[i] = json.dumps(
+                            [
+                                {"feature": a.label, "value": a.value, "contribution": a.contribution}
+                                for a in e.attributions[:attributions]
+                            ]
+                        )
+        except (AnomalyError, ValueError, TypeError, KeyError) as e:
+            if on_error == "raise":
+                raise
+            fail(describe(e))
+    out["score"] = pd.array(score, dtype="float64")
+    out.loc[np.isnan(score), "score"] = None
+    out["is_anomaly"] = pd.array(flagged, dtype="boolean")
+    out["reason"] = pd.array(reason, dtype="object")
+    if attributions > 0:
+        out["attributions"] = pd.array(tops, dtype="object")
+    return out
+
+
+def records_of(values: Any) -> list:
+    """A column of records as dicts: JSON text is parsed, a struct (a dict, or a Row) taken as it is, a null is an
+    empty record."""
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append({})
+        elif isinstance(v, (str, bytes)):
+            out.append(json.loads(v))
+        elif hasattr(v, "asDict"):
+            out.append(v.asDict(recursive=True))
+        else:
+            out.append(dict(v))
+    return out
+
+
+def fit_records_frame(pdf: pd.DataFrame, by: list, column: str, params: dict, on_error: str) -> pd.DataFrame:
+    """As :func:`fit_frame`, with a record model (``RecordModel.fit(records, **params)``) over the records in
+    ``column`` (JSON text or structs)."""
+    keys = {c: [pdf[c].iloc[0] if len(pdf) else None] for c in by}
+    row: dict = {"model": [None], "version": [__version__], "n_rows": [len(pdf)], "params": [None], "error": [None]}
+    try:
+        model = RecordModel.fit(records_of(pdf[column]), **params)
+        row["model"] = [model.to_snapshot_bytes()]
+        row["params"] = [json.dumps({**params, "roles": model.roles}, sort_keys=True, default=str)]
+    except (AnomalyError, ValueError, TypeError) as e:
+        if on_error == "raise":
+            raise
+        row["error"] = [describe(e)]
+    return pd.DataFrame({**keys, **row})
+
+
+def score_records_frame(
+    pdf: pd.DataFrame,
+    model: Any,
+    column: str,
+    *,
+    error: Optional[str] = None,
+    explain: bool = False,
+    on_error: str = "skip",
+) -> pd.DataFrame:
+    """As :func:`score_frame`, with a record model's snapshot bytes over the records in ``column``; with
+    ``explain``, an anomaly's reason is its rationale in field names."""
+    out = pdf.copy()
+    n = len(pdf)
+    score = np.full(n, np.nan)
+    flagged: list = [None] * n
+    reason: list = [error or NO_MODEL] * n if model is None else [None] * n
+    if model is not None:
+        try:
+            m = model if isinstance(model, RecordModel) else RecordModel.from_snapshot_bytes(bytes(model))
+            records = records_of(pdf[column])
+            s, a = m.score(records)
+            score[:] = s
+            for i in range(n):
+                flagged[i] = bool(a[i])
+                if a[i]:
+                    reason[i] = (
+                        m.explain(records[i])["rationale"]
+                        if explain
+                        else f"score {s[i]:.4f} exceeds the threshold {m.threshold:.4f}"
+                    )
+        except (AnomalyError, ValueError, TypeError, KeyError) as e:
+            if on_error == "raise":
+                raise
+            reason = [describe(e)] * n
+    out["score"] = pd.array(score, dtype="float64")
+    out.loc[np.isnan(score), "score"] = None
+    out["is_anomaly"] = pd.array(flagged, dtype="boolean")
+    out["reason"] = pd.array(reason, dtype="object")
+    return out
