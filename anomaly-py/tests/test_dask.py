@@ -46,7 +46,7 @@ def test_dask_models_and_scores_equal_one_process(client):
     scored = anomaly.dask.score_groups(ddf, models, "tenant", FEATURES).compute()
     assert len(scored) == len(pdf)
     for tenant, g in pdf.groupby("tenant"):
-        est = anomaly.IsolationForest(**PARAMS).fit(g[FEATURES])
+        est = anomaly.IsolationForest(**PARAMS).fit(g[FEATURES].sort_values(FEATURES, kind="stable"))
         assert bytes(table.loc[tenant, "model"]) == est.to_snapshot_bytes()
         got = scored.loc[g.index, "score"].to_numpy(dtype=float)
         assert np.array_equal(got, -est.score_samples(g[FEATURES]))
@@ -66,6 +66,17 @@ def test_dask_bad_groups_are_told_per_row(client):
     assert reasons["t2"] == _groups.NO_MODEL and reasons["t1"].startswith("NonFiniteError")
     with pytest.raises(KeyError):
         anomaly.dask.score_groups(ddf, partial, "tenant", ["a", "zz"])
+
+
+def test_dask_keeps_rows_whose_key_is_null(client):
+    pdf = frame(groups=2)
+    pdf["tenant"] = pdf["tenant"].astype(object)
+    pdf.loc[pdf["tenant"] == "t1", "tenant"] = None
+    ddf = dd.from_pandas(pdf, npartitions=2)
+    models = anomaly.dask.fit_groups(ddf, "tenant", FEATURES, **PARAMS).compute()
+    assert len(models) == 2 and models["error"].isna().all()
+    scored = anomaly.dask.score_groups(ddf, models, "tenant", FEATURES).compute()
+    assert len(scored) == len(pdf) and scored["score"].notna().all()
 
 
 def test_dask_record_models_per_group(client):

@@ -31,11 +31,18 @@ def test_a_group_model_scores_as_the_same_model_in_one_process():
         assert row["n_rows"].tolist() == [200] and row["version"].tolist() == [anomaly.__version__]
         assert json.loads(row["params"].iloc[0])["n_estimators"] == 50
         scored = _groups.score_frame(pdf, row["model"].iloc[0], ["a", "b"])
-        local = anomaly.IsolationForest(**params).fit(pdf[["a", "b"]])
+        # The group's rows are fitted in canonical order (sorted by their values): so does the one-process fit.
+        local = anomaly.IsolationForest(**params).fit(pdf[["a", "b"]].sort_values(["a", "b"], kind="stable"))
+        assert bytes(row["model"].iloc[0]) == local.to_snapshot_bytes()
+        shuffled = _groups.fit_frame(pdf.sample(frac=1, random_state=1), ["tenant"], ["a", "b"], params, "skip")
+        assert bytes(shuffled["model"].iloc[0]) == local.to_snapshot_bytes()
         expected = -local.score_samples(pdf[["a", "b"]])
         assert np.array_equal(scored["score"].to_numpy(dtype=float), expected)  # bit for bit
         assert scored["is_anomaly"].tolist() == (local.predict(pdf[["a", "b"]]) == -1).tolist()
         assert scored["is_anomaly"].iloc[0] and scored["reason"].iloc[0].startswith("score ")
+        # A non-default index (Dask keeps the table's) changes nothing.
+        again = _groups.score_frame(pdf.set_index(pdf.index * 3 + 7), row["model"].iloc[0], ["a", "b"])
+        assert np.array_equal(again["score"].to_numpy(dtype=float), expected)
         assert scored.loc[~scored["is_anomaly"], "reason"].isna().all()
 
 
@@ -81,6 +88,22 @@ def test_argument_checks():
         _groups.check_columns(["a", "b"], ["a", "c"])
     with pytest.raises(ValueError):
         _groups.check_on_error("ignore")
+    with pytest.raises(ValueError, match="'score'"):
+        _groups.check_no_clash(["a", "score"], _groups.SCORE_COLUMNS, "the table")
+    two = pd.DataFrame({"model": [b"x", b"y"], "error": [None, None]})
+    assert _groups.group_model(two)[1].startswith("ValueError: the models table holds 2")
+    assert _groups.group_model(pd.DataFrame({"model": [None], "error": [pd.NA]})) == (None, None)
+
+
+def test_models_fitted_on_plain_arrays_score_without_warnings():
+    df = frame(groups=1)
+    est = anomaly.IsolationForest(random_state=0).fit(df[["a", "b"]].to_numpy())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scored = _groups.score_frame(df, est.to_snapshot_bytes(), ["a", "b"])
+    assert np.array_equal(scored["score"].to_numpy(dtype=float), -est.score_samples(df[["a", "b"]].to_numpy()))
 
 
 def orders(n: int = 300, seed: int = 0) -> list:
@@ -98,7 +121,8 @@ def test_record_models_per_group_as_json_text_or_dicts():
     pdf = pd.DataFrame({"shop": "s1", "record": [json.dumps(r) for r in recs]})
     row = _groups.fit_records_frame(pdf, ["shop"], "record", {"random_state": 0}, "skip")
     assert row["error"].isna().all() and json.loads(row["params"].iloc[0])["roles"]["id"] == "identifier"
-    local = anomaly.RecordModel.fit(recs, random_state=0)  # the same model (its snapshot differs in its fit time)
+    # The same model, fitted on the records in canonical order (its snapshot differs only in its fit time).
+    local = anomaly.RecordModel.fit([json.loads(t) for t in sorted(pdf["record"])], random_state=0)
     scored = _groups.score_records_frame(pdf, row["model"].iloc[0], "record", explain=True)
     expected, flagged = local.score(recs)
     assert np.array_equal(scored["score"].to_numpy(dtype=float), expected)
@@ -113,6 +137,18 @@ def test_record_models_per_group_as_json_text_or_dicts():
     assert wrong["reason"].str.startswith("CorruptModelError").all()
     bad = _groups.fit_records_frame(pdf.assign(record="not json"), ["shop"], "record", {}, "skip")
     assert bad["model"].isna().all() and bad["error"].iloc[0].startswith("JSONDecodeError")
+    # One unreadable or null record is told on its row; the others are scored.
+    mixed = pdf.copy()
+    mixed.loc[3, "record"] = "[1, 2]"
+    mixed.loc[4, "record"] = None
+    scored = _groups.score_records_frame(mixed, row["model"].iloc[0], "record")
+    assert scored.loc[3, "reason"].startswith("TypeError") and scored.loc[4, "reason"] == "no record (null)"
+    assert scored["score"].isna().sum() == 2
+    # Struct values with arrays, dates and NA, as Spark and Dask hand them over, are made plain.
+    nested = {"amount": 1.0, "tags": np.array(["a", "b"]), "at": pd.Timestamp("2024-01-01"), "x": pd.NA}
+    assert _groups.record_of(nested) == {"amount": 1.0, "tags": ["a", "b"], "at": "2024-01-01T00:00:00", "x": None}
+    with pytest.raises(TypeError):
+        _groups.check_record_params({"n_estimator": 3})
 
 
 def test_record_model_round_trip():

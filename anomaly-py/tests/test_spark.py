@@ -54,16 +54,19 @@ def frame(groups: int = 4, n: int = 300) -> pd.DataFrame:
 
 
 def local_scores(pdf: pd.DataFrame) -> dict:
+    """Each group's model fitted in one process on its rows in canonical order (sorted by their values), and its
+    scores of the group's rows in table order."""
     out = {}
     for tenant, g in pdf.groupby("tenant"):
-        est = anomaly.IsolationForest(**PARAMS).fit(g[FEATURES].astype(float))
+        est = anomaly.IsolationForest(**PARAMS).fit(g[FEATURES].astype(float).sort_values(FEATURES, kind="stable"))
         out[tenant] = (est.to_snapshot_bytes(), -est.score_samples(g[FEATURES].astype(float)))
     return out
 
 
 def test_spark_scores_equal_one_process_bit_for_bit(spark, tmp_path):
     pdf = frame()
-    df = spark.createDataFrame(pdf)
+    # Every group spread over several partitions: the shuffle delivers its rows in an order the fit must not see.
+    df = spark.createDataFrame(pdf).repartition(5)
     models = anomaly.spark.fit_groups(df, "tenant", FEATURES, **PARAMS)
     table = models.toPandas().set_index("tenant")
     expected = local_scores(pdf)
@@ -81,6 +84,9 @@ def test_spark_scores_equal_one_process_bit_for_bit(spark, tmp_path):
         assert np.array_equal(merged["score"].to_numpy(dtype=float), expected[tenant][1])
     first_rows = scored[scored["a"].isin(pdf.groupby("tenant")["a"].first())]
     assert first_rows["is_anomaly"].all() and first_rows["reason"].str.startswith("score ").all()
+    # A column the job adds may not be in the table already.
+    with pytest.raises(ValueError, match="'score'"):
+        anomaly.spark.score_groups(df.withColumnRenamed("b", "score"), models, "tenant", ["a", "score"])
 
 
 def test_one_model_broadcast_to_every_partition(spark):
@@ -127,7 +133,7 @@ def test_record_models_per_group(spark):
     scored = anomaly.spark.score_records(df, models, "shop", "record", explain=True).toPandas()
     for shop, g in pdf.groupby("shop"):
         local = anomaly.RecordModel.fit(
-            [__import__("json").loads(r) for r in g["record"]], random_state=0, n_estimators=50
+            [__import__("json").loads(r) for r in sorted(g["record"])], random_state=0, n_estimators=50
         )
         got = scored[scored["shop"] == shop].set_index("record").loc[g["record"], "score"].to_numpy(dtype=float)
         assert np.array_equal(got, local.score([__import__("json").loads(r) for r in g["record"]])[0])

@@ -1,7 +1,9 @@
 """One model per group, over pandas frames: the work ``anomaly.spark`` and ``anomaly.dask`` hand to their workers.
 
-Only snapshot bytes cross process boundaries: a group's model is fitted here into the core's versioned snapshot, and
-read back from it where the group's rows are scored, so a worker never unpickles code. Everything that can go wrong
+Only snapshot bytes carry models between processes: a group's model is fitted here into the core's versioned
+snapshot, and read back from it where the group's rows are scored, so no model is ever pickled. A group's rows are
+put in a canonical order (sorted by their values) before fitting, so its model does not depend on the order a
+shuffle delivered them in: the same rows fitted in one process in that order give the same model. Everything that can go wrong
 with one group (a NaN in its rows, a snapshot another version wrote, values that are not numbers) is caught per
 group and told in its rows (``on_error="skip"``, the default), or raised (``on_error="raise"``).
 """
@@ -17,7 +19,7 @@ import pandas as pd
 from . import __version__
 from ._forest import IsolationForest
 from ._record_model import RecordModel
-from .exceptions import AnomalyError
+from .exceptions import AnomalyError, NonFiniteError
 
 #: Columns of a models table, after the group keys.
 MODEL_COLUMNS = ("model", "version", "n_rows", "params", "error")
@@ -48,6 +50,37 @@ def check_columns(available: Sequence[str], wanted: Sequence[str]) -> None:
         raise KeyError(f"no column {', '.join(repr(c) for c in missing)} (columns: {', '.join(available)})")
 
 
+def check_no_clash(columns: Sequence[str], added: Sequence[str], what: str) -> None:
+    """Raises ``ValueError`` when ``columns`` already hold a column the job adds."""
+    clash = [c for c in added if c in set(columns)]
+    if clash:
+        raise ValueError(f"{what} already has column(s) {', '.join(repr(c) for c in clash)}, which this job adds")
+
+
+def is_missing(v: Any) -> bool:
+    """None, NaN, NaT or pd.NA."""
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def group_model(models: pd.DataFrame) -> tuple:
+    """``(model, error)`` of a group from its rows of a models table: none, one, or several (refused)."""
+    if models.empty:
+        return None, None
+    if len(models) > 1:
+        return None, f"ValueError: the models table holds {len(models)} models for this group"
+    model, error = models["model"].iloc[0], models["error"].iloc[0]
+    return (None if is_missing(model) else model), (None if is_missing(error) else str(error))
+
+
+def canonical(pdf: pd.DataFrame, columns: list) -> pd.DataFrame:
+    """The rows sorted by ``columns`` (stably): rows that tie are equal in those columns, so their order cannot
+    change a model fitted on them."""
+    return pdf.sort_values(columns, kind="stable", na_position="last") if len(pdf) > 1 else pdf
+
+
 def describe(e: BaseException) -> str:
     """An error as a row's reason: its class and message."""
     return f"{type(e).__name__}: {e}"
@@ -59,11 +92,11 @@ def fit_frame(pdf: pd.DataFrame, by: list, features: list, params: dict, on_erro
     keys = {c: [pdf[c].iloc[0] if len(pdf) else None] for c in by}
     row: dict = {"model": [None], "version": [__version__], "n_rows": [len(pdf)], "params": [None], "error": [None]}
     try:
-        x = pdf[features].astype(np.float64)
+        x = canonical(pdf[features], features).astype(np.float64)
         est = IsolationForest(**params).fit(x)
         row["model"] = [est.to_snapshot_bytes()]
         row["params"] = [json.dumps(est.get_params(), sort_keys=True, default=str)]
-    except (AnomalyError, ValueError, TypeError) as e:
+    except (AnomalyError, ValueError, TypeError, OverflowError) as e:
         if on_error == "raise":
             raise
         row["error"] = [describe(e)]
@@ -113,11 +146,15 @@ def score_frame(
             finite = np.isfinite(x).all(axis=1)
             bad = np.flatnonzero(~finite)
             for i in bad:
-                column = features[int(np.flatnonzero(~np.isfinite(x[i]))[0])]
-                reason[i] = f"NonFiniteError: {column!r} is {x[i][features.index(column)]}, not a finite number"
+                j = int(np.flatnonzero(~np.isfinite(x[i]))[0])
+                reason[i] = f"NonFiniteError: {features[j]!r} is {x[i][j]}, not a finite number"
+            if len(bad) and on_error == "raise":
+                raise NonFiniteError(reason[bad[0]])
             good = np.flatnonzero(finite)
             if len(good):
-                xg = pd.DataFrame(x[good], columns=features)
+                # With the column names the model was fitted with, if any (else as a plain matrix, as fitted).
+                named = hasattr(est, "feature_names_in_")
+                xg = pd.DataFrame(x[good], columns=features) if named else x[good]
                 s = -est.score_samples(xg)
                 # predict's rule (score_samples - offset_ < 0), without scoring twice.
                 threshold = -est.offset_
@@ -141,9 +178,11 @@ def score_frame(
         except (AnomalyError, ValueError, TypeError, KeyError) as e:
             if on_error == "raise":
                 raise
+            score[:] = np.nan
+            flagged = [None] * n
+            tops = [None] * n
             fail(describe(e))
     out["score"] = pd.array(score, dtype="float64")
-    out.loc[np.isnan(score), "score"] = None
     out["is_anomaly"] = pd.array(flagged, dtype="boolean")
     out["reason"] = pd.array(reason, dtype="object")
     if attributions > 0:
@@ -151,32 +190,52 @@ def score_frame(
     return out
 
 
-def records_of(values: Any) -> list:
-    """A column of records as dicts: JSON text is parsed, a struct (a dict, or a Row) taken as it is, a null is an
-    empty record."""
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            out.append({})
-        elif isinstance(v, (str, bytes)):
-            out.append(json.loads(v))
-        elif hasattr(v, "asDict"):
-            out.append(v.asDict(recursive=True))
-        else:
-            out.append(dict(v))
-    return out
+def plain(v: Any) -> Any:
+    """A value of a record as JSON-like Python: arrays as lists, dates and times as ISO text, NA as None."""
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if is_missing(v):
+        return None
+    return v
+
+
+def record_of(v: Any) -> Optional[dict]:
+    """One record: JSON text parsed, a struct (a dict, or a Row) made plain; None for a null."""
+    if is_missing(v):
+        return None
+    if isinstance(v, (str, bytes)):
+        r = json.loads(v)
+    elif hasattr(v, "asDict"):
+        r = v.asDict(recursive=True)
+    else:
+        r = v
+    if not isinstance(r, dict):
+        raise TypeError(f"a record must be a JSON object, not {type(r).__name__}")
+    return plain(r)
+
+
+def record_key(v: Any) -> str:
+    """A record's text, which orders a group's records canonically."""
+    return v if isinstance(v, str) else json.dumps(plain(v), sort_keys=True, default=str)
 
 
 def fit_records_frame(pdf: pd.DataFrame, by: list, column: str, params: dict, on_error: str) -> pd.DataFrame:
     """As :func:`fit_frame`, with a record model (``RecordModel.fit(records, **params)``) over the records in
-    ``column`` (JSON text or structs)."""
+    ``column`` (JSON text or structs), in canonical order; null records are left out."""
     keys = {c: [pdf[c].iloc[0] if len(pdf) else None] for c in by}
     row: dict = {"model": [None], "version": [__version__], "n_rows": [len(pdf)], "params": [None], "error": [None]}
     try:
-        model = RecordModel.fit(records_of(pdf[column]), **params)
+        values = sorted((v for v in pdf[column] if not is_missing(v)), key=record_key)
+        model = RecordModel.fit([record_of(v) for v in values], **params)
         row["model"] = [model.to_snapshot_bytes()]
         row["params"] = [json.dumps({**params, "roles": model.roles}, sort_keys=True, default=str)]
-    except (AnomalyError, ValueError, TypeError) as e:
+    except (AnomalyError, ValueError, TypeError, OverflowError) as e:
         if on_error == "raise":
             raise
         row["error"] = [describe(e)]
@@ -192,8 +251,9 @@ def score_records_frame(
     explain: bool = False,
     on_error: str = "skip",
 ) -> pd.DataFrame:
-    """As :func:`score_frame`, with a record model's snapshot bytes over the records in ``column``; with
-    ``explain``, an anomaly's reason is its rationale in field names."""
+    """As :func:`score_frame`, with a record model's snapshot bytes over the records in ``column``: a row whose
+    record is null or cannot be read has no score and says why, the others are scored; with ``explain``, an
+    anomaly's reason is its rationale in field names."""
     out = pdf.copy()
     n = len(pdf)
     score = np.full(n, np.nan)
@@ -202,23 +262,45 @@ def score_records_frame(
     if model is not None:
         try:
             m = model if isinstance(model, RecordModel) else RecordModel.from_snapshot_bytes(bytes(model))
-            records = records_of(pdf[column])
-            s, a = m.score(records)
-            score[:] = s
-            for i in range(n):
-                flagged[i] = bool(a[i])
-                if a[i]:
-                    reason[i] = (
-                        m.explain(records[i])["rationale"]
-                        if explain
-                        else f"score {s[i]:.4f} exceeds the threshold {m.threshold:.4f}"
-                    )
+            records, rows = [], []
+            for i, v in enumerate(pdf[column]):
+                try:
+                    r = record_of(v)
+                except (ValueError, TypeError) as e:
+                    if on_error == "raise":
+                        raise
+                    reason[i] = describe(e)
+                    continue
+                if r is None:
+                    reason[i] = "no record (null)"
+                    continue
+                records.append(r)
+                rows.append(i)
+            if records:
+                s, a = m.score(records)
+                for i, r, si, ai in zip(rows, records, s, a):
+                    score[i] = si
+                    flagged[i] = bool(ai)
+                    if ai:
+                        reason[i] = (
+                            m.explain(r)["rationale"]
+                            if explain
+                            else f"score {si:.4f} exceeds the threshold {m.threshold:.4f}"
+                        )
         except (AnomalyError, ValueError, TypeError, KeyError) as e:
             if on_error == "raise":
                 raise
+            score[:] = np.nan
+            flagged = [None] * n
             reason = [describe(e)] * n
     out["score"] = pd.array(score, dtype="float64")
-    out.loc[np.isnan(score), "score"] = None
     out["is_anomaly"] = pd.array(flagged, dtype="boolean")
     out["reason"] = pd.array(reason, dtype="object")
     return out
+
+
+def check_record_params(params: dict) -> None:
+    """Raises ``TypeError`` for a parameter ``RecordModel.fit`` does not take, before any job starts."""
+    import inspect
+
+    inspect.signature(RecordModel.fit).bind([], **params)

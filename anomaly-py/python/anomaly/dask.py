@@ -4,14 +4,14 @@
 >>> models = anomaly.dask.fit_groups(ddf, by="tenant", features=["latency", "bytes"], random_state=0).compute()
 >>> scored = anomaly.dask.score_groups(ddf, models, by="tenant", features=["latency", "bytes"])
 
-``fit_groups`` is a grouped apply (a group's rows meet in one task). ``score_groups`` shuffles the rows by group and
-scores each partition with the models of the groups it holds; the models table (a pandas DataFrame, small: one row
-per group) is sent once to each worker.
+Both calls shuffle the rows so that each group sits in one partition, then work partition by partition, group by
+group (rows whose key is null form a group of their own, as in Spark). The models table (a pandas DataFrame, one
+row per group) is computed once and handed to every scoring task as one shared piece of the graph.
 """
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import pandas as pd
@@ -21,12 +21,13 @@ from . import _groups
 __all__ = ["fit_groups", "score_groups", "score", "fit_records_groups", "score_records"]
 
 
-def _dd() -> Any:
+def _dask() -> Any:
     try:
-        import dask.dataframe as dd
+        import dask
+        import dask.dataframe  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError('anomaly.dask needs dask: pip install "anomaly[dask]"') from e
-    return dd
+    return dask
 
 
 def _models_meta(ddf: Any, by: list) -> pd.DataFrame:
@@ -51,20 +52,56 @@ def _scored_meta(ddf: Any, attributions: int) -> pd.DataFrame:
     return meta
 
 
+def _per_group(pdf: pd.DataFrame, by: list, work: Callable[[pd.DataFrame], pd.DataFrame], meta: pd.DataFrame) -> Any:
+    """``work`` on each group of one partition (null keys included), concatenated."""
+    parts = [work(g) for _, g in pdf.groupby(by, sort=False, dropna=False)]
+    return pd.concat(parts) if parts else meta.iloc[:0]
+
+
 def fit_groups(ddf: Any, by: Union[str, list], features: list, *, on_error: str = "skip", **params: Any) -> Any:
     """A Dask DataFrame of the models table ``anomaly.spark.fit_groups`` makes: group keys, ``model`` (snapshot
     bytes), ``version``, ``n_rows``, ``params``, ``error``; ``.compute()`` it to keep it (it is one row per group)."""
-    _dd()
+    _dask()
     by, features = _groups.names(by), _groups.names(features)
     _groups.check_on_error(on_error)
     _groups.check_columns(list(ddf.columns), by + features)
+    _groups.check_no_clash(by, _groups.MODEL_COLUMNS, "the group keys")
     _groups.IsolationForest(**params)  # unknown parameters fail here, not in every worker
+    meta = _models_meta(ddf, by)
 
     def fit(pdf: pd.DataFrame) -> pd.DataFrame:
-        return _groups.fit_frame(pdf, by, features, params, on_error)
+        return _per_group(pdf, by, lambda g: _groups.fit_frame(g, by, features, params, on_error), meta)
 
-    out = ddf[by + features].groupby(by, group_keys=False).apply(fit, meta=_models_meta(ddf, by))
-    return out.reset_index(drop=True)
+    return ddf[by + features].shuffle(on=by).map_partitions(fit, meta=meta).reset_index(drop=True)
+
+
+def _table(models: Any, by: list) -> dict:
+    if hasattr(models, "compute"):
+        models = models.compute()
+    _groups.check_columns(list(models.columns), by + ["model", "error"])
+    table: dict = {}
+    for row in models[by + ["model", "error"]].itertuples(index=False, name=None):
+        key = _key(row[:-2])
+        found = _groups.group_model(pd.DataFrame({"model": [row[-2]], "error": [row[-1]]}))
+        table[key] = found if key not in table else (None, "ValueError: the models table holds 2 models for it")
+    return table
+
+
+def _score_with(
+    ddf: Any, models: Any, by: list, score_group: Callable[[pd.DataFrame, Any, Any], pd.DataFrame], meta: Any
+) -> Any:
+    dask = _dask()
+    shared = dask.delayed(_table(models, by), traverse=False)
+    columns = list(ddf.columns)
+
+    def score(pdf: pd.DataFrame, table: dict) -> pd.DataFrame:
+        def one(g: pd.DataFrame) -> pd.DataFrame:
+            model, error = table.get(_key(tuple(g[c].iloc[0] for c in by)), (None, None))
+            return score_group(g[columns], model, error)
+
+        return _per_group(pdf, by, one, meta)
+
+    return ddf.shuffle(on=by).map_partitions(score, shared, meta=meta)
 
 
 def score_groups(
@@ -77,61 +114,54 @@ def score_groups(
     on_error: str = "skip",
 ) -> Any:
     """``ddf`` with ``score``, ``is_anomaly``, ``reason`` (and ``attributions``) from each row's group model in
-    ``models`` (a pandas or Dask DataFrame made by ``fit_groups``), as ``anomaly.spark.score_groups`` adds them."""
-    _dd()
+    ``models`` (a pandas or Dask DataFrame made by ``fit_groups``), as ``anomaly.spark.score_groups`` adds them.
+    Rows come back grouped, each with its original index."""
     by, features = _groups.names(by), _groups.names(features)
     _groups.check_on_error(on_error)
     _groups.check_columns(list(ddf.columns), by + features)
-    if hasattr(models, "compute"):
-        models = models.compute()
-    _groups.check_columns(list(models.columns), by + ["model", "error"])
-    table = {
-        _key(row[:-2]): (row[-2], row[-1])
-        for row in models[by + ["model", "error"]].itertuples(index=False, name=None)
-    }
-    columns = list(ddf.columns)
+    _groups.check_no_clash(list(ddf.columns), _added(attributions), "the table")
 
-    def score(pdf: pd.DataFrame, table: dict) -> pd.DataFrame:
-        model, error = table.get(_key(tuple(pdf[c].iloc[0] for c in by)), (None, None)) if len(pdf) else (None, None)
+    def score_group(g: pd.DataFrame, model: Any, error: Any) -> pd.DataFrame:
         if model is None and error is not None and on_error == "raise":
-            raise ValueError(f"the group's model could not be fitted: {error}")
-        return _groups.score_frame(
-            pdf[columns], model, features, error=error, attributions=attributions, on_error=on_error
-        )
+            raise ValueError(f"the group has no usable model: {error}")
+        return _groups.score_frame(g, model, features, error=error, attributions=attributions, on_error=on_error)
 
-    return ddf.groupby(by, group_keys=False).apply(score, table, meta=_scored_meta(ddf, attributions))
+    return _score_with(ddf, models, by, score_group, _scored_meta(ddf, attributions))
 
 
 def score(ddf: Any, model: Any, features: list, *, attributions: int = 0, on_error: str = "skip") -> Any:
     """``ddf`` with ``score``, ``is_anomaly`` and ``reason`` from one model (an ``anomaly.IsolationForest`` or its
     snapshot bytes), partition by partition."""
-    _dd()
+    dask = _dask()
     features = _groups.names(features)
     _groups.check_on_error(on_error)
     _groups.check_columns(list(ddf.columns), features)
-    data = model if isinstance(model, (bytes, bytearray)) else model.to_snapshot_bytes()
+    _groups.check_no_clash(list(ddf.columns), _added(attributions), "the table")
+    data = bytes(model) if isinstance(model, (bytes, bytearray)) else model.to_snapshot_bytes()
     _groups.load(data)
 
     def run(pdf: pd.DataFrame, data: bytes) -> pd.DataFrame:
         return _groups.score_frame(pdf, data, features, attributions=attributions, on_error=on_error)
 
-    return ddf.map_partitions(run, bytes(data), meta=_scored_meta(ddf, attributions))
+    return ddf.map_partitions(run, dask.delayed(data), meta=_scored_meta(ddf, attributions))
 
 
 def fit_records_groups(
     ddf: Any, by: Union[str, list], column: str, *, on_error: str = "skip", **params: Any
 ) -> Any:
     """The record engine's models, one per group, as ``anomaly.spark.fit_records_groups`` makes them."""
-    _dd()
+    _dask()
     by = _groups.names(by)
     _groups.check_on_error(on_error)
     _groups.check_columns(list(ddf.columns), by + [column])
+    _groups.check_no_clash(by, _groups.MODEL_COLUMNS, "the group keys")
+    _groups.check_record_params(params)
+    meta = _models_meta(ddf, by)
 
     def fit(pdf: pd.DataFrame) -> pd.DataFrame:
-        return _groups.fit_records_frame(pdf, by, column, params, on_error)
+        return _per_group(pdf, by, lambda g: _groups.fit_records_frame(g, by, column, params, on_error), meta)
 
-    out = ddf[by + [column]].groupby(by, group_keys=False).apply(fit, meta=_models_meta(ddf, by))
-    return out.reset_index(drop=True)
+    return ddf[by + [column]].shuffle(on=by).map_partitions(fit, meta=meta).reset_index(drop=True)
 
 
 def score_records(
@@ -144,30 +174,23 @@ def score_records(
     on_error: str = "skip",
 ) -> Any:
     """``ddf`` with ``score``, ``is_anomaly`` and ``reason`` from each row's group record model."""
-    _dd()
     by = _groups.names(by)
     _groups.check_on_error(on_error)
     _groups.check_columns(list(ddf.columns), by + [column])
-    if hasattr(models, "compute"):
-        models = models.compute()
-    _groups.check_columns(list(models.columns), by + ["model", "error"])
-    table = {
-        _key(row[:-2]): (row[-2], row[-1])
-        for row in models[by + ["model", "error"]].itertuples(index=False, name=None)
-    }
-    columns = list(ddf.columns)
+    _groups.check_no_clash(list(ddf.columns), _added(0), "the table")
 
-    def score(pdf: pd.DataFrame, table: dict) -> pd.DataFrame:
-        model, error = table.get(_key(tuple(pdf[c].iloc[0] for c in by)), (None, None)) if len(pdf) else (None, None)
+    def score_group(g: pd.DataFrame, model: Any, error: Any) -> pd.DataFrame:
         if model is None and error is not None and on_error == "raise":
-            raise ValueError(f"the group's model could not be fitted: {error}")
-        return _groups.score_records_frame(
-            pdf[columns], model, column, error=error, explain=explain, on_error=on_error
-        )
+            raise ValueError(f"the group has no usable model: {error}")
+        return _groups.score_records_frame(g, model, column, error=error, explain=explain, on_error=on_error)
 
-    return ddf.groupby(by, group_keys=False).apply(score, table, meta=_scored_meta(ddf, 0))
+    return _score_with(ddf, models, by, score_group, _scored_meta(ddf, 0))
+
+
+def _added(attributions: int) -> list:
+    return list(_groups.SCORE_COLUMNS) + (["attributions"] if attributions > 0 else [])
 
 
 def _key(values: tuple) -> tuple:
-    """A group key comparable across pandas and numpy scalars."""
-    return tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+    """A group key comparable across pandas and numpy scalars, with every kind of missing value as None."""
+    return tuple(None if _groups.is_missing(v) else (v.item() if isinstance(v, np.generic) else v) for v in values)

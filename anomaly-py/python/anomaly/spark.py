@@ -18,13 +18,17 @@ pyspark 4.0 supports pandas 2 only (its Arrow conversion rejects pandas 3): run 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Union
 
 import pandas as pd
 
 from . import _groups
 
 __all__ = ["fit_groups", "score_groups", "score", "fit_records_groups", "score_records"]
+
+
+def _added(attributions: int) -> list:
+    return list(_groups.SCORE_COLUMNS) + (["attributions"] if attributions > 0 else [])
 
 
 def _types() -> Any:
@@ -70,6 +74,7 @@ def fit_groups(df: Any, by: Union[str, list], features: list, *, on_error: str =
     by, features = _groups.names(by), _groups.names(features)
     _groups.check_on_error(on_error)
     _groups.check_columns(df.columns, by + features)
+    _groups.check_no_clash(by, _groups.MODEL_COLUMNS, "the group keys")
     _groups.IsolationForest(**params)  # unknown parameters fail here, not in every worker
 
     def fit(pdf: pd.DataFrame) -> pd.DataFrame:
@@ -96,17 +101,15 @@ def score_groups(
     _groups.check_on_error(on_error)
     _groups.check_columns(df.columns, by + features)
     _groups.check_columns(models.columns, by + ["model", "error"])
+    _groups.check_no_clash(df.columns, _added(attributions), "the table")
     columns = list(df.columns)
 
     def score(rows: pd.DataFrame, group_models: pd.DataFrame) -> pd.DataFrame:
         if rows.empty:
             return _groups.score_frame(rows[columns], None, features, attributions=attributions)
-        if group_models.empty:
-            model, error = None, None
-        else:
-            model, error = group_models["model"].iloc[0], group_models["error"].iloc[0]
+        model, error = _groups.group_model(group_models)
         if model is None and error is not None and on_error == "raise":
-            raise ValueError(f"the group's model could not be fitted: {error}")
+            raise ValueError(f"the group has no usable model: {error}")
         return _groups.score_frame(
             rows[columns], model, features, error=error, attributions=attributions, on_error=on_error
         )
@@ -123,12 +126,13 @@ def score(
     features = _groups.names(features)
     _groups.check_on_error(on_error)
     _groups.check_columns(df.columns, features)
-    data: Optional[bytes] = model if isinstance(model, (bytes, bytearray)) else model.to_snapshot_bytes()
+    _groups.check_no_clash(df.columns, _added(attributions), "the table")
+    data = bytes(model) if isinstance(model, (bytes, bytearray)) else model.to_snapshot_bytes()
     _groups.load(data)  # a snapshot that cannot be read fails here, not in every task
-    blob = df.sparkSession.sparkContext.broadcast(bytes(data))
 
+    # The bytes travel with the function (pyspark broadcasts a large one itself); each task reads them once.
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        est = _groups.load(blob.value)
+        est = _groups.load(data)
         for batch in batches:
             yield _groups.score_frame(batch, est, features, attributions=attributions, on_error=on_error)
 
@@ -145,6 +149,8 @@ def fit_records_groups(
     by = _groups.names(by)
     _groups.check_on_error(on_error)
     _groups.check_columns(df.columns, by + [column])
+    _groups.check_no_clash(by, _groups.MODEL_COLUMNS, "the group keys")
+    _groups.check_record_params(params)
 
     def fit(pdf: pd.DataFrame) -> pd.DataFrame:
         return _groups.fit_records_frame(pdf, by, column, params, on_error)
@@ -167,15 +173,13 @@ def score_records(
     _groups.check_on_error(on_error)
     _groups.check_columns(df.columns, by + [column])
     _groups.check_columns(models.columns, by + ["model", "error"])
+    _groups.check_no_clash(df.columns, _added(0), "the table")
     columns = list(df.columns)
 
     def score(rows: pd.DataFrame, group_models: pd.DataFrame) -> pd.DataFrame:
-        if group_models.empty or rows.empty:
-            model, error = None, None
-        else:
-            model, error = group_models["model"].iloc[0], group_models["error"].iloc[0]
+        model, error = (None, None) if rows.empty else _groups.group_model(group_models)
         if model is None and error is not None and on_error == "raise":
-            raise ValueError(f"the group's model could not be fitted: {error}")
+            raise ValueError(f"the group has no usable model: {error}")
         return _groups.score_records_frame(
             rows[columns], model, column, error=error, explain=explain, on_error=on_error
         )
