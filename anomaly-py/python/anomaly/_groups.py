@@ -129,7 +129,9 @@ def score_frame(
     out = pdf.copy()
     n = len(pdf)
     score = np.full(n, np.nan)
-    flagged: list = [None] * n
+    # is_anomaly as values and a mask of rows without a verdict (a nullable boolean column).
+    flag = np.zeros(n, dtype=bool)
+    no_verdict = np.ones(n, dtype=bool)
     reason: list = [None] * n
     tops: list = [None] * n
 
@@ -160,10 +162,10 @@ def score_frame(
                 threshold = -est.offset_
                 is_anomaly = s > threshold
                 score[good] = s
-                for i, si, a in zip(good, s, is_anomaly):
-                    flagged[i] = bool(a)
-                    if a:
-                        reason[i] = f"score {si:.4f} exceeds the threshold {threshold:.4f}"
+                flag[good] = is_anomaly
+                no_verdict[good] = False
+                for i, si in zip(good[is_anomaly].tolist(), s[is_anomaly].tolist()):
+                    reason[i] = f"score {si:.4f} exceeds the threshold {threshold:.4f}"
                 if attributions > 0:
                     explanations = est.explain(xg)
                     for i, e in zip(good, explanations):
@@ -179,11 +181,11 @@ def score_frame(
             if on_error == "raise":
                 raise
             score[:] = np.nan
-            flagged = [None] * n
+            no_verdict[:] = True
             tops = [None] * n
             fail(describe(e))
     out["score"] = pd.array(score, dtype="float64")
-    out["is_anomaly"] = pd.array(flagged, dtype="boolean")
+    out["is_anomaly"] = pd.arrays.BooleanArray(flag, no_verdict)
     out["reason"] = pd.array(reason, dtype="object")
     if attributions > 0:
         out["attributions"] = pd.array(tops, dtype="object")
