@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anomaly_core::records::vectorizer::VectorizerParams;
-use anomaly_core::table::{TableEncoding, TableFormat, TableOptions, TableReader};
+use anomaly_core::table::{TableEncoding, TableFormat, TableOptions, TableReader, parse_delimiter};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2};
 use pyo3::prelude::*;
@@ -35,18 +35,11 @@ pub(crate) fn _read_table_file<'py>(
         .map(|f| f.parse::<TableFormat>())
         .transpose()
         .py_err()?;
-    let delimiter = match delimiter.as_deref() {
-        None => None,
-        Some("\t" | "tab") => Some(b'\t'),
-        Some(d) if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" && d != "\r" => {
-            Some(d.as_bytes()[0])
-        }
-        Some(d) => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "delimiter must be one ASCII character (not a quote or a line break) or 'tab', got {d:?}"
-            )));
-        }
-    };
+    let delimiter = delimiter
+        .as_deref()
+        .map(parse_delimiter)
+        .transpose()
+        .py_err()?;
     let params = VectorizerParams::new().field_roles(field_roles(roles.unwrap_or_default())?);
     let options = TableOptions { format, delimiter };
     let (x, names, columns) = py

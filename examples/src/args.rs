@@ -63,15 +63,10 @@ pub fn parse_column_role(s: &str) -> Result<(String, FieldRole), String> {
 /// # Errors
 /// A message saying what is expected.
 pub fn parse_delimiter(s: &str) -> Result<u8, String> {
-    match s {
-        "tab" | "\\t" | "\t" => Ok(b'\t'),
-        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
-            Ok(s.as_bytes()[0])
-        }
-        _ => Err(format!(
-            "expected one ASCII character (other than a quote or a line break) or `tab`, got {s:?}"
-        )),
-    }
+    anomaly_core::table::parse_delimiter(s).map_err(|e| match e {
+        anomaly_core::Error::InvalidParameter { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }
 
 /// Parses `--output-format`: `csv`, or `jsonl` (also `json`, `ndjson`) for JSON lines.

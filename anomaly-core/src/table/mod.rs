@@ -115,6 +115,33 @@ impl FromStr for TableFormat {
     }
 }
 
+/// Parses a CSV delimiter as a user names it: one ASCII character other than a quote or a line break, or `tab`
+/// (also `\t`, written out or as the character).
+///
+/// ```
+/// assert_eq!(anomaly_core::table::parse_delimiter(";")?, b';');
+/// assert_eq!(anomaly_core::table::parse_delimiter("tab")?, b'\t');
+/// assert!(anomaly_core::table::parse_delimiter(";;").is_err());
+/// # Ok::<(), anomaly_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidParameter`] saying what is expected.
+pub fn parse_delimiter(s: &str) -> Result<u8> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
+            Ok(s.as_bytes()[0])
+        }
+        _ => Err(Error::invalid(
+            "delimiter",
+            format!(
+                "expected one ASCII character (other than a quote or a line break) or `tab`, got {s:?}"
+            ),
+        )),
+    }
+}
+
 /// How to read a table: the format when the extension does not say, and the CSV delimiter when sniffing should not
 /// decide.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -86,21 +86,31 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def fit_frame(pdf: pd.DataFrame, by: list, features: list, params: dict, on_error: str) -> pd.DataFrame:
-    """The models-table row of one group: its keys, the model's snapshot bytes, the package version, the rows it was
-    fitted on, its parameters (JSON) and, when it could not be fitted, the error instead of a model."""
+def model_row(pdf: pd.DataFrame, by: list, on_error: str, fit: Any) -> pd.DataFrame:
+    """The models-table row of one group: its keys, the model's snapshot bytes and parameters (JSON) as
+    ``fit(pdf)`` returns them, the package version, the rows, and, when the fit failed, the error instead."""
     keys = {c: [pdf[c].iloc[0] if len(pdf) else None] for c in by}
     row: dict = {"model": [None], "version": [__version__], "n_rows": [len(pdf)], "params": [None], "error": [None]}
     try:
-        x = canonical(pdf[features], features).astype(np.float64)
-        est = IsolationForest(**params).fit(x)
-        row["model"] = [est.to_snapshot_bytes()]
-        row["params"] = [json.dumps(est.get_params(), sort_keys=True, default=str)]
+        snapshot, params = fit(pdf)
+        row["model"] = [snapshot]
+        row["params"] = [json.dumps(params, sort_keys=True, default=str)]
     except (AnomalyError, ValueError, TypeError, OverflowError) as e:
         if on_error == "raise":
             raise
         row["error"] = [describe(e)]
     return pd.DataFrame({**keys, **row})
+
+
+def fit_frame(pdf: pd.DataFrame, by: list, features: list, params: dict, on_error: str) -> pd.DataFrame:
+    """The models-table row of one group (see :func:`model_row`), with an ``IsolationForest(**params)`` fitted on
+    its ``features`` in canonical order."""
+
+    def fit(g: pd.DataFrame) -> tuple:
+        est = IsolationForest(**params).fit(canonical(g[features], features).astype(np.float64))
+        return est.to_snapshot_bytes(), est.get_params()
+
+    return model_row(pdf, by, on_error, fit)
 
 
 def load(model: Any) -> IsolationForest:
@@ -230,18 +240,13 @@ def record_key(v: Any) -> str:
 def fit_records_frame(pdf: pd.DataFrame, by: list, column: str, params: dict, on_error: str) -> pd.DataFrame:
     """As :func:`fit_frame`, with a record model (``RecordModel.fit(records, **params)``) over the records in
     ``column`` (JSON text or structs), in canonical order; null records are left out."""
-    keys = {c: [pdf[c].iloc[0] if len(pdf) else None] for c in by}
-    row: dict = {"model": [None], "version": [__version__], "n_rows": [len(pdf)], "params": [None], "error": [None]}
-    try:
-        values = sorted((v for v in pdf[column] if not is_missing(v)), key=record_key)
+
+    def fit(g: pd.DataFrame) -> tuple:
+        values = sorted((v for v in g[column] if not is_missing(v)), key=record_key)
         model = RecordModel.fit([record_of(v) for v in values], **params)
-        row["model"] = [model.to_snapshot_bytes()]
-        row["params"] = [json.dumps({**params, "roles": model.roles}, sort_keys=True, default=str)]
-    except (AnomalyError, ValueError, TypeError, OverflowError) as e:
-        if on_error == "raise":
-            raise
-        row["error"] = [describe(e)]
-    return pd.DataFrame({**keys, **row})
+        return model.to_snapshot_bytes(), {**params, "roles": model.roles}
+
+    return model_row(pdf, by, on_error, fit)
 
 
 def score_records_frame(
