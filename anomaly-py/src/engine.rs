@@ -4,16 +4,26 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anomaly_core::engine::{Engine, EngineParams, Persistence, WriteBehind};
+use anomaly_core::engine::{Engine, EngineParams, Outcome, Persistence, WriteBehind};
 use anomaly_core::records::role::{FieldRole, FieldRoles};
 use anomaly_core::records::vectorizer::VectorizerParams;
 use anomaly_core::{Contamination, IsolationForestParams};
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use serde_json::{Value, json};
 
+use crate::columns::Columns;
 use crate::convert::{to_json, to_python};
 use crate::errors::IntoPyResult;
+
+/// Scores, verdicts, threshold and model version of records scored as columns.
+type ColumnScores<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<bool>>,
+    Option<f64>,
+    Option<u64>,
+);
 
 fn sensitivity(v: Option<f64>) -> Contamination {
     v.map_or(Contamination::Auto, Contamination::Fraction)
@@ -273,6 +283,37 @@ impl NativeEngine {
             .detach(|| self.engine.score_many(key, &records))
             .py_err()?;
         to_python(py, &outcomes)
+    }
+
+    /// `score_many` of records held as columns (`names[i]` holds `arrays[i]`, `rows` values each), as arrays:
+    /// `(scores, is_anomaly, threshold, model_version)`; while the key is learning, NaN scores, no anomaly, and
+    /// `None` for the threshold and version.
+    fn score_columns<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        names: Vec<String>,
+        arrays: Vec<Bound<'py, PyAny>>,
+        rows: usize,
+    ) -> PyResult<ColumnScores<'py>> {
+        let columns = Columns::read(names, arrays, rows)?;
+        let leaves = columns.leaves().py_err()?;
+        let view = columns.view(&leaves).py_err()?;
+        let outcomes = py
+            .detach(|| self.engine.score_columns(key, &view))
+            .py_err()?;
+        let verdict = outcomes.iter().find_map(Outcome::verdict);
+        let scores: Vec<f64> = outcomes
+            .iter()
+            .map(|o| o.verdict().map_or(f64::NAN, |v| v.score))
+            .collect();
+        let flagged: Vec<bool> = outcomes.iter().map(Outcome::is_anomaly).collect();
+        Ok((
+            scores.into_pyarray(py),
+            flagged.into_pyarray(py),
+            verdict.map(|v| v.threshold),
+            verdict.map(|v| v.model_version),
+        ))
     }
 
     /// The verdict explained in field names; `None` while the key is learning.

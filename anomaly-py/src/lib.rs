@@ -3,6 +3,7 @@
 //! The Rust side of the `anomaly` Python package: it converts and delegates to `anomaly-core`, releases the GIL
 //! around every core call, and maps each core error to a Python exception. It holds no algorithm and no defaults.
 
+mod columns;
 mod convert;
 mod engine;
 mod errors;

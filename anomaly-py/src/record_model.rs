@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use anomaly_core::IsolationForestParams;
-use anomaly_core::engine::RecordModel;
+use anomaly_core::engine::{RecordModel, RecordVerdict};
 use anomaly_core::records::vectorizer::VectorizerParams;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::columns::Columns;
 use crate::convert::to_python;
 use crate::engine::{field_roles, json_records};
 use crate::errors::IntoPyResult;
@@ -17,6 +18,13 @@ use crate::forest::{contamination, max_samples};
 
 /// Scores and verdicts, one each per record.
 type Scored<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<bool>>);
+
+/// The scores and verdicts of `verdicts` as arrays.
+fn scored<'py>(py: Python<'py>, verdicts: &[RecordVerdict]) -> Scored<'py> {
+    let scores: Vec<f64> = verdicts.iter().map(|v| v.score).collect();
+    let flagged: Vec<bool> = verdicts.iter().map(|v| v.is_anomaly).collect();
+    (scores.into_pyarray(py), flagged.into_pyarray(py))
+}
 
 /// A fitted record model; immutable.
 #[pyclass(module = "anomaly._native", name = "_RecordModel", frozen)]
@@ -60,9 +68,22 @@ impl NativeRecordModel {
     fn score<'py>(&self, py: Python<'py>, records: &Bound<'py, PyAny>) -> PyResult<Scored<'py>> {
         let records = json_records(records)?;
         let verdicts = py.detach(|| self.model.score_many(&records)).py_err()?;
-        let scores: Vec<f64> = verdicts.iter().map(|v| v.score).collect();
-        let flagged: Vec<bool> = verdicts.iter().map(|v| v.is_anomaly).collect();
-        Ok((scores.into_pyarray(py), flagged.into_pyarray(py)))
+        Ok(scored(py, &verdicts))
+    }
+
+    /// `score` of records held as columns (`names[i]` holds `arrays[i]`, `rows` values each).
+    fn score_columns<'py>(
+        &self,
+        py: Python<'py>,
+        names: Vec<String>,
+        arrays: Vec<Bound<'py, PyAny>>,
+        rows: usize,
+    ) -> PyResult<Scored<'py>> {
+        let columns = Columns::read(names, arrays, rows)?;
+        let leaves = columns.leaves().py_err()?;
+        let view = columns.view(&leaves).py_err()?;
+        let verdicts = py.detach(|| self.model.score_columns(&view)).py_err()?;
+        Ok(scored(py, &verdicts))
     }
 
     /// One record's verdict explained in field names, as a dict.

@@ -66,6 +66,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::forest::Contamination;
+use crate::records::columns::RecordColumns;
 use crate::records::flatten::flatten;
 use crate::records::role::FieldRoles;
 use crate::records::vectorizer::{RecordNotes, at_record};
@@ -645,6 +646,27 @@ impl Engine {
             current
                 .model
                 .score_many_with(records, |x| current.rule.fires(x), |_, _| {})?;
+        Ok(verdicts.into_iter().map(Outcome::Scored).collect())
+    }
+
+    /// Scores records held as columns (a data frame's), as [`score_many`](Self::score_many) scores their
+    /// [`RecordColumns::record`]s (the same outcomes, bit for bit), without building a JSON object per record.
+    ///
+    /// # Errors
+    /// As [`score_many`](Self::score_many); [`Error::InvalidRecord`] for more columns than a record may have
+    /// fields.
+    pub fn score_columns(&self, key: &str, columns: &RecordColumns<'_>) -> Result<Vec<Outcome>> {
+        let state = self.state(key)?;
+        let Some(current) = state.current.load_full() else {
+            columns.check(self.params().vectorizer.get_limits())?;
+            let seen = lock(&state.history).len();
+            let needed = self.params().min_training_records;
+            return Ok(vec![Outcome::Learning { seen, needed }; columns.rows()]);
+        };
+        let verdicts =
+            current
+                .model
+                .score_columns_with(columns, |x| current.rule.fires(x), |_, _| {})?;
         Ok(verdicts.into_iter().map(Outcome::Scored).collect())
     }
 

@@ -1,20 +1,35 @@
 //! A model of one key's records: the learned schema and an isolation forest over its vectors.
 
 use ndarray::ArrayView2;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::range_rule::RangeViolation;
 use crate::error::{Error, Result};
 use crate::explanation::{Verdict, fmt_num};
-use crate::forest::{IsolationForest, IsolationForestParams};
+use crate::forest::{IsolationForest, IsolationForestParams, on_threads};
+use crate::records::columns::RecordColumns;
 use crate::records::role::FieldRoles;
 use crate::records::vectorizer::{
     FieldAttribution, RecordNotes, Vectorizer, VectorizerParams, at_record,
 };
 
-/// Records [`RecordModel::score_many`] vectorises and scores at a time.
+/// Most records [`RecordModel::score_many`] vectorises and scores at a time.
 const SCORE_CHUNK: usize = 1024;
+
+/// Fewest records per chunk when a batch is split between threads.
+const MIN_CHUNK: usize = 128;
+
+/// A chunk's verdicts, and the notes of the records where something did not fit the schema.
+type ChunkScored = (Vec<RecordVerdict>, Vec<(usize, RecordNotes)>);
+
+/// Chunks of `0..n` for `threads` threads: at most [`SCORE_CHUNK`] records, and small enough (down to
+/// [`MIN_CHUNK`]) that each thread gets about four.
+fn chunk_ranges(n: usize, threads: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let size = n.div_ceil(4 * threads.max(1)).clamp(MIN_CHUNK, SCORE_CHUNK);
+    (0..n.div_ceil(size)).map(move |c| c * size..((c + 1) * size).min(n))
+}
 
 /// A vectoriser and the forest fitted on its vectors; immutable once trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,24 +259,66 @@ impl RecordModel {
     pub(crate) fn score_many_with(
         &self,
         records: &[Value],
-        mut range_rule: impl FnMut(&[f64]) -> bool,
+        range_rule: impl Fn(&[f64]) -> bool + Sync,
+        on_notes: impl FnMut(usize, &RecordNotes),
+    ) -> Result<Vec<RecordVerdict>> {
+        self.score_rows(
+            records.len(),
+            |i, row, notes| {
+                self.vectorizer
+                    .transform_into(&records[i], row, notes)
+                    .map_err(|e| at_record(i, e))
+            },
+            range_rule,
+            on_notes,
+        )
+    }
+
+    /// As [`score_many_with`](Self::score_many_with), for records held as columns.
+    ///
+    /// # Errors
+    /// As [`score_columns`](Self::score_columns).
+    pub(crate) fn score_columns_with(
+        &self,
+        columns: &RecordColumns<'_>,
+        range_rule: impl Fn(&[f64]) -> bool + Sync,
+        on_notes: impl FnMut(usize, &RecordNotes),
+    ) -> Result<Vec<RecordVerdict>> {
+        let fields = self.vectorizer.column_fields(columns)?;
+        self.score_rows(
+            columns.rows(),
+            |i, row, notes| {
+                self.vectorizer
+                    .transform_row_into(columns, &fields, i, row, notes);
+                Ok(())
+            },
+            range_rule,
+            on_notes,
+        )
+    }
+
+    /// Scores rows `0..n`, whose vectors `encode(i, vector, notes)` writes, in chunks: each chunk is vectorised and
+    /// scored by one of the forest's threads (the calling thread alone with one thread), so the vectors stay in
+    /// cache, memory stays bounded whatever the batch, and the verdicts are the same bits for any thread count.
+    fn score_rows(
+        &self,
+        n: usize,
+        encode: impl Fn(usize, &mut Vec<f64>, &mut RecordNotes) -> Result<()> + Sync,
+        range_rule: impl Fn(&[f64]) -> bool + Sync,
         mut on_notes: impl FnMut(usize, &RecordNotes),
     ) -> Result<Vec<RecordVerdict>> {
         let width = self.vectorizer.n_features();
         let threshold = self.forest.threshold();
-        let mut verdicts = Vec::with_capacity(records.len());
-        // Chunk by chunk, so the vectors stay in cache and memory stays bounded whatever the batch.
-        let mut data = Vec::with_capacity(SCORE_CHUNK.min(records.len()) * width);
-        let (mut row, mut notes) = (Vec::with_capacity(width), RecordNotes::default());
-        for (c, chunk) in records.chunks(SCORE_CHUNK).enumerate() {
-            data.clear();
-            for (i, record) in chunk.iter().enumerate() {
-                let at = c * SCORE_CHUNK + i;
-                self.vectorizer
-                    .transform_into(record, &mut row, &mut notes)
-                    .map_err(|e| at_record(at, e))?;
+        let threads = self.forest.params().get_n_threads();
+        // One chunk's verdicts, and the notes of its records where something did not fit the schema.
+        let chunk = |range: std::ops::Range<usize>| -> Result<ChunkScored> {
+            let mut data = Vec::with_capacity(range.len() * width);
+            let (mut row, mut notes) = (Vec::with_capacity(width), RecordNotes::default());
+            let mut noted = Vec::new();
+            for at in range.clone() {
+                encode(at, &mut row, &mut notes)?;
                 if !notes.is_empty() {
-                    on_notes(at, &notes);
+                    noted.push((at, notes.clone()));
                 }
                 // A scaled value can overflow: refused here, naming the record in the batch (as the forest would
                 // name its row in the chunk).
@@ -274,15 +331,49 @@ impl RecordModel {
                 }
                 data.extend_from_slice(&row);
             }
-            let x = ArrayView2::from_shape((chunk.len(), width), &data)
+            let x = ArrayView2::from_shape((range.len(), width), &data)
                 .map_err(|e| Error::invalid("records", e.to_string()))?;
-            let scores = self.forest.score(x)?;
-            for (row, score) in data.chunks_exact(width.max(1)).zip(scores) {
-                let verdict = self.verdict_of(Verdict::new(score, threshold));
-                verdicts.push(verdict.with_range_rule(range_rule(row)));
+            let scores = self.forest.score_on_threads(x, Some(1))?;
+            let verdicts = data
+                .chunks_exact(width.max(1))
+                .zip(scores)
+                .map(|(row, score)| {
+                    let verdict = self.verdict_of(Verdict::new(score, threshold));
+                    verdict.with_range_rule(range_rule(row))
+                })
+                .collect();
+            Ok((verdicts, noted))
+        };
+        let chunks: Vec<Result<ChunkScored>> = if n == 0 {
+            Vec::new()
+        } else if threads == Some(1) {
+            chunk_ranges(n, 1).map(chunk).collect()
+        } else {
+            on_threads(threads, || {
+                let ranges: Vec<_> = chunk_ranges(n, rayon::current_num_threads()).collect();
+                ranges.into_par_iter().map(chunk).collect()
+            })?
+        };
+        let mut verdicts = Vec::with_capacity(n);
+        for c in chunks {
+            let (v, noted) = c?;
+            verdicts.extend(v);
+            for (at, notes) in &noted {
+                on_notes(*at, notes);
             }
         }
         Ok(verdicts)
+    }
+
+    /// Scores records held as columns, as [`score_many`](Self::score_many) scores their
+    /// [`RecordColumns::record`]s (the same verdicts, bit for bit), without building them: the fast path for a
+    /// data frame.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecord`] for more columns than a record may have fields; [`Error::NonFinite`] naming the
+    /// record whose scaled vector overflows; nothing is scored then.
+    pub fn score_columns(&self, columns: &RecordColumns<'_>) -> Result<Vec<RecordVerdict>> {
+        self.score_columns_with(columns, |_| false, |_, _| {})
     }
 
     /// Scores many records at once, as [`score`](Self::score) does one by one (the same verdicts, bit for bit),

@@ -171,6 +171,11 @@ impl IsolationForestParams {
         self.contamination
     }
 
+    /// The thread setting (`None`: rayon's global pool).
+    pub fn get_n_threads(&self) -> Option<usize> {
+        self.n_threads
+    }
+
     /// The seed.
     pub fn get_seed(&self) -> u64 {
         self.seed

@@ -31,6 +31,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::columns::RecordColumns;
 use super::flatten::{Leaf, Limits, flatten_into, for_each_leaf};
 use super::hashing::bucket;
 use super::kind::{FieldKind, Moment, Typed, interpret, interpret_str};
@@ -876,12 +877,75 @@ impl Vectorizer {
         notes: &mut RecordNotes,
     ) -> Result<()> {
         self.encode(record, out, notes)?;
+        self.scale_in_place(out);
+        Ok(())
+    }
+
+    fn scale_in_place(&self, out: &mut [f64]) {
         if self.params.scaler != Scaler::None {
             for (v, &(c, s)) in out.iter_mut().zip(&self.scale) {
                 *v = (*v - c) / s;
             }
         }
-        Ok(())
+    }
+
+    /// Where each of `columns` lands: the index of its field in the schema, `None` for a field the schema does not
+    /// hold.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecord`] when there are more columns than a record may have fields
+    /// ([`Limits::max_fields`]).
+    pub(crate) fn column_fields(&self, columns: &RecordColumns<'_>) -> Result<Vec<Option<usize>>> {
+        columns.check(&self.params.limits)?;
+        let mut next = 0;
+        Ok(columns
+            .columns()
+            .iter()
+            .map(|(path, _)| self.field_from(path, &mut next))
+            .collect())
+    }
+
+    /// The vector of record `row` of `columns` into `out` (the same bits as [`transform_into`](Self::transform_into)
+    /// gives for [`RecordColumns::record`]`(row)`), with `fields` from [`column_fields`](Self::column_fields).
+    pub(crate) fn transform_row_into(
+        &self,
+        columns: &RecordColumns<'_>,
+        fields: &[Option<usize>],
+        row: usize,
+        out: &mut Vec<f64>,
+        notes: &mut RecordNotes,
+    ) {
+        notes.clear();
+        out.clear();
+        out.extend_from_slice(&self.template);
+        let codes = self.codes.get(&self.fields, self.params.hash_width);
+        for ((path, values), field) in columns.columns().iter().zip(fields) {
+            let leaf = values.leaf(row);
+            match field {
+                Some(i) => self.encode_leaf(*i, &leaf, out, notes, codes),
+                None if !matches!(leaf, Leaf::Null) => notes.unseen(path),
+                None => {}
+            }
+        }
+        self.scale_in_place(out);
+    }
+
+    /// Vectors of records held as columns, as a matrix (rows in order): the same as
+    /// [`transform_many`](Self::transform_many) of their [`RecordColumns::record`]s, without building them.
+    ///
+    /// # Errors
+    /// As [`column_fields`](Self::column_fields).
+    pub fn transform_columns(&self, columns: &RecordColumns<'_>) -> Result<ndarray::Array2<f64>> {
+        let fields = self.column_fields(columns)?;
+        let mut data = Vec::with_capacity(columns.rows() * self.width);
+        let mut row = Vec::with_capacity(self.width);
+        let mut notes = RecordNotes::default();
+        for i in 0..columns.rows() {
+            self.transform_row_into(columns, &fields, i, &mut row, &mut notes);
+            data.extend_from_slice(&row);
+        }
+        ndarray::Array2::from_shape_vec((columns.rows(), self.width), data)
+            .map_err(|e| Error::invalid("columns", e.to_string()))
     }
 
     /// Vectors of many records as a matrix (rows in order).
@@ -909,121 +973,10 @@ impl Vectorizer {
         // Leaves come in about the fields' order: each lookup first tries the field after the last one found.
         let mut next = 0;
         let walked = for_each_leaf(record, &self.params.limits, |path, _, leaf| {
-            let leaf = &leaf;
-            let Some(i) = self.field_from(path, &mut next) else {
-                if !matches!(leaf, Leaf::Null) {
-                    notes.unseen(path);
-                }
-                return;
-            };
-            let f = &self.fields[i];
-            if f.width == 0 {
-                return;
-            }
-            let o = f.offset;
-            let cols = &mut out[o..o + f.width];
-            let encoded = match f.role {
-                FieldRole::Category => match token(leaf) {
-                    Some(t) => {
-                        let known = codes[i].get(t.as_ref()).copied();
-                        // An unseen category is hashed here, with frequency 0.
-                        let code = known.unwrap_or_else(|| {
-                            let (bucket, sign) = TOKEN.with_borrow_mut(|token| {
-                                token.clear();
-                                token.push_str(&f.path);
-                                token.push('=');
-                                token.push_str(&t);
-                                bucket(token, self.params.hash_width)
-                            });
-                            CategoryCode {
-                                bucket,
-                                sign,
-                                frequency: 0.0,
-                            }
-                        });
-                        cols[code.bucket] += code.sign;
-                        if self.params.frequency_encoding {
-                            cols[self.params.hash_width] = code.frequency;
-                        }
-                        if known.is_none() {
-                            notes
-                                .unseen_categories
-                                .push((f.path.clone(), t.into_owned()));
-                        }
-                        let changed = if f.kind == FieldKind::Category {
-                            !matches!(leaf, Leaf::String(_))
-                        } else {
-                            interpret(leaf).kind() != f.kind
-                        };
-                        if changed {
-                            notes.type_changes.push((
-                                f.path.clone(),
-                                f.kind,
-                                interpret(leaf).kind(),
-                            ));
-                        }
-                        true
-                    }
-                    None => false,
-                },
-                FieldRole::Measurement => {
-                    let typed = match leaf {
-                        Leaf::String(s) => interpret_str(s),
-                        other => interpret(other),
-                    };
-                    let value = match typed {
-                        Typed::Number(v) => Some(v),
-                        Typed::Bool(b) => Some(b as u8 as f64),
-                        Typed::DateTime(m) => Some(m.epoch_seconds),
-                        Typed::Category(_) | Typed::Null => None,
-                    };
-                    if typed.kind() != f.kind && typed.kind() != FieldKind::Null {
-                        notes
-                            .type_changes
-                            .push((f.path.clone(), f.kind, typed.kind()));
-                    }
-                    match value {
-                        Some(v) if f.width == 2 => {
-                            cols[0] = v;
-                            true
-                        }
-                        // A field only ever null in training has only its missing column: any value is present.
-                        _ if f.width == 1 => typed.kind() != FieldKind::Null,
-                        Some(_) => true,
-                        None => false,
-                    }
-                }
-                FieldRole::Timestamp => {
-                    let typed = interpret(leaf);
-                    let m = match typed {
-                        Typed::DateTime(m) => Some(m),
-                        Typed::Number(v) => Some(moment_of_number(v, self.timestamp_epoch)),
-                        _ => None,
-                    };
-                    if typed.kind() != f.kind && typed.kind() != FieldKind::Null {
-                        notes
-                            .type_changes
-                            .push((f.path.clone(), f.kind, typed.kind()));
-                    }
-                    match m {
-                        Some(m) => {
-                            self.write_moment(&mut cols[..f.width - 1], &m);
-                            true
-                        }
-                        None => false,
-                    }
-                }
-                FieldRole::Text => match token(leaf) {
-                    Some(t) => {
-                        cols[0] = t.chars().count() as f64;
-                        true
-                    }
-                    None => false,
-                },
-                FieldRole::Identifier | FieldRole::Ignore => false,
-            };
-            if encoded {
-                cols[f.width - 1] = 0.0;
+            match self.field_from(path, &mut next) {
+                Some(i) => self.encode_leaf(i, &leaf, out, notes, codes),
+                None if !matches!(leaf, Leaf::Null) => notes.unseen(path),
+                None => {}
             }
         });
         if walked.is_err() {
@@ -1032,6 +985,125 @@ impl Vectorizer {
             out.clear();
         }
         walked
+    }
+
+    /// Writes the columns of field `i` for `leaf` into `out` (a record's vector, the template's values where
+    /// nothing was written), noting what does not fit the schema.
+    fn encode_leaf(
+        &self,
+        i: usize,
+        leaf: &Leaf<'_>,
+        out: &mut [f64],
+        notes: &mut RecordNotes,
+        codes: &[HashMap<Box<str>, CategoryCode, foldhash::fast::FixedState>],
+    ) {
+        let f = &self.fields[i];
+        if f.width == 0 {
+            return;
+        }
+        let o = f.offset;
+        let cols = &mut out[o..o + f.width];
+        let encoded = match f.role {
+            FieldRole::Category => match token(leaf) {
+                Some(t) => {
+                    let known = codes[i].get(t.as_ref()).copied();
+                    // An unseen category is hashed here, with frequency 0.
+                    let code = known.unwrap_or_else(|| {
+                        let (bucket, sign) = TOKEN.with_borrow_mut(|token| {
+                            token.clear();
+                            token.push_str(&f.path);
+                            token.push('=');
+                            token.push_str(&t);
+                            bucket(token, self.params.hash_width)
+                        });
+                        CategoryCode {
+                            bucket,
+                            sign,
+                            frequency: 0.0,
+                        }
+                    });
+                    cols[code.bucket] += code.sign;
+                    if self.params.frequency_encoding {
+                        cols[self.params.hash_width] = code.frequency;
+                    }
+                    if known.is_none() {
+                        notes
+                            .unseen_categories
+                            .push((f.path.clone(), t.into_owned()));
+                    }
+                    let changed = if f.kind == FieldKind::Category {
+                        !matches!(leaf, Leaf::String(_))
+                    } else {
+                        interpret(leaf).kind() != f.kind
+                    };
+                    if changed {
+                        notes
+                            .type_changes
+                            .push((f.path.clone(), f.kind, interpret(leaf).kind()));
+                    }
+                    true
+                }
+                None => false,
+            },
+            FieldRole::Measurement => {
+                let typed = match leaf {
+                    Leaf::String(s) => interpret_str(s),
+                    other => interpret(other),
+                };
+                let value = match typed {
+                    Typed::Number(v) => Some(v),
+                    Typed::Bool(b) => Some(b as u8 as f64),
+                    Typed::DateTime(m) => Some(m.epoch_seconds),
+                    Typed::Category(_) | Typed::Null => None,
+                };
+                if typed.kind() != f.kind && typed.kind() != FieldKind::Null {
+                    notes
+                        .type_changes
+                        .push((f.path.clone(), f.kind, typed.kind()));
+                }
+                match value {
+                    Some(v) if f.width == 2 => {
+                        cols[0] = v;
+                        true
+                    }
+                    // A field only ever null in training has only its missing column: any value is present.
+                    _ if f.width == 1 => typed.kind() != FieldKind::Null,
+                    Some(_) => true,
+                    None => false,
+                }
+            }
+            FieldRole::Timestamp => {
+                let typed = interpret(leaf);
+                let m = match typed {
+                    Typed::DateTime(m) => Some(m),
+                    Typed::Number(v) => Some(moment_of_number(v, self.timestamp_epoch)),
+                    _ => None,
+                };
+                if typed.kind() != f.kind && typed.kind() != FieldKind::Null {
+                    notes
+                        .type_changes
+                        .push((f.path.clone(), f.kind, typed.kind()));
+                }
+                match m {
+                    Some(m) => {
+                        self.write_moment(&mut cols[..f.width - 1], &m);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            FieldRole::Text => match token(leaf) {
+                Some(t) => {
+                    cols[0] = t.chars().count() as f64;
+                    true
+                }
+                None => false,
+            },
+            FieldRole::Identifier | FieldRole::Ignore => false,
+        };
+        if encoded {
+            cols[f.width - 1] = 0.0;
+        }
     }
 
     /// Per-field attributions of `record`, from per-column contributions (as

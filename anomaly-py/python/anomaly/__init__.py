@@ -2,8 +2,8 @@
 
 * ``IsolationForest``: scikit-learn's estimator (same parameters, methods, attributes and signs), plus ``explain``.
 * ``MovingAverage``, ``Ema``, ``StreamingIsolationForest``: streaming detectors (``update``, ``score_many``).
-* ``Engine``: per-key record models over dicts, with explanations in field names; ``RecordModel``: one such model
-  on its own, carried as snapshot bytes.
+* ``Engine``: per-key record models over dicts, with explanations in field names (``score_frame`` scores a
+  DataFrame's rows without a dict per row); ``RecordModel``: one such model on its own, carried as snapshot bytes.
 * ``anomaly.spark``, ``anomaly.dask``: one model per group inside Spark or Dask (imported on demand).
 * ``read_table``: a CSV, JSON lines or Parquet file, or a DataFrame, as a numeric matrix with feature names and
   column roles (dates, categories, identifiers and blanks encoded as ``detect`` encodes them).
@@ -12,6 +12,7 @@ Models pickle through the core's versioned snapshot, so a model pickled here loa
 """
 
 from . import exceptions
+from ._columns import FrameScores
 from ._engine import FIELD_ROLES, Engine
 from ._forest import IsolationForest
 from ._record_model import RecordModel
@@ -37,6 +38,7 @@ __all__ = [
     "StreamingIsolationForest",
     "Engine",
     "RecordModel",
+    "FrameScores",
     "read_table",
     "Table",
     "FIELD_ROLES",

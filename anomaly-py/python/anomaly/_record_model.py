@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 import numpy as np
 
 from . import _native
+from ._columns import frame_columns, is_frame
 
 
 class RecordModel:
@@ -42,8 +43,12 @@ class RecordModel:
         )
         return cls(native)
 
-    def score(self, records: Iterable[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, is_anomaly)`` of ``records``, in order."""
+    def score(self, records: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, is_anomaly)`` of ``records``, in order: an iterable of dicts, or the records held as columns
+        (a pandas DataFrame or a mapping of column name to 1-D array, read as ``Engine.score_frame`` reads them,
+        the faster path)."""
+        if is_frame(records):
+            return self._native.score_columns(*frame_columns(records))
         return self._native.score(list(records))
 
     def explain(self, record: Mapping[str, Any]) -> dict:
