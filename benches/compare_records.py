@@ -11,9 +11,10 @@ the machine's cores).
 The engine (``anomaly.Engine``, 100 trees, retraining and drift off) learns the training records and trains once;
 it is then timed on the probe records, given the way each call takes them:
 
-* as a list of dicts: ``score_many`` (one call that scores the batch without learning from it), ``observe_many``
-  (one call that scores and learns each record: history, baseline) and ``score`` called once per record, against
-  the pipeline on the same dicts;
+* as a list of dicts: ``score_many`` (one call that scores the batch without learning from it, a dict per
+  outcome), ``score_frame`` on the dicts (the same, answered as arrays), ``observe_many`` (one call that scores and
+  learns each record: history, baseline) and ``score`` called once per record, against the pipeline on the same
+  dicts;
 * as a DataFrame (the same records through ``pandas.json_normalize``, built before timing): ``score_frame``, the
   columnar call that scores without learning and answers with arrays; the pipeline on the frame's rows
   (``DataFrame.to_dict("records")``, then as above) is shown too.
@@ -129,6 +130,7 @@ def main() -> None:
     many = trained.score_many("orders", probe)
     columnar = trained.score_frame("orders", frame)
     assert np.array_equal(columnar.score, [o["score"] for o in many]), "score_frame and score_many differ"
+    assert np.array_equal(trained.score_frame("orders", probe).score, columnar.score), "dicts and frame differ"
 
     # Every call timed alternately with the others, so a slow spell of the shared machine hits them all.
     calls = [
@@ -137,6 +139,7 @@ def main() -> None:
         ("pipeline, score_samples on 2 threads (joblib threading)", lambda: pipeline_threaded(probe)),
         ("anomaly.Engine.score_many", lambda: trained.score_many("orders", probe)),
         ("anomaly.Engine.score per record", lambda: [trained.score("orders", r) for r in probe]),
+        ("anomaly.Engine.score_frame on the dicts (arrays out)", lambda: trained.score_frame("orders", probe)),
         ("records as a DataFrame (pandas.json_normalize of the dicts):", None),
         ("pipeline on DataFrame.to_dict('records')", lambda: pipeline(frame.to_dict("records"))),
         ("anomaly.Engine.score_frame", lambda: trained.score_frame("orders", frame)),

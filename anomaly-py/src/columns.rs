@@ -2,14 +2,25 @@
 //! from their numpy arrays, other values read once into one text buffer per column, so the core scores them
 //! without a dict, or a JSON object, per record.
 
+use std::collections::HashMap;
+
 use anomaly_core::records::columns::{ColumnValues, RecordColumns};
-use anomaly_core::records::flatten::Leaf;
+use anomaly_core::records::flatten::{Leaf, Limits, MAX_DEPTH};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::Value;
 
+use crate::convert::{MAX_RECORD_VALUES, to_json};
 use crate::errors::named;
+
+/// Columns that dicts read by [`Columns::from_records`] may always have, however many rows.
+pub(crate) const FREE_COLUMNS: usize = 64;
+
+/// Cells (rows × columns) that dicts read by [`Columns::from_records`] may fill beyond [`FREE_COLUMNS`] columns:
+/// about 128 MiB.
+pub(crate) const COLUMN_CELLS: usize = 8 << 20;
 
 /// One value of a column of Python objects.
 #[derive(Clone, Copy)]
@@ -44,6 +55,8 @@ pub(crate) struct Columns<'py> {
     rows: usize,
     names: Vec<String>,
     columns: Vec<Column<'py>>,
+    /// Rows read as whole JSON records (dicts the columns cannot hold), by rising row.
+    replaced: Vec<(usize, Value)>,
 }
 
 impl<'py> Columns<'py> {
@@ -65,20 +78,85 @@ impl<'py> Columns<'py> {
             rows,
             names,
             columns,
+            replaced: Vec::new(),
         })
     }
 
-    /// The leaves of each column of objects or strings (`None` for the others), which [`view`](Self::view)
-    /// borrows.
+    /// Reads an iterable of dicts into columns, one per dotted path, as [`flatten`] would flatten the records that
+    /// [`to_json`] makes of them: the same leaves, so each row scores as its record does, bit for bit. A dict the
+    /// columns cannot hold as such (two leaves on one path, nesting or leaves beyond `limits`, a non-string key, a
+    /// container inside a list, a value of another type) is converted by [`to_json`] and kept as its row's record
+    /// (raising as the record path does). The columns are bounded: when the records hold more distinct paths than
+    /// `limits` allows one record, or more than [`COLUMN_CELLS`] cells beyond [`FREE_COLUMNS`] columns (sparse
+    /// records, each with its own fields), every row is kept as its record instead.
+    ///
+    /// [`flatten`]: anomaly_core::records::flatten::flatten
+    pub(crate) fn from_records(records: &Bound<'py, PyAny>, limits: &Limits) -> PyResult<Self> {
+        let records: Vec<Bound<'py, PyAny>> = records.try_iter()?.collect::<PyResult<_>>()?;
+        let rows = records.len();
+        let mut reader = RecordReader {
+            rows,
+            limits,
+            index: HashMap::new(),
+            names: Vec::new(),
+            columns: Vec::new(),
+            path: String::new(),
+            row: 0,
+            touched: Vec::new(),
+            leaves: 0,
+            values: 0,
+        };
+        let mut replaced = Vec::new();
+        for (row, record) in records.iter().enumerate() {
+            reader.start(row);
+            let read = match record.cast::<PyDict>() {
+                Ok(dict) => reader.object(dict, 1)?,
+                Err(_) => false,
+            };
+            if !read {
+                reader.clear_row();
+                replaced.push((row, to_json(record)?));
+            }
+            if reader.too_wide() {
+                return Ok(Columns {
+                    rows,
+                    names: Vec::new(),
+                    columns: Vec::new(),
+                    replaced: records
+                        .iter()
+                        .enumerate()
+                        .map(|(row, r)| Ok((row, to_json(r)?)))
+                        .collect::<PyResult<_>>()?,
+                });
+            }
+        }
+        Ok(Columns {
+            rows,
+            names: reader.names,
+            columns: reader
+                .columns
+                .into_iter()
+                .map(|c| Column::Objects {
+                    text: c.text,
+                    cells: c.cells,
+                })
+                .collect(),
+            replaced,
+        })
+    }
+
+    /// What each column needs before [`view`](Self::view) can borrow it: the leaves of a column of objects, and
+    /// for Arrow strings their bytes as text (or, when the bytes are not UTF-8 throughout, which Arrow allows
+    /// under null rows, their leaves, each checked).
     ///
     /// # Errors
     /// [`anomaly_core::Error::InvalidParameter`] for Arrow strings whose offsets or bytes are not valid.
-    pub(crate) fn leaves(&self) -> Result<Vec<Option<Vec<Leaf<'_>>>>, anomaly_core::Error> {
+    pub(crate) fn prepare(&self) -> Result<Vec<Prepared<'_>>, anomaly_core::Error> {
         self.names
             .iter()
             .zip(&self.columns)
             .map(|(name, c)| match c {
-                Column::Objects { text, cells } => Ok(Some(
+                Column::Objects { text, cells } => Ok(Prepared::Leaves(
                     cells
                         .iter()
                         .map(|cell| match *cell {
@@ -93,36 +171,62 @@ impl<'py> Columns<'py> {
                     offsets,
                     chars,
                     nulls,
-                } => text_leaves(
-                    name,
-                    contiguous(offsets.as_slice())?,
-                    contiguous(chars.as_slice())?,
-                    contiguous(nulls.as_slice())?,
-                )
-                .map(Some),
-                _ => Ok(None),
+                } => {
+                    let chars = contiguous(chars.as_slice())?;
+                    match std::str::from_utf8(chars) {
+                        Ok(text) => Ok(Prepared::Text(text)),
+                        Err(_) => text_leaves(
+                            name,
+                            contiguous(offsets.as_slice())?,
+                            chars,
+                            contiguous(nulls.as_slice())?,
+                        )
+                        .map(Prepared::Leaves),
+                    }
+                }
+                _ => Ok(Prepared::Direct),
             })
             .collect()
     }
 
-    /// The core's view of the columns, with `leaves` from [`leaves`](Self::leaves).
+    /// The core's view of the columns, with `prepared` from [`prepare`](Self::prepare).
     pub(crate) fn view<'a>(
         &'a self,
-        leaves: &'a [Option<Vec<Leaf<'a>>>],
+        prepared: &'a [Prepared<'a>],
     ) -> Result<RecordColumns<'a>, anomaly_core::Error> {
         let mut out = RecordColumns::new(self.rows);
-        for ((name, column), leaves) in self.names.iter().zip(&self.columns).zip(leaves) {
-            let values = match (column, leaves) {
-                (_, Some(leaves)) => ColumnValues::Leaves(leaves),
-                (Column::Numbers(a), None) => ColumnValues::Numbers(contiguous(a.as_slice())?),
-                (Column::Integers(a), None) => ColumnValues::Integers(contiguous(a.as_slice())?),
-                (Column::Booleans(a), None) => ColumnValues::Booleans(contiguous(a.as_slice())?),
-                (Column::Objects { .. } | Column::Texts { .. }, None) => ColumnValues::Leaves(&[]),
+        for ((name, column), prepared) in self.names.iter().zip(&self.columns).zip(prepared) {
+            let values = match (column, prepared) {
+                (_, Prepared::Leaves(leaves)) => ColumnValues::Leaves(leaves),
+                (Column::Texts { offsets, nulls, .. }, Prepared::Text(text)) => {
+                    ColumnValues::Strings {
+                        text,
+                        offsets: contiguous(offsets.as_slice())?,
+                        nulls: contiguous(nulls.as_slice())?,
+                    }
+                }
+                (Column::Numbers(a), _) => ColumnValues::Numbers(contiguous(a.as_slice())?),
+                (Column::Integers(a), _) => ColumnValues::Integers(contiguous(a.as_slice())?),
+                (Column::Booleans(a), _) => ColumnValues::Booleans(contiguous(a.as_slice())?),
+                (Column::Objects { .. } | Column::Texts { .. }, _) => ColumnValues::Leaves(&[]),
             };
             out.push(name, values)?;
         }
+        for (row, record) in &self.replaced {
+            out.replace_row(*row, record)?;
+        }
         Ok(out)
     }
+}
+
+/// What a column needs before the core can borrow it (see [`Columns::prepare`]).
+pub(crate) enum Prepared<'a> {
+    /// Nothing: numbers and booleans are borrowed as they are.
+    Direct,
+    /// Its values as leaves.
+    Leaves(Vec<Leaf<'a>>),
+    /// Arrow strings' bytes as text.
+    Text(&'a str),
 }
 
 fn contiguous<T>(slice: Result<&[T], numpy::AsSliceError>) -> Result<&[T], anomaly_core::Error> {
@@ -147,12 +251,16 @@ fn text_leaves<'a>(
     if offsets.len() != nulls.len() + 1 {
         return Err(invalid(0, "offsets do not match the rows"));
     }
-    let text = std::str::from_utf8(chars).map_err(|e| {
-        let row = offsets
-            .partition_point(|&o| usize::try_from(o).is_ok_and(|o| o <= e.valid_up_to()))
-            .saturating_sub(1);
-        invalid(row, "a string that is not UTF-8")
-    })?;
+    // The bytes the rows span are checked at once; Arrow lets a null row's bytes be anything, so when that check
+    // fails, each row that is not null is checked on its own.
+    let spanned = match (offsets.first(), offsets.last()) {
+        (Some(&first), Some(&last)) => match (usize::try_from(first), usize::try_from(last)) {
+            (Ok(first), Ok(last)) => chars.get(first..last).map(|bytes| (first, bytes)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let whole = spanned.and_then(|(first, bytes)| Some((first, std::str::from_utf8(bytes).ok()?)));
     nulls
         .iter()
         .zip(offsets.windows(2))
@@ -161,13 +269,23 @@ fn text_leaves<'a>(
             if null {
                 return Ok(Leaf::Null);
             }
-            let (start, end) = (usize::try_from(span[0]), usize::try_from(span[1]));
-            match (start, end) {
-                (Ok(start), Ok(end)) => text.get(start..end),
-                _ => None,
-            }
-            .map(Leaf::String)
-            .ok_or_else(|| {
+            let (start, end) = match (usize::try_from(span[0]), usize::try_from(span[1])) {
+                (Ok(start), Ok(end)) if start <= end => (start, end),
+                _ => return Err(invalid(row, "offsets that do not rise")),
+            };
+            let text = match whole {
+                Some((first, text)) => start
+                    .checked_sub(first)
+                    .and_then(|s| text.get(s..end - first)),
+                None => match chars.get(start..end) {
+                    Some(bytes) => Some(
+                        std::str::from_utf8(bytes)
+                            .map_err(|_| invalid(row, "a string that is not UTF-8"))?,
+                    ),
+                    None => None,
+                },
+            };
+            text.map(Leaf::String).ok_or_else(|| {
                 invalid(
                     row,
                     "offsets outside the string bytes or inside a character",
@@ -278,5 +396,222 @@ fn at(py: Python<'_>, name: &str, row: usize, e: PyErr) -> PyErr {
             err
         }
         Err(_) => e,
+    }
+}
+
+/// One column being filled from dicts.
+struct Filling {
+    text: String,
+    cells: Vec<Cell>,
+    /// The last row that set a value.
+    last_row: Option<usize>,
+}
+
+/// The state of [`Columns::from_records`].
+struct RecordReader<'l> {
+    rows: usize,
+    limits: &'l Limits,
+    index: HashMap<String, usize>,
+    names: Vec<String>,
+    columns: Vec<Filling>,
+    /// The path of the current value.
+    path: String,
+    /// The current row, the columns it set, its leaves and its values (as `to_json` counts them).
+    row: usize,
+    touched: Vec<usize>,
+    leaves: usize,
+    values: usize,
+}
+
+/// A scalar of a dict record, by [`to_json`]'s rules; `None` for a container or a type it refuses.
+enum Scalar {
+    Null,
+    Cell(Cell),
+}
+
+impl RecordReader<'_> {
+    fn start(&mut self, row: usize) {
+        self.row = row;
+        self.touched.clear();
+        self.leaves = 0;
+        self.values = 1;
+    }
+
+    /// Unsets what the current row set (it is read as a record instead).
+    fn clear_row(&mut self) {
+        for &c in &self.touched {
+            self.columns[c].cells[self.row] = Cell::Null;
+            self.columns[c].last_row = None;
+        }
+    }
+
+    fn too_wide(&self) -> bool {
+        let n = self.columns.len();
+        n > self.limits.max_fields
+            || (n > FREE_COLUMNS && n.saturating_mul(self.rows) > COLUMN_CELLS)
+    }
+
+    /// Reads the entries of `dict` at depth `depth`; `false` when the record must be read as a record.
+    fn object(&mut self, dict: &Bound<'_, PyDict>, depth: usize) -> PyResult<bool> {
+        if depth > self.limits.max_depth.min(MAX_DEPTH) {
+            return Ok(false);
+        }
+        for (key, value) in dict.iter() {
+            let Ok(key) = key.cast::<PyString>() else {
+                return Ok(false);
+            };
+            let len = self.path.len();
+            if depth > 1 {
+                self.path.push('.');
+            }
+            self.path.push_str(&key.to_cow()?);
+            let read = self.value(&value, depth)?;
+            self.path.truncate(len);
+            if !read {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads the value at the current path.
+    fn value(&mut self, value: &Bound<'_, PyAny>, depth: usize) -> PyResult<bool> {
+        self.values += 1;
+        if self.values > MAX_RECORD_VALUES {
+            return Ok(false);
+        }
+        if let Ok(inner) = value.cast::<PyDict>() {
+            return self.object(inner, depth + 1);
+        }
+        if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+            return self.array(value);
+        }
+        match scalar(value)? {
+            Some(Scalar::Null) => Ok(self.count()),
+            Some(Scalar::Cell(cell)) => self.set(cell, None),
+            None => Ok(false),
+        }
+    }
+
+    /// A list or tuple: its length, and when every element is a number their minimum, maximum and mean, as
+    /// [`flatten`](anomaly_core::records::flatten::flatten) summarises an array.
+    fn array(&mut self, items: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let mut numbers = Vec::new();
+        let mut all_numbers = true;
+        for item in items.try_iter()? {
+            let item = item?;
+            self.values += 1;
+            if self.values > MAX_RECORD_VALUES {
+                return Ok(false);
+            }
+            match scalar(&item)? {
+                Some(Scalar::Cell(Cell::Number(v))) if v.is_finite() => numbers.push(v),
+                Some(_) => all_numbers = false,
+                // A container (which `to_json` converts and checks) or a type it refuses.
+                None => return Ok(false),
+            }
+        }
+        let len = items.len()?;
+        if !self.set(Cell::Number(len as f64), Some(".len"))? {
+            return Ok(false);
+        }
+        if all_numbers && !numbers.is_empty() {
+            let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mean = numbers
+                .iter()
+                .map(|v| v / numbers.len() as f64)
+                .sum::<f64>();
+            for (suffix, v) in [
+                (".min", min),
+                (".max", max),
+                (".mean", mean.clamp(min, max)),
+            ] {
+                if !self.set(Cell::Number(v), Some(suffix))? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Counts a leaf; `false` past the limit.
+    fn count(&mut self) -> bool {
+        self.leaves += 1;
+        self.leaves <= self.limits.max_fields
+    }
+
+    /// Sets the current path's (with `suffix`) cell in the current row; `false` past the leaf limit or when the
+    /// path already has a value in this row.
+    fn set(&mut self, cell: Cell, suffix: Option<&str>) -> PyResult<bool> {
+        if !self.count() {
+            return Ok(false);
+        }
+        let len = self.path.len();
+        if let Some(s) = suffix {
+            self.path.push_str(s);
+        }
+        let c = match self.index.get(self.path.as_str()) {
+            Some(&c) => c,
+            None => {
+                let c = self.columns.len();
+                self.index.insert(self.path.clone(), c);
+                self.names.push(self.path.clone());
+                self.columns.push(Filling {
+                    text: String::new(),
+                    cells: vec![Cell::Null; self.rows],
+                    last_row: None,
+                });
+                c
+            }
+        };
+        self.path.truncate(len);
+        let column = &mut self.columns[c];
+        if column.last_row == Some(self.row) {
+            return Ok(false);
+        }
+        column.last_row = Some(self.row);
+        self.touched.push(c);
+        column.cells[self.row] = match cell {
+            Cell::Text(start, end) => {
+                // `cell` holds the text in `TEXT` (see `scalar`).
+                TEXT.with_borrow(|t| {
+                    let at = column.text.len();
+                    column.text.push_str(&t[start..end]);
+                    Cell::Text(at, column.text.len())
+                })
+            }
+            other => other,
+        };
+        Ok(true)
+    }
+}
+
+thread_local! {
+    /// The text of the last string [`scalar`] read.
+    static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// A scalar by [`to_json`]'s rules (a string's text in [`TEXT`]); `None` for a container or a type it refuses.
+fn scalar(v: &Bound<'_, PyAny>) -> PyResult<Option<Scalar>> {
+    if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()
+    {
+        return Ok(None);
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        let text = s.to_cow()?;
+        let len = text.len();
+        TEXT.with_borrow_mut(|t| {
+            t.clear();
+            t.push_str(&text);
+        });
+        return Ok(Some(Scalar::Cell(Cell::Text(0, len))));
+    }
+    let mut unused = String::new();
+    match cell(v, &mut unused) {
+        Ok(Cell::Null) => Ok(Some(Scalar::Null)),
+        Ok(Cell::Number(x)) if !x.is_finite() => Ok(Some(Scalar::Null)),
+        Ok(c) => Ok(Some(Scalar::Cell(c))),
+        Err(_) => Ok(None),
     }
 }

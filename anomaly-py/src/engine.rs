@@ -9,8 +9,9 @@ use anomaly_core::records::role::{FieldRole, FieldRoles};
 use anomaly_core::records::vectorizer::VectorizerParams;
 use anomaly_core::{Contamination, IsolationForestParams};
 use numpy::{IntoPyArray, PyArray1};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use serde_json::{Value, json};
 
 use crate::columns::Columns;
@@ -24,6 +25,77 @@ type ColumnScores<'py> = (
     Option<f64>,
     Option<u64>,
 );
+
+impl NativeEngine {
+    /// Scores columns read from Python, without the GIL.
+    fn score_read(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        columns: &Columns<'_>,
+    ) -> PyResult<Vec<Outcome>> {
+        let prepared = columns.prepare().py_err()?;
+        let view = columns.view(&prepared).py_err()?;
+        py.detach(|| self.engine.score_columns(key, &view)).py_err()
+    }
+
+    /// Outcomes as `(scores, is_anomaly, threshold, model_version)`: NaN scores while the key is learning, and the
+    /// threshold and version of the key's model (`None` without one).
+    fn as_arrays<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        outcomes: &[Outcome],
+    ) -> PyResult<ColumnScores<'py>> {
+        let model = match outcomes.iter().find_map(Outcome::verdict) {
+            Some(v) => Some((v.threshold, v.model_version)),
+            None => self
+                .engine
+                .model(key)
+                .py_err()?
+                .map(|m| (m.forest().threshold(), m.version())),
+        };
+        let scores: Vec<f64> = outcomes
+            .iter()
+            .map(|o| o.verdict().map_or(f64::NAN, |v| v.score))
+            .collect();
+        let flagged: Vec<bool> = outcomes.iter().map(Outcome::is_anomaly).collect();
+        Ok((
+            scores.into_pyarray(py),
+            flagged.into_pyarray(py),
+            model.map(|m| m.0),
+            model.map(|m| m.1),
+        ))
+    }
+}
+
+/// An outcome as the dict `to_python` makes of it (the same keys, in the same order), built directly: a batch's
+/// outcomes cost a dict each, not a JSON value and then a dict.
+fn outcome_dict<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    match o {
+        Outcome::Learning { seen, needed } => {
+            d.set_item(intern!(py, "needed"), needed)?;
+            d.set_item(intern!(py, "seen"), seen)?;
+            d.set_item(intern!(py, "status"), intern!(py, "learning"))?;
+        }
+        Outcome::Scored(v) => {
+            let flagged = PyDict::new(py);
+            flagged.set_item(
+                intern!(py, "isolation_forest"),
+                v.flagged_by.isolation_forest,
+            )?;
+            flagged.set_item(intern!(py, "range_rule"), v.flagged_by.range_rule)?;
+            d.set_item(intern!(py, "flagged_by"), flagged)?;
+            d.set_item(intern!(py, "is_anomaly"), v.is_anomaly)?;
+            d.set_item(intern!(py, "model_version"), v.model_version)?;
+            d.set_item(intern!(py, "score"), v.score)?;
+            d.set_item(intern!(py, "status"), intern!(py, "scored"))?;
+            d.set_item(intern!(py, "threshold"), v.threshold)?;
+        }
+    }
+    Ok(d)
+}
 
 fn sensitivity(v: Option<f64>) -> Contamination {
     v.map_or(Contamination::Auto, Contamination::Fraction)
@@ -278,11 +350,27 @@ impl NativeEngine {
         key: &str,
         records: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let records = json_records(records)?;
-        let outcomes = py
-            .detach(|| self.engine.score_many(key, &records))
-            .py_err()?;
-        to_python(py, &outcomes)
+        let limits = self.engine.params().get_vectorizer().get_limits();
+        let columns = Columns::from_records(records, limits)?;
+        let outcomes = self.score_read(py, key, &columns)?;
+        let list = PyList::empty(py);
+        for o in &outcomes {
+            list.append(outcome_dict(py, o)?)?;
+        }
+        Ok(list.into_any())
+    }
+
+    /// `score_many` answered as arrays, as `score_columns` answers.
+    fn score_dicts<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        records: &Bound<'py, PyAny>,
+    ) -> PyResult<ColumnScores<'py>> {
+        let limits = self.engine.params().get_vectorizer().get_limits();
+        let columns = Columns::from_records(records, limits)?;
+        let outcomes = self.score_read(py, key, &columns)?;
+        self.as_arrays(py, key, &outcomes)
     }
 
     /// `score_many` of records held as columns (`names[i]` holds `arrays[i]`, `rows` values each), as arrays:
@@ -297,23 +385,8 @@ impl NativeEngine {
         rows: usize,
     ) -> PyResult<ColumnScores<'py>> {
         let columns = Columns::read(names, arrays, rows)?;
-        let leaves = columns.leaves().py_err()?;
-        let view = columns.view(&leaves).py_err()?;
-        let outcomes = py
-            .detach(|| self.engine.score_columns(key, &view))
-            .py_err()?;
-        let verdict = outcomes.iter().find_map(Outcome::verdict);
-        let scores: Vec<f64> = outcomes
-            .iter()
-            .map(|o| o.verdict().map_or(f64::NAN, |v| v.score))
-            .collect();
-        let flagged: Vec<bool> = outcomes.iter().map(Outcome::is_anomaly).collect();
-        Ok((
-            scores.into_pyarray(py),
-            flagged.into_pyarray(py),
-            verdict.map(|v| v.threshold),
-            verdict.map(|v| v.model_version),
-        ))
+        let outcomes = self.score_read(py, key, &columns)?;
+        self.as_arrays(py, key, &outcomes)
     }
 
     /// The verdict explained in field names; `None` while the key is learning.

@@ -26,6 +26,16 @@ fn scored<'py>(py: Python<'py>, verdicts: &[RecordVerdict]) -> Scored<'py> {
     (scores.into_pyarray(py), flagged.into_pyarray(py))
 }
 
+impl NativeRecordModel {
+    /// Scores columns read from Python, without the GIL.
+    fn score_read<'py>(&self, py: Python<'py>, columns: &Columns<'_>) -> PyResult<Scored<'py>> {
+        let prepared = columns.prepare().py_err()?;
+        let view = columns.view(&prepared).py_err()?;
+        let verdicts = py.detach(|| self.model.score_columns(&view)).py_err()?;
+        Ok(scored(py, &verdicts))
+    }
+}
+
 /// A fitted record model; immutable.
 #[pyclass(module = "anomaly._native", name = "_RecordModel", frozen)]
 pub(crate) struct NativeRecordModel {
@@ -66,9 +76,9 @@ impl NativeRecordModel {
 
     /// Scores and verdicts of `records`, in order: `(scores, is_anomaly)`, without learning from them.
     fn score<'py>(&self, py: Python<'py>, records: &Bound<'py, PyAny>) -> PyResult<Scored<'py>> {
-        let records = json_records(records)?;
-        let verdicts = py.detach(|| self.model.score_many(&records)).py_err()?;
-        Ok(scored(py, &verdicts))
+        let limits = self.model.vectorizer().params().get_limits();
+        let columns = Columns::from_records(records, limits)?;
+        self.score_read(py, &columns)
     }
 
     /// `score` of records held as columns (`names[i]` holds `arrays[i]`, `rows` values each).
@@ -80,10 +90,7 @@ impl NativeRecordModel {
         rows: usize,
     ) -> PyResult<Scored<'py>> {
         let columns = Columns::read(names, arrays, rows)?;
-        let leaves = columns.leaves().py_err()?;
-        let view = columns.view(&leaves).py_err()?;
-        let verdicts = py.detach(|| self.model.score_columns(&view)).py_err()?;
-        Ok(scored(py, &verdicts))
+        self.score_read(py, &columns)
     }
 
     /// One record's verdict explained in field names, as a dict.

@@ -85,20 +85,88 @@ def test_dtypes_read_as_dict_values(trained):
     rows = typed.astype(object).where(typed.notna(), None).to_dict("records")
     expected, _ = scores_of(engine.score_many("orders", rows))
     np.testing.assert_array_equal(engine.score_frame("orders", typed).score, expected)
-    # Date/times as datetime64, with and without a time zone, score as their ISO strings.
-    dated = frame.copy()
-    dated["created_at"] = pd.to_datetime(dated["created_at"])
-    expected, _ = scores_of(engine.score_many("orders", frame.to_dict("records")))
-    np.testing.assert_array_equal(engine.score_frame("orders", dated).score, expected)
-    dated["created_at"] = dated["created_at"].dt.tz_convert("Europe/Paris")
-    np.testing.assert_array_equal(engine.score_frame("orders", dated).score, expected)
-    naive = frame.copy()
-    naive["created_at"] = pd.to_datetime(naive["created_at"]).dt.tz_localize(None)
-    naive.loc[0, "created_at"] = pd.NaT
+    # Date/times score as their ISO strings: whole seconds, fractions, time zones (local time and offset), dates
+    # past 2262 (beyond nanoseconds), Arrow timestamps, and NaT as missing.
+    stamps = pd.to_datetime(frame["created_at"]) + pd.to_timedelta(np.arange(50) * 123_457, unit="us")
+    stamps[0] = pd.NaT
+    paris = stamps.dt.tz_convert("Europe/Paris")
+    far = pd.Series(np.array(["3000-01-01T10:30:00", "2999-12-31T23:59:59"] * 25, dtype="datetime64[s]"))
+    for column in [stamps, paris, stamps.dt.tz_localize(None), far, stamps.astype("timestamp[us, tz=UTC][pyarrow]")]:
+        dated = frame.copy()
+        dated["created_at"] = column
+        rows = frame.to_dict("records")
+        for row, value in zip(rows, column):
+            row["created_at"] = None if pd.isna(value) else pd.Timestamp(value).isoformat()
+        expected, _ = scores_of(engine.score_many("orders", rows))
+        np.testing.assert_array_equal(engine.score_frame("orders", dated).score, expected, err_msg=str(column.dtype))
+    # Arrow strings in several chunks, and a uint64 column beyond int64.
+    chunked = frame.copy()
+    chunked["country"] = pd.Series(
+        pd.arrays.ArrowExtensionArray(
+            __import__("pyarrow").chunked_array([frame["country"][:20].tolist(), frame["country"][20:].tolist()])
+        )
+    )
+    chunked["customer.age"] = np.array([2**64 - 1] + [30] * 49, dtype=np.uint64)
     rows = frame.to_dict("records")
-    rows[0]["created_at"] = None
+    for row, age in zip(rows, chunked["customer.age"]):
+        row["customer.age"] = int(age)
+    expected, _ = scores_of(engine.score_many("orders", rows))
+    np.testing.assert_array_equal(engine.score_frame("orders", chunked).score, expected)
+    # Arrow strings with bytes that are not UTF-8 under a null row (which Arrow allows).
+    import pyarrow as pa
+
+    offsets = np.array([0, 2, 4, 6], dtype=np.int64)
+    garbled = pa.Array.from_buffers(
+        pa.large_string(), 3, [pa.py_buffer(bytes([0b101])), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"FR\xff\xfeDE")]
+    )
+    small = {"country": pd.Series(pd.arrays.ArrowExtensionArray(garbled)), "amount": [100.0, 101.0, 102.0]}
+    expected, _ = scores_of(engine.score_many("orders", [{"country": c, "amount": a} for c, a in zip(["FR", None, "DE"], small["amount"])]))
+    np.testing.assert_array_equal(engine.score_frame("orders", small).score, expected)
+
+
+def test_dicts_read_natively_as_records(trained):
+    engine, probe = trained
+    odd = [dict(r) for r in probe[:40]]
+    # Lists (summarised), a key with a dot beside the nested field of that path (two leaves on one path), NaN,
+    # numpy scalars, a non-string key, and a value nested deeper than the limits: each row as its record.
+    odd[0]["tags"] = [1, 2.5, np.int64(7)]
+    odd[1]["tags"] = ["a", None]
+    odd[2]["customer.tier"] = "gold"
+    odd[3]["amount"] = float("nan")
+    odd[4]["amount"] = np.float32(101.5)
+    odd[5][7] = "seven"
+    odd[6]["express"] = np.bool_(True)
+    deep: dict = {"leaf": 1}
+    for _ in range(40):
+        deep = {"n": deep}
+    odd[7]["deep"] = deep
+    model = anomaly.RecordModel.fit(records(400, 4), n_estimators=30)
+    import json
+
+    as_json = [json.loads(json.dumps(r, default=float)) for r in odd[8:]]
+    np.testing.assert_array_equal(model.score(odd[8:])[0], model.score(pd.json_normalize(as_json))[0])
+    with pytest.raises(anomaly.exceptions.InvalidRecordError, match="record 7: nested deeper"):
+        engine.score_many("orders", odd)
+    del odd[7]["deep"]
+    outcomes = engine.score_many("orders", odd)
+    got = engine.score_frame("orders", odd)
+    np.testing.assert_array_equal(got.score, scores_of(outcomes)[0])
+    for i in range(8):
+        assert engine.score("orders", odd[i])["score"] == got.score[i], i
+    # A record that contains itself, and a value of no JSON type, raise as they do one by one.
+    loop: dict = {"a": 1}
+    loop["self"] = loop
+    with pytest.raises(anomaly.exceptions.InvalidRecordError, match="containing itself"):
+        engine.score_frame("orders", [probe[0], loop])
+    with pytest.raises(TypeError, match="cannot use a value of type object"):
+        engine.score_frame("orders", [probe[0], {"amount": object()}])
+    with pytest.raises(anomaly.exceptions.InvalidRecordError, match="record 1: expected a JSON object"):
+        engine.score_frame("orders", [probe[0], [1, 2]])
+    # Sparse records, each with fields of its own, beyond the columns' bound: read as records.
+    sparse = [{f"f{i}": 1.0, "amount": 100.0} for i in range(3000)]
     np.testing.assert_array_equal(
-        engine.score_frame("orders", naive).score, scores_of(engine.score_many("orders", rows))[0]
+        engine.score_frame("orders", sparse).score,
+        [engine.score("orders", r)["score"] for r in sparse],
     )
 
 
@@ -111,13 +179,19 @@ def test_record_model_scores_frames(trained):
     np.testing.assert_array_equal(got_flagged, flagged)
 
 
-def test_learning_keys_and_empty_frames():
+def test_learning_keys_and_empty_frames(trained):
     engine = anomaly.Engine(min_training_records=100)
     got = engine.score_frame("new", pd.DataFrame({"a": [1.0, 2.0]}))
     assert np.isnan(got.score).all() and not got.is_anomaly.any()
     assert got.threshold is None and got.model_version is None
     empty = engine.score_frame("new", pd.DataFrame({"a": np.array([], dtype=float)}))
     assert empty.score.shape == (0,)
+    # An empty frame for a trained key still names its model; a frame without columns scores each row as {}.
+    trained_engine, _ = trained
+    empty = trained_engine.score_frame("orders", pd.DataFrame({"amount": np.array([], dtype=float)}))
+    assert empty.score.shape == (0,) and empty.model_version == trained_engine.model_info("orders")["version"]
+    no_columns = trained_engine.score_frame("orders", pd.DataFrame(index=range(3)))
+    np.testing.assert_array_equal(no_columns.score, [trained_engine.score("orders", {})["score"]] * 3)
 
 
 def test_bad_columns_are_refused_by_name(trained):
@@ -135,3 +209,11 @@ def test_bad_columns_are_refused_by_name(trained):
         engine.score_frame("orders", pd.DataFrame([[1.0, 2.0]], columns=["amount", "amount"]))
     with pytest.raises(ValueError, match="one dimension"):
         engine.score_frame("orders", {"amount": np.ones((2, 2))})
+
+
+def test_score_many_answers_as_score_does_key_for_key(trained):
+    engine, probe = trained
+    for key in ["orders", "still-learning"]:
+        many = engine.score_many(key, probe[:20])
+        one_by_one = [engine.score(key, r) for r in probe[:20]]
+        assert [list(d.items()) for d in many] == [list(d.items()) for d in one_by_one], key

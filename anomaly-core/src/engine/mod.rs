@@ -642,10 +642,9 @@ impl Engine {
                 .map(|_| Outcome::Learning { seen, needed })
                 .collect());
         };
-        let verdicts =
-            current
-                .model
-                .score_many_with(records, |x| current.rule.fires(x), |_, _| {})?;
+        let verdicts = current
+            .model
+            .score_many_with(records, |x| current.rule.fires(x), None)?;
         Ok(verdicts.into_iter().map(Outcome::Scored).collect())
     }
 
@@ -658,7 +657,11 @@ impl Engine {
     pub fn score_columns(&self, key: &str, columns: &RecordColumns<'_>) -> Result<Vec<Outcome>> {
         let state = self.state(key)?;
         let Some(current) = state.current.load_full() else {
-            columns.check(self.params().vectorizer.get_limits())?;
+            let limits = self.params().vectorizer.get_limits();
+            columns.check(limits)?;
+            for &(i, record) in columns.replaced_rows() {
+                flatten(record, limits).map_err(|e| at_record(i, e))?;
+            }
             let seen = lock(&state.history).len();
             let needed = self.params().min_training_records;
             return Ok(vec![Outcome::Learning { seen, needed }; columns.rows()]);
@@ -666,7 +669,7 @@ impl Engine {
         let verdicts =
             current
                 .model
-                .score_columns_with(columns, |x| current.rule.fires(x), |_, _| {})?;
+                .score_columns_with(columns, |x| current.rule.fires(x), None)?;
         Ok(verdicts.into_iter().map(Outcome::Scored).collect())
     }
 

@@ -260,7 +260,7 @@ impl RecordModel {
         &self,
         records: &[Value],
         range_rule: impl Fn(&[f64]) -> bool + Sync,
-        on_notes: impl FnMut(usize, &RecordNotes),
+        on_notes: Option<&mut dyn FnMut(usize, &RecordNotes)>,
     ) -> Result<Vec<RecordVerdict>> {
         self.score_rows(
             records.len(),
@@ -282,15 +282,15 @@ impl RecordModel {
         &self,
         columns: &RecordColumns<'_>,
         range_rule: impl Fn(&[f64]) -> bool + Sync,
-        on_notes: impl FnMut(usize, &RecordNotes),
+        on_notes: Option<&mut dyn FnMut(usize, &RecordNotes)>,
     ) -> Result<Vec<RecordVerdict>> {
         let fields = self.vectorizer.column_fields(columns)?;
         self.score_rows(
             columns.rows(),
             |i, row, notes| {
                 self.vectorizer
-                    .transform_row_into(columns, &fields, i, row, notes);
-                Ok(())
+                    .transform_row_into(columns, &fields, i, row, notes)
+                    .map_err(|e| at_record(i, e))
             },
             range_rule,
             on_notes,
@@ -299,14 +299,16 @@ impl RecordModel {
 
     /// Scores rows `0..n`, whose vectors `encode(i, vector, notes)` writes, in chunks: each chunk is vectorised and
     /// scored by one of the forest's threads (the calling thread alone with one thread), so the vectors stay in
-    /// cache, memory stays bounded whatever the batch, and the verdicts are the same bits for any thread count.
+    /// cache and the verdicts are the same bits for any thread count. `on_notes`, when given, is told each row's
+    /// notes, in row order, once every chunk is scored (they are held until then).
     fn score_rows(
         &self,
         n: usize,
         encode: impl Fn(usize, &mut Vec<f64>, &mut RecordNotes) -> Result<()> + Sync,
         range_rule: impl Fn(&[f64]) -> bool + Sync,
-        mut on_notes: impl FnMut(usize, &RecordNotes),
+        mut on_notes: Option<&mut dyn FnMut(usize, &RecordNotes)>,
     ) -> Result<Vec<RecordVerdict>> {
+        let wants_notes = on_notes.is_some();
         let width = self.vectorizer.n_features();
         let threshold = self.forest.threshold();
         let threads = self.forest.params().get_n_threads();
@@ -317,7 +319,7 @@ impl RecordModel {
             let mut noted = Vec::new();
             for at in range.clone() {
                 encode(at, &mut row, &mut notes)?;
-                if !notes.is_empty() {
+                if wants_notes && !notes.is_empty() {
                     noted.push((at, notes.clone()));
                 }
                 // A scaled value can overflow: refused here, naming the record in the batch (as the forest would
@@ -358,8 +360,10 @@ impl RecordModel {
         for c in chunks {
             let (v, noted) = c?;
             verdicts.extend(v);
-            for (at, notes) in &noted {
-                on_notes(*at, notes);
+            if let Some(on_notes) = on_notes.as_mut() {
+                for (at, notes) in &noted {
+                    on_notes(*at, notes);
+                }
             }
         }
         Ok(verdicts)
@@ -370,10 +374,11 @@ impl RecordModel {
     /// data frame.
     ///
     /// # Errors
-    /// [`Error::InvalidRecord`] for more columns than a record may have fields; [`Error::NonFinite`] naming the
-    /// record whose scaled vector overflows; nothing is scored then.
+    /// [`Error::InvalidRecord`] for more columns than a record may have fields, or naming a row
+    /// [replaced](RecordColumns::replace_row) by a record it refuses; [`Error::NonFinite`] naming the record whose
+    /// scaled vector overflows; nothing is scored then.
     pub fn score_columns(&self, columns: &RecordColumns<'_>) -> Result<Vec<RecordVerdict>> {
-        self.score_columns_with(columns, |_| false, |_, _| {})
+        self.score_columns_with(columns, |_| false, None)
     }
 
     /// Scores many records at once, as [`score`](Self::score) does one by one (the same verdicts, bit for bit),
@@ -382,7 +387,7 @@ impl RecordModel {
     /// # Errors
     /// As [`score_with`](Self::score_with), naming the first record that fails; nothing is scored then.
     pub fn score_many(&self, records: &[Value]) -> Result<Vec<RecordVerdict>> {
-        self.score_many_with(records, |_| false, |_, _| {})
+        self.score_many_with(records, |_| false, None)
     }
 
     /// As [`score_many`](Self::score_many), telling `on_notes(i, notes)` what did not fit the schema in record `i`
@@ -393,9 +398,9 @@ impl RecordModel {
     pub fn score_many_noted(
         &self,
         records: &[Value],
-        on_notes: impl FnMut(usize, &RecordNotes),
+        mut on_notes: impl FnMut(usize, &RecordNotes),
     ) -> Result<Vec<RecordVerdict>> {
-        self.score_many_with(records, |_| false, on_notes)
+        self.score_many_with(records, |_| false, Some(&mut on_notes))
     }
 
     /// The forest's verdict on the vector `x`.

@@ -24,6 +24,17 @@ pub enum ColumnValues<'a> {
     Booleans(&'a [bool]),
     /// Any leaves, mixed: strings, numbers, booleans and nulls (a non-finite number is a null).
     Leaves(&'a [Leaf<'a>]),
+    /// Strings in Arrow's layout: row `i` is `text[offsets[i]..offsets[i + 1]]`, or null where `nulls[i]`
+    /// (checked by [`RecordColumns::push`]: one more offset than rows, rising within `text`, on character
+    /// boundaries).
+    Strings {
+        /// The strings' bytes, one after the other.
+        text: &'a str,
+        /// Where each string starts, and where the last ends.
+        offsets: &'a [i64],
+        /// Which rows are null.
+        nulls: &'a [bool],
+    },
 }
 
 impl<'a> ColumnValues<'a> {
@@ -34,7 +45,38 @@ impl<'a> ColumnValues<'a> {
             ColumnValues::Integers(v) => v.len(),
             ColumnValues::Booleans(v) => v.len(),
             ColumnValues::Leaves(v) => v.len(),
+            ColumnValues::Strings { nulls, .. } => nulls.len(),
         }
+    }
+
+    /// Checks a [`Strings`](ColumnValues::Strings) column's layout.
+    fn check(&self) -> std::result::Result<(), String> {
+        let ColumnValues::Strings {
+            text,
+            offsets,
+            nulls,
+        } = *self
+        else {
+            return Ok(());
+        };
+        if offsets.len() != nulls.len() + 1 {
+            return Err(format!(
+                "{} offsets for {} rows (one more than the rows needed)",
+                offsets.len(),
+                nulls.len()
+            ));
+        }
+        let mut last = 0;
+        for (i, &o) in offsets.iter().enumerate() {
+            let o = usize::try_from(o).map_err(|_| format!("offset {i} is negative"))?;
+            if (i > 0 && o < last) || !text.is_char_boundary(o) {
+                return Err(format!(
+                    "offset {i} ({o}) falls before the one above it, past the text or inside a character"
+                ));
+            }
+            last = o;
+        }
+        Ok(())
     }
 
     /// Whether the column holds no value.
@@ -62,6 +104,18 @@ impl<'a> ColumnValues<'a> {
                 Leaf::Number(x) => number(x),
                 ref other => other.clone(),
             },
+            ColumnValues::Strings {
+                text,
+                offsets,
+                nulls,
+            } => {
+                if nulls[row] {
+                    return Leaf::Null;
+                }
+                // Checked when the column was added: the slice is inside the text, on character boundaries.
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                text.get(start..end).map_or(Leaf::Null, Leaf::String)
+            }
         }
     }
 }
@@ -85,6 +139,8 @@ impl<'a> ColumnValues<'a> {
 pub struct RecordColumns<'a> {
     rows: usize,
     columns: Vec<(&'a str, ColumnValues<'a>)>,
+    /// Rows given as whole records instead of the columns' values, by row.
+    records: Vec<(usize, &'a Value)>,
 }
 
 impl<'a> RecordColumns<'a> {
@@ -93,6 +149,7 @@ impl<'a> RecordColumns<'a> {
         RecordColumns {
             rows,
             columns: Vec::new(),
+            records: Vec::new(),
         }
     }
 
@@ -100,8 +157,12 @@ impl<'a> RecordColumns<'a> {
     ///
     /// # Errors
     /// [`Error::DimensionMismatch`] (`expected` rows, `got` values) when the column's length is not the number of
-    /// records; [`Error::InvalidParameter`] when `path` is already a column.
+    /// records; [`Error::InvalidParameter`] when `path` is already a column, or for strings whose offsets do not
+    /// fit their text.
     pub fn push(&mut self, path: &'a str, values: ColumnValues<'a>) -> Result<()> {
+        values
+            .check()
+            .map_err(|reason| Error::invalid("columns", format!("column `{path}`: {reason}")))?;
         if values.len() != self.rows {
             return Err(Error::DimensionMismatch {
                 expected: self.rows,
@@ -116,6 +177,39 @@ impl<'a> RecordColumns<'a> {
         }
         self.columns.push((path, values));
         Ok(())
+    }
+
+    /// Makes row `row` the JSON record `record` rather than the columns' values in that row: for a record the
+    /// columns cannot hold (two leaves on one path, nesting past the limits, a value of a type they do not take),
+    /// which is then vectorised, and refused, as a record is. Rows are given in rising order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a row out of bounds or not after the last one given.
+    pub fn replace_row(&mut self, row: usize, record: &'a Value) -> Result<()> {
+        if row >= self.rows || self.records.last().is_some_and(|&(last, _)| last >= row) {
+            return Err(Error::invalid(
+                "columns",
+                format!("row {row} is out of bounds or not after the last row replaced"),
+            ));
+        }
+        self.records.push((row, record));
+        Ok(())
+    }
+
+    /// The record that replaces row `row`, if one does ([`replace_row`](Self::replace_row)).
+    pub fn replaced(&self, row: usize) -> Option<&'a Value> {
+        if self.records.is_empty() {
+            return None;
+        }
+        self.records
+            .binary_search_by_key(&row, |&(r, _)| r)
+            .ok()
+            .map(|i| self.records[i].1)
+    }
+
+    /// The rows replaced by records, in order.
+    pub fn replaced_rows(&self) -> &[(usize, &'a Value)] {
+        &self.records
     }
 
     /// Number of records.
@@ -146,11 +240,14 @@ impl<'a> RecordColumns<'a> {
     }
 
     /// Record `row` as a JSON object with one key per column (the dotted path as the key, which flattens to the
-    /// same path), a missing value as `null`.
+    /// same path), a missing value as `null`; or the record that [replaces](Self::replace_row) it.
     ///
     /// # Panics
     /// If `row` is out of bounds.
     pub fn record(&self, row: usize) -> Value {
+        if let Some(record) = self.replaced(row) {
+            return record.clone();
+        }
         let map = self
             .columns
             .iter()
@@ -264,6 +361,52 @@ mod tests {
         columns.push("k", ColumnValues::Integers(&k)).unwrap();
         columns.push("ok", ColumnValues::Booleans(&ok)).unwrap();
         columns.push("s", ColumnValues::Leaves(&s)).unwrap();
+        // The same strings in Arrow's layout, sliced (offsets not from 0), with bytes under the null row.
+        let text = "__a??zz";
+        let offsets = [2_i64, 3, 5, 5, 7];
+        let nulls = [false, true, true, false];
+        let mut arrow = RecordColumns::new(4);
+        arrow.push("n", ColumnValues::Numbers(&n)).unwrap();
+        arrow.push("k", ColumnValues::Integers(&k)).unwrap();
+        arrow.push("ok", ColumnValues::Booleans(&ok)).unwrap();
+        arrow
+            .push(
+                "s",
+                ColumnValues::Strings {
+                    text,
+                    offsets: &offsets,
+                    nulls: &nulls,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            m.score_columns(&arrow).unwrap(),
+            m.score_columns(&columns).unwrap()
+        );
+        for bad in [[2_i64, 3, 5, 4, 7], [2, 3, 5, 5, 8], [-1, 3, 5, 5, 7]] {
+            let err = RecordColumns::new(4).push(
+                "s",
+                ColumnValues::Strings {
+                    text,
+                    offsets: &bad,
+                    nulls: &nulls,
+                },
+            );
+            assert!(
+                matches!(err, Err(Error::InvalidParameter { .. })),
+                "{bad:?}"
+            );
+        }
+        let accents = "é";
+        let inside = RecordColumns::new(1).push(
+            "s",
+            ColumnValues::Strings {
+                text: accents,
+                offsets: &[0, 1],
+                nulls: &[false],
+            },
+        );
+        assert!(matches!(inside, Err(Error::InvalidParameter { .. })));
         let records = [
             json!({"n": 1.5, "k": 1, "ok": true, "s": "a"}),
             json!({"n": null, "k": 2, "ok": false, "s": null}),
@@ -345,6 +488,44 @@ mod tests {
                 .any(|o| o.verdict().is_some_and(|v| v.flagged_by.range_rule))
         );
         assert_eq!(engine.score_columns("orders", &columns).unwrap(), expected);
+    }
+
+    #[test]
+    fn replaced_rows_read_as_their_records() {
+        let train: Vec<Value> = orders(6, 800, 8).into_iter().map(|(r, _)| r).collect();
+        let mut probe: Vec<Value> = orders(7, 300, 6).into_iter().map(|(r, _)| r).collect();
+        // Two leaves on one path, which no column can hold in one row.
+        probe[10]["customer.tier"] = json!("gold");
+        let leaves = leaf_columns(&probe);
+        let mut columns = as_columns(probe.len(), &leaves);
+        columns.replace_row(10, &probe[10]).unwrap();
+        assert_eq!(columns.record(10), probe[10]);
+        let m = model(&train, Some(2));
+        assert_eq!(
+            m.score_columns(&columns).unwrap(),
+            m.score_many(&probe).unwrap()
+        );
+        assert!(matches!(
+            columns.replace_row(10, &probe[10]),
+            Err(Error::InvalidParameter { .. })
+        ));
+        // A replaced row the schema refuses fails the batch, naming the row.
+        let mut deep = json!({"leaf": 1});
+        for _ in 0..40 {
+            deep = json!({ "n": deep });
+        }
+        columns.replace_row(200, &deep).unwrap();
+        let err = m.score_columns(&columns).unwrap_err();
+        assert!(
+            err.to_string().contains("record 200: nested deeper"),
+            "{err}"
+        );
+        let engine = Engine::in_memory(EngineParams::new()).unwrap();
+        let err = engine.score_columns("new", &columns).unwrap_err();
+        assert!(
+            err.to_string().contains("record 200: nested deeper"),
+            "{err}"
+        );
     }
 
     fn leaf() -> impl Strategy<Value = Value> {

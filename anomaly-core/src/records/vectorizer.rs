@@ -907,6 +907,9 @@ impl Vectorizer {
 
     /// The vector of record `row` of `columns` into `out` (the same bits as [`transform_into`](Self::transform_into)
     /// gives for [`RecordColumns::record`]`(row)`), with `fields` from [`column_fields`](Self::column_fields).
+    ///
+    /// # Errors
+    /// As [`transform`](Self::transform), for a row [replaced](RecordColumns::replace_row) by a record.
     pub(crate) fn transform_row_into(
         &self,
         columns: &RecordColumns<'_>,
@@ -914,7 +917,10 @@ impl Vectorizer {
         row: usize,
         out: &mut Vec<f64>,
         notes: &mut RecordNotes,
-    ) {
+    ) -> Result<()> {
+        if let Some(record) = columns.replaced(row) {
+            return self.transform_into(record, out, notes);
+        }
         notes.clear();
         out.clear();
         out.extend_from_slice(&self.template);
@@ -928,20 +934,23 @@ impl Vectorizer {
             }
         }
         self.scale_in_place(out);
+        Ok(())
     }
 
     /// Vectors of records held as columns, as a matrix (rows in order): the same as
     /// [`transform_many`](Self::transform_many) of their [`RecordColumns::record`]s, without building them.
     ///
     /// # Errors
-    /// As [`column_fields`](Self::column_fields).
+    /// As [`column_fields`](Self::column_fields); as [`transform_many`](Self::transform_many) for the rows
+    /// [replaced](RecordColumns::replace_row) by records.
     pub fn transform_columns(&self, columns: &RecordColumns<'_>) -> Result<ndarray::Array2<f64>> {
         let fields = self.column_fields(columns)?;
         let mut data = Vec::with_capacity(columns.rows() * self.width);
         let mut row = Vec::with_capacity(self.width);
         let mut notes = RecordNotes::default();
         for i in 0..columns.rows() {
-            self.transform_row_into(columns, &fields, i, &mut row, &mut notes);
+            self.transform_row_into(columns, &fields, i, &mut row, &mut notes)
+                .map_err(|e| at_record(i, e))?;
             data.extend_from_slice(&row);
         }
         ndarray::Array2::from_shape_vec((columns.rows(), self.width), data)

@@ -2,15 +2,18 @@
 the native scorers read without a dict per record.
 
 A column's name is the field's dotted path (``customer.tier``, as ``pandas.json_normalize`` names a nested field),
-and row ``i`` reads as the record whose fields are the columns' values in row ``i``, so it scores as that dict does,
-bit for bit:
+and row ``i`` reads as the record whose fields are the columns' values in row ``i``: it scores as that dict does,
+bit for bit, once the values pandas has and a dict record does not take are given their plain meaning:
 
 * floats as numbers, NaN (and an infinity) as missing; integers as numbers; booleans as booleans;
-* pandas' nullable integers and floats as numbers, ``pd.NA`` as missing;
-* date/times (``datetime64``, with or without a time zone) as their epoch seconds (UTC), ``NaT`` as missing, which
-  a timestamp field reads as the same moment as its ISO string; durations as seconds;
+* pandas' nullable integers, floats and booleans as numbers and booleans, ``pd.NA`` as missing;
+* date/times (``datetime64``, with or without a time zone, and Arrow timestamps and dates) as their ISO strings
+  (as ``Timestamp.isoformat()`` gives them, to the microsecond: local time and offset for a time zone), ``NaT`` as
+  missing;
+* durations (``timedelta64``) as their seconds;
 * anything else (strings, categoricals, objects) value by value as in a dict: ``None``, NaN, ``pd.NA`` and ``NaT``
-  missing; ``str``, ``bool``, ``int``, ``float`` values; a dict, list or tuple refused (flatten it first).
+  missing; ``str``, ``bool``, ``int``, ``float`` and numpy scalars as values; a dict, list or tuple refused (flatten
+  it first), as is any other type.
 """
 
 from __future__ import annotations
@@ -36,20 +39,33 @@ class FrameScores(NamedTuple):
 
 
 def is_frame(records: Any) -> bool:
-    """Whether ``records`` holds columns (a DataFrame or a mapping of columns) rather than records."""
-    return isinstance(records, Mapping) or (hasattr(records, "columns") and hasattr(records, "dtypes"))
+    """Whether ``records`` holds columns (a pandas DataFrame or a mapping of columns) rather than records."""
+    if isinstance(records, Mapping):
+        return True
+    pd = _pandas()
+    return pd is not None and isinstance(records, pd.DataFrame)
+
+
+def _pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    return pd
 
 
 def frame_columns(frame: Any) -> tuple[list[str], list[Any], int]:
-    """``(names, arrays, rows)`` of a DataFrame or a mapping of name to 1-D array-like: each column a numpy array
-    (float64, int64, bool or objects), or Arrow-backed strings as ``(offsets, bytes, nulls)`` arrays, read by the
-    native side without a Python string per value."""
+    """``(names, arrays, rows)`` of a pandas DataFrame or a mapping of name to 1-D array-like: each column a numpy
+    array (float64, int64, bool or objects), or Arrow-backed strings as ``(offsets, bytes, nulls)`` arrays, read by
+    the native side without a Python string per value."""
     if isinstance(frame, Mapping):
         items = [(str(name), values) for name, values in frame.items()]
+        rows = None
     else:
-        items = [(str(name), frame[name]) for name in frame.columns]
         if frame.columns.has_duplicates:
             raise ValueError(f"column names must be unique, got duplicates in {list(map(str, frame.columns))}")
+        items = [(str(name), frame[name]) for name in frame.columns]
+        rows = len(frame)
     names = [name for name, _ in items]
     if len(set(names)) != len(names):
         raise ValueError(f"column names must be unique once read as strings, got {names}")
@@ -57,7 +73,8 @@ def frame_columns(frame: Any) -> tuple[list[str], list[Any], int]:
     lengths = [len(a[2]) if isinstance(a, tuple) else len(a) for a in arrays]
     if len(set(lengths)) > 1:
         raise ValueError(f"columns of different lengths: {dict(zip(names, lengths))}")
-    rows = lengths[0] if lengths else (len(frame) if not isinstance(frame, Mapping) else 0)
+    if rows is None:
+        rows = lengths[0] if lengths else 0
     return names, arrays, rows
 
 
@@ -78,28 +95,32 @@ def _array(name: str, values: Any) -> Any:
         if kind in "uf":
             return np.ascontiguousarray(a, dtype=np.float64)
         if kind == "M":
-            return _seconds(a.astype("datetime64[ns]"))
+            return _iso(values)
         if kind == "m":
-            return _seconds(a.astype("timedelta64[ns]"))
+            return _seconds(a)
         if kind == "O":
             return np.ascontiguousarray(_missing_as_none(a), dtype=object)
         return np.ascontiguousarray(a.astype(object), dtype=object)
-    # pandas extension dtypes: nullable numbers, time-zone-aware date/times, strings, categoricals.
-    text = _arrow_text(values)
-    if text is not None:
-        return text
+    # pandas extension dtypes: nullable numbers, date/times with a time zone or in Arrow, strings, categoricals.
     if kind in "iuf":
         return np.ascontiguousarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
     if kind == "M":
-        utc = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        return _seconds(utc.to_numpy(dtype="datetime64[ns]"))
+        return _iso(values)
+    if kind == "m":
+        return _seconds(values.to_numpy(dtype="timedelta64[ns]", na_value=np.timedelta64("NaT")))
+    text = _arrow_text(values)
+    if text is not None:
+        return text
     return np.ascontiguousarray(values.to_numpy(dtype=object, na_value=None), dtype=object)
 
 
 def _arrow_text(values: Any) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """A column of Arrow-backed strings (pandas' ``str`` dtype with pyarrow, ``string[pyarrow]``, ``ArrowDtype``
     strings) as ``(offsets, bytes, nulls)``: int64 offsets, one more than the rows, into the UTF-8 bytes, without a
-    copy of the bytes. ``None`` for anything else."""
+    copy of the bytes of a single chunk. ``None`` for anything else."""
+    pd = _pandas()
+    if pd is None or not pd.api.types.is_string_dtype(values.dtype):
+        return None
     to_arrow = getattr(getattr(values, "array", None), "__arrow_array__", None)
     if to_arrow is None:
         return None
@@ -107,13 +128,14 @@ def _arrow_text(values: Any) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarra
         import pyarrow as pa
     except ImportError:
         return None
+    textual = (pa.types.is_string, pa.types.is_large_string, getattr(pa.types, "is_string_view", lambda _: False))
     data = to_arrow()
-    if isinstance(data, pa.ChunkedArray):
-        data = data.combine_chunks() if data.num_chunks != 1 else data.chunk(0)
-    if not (pa.types.is_string(data.type) or pa.types.is_large_string(data.type) or pa.types.is_string_view(data.type)):
+    chunks = data.chunks if isinstance(data, pa.ChunkedArray) else [data]
+    if not chunks or not all(any(test(c.type) for test in textual) for c in chunks):
         return None
-    if not pa.types.is_large_string(data.type):
-        data = data.cast(pa.large_string())
+    # Large strings (64-bit offsets) before combining, so that chunks of more than 2 GiB in all combine.
+    chunks = [c if pa.types.is_large_string(c.type) else c.cast(pa.large_string()) for c in chunks]
+    data = chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, type=pa.large_string()).combine_chunks()
     _, offsets, chars = data.buffers()
     offsets = np.frombuffer(offsets, dtype=np.int64)[data.offset : data.offset + len(data) + 1]
     chars = np.frombuffer(chars, dtype=np.uint8) if chars is not None else np.zeros(0, dtype=np.uint8)
@@ -121,18 +143,59 @@ def _arrow_text(values: Any) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarra
     return np.ascontiguousarray(offsets), chars, nulls
 
 
-def _seconds(a: np.ndarray) -> np.ndarray:
-    """Nanosecond date/times or durations as float seconds, NaT as NaN."""
-    out = a.view(np.int64) / 1e9
+def _iso(values: Any) -> np.ndarray:
+    """Date/times as the ISO strings ``Timestamp.isoformat()`` gives, to the microsecond (local time and offset for
+    a time zone), ``None`` for ``NaT``: the strings a dict record would hold."""
+    pd = _pandas()
+    s = values if isinstance(values, pd.Series) else pd.Series(values, copy=False)
+    missing = np.asarray(s.isna(), dtype=bool)
+    dtype = s.dtype
+    tz = getattr(dtype, "tz", None) or getattr(getattr(dtype, "pyarrow_dtype", None), "tz", None)
+    wall = _micros(s.dt.tz_localize(None) if tz is not None else s)
+    text = np.datetime_as_string(wall, unit="us")
+    if tz is not None:
+        utc = _micros(s.dt.tz_convert("UTC").dt.tz_localize(None))
+        minutes = (wall.view(np.int64) - utc.view(np.int64)) // 60_000_000
+        minutes[missing] = 0
+        suffixes = {m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02d}:{abs(m) % 60:02d}" for m in np.unique(minutes)}
+        text = np.char.add(text, np.array([suffixes[m] for m in minutes.tolist()], dtype=str))
+    out = text.astype(object)
+    out[missing] = None
+    return np.ascontiguousarray(out, dtype=object)
+
+
+def _micros(s: Any) -> np.ndarray:
+    """Naive date/times as ``datetime64[us]``, finer units floored (as an ISO string's digits past the sixth are
+    dropped), without passing through nanoseconds (whose range ends in 2262)."""
+    a = np.asarray(s.to_numpy())
+    if a.dtype.kind != "M":
+        a = np.asarray(s.astype("datetime64[us]").to_numpy())
+    unit, count = np.datetime_data(a.dtype)
+    per_micro = {"ns": 1_000, "ps": 1_000_000, "fs": 1_000_000_000}.get(unit)
+    if per_micro is None:
+        return a.astype("datetime64[us]")
+    nat = np.isnat(a)
+    micros = a.view(np.int64) * count // per_micro
+    micros[nat] = np.iinfo(np.int64).min
+    return micros.view("datetime64[us]")
+
+
+def _seconds(a: Any) -> np.ndarray:
+    """Durations as float seconds, NaT as NaN."""
+    a = np.asarray(a)
+    unit, count = np.datetime_data(a.dtype)
+    per_second = {"D": 1 / 86_400, "h": 1 / 3600, "m": 1 / 60, "s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}.get(unit)
+    if per_second is None:
+        a, count, per_second = a.astype("timedelta64[ns]"), 1, 1e9
+    out = a.view(np.int64) * count / per_second
     out[np.isnat(a)] = np.nan
     return np.ascontiguousarray(out, dtype=np.float64)
 
 
 def _missing_as_none(a: np.ndarray) -> np.ndarray:
     """An object array with pandas' missing markers (``pd.NA``, ``NaT``) as ``None``; NaN and ``None`` stay."""
-    try:
-        import pandas as pd
-    except ImportError:
+    pd = _pandas()
+    if pd is None:
         return a
     mask = pd.isna(a)
     if not mask.any():

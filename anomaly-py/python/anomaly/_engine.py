@@ -6,7 +6,7 @@ import weakref
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from . import _native
-from ._columns import FrameScores, frame_columns
+from ._columns import FrameScores, frame_columns, is_frame
 
 Sensitivity = Union[str, float, None]
 
@@ -137,18 +137,21 @@ class Engine:
         return self._native.score_many(key, records)
 
     def score_frame(self, key: str, frame: Any) -> FrameScores:
-        """``score_many`` for records held as columns, a pandas DataFrame or a mapping of column name to 1-D array,
-        answered as arrays: ``FrameScores(score, is_anomaly, threshold, model_version)``. It learns nothing and
-        counts nothing, and is the fast path: no dict per record either way, and the rows are vectorised and scored
-        on the forest's threads.
+        """``score_many`` answered as arrays, ``FrameScores(score, is_anomaly, threshold, model_version)``, for
+        records held as columns (a pandas DataFrame, or a mapping of column name to 1-D array) or given as dicts. It
+        learns nothing and counts nothing, and it is the fast path: no dict per record in or out, and the rows are
+        vectorised and scored on the forest's threads.
 
         A column's name is the field's dotted path (``customer.tier``, as ``pandas.json_normalize`` names it), and
-        each row scores as the dict of its values does, bit for bit: NaN, ``None``, ``pd.NA`` and ``NaT`` are
-        missing, date/times count as their epoch seconds (the same moment as their ISO string), and a column of
-        dicts or lists is refused (flatten it first). While the key is learning, scores are NaN, nothing is an
-        anomaly, and ``threshold`` and ``model_version`` are ``None``."""
-        names, arrays, rows = frame_columns(frame)
-        return FrameScores(*self._native.score_columns(key, names, arrays, rows))
+        each row scores as the dict of its values does, bit for bit, with NaN, ``pd.NA`` and ``NaT`` as ``None``
+        (missing), date/times as their ISO strings (``Timestamp.isoformat()``, to the microsecond) and durations as
+        seconds; a column of dicts or lists is refused (flatten it first). While the key is learning, scores are
+        NaN and nothing is an anomaly; ``threshold`` and ``model_version`` are the key's model's, ``None`` without
+        one."""
+        if is_frame(frame):
+            names, arrays, rows = frame_columns(frame)
+            return FrameScores(*self._native.score_columns(key, names, arrays, rows))
+        return FrameScores(*self._native.score_dicts(key, frame))
 
     def explain(self, key: str, record: Mapping[str, Any]) -> Optional[dict[str, Any]]:
         """The verdict explained in field names (``verdict``, ``fields``, ``notes``, ``rationale``); ``None`` while
