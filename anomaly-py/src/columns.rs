@@ -12,15 +12,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::Value;
 
-use crate::convert::{MAX_RECORD_VALUES, to_json};
+use crate::convert::{MAX_RECORD_DEPTH, MAX_RECORD_VALUES, to_json};
 use crate::errors::named;
 
-/// Columns that dicts read by [`Columns::from_records`] may always have, however many rows.
-pub(crate) const FREE_COLUMNS: usize = 64;
+/// Cells (rows × columns, 24 bytes each) that dicts read by [`Columns::from_records`] may always fill.
+pub(crate) const FREE_CELLS: usize = 1 << 20;
 
-/// Cells (rows × columns) that dicts read by [`Columns::from_records`] may fill beyond [`FREE_COLUMNS`] columns:
-/// about 128 MiB.
-pub(crate) const COLUMN_CELLS: usize = 8 << 20;
+/// Cells that dicts read by [`Columns::from_records`] may never exceed (about 1.5 GiB, for a batch whose dicts take
+/// several times that).
+pub(crate) const MAX_CELLS: usize = 64 << 20;
 
 /// One value of a column of Python objects.
 #[derive(Clone, Copy)]
@@ -82,16 +82,33 @@ impl<'py> Columns<'py> {
         })
     }
 
-    /// Reads an iterable of dicts into columns, one per dotted path, as [`flatten`] would flatten the records that
-    /// [`to_json`] makes of them: the same leaves, so each row scores as its record does, bit for bit. A dict the
-    /// columns cannot hold as such (two leaves on one path, nesting or leaves beyond `limits`, a non-string key, a
-    /// container inside a list, a value of another type) is converted by [`to_json`] and kept as its row's record
-    /// (raising as the record path does). The columns are bounded: when the records hold more distinct paths than
-    /// `limits` allows one record, or more than [`COLUMN_CELLS`] cells beyond [`FREE_COLUMNS`] columns (sparse
-    /// records, each with its own fields), every row is kept as its record instead.
+    /// Reads dicts into columns, one per dotted path, as [`flatten`] would flatten the records that [`to_json`] makes
+    /// of them: the same leaves, so each row scores as its record does, bit for bit. A dict the columns cannot hold
+    /// as such (two leaves on one path, nesting or leaves beyond `limits`, a non-string key, a container inside a
+    /// list, a value of another type) is converted by [`to_json`] and kept as its row's record (raising as the
+    /// record path does).
+    ///
+    /// A list or tuple is read in place; any other iterable is read as it yields, each record converted by
+    /// [`to_json`] when it comes (a generator may reuse one dict). The columns are bounded before each is made: any
+    /// number of them within [`FREE_CELLS`] cells; beyond, at most 16 plus 4 times the mean number of leaves of the
+    /// records read so far, and [`MAX_CELLS`] cells. Records sparser than that (each with fields of its own) are
+    /// all kept as records instead.
     ///
     /// [`flatten`]: anomaly_core::records::flatten::flatten
     pub(crate) fn from_records(records: &Bound<'py, PyAny>, limits: &Limits) -> PyResult<Self> {
+        let as_records = |rows: Vec<Value>| Columns {
+            rows: rows.len(),
+            names: Vec::new(),
+            columns: Vec::new(),
+            replaced: rows.into_iter().enumerate().collect(),
+        };
+        if !(records.is_instance_of::<PyList>() || records.is_instance_of::<PyTuple>()) {
+            let rows = records
+                .try_iter()?
+                .map(|r| to_json(&r?))
+                .collect::<PyResult<_>>()?;
+            return Ok(as_records(rows));
+        }
         let records: Vec<Bound<'py, PyAny>> = records.try_iter()?.collect::<PyResult<_>>()?;
         let rows = records.len();
         let mut reader = RecordReader {
@@ -105,6 +122,8 @@ impl<'py> Columns<'py> {
             touched: Vec::new(),
             leaves: 0,
             values: 0,
+            all_leaves: 0,
+            too_wide: false,
         };
         let mut replaced = Vec::new();
         for (row, record) in records.iter().enumerate() {
@@ -113,21 +132,13 @@ impl<'py> Columns<'py> {
                 Ok(dict) => reader.object(dict, 1)?,
                 Err(_) => false,
             };
+            if reader.too_wide {
+                let rows = records.iter().map(to_json).collect::<PyResult<_>>()?;
+                return Ok(as_records(rows));
+            }
             if !read {
                 reader.clear_row();
                 replaced.push((row, to_json(record)?));
-            }
-            if reader.too_wide() {
-                return Ok(Columns {
-                    rows,
-                    names: Vec::new(),
-                    columns: Vec::new(),
-                    replaced: records
-                        .iter()
-                        .enumerate()
-                        .map(|(row, r)| Ok((row, to_json(r)?)))
-                        .collect::<PyResult<_>>()?,
-                });
             }
         }
         Ok(Columns {
@@ -421,6 +432,10 @@ struct RecordReader<'l> {
     touched: Vec<usize>,
     leaves: usize,
     values: usize,
+    /// Leaves of the rows read so far, this one included.
+    all_leaves: usize,
+    /// Set when a new column would pass the bounds: every row is then read as a record.
+    too_wide: bool,
 }
 
 /// A scalar of a dict record, by [`to_json`]'s rules; `None` for a container or a type it refuses.
@@ -445,10 +460,13 @@ impl RecordReader<'_> {
         }
     }
 
-    fn too_wide(&self) -> bool {
-        let n = self.columns.len();
-        n > self.limits.max_fields
-            || (n > FREE_COLUMNS && n.saturating_mul(self.rows) > COLUMN_CELLS)
+    /// Whether one more column stays within the bounds (see [`Columns::from_records`]).
+    fn room_for_a_column(&self) -> bool {
+        let n = self.columns.len() + 1;
+        let cells = n.saturating_mul(self.rows);
+        let mean_leaves = self.all_leaves / (self.row + 1);
+        n <= self.limits.max_fields
+            && (cells <= FREE_CELLS || (n <= 16 + 4 * mean_leaves && cells <= MAX_CELLS))
     }
 
     /// Reads the entries of `dict` at depth `depth`; `false` when the record must be read as a record.
@@ -461,7 +479,7 @@ impl RecordReader<'_> {
                 return Ok(false);
             };
             let len = self.path.len();
-            if depth > 1 {
+            if !self.path.is_empty() {
                 self.path.push('.');
             }
             self.path.push_str(&key.to_cow()?);
@@ -484,6 +502,10 @@ impl RecordReader<'_> {
             return self.object(inner, depth + 1);
         }
         if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+            // `to_json` counts the list as a container below this dict's.
+            if depth + 1 > MAX_RECORD_DEPTH {
+                return Ok(false);
+            }
             return self.array(value);
         }
         match scalar(value)? {
@@ -496,22 +518,30 @@ impl RecordReader<'_> {
     /// A list or tuple: its length, and when every element is a number their minimum, maximum and mean, as
     /// [`flatten`](anomaly_core::records::flatten::flatten) summarises an array.
     fn array(&mut self, items: &Bound<'_, PyAny>) -> PyResult<bool> {
+        // The items as `to_json` reads them: the list's or tuple's own, whatever a subclass's `__iter__` says.
+        let items: Vec<Bound<'_, PyAny>> = match items.cast::<PyList>() {
+            Ok(list) => list.iter().collect(),
+            Err(_) => items
+                .cast::<PyTuple>()
+                .map_err(PyErr::from)?
+                .iter()
+                .collect(),
+        };
         let mut numbers = Vec::new();
         let mut all_numbers = true;
-        for item in items.try_iter()? {
-            let item = item?;
+        for item in &items {
             self.values += 1;
             if self.values > MAX_RECORD_VALUES {
                 return Ok(false);
             }
-            match scalar(&item)? {
+            match scalar(item)? {
                 Some(Scalar::Cell(Cell::Number(v))) if v.is_finite() => numbers.push(v),
                 Some(_) => all_numbers = false,
                 // A container (which `to_json` converts and checks) or a type it refuses.
                 None => return Ok(false),
             }
         }
-        let len = items.len()?;
+        let len = items.len();
         if !self.set(Cell::Number(len as f64), Some(".len"))? {
             return Ok(false);
         }
@@ -538,6 +568,7 @@ impl RecordReader<'_> {
     /// Counts a leaf; `false` past the limit.
     fn count(&mut self) -> bool {
         self.leaves += 1;
+        self.all_leaves += 1;
         self.leaves <= self.limits.max_fields
     }
 
@@ -554,6 +585,11 @@ impl RecordReader<'_> {
         let c = match self.index.get(self.path.as_str()) {
             Some(&c) => c,
             None => {
+                if !self.room_for_a_column() {
+                    self.too_wide = true;
+                    self.path.truncate(len);
+                    return Ok(false);
+                }
                 let c = self.columns.len();
                 self.index.insert(self.path.clone(), c);
                 self.names.push(self.path.clone());

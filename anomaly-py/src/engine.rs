@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anomaly_core::engine::{Engine, EngineParams, Outcome, Persistence, WriteBehind};
+use anomaly_core::records::flatten::Limits;
 use anomaly_core::records::role::{FieldRole, FieldRoles};
 use anomaly_core::records::vectorizer::VectorizerParams;
 use anomaly_core::{Contamination, IsolationForestParams};
@@ -27,6 +28,19 @@ type ColumnScores<'py> = (
 );
 
 impl NativeEngine {
+    /// The limits dicts for `key` are read within: the engine's, narrowed by those of the key's model (restored
+    /// from a store, it keeps the limits it was trained with), so that a dict either limit refuses is read as a
+    /// record, and refused as one.
+    fn read_limits(&self, py: Python<'_>, key: &str) -> PyResult<Limits> {
+        let mut limits = *self.engine.params().get_vectorizer().get_limits();
+        if let Some(model) = py.detach(|| self.engine.model(key)).py_err()? {
+            let own = model.vectorizer().params().get_limits();
+            limits.max_depth = limits.max_depth.min(own.max_depth);
+            limits.max_fields = limits.max_fields.min(own.max_fields);
+        }
+        Ok(limits)
+    }
+
     /// Scores columns read from Python, without the GIL.
     fn score_read(
         &self,
@@ -350,8 +364,8 @@ impl NativeEngine {
         key: &str,
         records: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let limits = self.engine.params().get_vectorizer().get_limits();
-        let columns = Columns::from_records(records, limits)?;
+        let limits = self.read_limits(py, key)?;
+        let columns = Columns::from_records(records, &limits)?;
         let outcomes = self.score_read(py, key, &columns)?;
         let list = PyList::empty(py);
         for o in &outcomes {
@@ -367,8 +381,8 @@ impl NativeEngine {
         key: &str,
         records: &Bound<'py, PyAny>,
     ) -> PyResult<ColumnScores<'py>> {
-        let limits = self.engine.params().get_vectorizer().get_limits();
-        let columns = Columns::from_records(records, limits)?;
+        let limits = self.read_limits(py, key)?;
+        let columns = Columns::from_records(records, &limits)?;
         let outcomes = self.score_read(py, key, &columns)?;
         self.as_arrays(py, key, &outcomes)
     }

@@ -217,3 +217,47 @@ def test_score_many_answers_as_score_does_key_for_key(trained):
         many = engine.score_many(key, probe[:20])
         one_by_one = [engine.score(key, r) for r in probe[:20]]
         assert [list(d.items()) for d in many] == [list(d.items()) for d in one_by_one], key
+
+
+def test_dict_reading_follows_the_record_path_in_corner_cases(trained):
+    engine, probe = trained
+    one = lambda r: engine.score("orders", r)["score"]  # noqa: E731
+    # An empty key's nested field has the path of its key alone, as flatten names it.
+    odd = [{"": {"amount": 1000.0}}, {"amount": 1.0, "": {"amount": 2.0}}]
+
+    class Sneaky(list):
+        def __iter__(self):
+            return iter([1, 2, 3, 4, 5])
+
+        def __len__(self):
+            return 5
+
+    odd.append({"tags": Sneaky([9.0])})
+    assert list(engine.score_frame("orders", odd).score) == [one(r) for r in odd]
+    # A generator that reuses one dict: each record as it was when yielded.
+    def reused():
+        r = dict(probe[0])
+        yield r
+        r["amount"] = 10_000.0
+        yield r
+
+    expected = [one(probe[0]), one({**probe[0], "amount": 10_000.0})]
+    assert list(engine.score_frame("orders", reused()).score) == expected
+    assert [o["score"] for o in engine.score_many("orders", reused())] == expected
+    # One record with thousands of fields among many small ones: read as records, not as a column each.
+    many = [{"amount": float(i % 50)} for i in range(60_000)]
+    many[0] = {f"f{i}": 1.0 for i in range(3_000)}
+    got = engine.score_frame("orders", many).score
+    assert [got[0], got[1], got[-1]] == [one(many[0]), one(many[1]), one(many[-1])]
+
+
+def test_date_times_read_as_isoformat_gives_them():
+    from anomaly._columns import _iso
+
+    stamps = pd.Series(pd.to_datetime(["2024-03-01T10:00:00", "2024-03-01T10:00:00.250", None, "1900-01-01T12:00"], format="ISO8601"))
+    for column in [stamps, stamps.dt.tz_localize("Europe/Amsterdam"), stamps.dt.tz_localize("UTC")]:
+        expected = [None if pd.isna(t) else t.isoformat() for t in column]
+        assert list(_iso(column)) == expected
+    assert list(_iso(stamps.to_numpy())) == [None if pd.isna(t) else t.isoformat() for t in stamps]
+    dates = pd.Series(pd.to_datetime(["2024-03-01", None])).astype("date32[pyarrow]")
+    assert list(_iso(dates)) == ["2024-03-01", None]

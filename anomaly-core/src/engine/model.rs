@@ -21,6 +21,9 @@ const SCORE_CHUNK: usize = 1024;
 /// Fewest records per chunk when a batch is split between threads.
 const MIN_CHUNK: usize = 128;
 
+/// Told, in row order, the notes of each record where something did not fit the schema.
+type NotesSink<'a> = &'a mut dyn FnMut(usize, &RecordNotes);
+
 /// A chunk's verdicts, and the notes of the records where something did not fit the schema.
 type ChunkScored = (Vec<RecordVerdict>, Vec<(usize, RecordNotes)>);
 
@@ -260,7 +263,7 @@ impl RecordModel {
         &self,
         records: &[Value],
         range_rule: impl Fn(&[f64]) -> bool + Sync,
-        on_notes: Option<&mut dyn FnMut(usize, &RecordNotes)>,
+        on_notes: Option<NotesSink<'_>>,
     ) -> Result<Vec<RecordVerdict>> {
         self.score_rows(
             records.len(),
@@ -282,7 +285,7 @@ impl RecordModel {
         &self,
         columns: &RecordColumns<'_>,
         range_rule: impl Fn(&[f64]) -> bool + Sync,
-        on_notes: Option<&mut dyn FnMut(usize, &RecordNotes)>,
+        on_notes: Option<NotesSink<'_>>,
     ) -> Result<Vec<RecordVerdict>> {
         let fields = self.vectorizer.column_fields(columns)?;
         self.score_rows(
@@ -306,7 +309,7 @@ impl RecordModel {
         n: usize,
         encode: impl Fn(usize, &mut Vec<f64>, &mut RecordNotes) -> Result<()> + Sync,
         range_rule: impl Fn(&[f64]) -> bool + Sync,
-        mut on_notes: Option<&mut dyn FnMut(usize, &RecordNotes)>,
+        mut on_notes: Option<NotesSink<'_>>,
     ) -> Result<Vec<RecordVerdict>> {
         let wants_notes = on_notes.is_some();
         let width = self.vectorizer.n_features();

@@ -144,32 +144,70 @@ def _arrow_text(values: Any) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _iso(values: Any) -> np.ndarray:
-    """Date/times as the ISO strings ``Timestamp.isoformat()`` gives, to the microsecond (local time and offset for
-    a time zone), ``None`` for ``NaT``: the strings a dict record would hold."""
+    """Date/times as the ISO strings ``Timestamp.isoformat()`` gives (to the microsecond: digits past the sixth are
+    dropped, as the engine drops them), ``None`` for ``NaT``: the strings a dict record would hold. A time zone
+    gives local time and its offset; a date (Arrow ``date32``/``date64``) gives the date alone."""
     pd = _pandas()
-    s = values if isinstance(values, pd.Series) else pd.Series(values, copy=False)
+    if pd is None or not hasattr(values, "dt"):
+        if pd is not None and not isinstance(values, np.ndarray):
+            values = pd.Series(values, copy=False)
+        else:
+            a = np.asarray(values)
+            return _iso_text(_micros_of(a), np.isnat(a), None)
+    s = values
     missing = np.asarray(s.isna(), dtype=bool)
-    dtype = s.dtype
-    tz = getattr(dtype, "tz", None) or getattr(getattr(dtype, "pyarrow_dtype", None), "tz", None)
+    arrow = getattr(s.dtype, "pyarrow_dtype", None)
+    if arrow is not None:
+        import pyarrow as pa
+
+        if pa.types.is_date(arrow):
+            days = _micros(s) if len(s) else np.zeros(0, dtype="datetime64[us]")
+            out = np.datetime_as_string(days.astype("datetime64[D]"), unit="D").astype(object)
+            out[missing] = None
+            return np.ascontiguousarray(out, dtype=object)
+    tz = getattr(s.dtype, "tz", None) or getattr(arrow, "tz", None)
     wall = _micros(s.dt.tz_localize(None) if tz is not None else s)
-    text = np.datetime_as_string(wall, unit="us")
+    offsets = None
     if tz is not None:
         utc = _micros(s.dt.tz_convert("UTC").dt.tz_localize(None))
-        minutes = (wall.view(np.int64) - utc.view(np.int64)) // 60_000_000
-        minutes[missing] = 0
-        suffixes = {m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02d}:{abs(m) % 60:02d}" for m in np.unique(minutes)}
-        text = np.char.add(text, np.array([suffixes[m] for m in minutes.tolist()], dtype=str))
+        offsets = (wall.view(np.int64) - utc.view(np.int64)) // 1_000_000
+    return _iso_text(wall, missing, offsets)
+
+
+def _iso_text(wall: np.ndarray, missing: np.ndarray, offsets: Optional[np.ndarray]) -> np.ndarray:
+    """ISO strings of wall-clock ``datetime64[us]`` values, whole seconds without a fraction, with
+    ``±HH:MM[:SS]`` offsets (seconds east of UTC) when given, as Python's ``isoformat`` writes them."""
+    fraction = wall.view(np.int64) % 1_000_000 != 0
+    text = np.where(
+        fraction, np.datetime_as_string(wall, unit="us"), np.datetime_as_string(wall.astype("datetime64[s]"), unit="s")
+    )
+    if offsets is not None:
+        offsets = np.where(missing, 0, offsets)
+        suffixes = {int(o): _offset(int(o)) for o in np.unique(offsets)}
+        text = np.char.add(text, np.array([suffixes[o] for o in offsets.tolist()], dtype=str))
     out = text.astype(object)
     out[missing] = None
     return np.ascontiguousarray(out, dtype=object)
 
 
+def _offset(seconds: int) -> str:
+    sign = "+" if seconds >= 0 else "-"
+    hours, rest = divmod(abs(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}" + (f":{secs:02d}" if secs else "")
+
+
 def _micros(s: Any) -> np.ndarray:
-    """Naive date/times as ``datetime64[us]``, finer units floored (as an ISO string's digits past the sixth are
-    dropped), without passing through nanoseconds (whose range ends in 2262)."""
+    """A naive date/time Series as ``datetime64[us]`` (see ``_micros_of``)."""
     a = np.asarray(s.to_numpy())
     if a.dtype.kind != "M":
         a = np.asarray(s.astype("datetime64[us]").to_numpy())
+    return _micros_of(a)
+
+
+def _micros_of(a: np.ndarray) -> np.ndarray:
+    """``datetime64`` values as ``datetime64[us]``, finer units floored (as an ISO string's digits past the sixth
+    are dropped), without passing through nanoseconds (whose range ends in 2262)."""
     unit, count = np.datetime_data(a.dtype)
     per_micro = {"ns": 1_000, "ps": 1_000_000, "fs": 1_000_000_000}.get(unit)
     if per_micro is None:
