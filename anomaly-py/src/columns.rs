@@ -341,13 +341,14 @@ fn column<'py>(name: &str, a: &Bound<'py, PyAny>) -> PyResult<Column<'py>> {
     let mut text = String::new();
     let mut cells = Vec::with_capacity(objects.len());
     for (row, v) in objects.iter().enumerate() {
-        cells.push(cell(v.bind(py), &mut text).map_err(|e| at(py, name, row, e))?);
+        cells.push(cell(v.bind(py), &mut text, true).map_err(|e| at(py, name, row, e))?);
     }
     Ok(Column::Objects { text, cells })
 }
 
-/// A Python value as a cell, by the rules of a value in a dict record.
-fn cell(v: &Bound<'_, PyAny>, text: &mut String) -> PyResult<Cell> {
+/// A Python value as a cell, by the rules of a value in a dict record, and with `pandas_missing`, `pd.NA` and `NaT`
+/// missing (a DataFrame's object columns hold them; a dict record does not take them).
+fn cell(v: &Bound<'_, PyAny>, text: &mut String, pandas_missing: bool) -> PyResult<Cell> {
     if v.is_none() {
         return Ok(Cell::Null);
     }
@@ -390,10 +391,24 @@ fn cell(v: &Bound<'_, PyAny>, text: &mut String) -> PyResult<Cell> {
     if let Ok(f) = v.extract::<f64>() {
         return Ok(Cell::Number(f));
     }
+    if pandas_missing && is_pandas_missing(v)? {
+        return Ok(Cell::Null);
+    }
     Err(PyTypeError::new_err(format!(
         "cannot use a value of type {} in a record (expected str, bool, int, float or None)",
         v.get_type().name()?
     )))
+}
+
+/// Whether `v` is pandas' `pd.NA` or `NaT`, the missing markers of a DataFrame's object columns.
+fn is_pandas_missing(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let ty = v.get_type();
+    let name = ty.name()?;
+    if name != "NAType" && name != "NaTType" {
+        return Ok(false);
+    }
+    let module = ty.module()?;
+    Ok(module.to_cow()?.starts_with("pandas."))
 }
 
 /// `e` with the column and row it concerns, of the same exception type.
@@ -644,7 +659,7 @@ fn scalar(v: &Bound<'_, PyAny>) -> PyResult<Option<Scalar>> {
         return Ok(Some(Scalar::Cell(Cell::Text(0, len))));
     }
     let mut unused = String::new();
-    match cell(v, &mut unused) {
+    match cell(v, &mut unused, false) {
         Ok(Cell::Null) => Ok(Some(Scalar::Null)),
         Ok(Cell::Number(x)) if !x.is_finite() => Ok(Some(Scalar::Null)),
         Ok(c) => Ok(Some(Scalar::Cell(c))),

@@ -81,6 +81,16 @@ def test_dtypes_read_as_dict_values(trained):
     typed["express"] = typed["express"].astype("boolean")
     typed.loc[3, "express"] = pd.NA
     typed["customer.age"] = typed["customer.age"].astype("float32")
+    # pd.NA and NaT in a column of objects are missing too.
+    marked = frame.astype({"country": object, "price": object})
+    marked.loc[0, "country"] = pd.NA
+    marked.loc[1, "price"] = pd.NaT
+    rows = frame.to_dict("records")
+    rows[0]["country"] = None
+    rows[1]["price"] = None
+    np.testing.assert_array_equal(
+        engine.score_frame("orders", marked).score, scores_of(engine.score_many("orders", rows))[0]
+    )
     # pd.NA as None in the dicts: both are missing.
     rows = typed.astype(object).where(typed.notna(), None).to_dict("records")
     expected, _ = scores_of(engine.score_many("orders", rows))

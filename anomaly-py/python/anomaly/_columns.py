@@ -99,7 +99,8 @@ def _array(name: str, values: Any) -> Any:
         if kind == "m":
             return _seconds(a)
         if kind == "O":
-            return np.ascontiguousarray(_missing_as_none(a), dtype=object)
+            # None, NaN, pd.NA and NaT are read as missing natively.
+            return np.ascontiguousarray(a, dtype=object)
         return np.ascontiguousarray(a.astype(object), dtype=object)
     # pandas extension dtypes: nullable numbers, date/times with a time zone or in Arrow, strings, categoricals.
     if kind in "iuf":
@@ -228,16 +229,3 @@ def _seconds(a: Any) -> np.ndarray:
     out = a.view(np.int64) * count / per_second
     out[np.isnat(a)] = np.nan
     return np.ascontiguousarray(out, dtype=np.float64)
-
-
-def _missing_as_none(a: np.ndarray) -> np.ndarray:
-    """An object array with pandas' missing markers (``pd.NA``, ``NaT``) as ``None``; NaN and ``None`` stay."""
-    pd = _pandas()
-    if pd is None:
-        return a
-    mask = pd.isna(a)
-    if not mask.any():
-        return a
-    a = a.copy()
-    a[mask] = None
-    return a
