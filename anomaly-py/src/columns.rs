@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anomaly_core::records::columns::{ColumnValues, RecordColumns};
-use anomaly_core::records::flatten::{Leaf, Limits, MAX_DEPTH};
+use anomaly_core::records::flatten::{Leaf, Limits, MAX_DEPTH, number_summaries};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -560,21 +560,14 @@ impl RecordReader<'_> {
         if !self.set(Cell::Number(len as f64), Some(".len"))? {
             return Ok(false);
         }
-        if all_numbers && !numbers.is_empty() {
-            let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let mean = numbers
-                .iter()
-                .map(|v| v / numbers.len() as f64)
-                .sum::<f64>();
-            for (suffix, v) in [
-                (".min", min),
-                (".max", max),
-                (".mean", mean.clamp(min, max)),
-            ] {
-                if !self.set(Cell::Number(v), Some(suffix))? {
-                    return Ok(false);
-                }
+        let summaries = if all_numbers {
+            number_summaries(&numbers)
+        } else {
+            None
+        };
+        for (suffix, v) in summaries.into_iter().flatten() {
+            if !self.set(Cell::Number(v), Some(suffix))? {
+                return Ok(false);
             }
         }
         Ok(true)

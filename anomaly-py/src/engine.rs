@@ -41,6 +41,18 @@ impl NativeEngine {
         Ok(limits)
     }
 
+    /// Scores dicts read into columns (see [`Columns::from_records`]).
+    fn score_records(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        records: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Outcome>> {
+        let limits = self.read_limits(py, key)?;
+        let columns = Columns::from_records(records, &limits)?;
+        self.score_read(py, key, &columns)
+    }
+
     /// Scores columns read from Python, without the GIL.
     fn score_read(
         &self,
@@ -364,9 +376,7 @@ impl NativeEngine {
         key: &str,
         records: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let limits = self.read_limits(py, key)?;
-        let columns = Columns::from_records(records, &limits)?;
-        let outcomes = self.score_read(py, key, &columns)?;
+        let outcomes = self.score_records(py, key, records)?;
         let list = PyList::empty(py);
         for o in &outcomes {
             list.append(outcome_dict(py, o)?)?;
@@ -381,9 +391,7 @@ impl NativeEngine {
         key: &str,
         records: &Bound<'py, PyAny>,
     ) -> PyResult<ColumnScores<'py>> {
-        let limits = self.read_limits(py, key)?;
-        let columns = Columns::from_records(records, &limits)?;
-        let outcomes = self.score_read(py, key, &columns)?;
+        let outcomes = self.score_records(py, key, records)?;
         self.as_arrays(py, key, &outcomes)
     }
 

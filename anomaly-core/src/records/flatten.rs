@@ -107,6 +107,26 @@ pub(crate) fn for_each_leaf<'a>(
     walk.object(map, 1)
 }
 
+/// The leaves an array of (finite) numbers adds after its `.len`, as [`flatten`] lists them: `.min`, `.max` and
+/// `.mean`; `None` for no numbers.
+pub fn number_summaries(numbers: &[f64]) -> Option<[(&'static str, f64); 3]> {
+    if numbers.is_empty() {
+        return None;
+    }
+    let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // Summing finite values can overflow; the mean of finite values cannot exceed their range.
+    let mean = numbers
+        .iter()
+        .map(|v| v / numbers.len() as f64)
+        .sum::<f64>();
+    Some([
+        (".min", min),
+        (".max", max),
+        (".mean", mean.clamp(min, max)),
+    ])
+}
+
 /// How a JSON value's type reads in an error message ("a number", "an array", …).
 pub fn type_name(v: &Value) -> &'static str {
     match v {
@@ -173,17 +193,13 @@ impl<'a, F: FnMut(&str, Option<&'a str>, Leaf<'a>)> Walk<'_, '_, F> {
     fn array(&mut self, items: &'a [Value]) -> Result<()> {
         self.suffixed(".len", Leaf::Number(items.len() as f64))?;
         let numbers: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
-        if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
-            let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            // Summing finite values can overflow; the mean of finite values cannot exceed their range.
-            let mean = numbers
-                .iter()
-                .map(|v| v / numbers.len() as f64)
-                .sum::<f64>();
-            self.suffixed(".min", Leaf::Number(min))?;
-            self.suffixed(".max", Leaf::Number(max))?;
-            self.suffixed(".mean", Leaf::Number(mean.clamp(min, max)))?;
+        for (suffix, v) in numbers
+            .as_deref()
+            .and_then(number_summaries)
+            .into_iter()
+            .flatten()
+        {
+            self.suffixed(suffix, Leaf::Number(v))?;
         }
         Ok(())
     }
