@@ -129,8 +129,8 @@ def main() -> None:
     trained = engine()
     many = trained.score_many("orders", probe)
     columnar = trained.score_frame("orders", frame)
-    assert np.array_equal(columnar.score, [o["score"] for o in many]), "score_frame and score_many differ"
-    assert np.array_equal(trained.score_frame("orders", probe).score, columnar.score), "dicts and frame differ"
+    assert np.array_equal(columnar.scores, [o["score"] for o in many]), "score_frame and score_many differ"
+    assert np.array_equal(trained.score_frame("orders", probe).scores, columnar.scores), "dicts and frame differ"
 
     # Every call timed alternately with the others, so a slow spell of the shared machine hits them all.
     calls = [

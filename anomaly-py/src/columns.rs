@@ -15,12 +15,18 @@ use serde_json::Value;
 use crate::convert::{MAX_RECORD_DEPTH, MAX_RECORD_VALUES, to_json};
 use crate::errors::named;
 
-/// Cells (rows × columns, 24 bytes each) that dicts read by [`Columns::from_records`] may always fill.
+/// Cells (rows × columns) that dicts read by [`Columns::from_records`] may always fill.
 pub(crate) const FREE_CELLS: usize = 1 << 20;
 
-/// Cells that dicts read by [`Columns::from_records`] may never exceed (about 1.5 GiB, for a batch whose dicts take
-/// several times that).
-pub(crate) const MAX_CELLS: usize = 64 << 20;
+/// Cells that dicts read by [`Columns::from_records`] never exceed: 48 bytes each while scored (the cell, and the
+/// leaf the core reads), 1.5 GiB in all, for a batch whose dicts hold at least 8 M values.
+pub(crate) const MAX_CELLS: usize = 32 << 20;
+
+/// Cells allowed per row read (see [`Columns::from_records`]).
+const CELLS_PER_ROW: usize = 16;
+
+/// Cells allowed per leaf read (see [`Columns::from_records`]).
+const CELLS_PER_LEAF: usize = 4;
 
 /// One value of a column of Python objects.
 #[derive(Clone, Copy)]
@@ -89,10 +95,10 @@ impl<'py> Columns<'py> {
     /// record path does).
     ///
     /// A list or tuple is read in place; any other iterable is read as it yields, each record converted by
-    /// [`to_json`] when it comes (a generator may reuse one dict). The columns are bounded before each is made: any
-    /// number of them within [`FREE_CELLS`] cells; beyond, at most 16 plus 4 times the mean number of leaves of the
-    /// records read so far, and [`MAX_CELLS`] cells. Records sparser than that (each with fields of its own) are
-    /// all kept as records instead.
+    /// [`to_json`] when it comes (a generator may reuse one dict). The columns are bounded: a column grows only to
+    /// the last row that sets it, and their cells, while reading and in the end, stay within [`FREE_CELLS`], or
+    /// within 16 per row plus 4 per leaf read and [`MAX_CELLS`]. Records sparser than that (each with fields of its
+    /// own) are all kept as records instead.
     ///
     /// [`flatten`]: anomaly_core::records::flatten::flatten
     pub(crate) fn from_records(records: &Bound<'py, PyAny>, limits: &Limits) -> PyResult<Self> {
@@ -112,7 +118,6 @@ impl<'py> Columns<'py> {
         let records: Vec<Bound<'py, PyAny>> = records.try_iter()?.collect::<PyResult<_>>()?;
         let rows = records.len();
         let mut reader = RecordReader {
-            rows,
             limits,
             index: HashMap::new(),
             names: Vec::new(),
@@ -123,6 +128,7 @@ impl<'py> Columns<'py> {
             leaves: 0,
             values: 0,
             all_leaves: 0,
+            cells: 0,
             too_wide: false,
         };
         let mut replaced = Vec::new();
@@ -133,13 +139,19 @@ impl<'py> Columns<'py> {
                 Err(_) => false,
             };
             if reader.too_wide {
-                let rows = records.iter().map(to_json).collect::<PyResult<_>>()?;
-                return Ok(as_records(rows));
+                break;
             }
             if !read {
                 reader.clear_row();
                 replaced.push((row, to_json(record)?));
             }
+        }
+        let all_cells = reader.columns.len().saturating_mul(rows);
+        if reader.too_wide || all_cells > reader.budget(rows) {
+            drop(reader);
+            drop(replaced);
+            let rows = records.iter().map(to_json).collect::<PyResult<_>>()?;
+            return Ok(as_records(rows));
         }
         Ok(Columns {
             rows,
@@ -147,9 +159,12 @@ impl<'py> Columns<'py> {
             columns: reader
                 .columns
                 .into_iter()
-                .map(|c| Column::Objects {
-                    text: c.text,
-                    cells: c.cells,
+                .map(|mut c| {
+                    c.cells.resize(rows, Cell::Null);
+                    Column::Objects {
+                        text: c.text,
+                        cells: c.cells,
+                    }
                 })
                 .collect(),
             replaced,
@@ -219,6 +234,7 @@ impl<'py> Columns<'py> {
                 (Column::Numbers(a), _) => ColumnValues::Numbers(contiguous(a.as_slice())?),
                 (Column::Integers(a), _) => ColumnValues::Integers(contiguous(a.as_slice())?),
                 (Column::Booleans(a), _) => ColumnValues::Booleans(contiguous(a.as_slice())?),
+                // Not prepared (`prepare` prepares every such column): refused by `push` as a length mismatch.
                 (Column::Objects { .. } | Column::Texts { .. }, _) => ColumnValues::Leaves(&[]),
             };
             out.push(name, values)?;
@@ -435,7 +451,6 @@ struct Filling {
 
 /// The state of [`Columns::from_records`].
 struct RecordReader<'l> {
-    rows: usize,
     limits: &'l Limits,
     index: HashMap<String, usize>,
     names: Vec<String>,
@@ -449,14 +464,17 @@ struct RecordReader<'l> {
     values: usize,
     /// Leaves of the rows read so far, this one included.
     all_leaves: usize,
-    /// Set when a new column would pass the bounds: every row is then read as a record.
+    /// Cells the columns hold.
+    cells: usize,
+    /// Set when the columns would pass their bound: every row is then read as a record.
     too_wide: bool,
 }
 
-/// A scalar of a dict record, by [`to_json`]'s rules; `None` for a container or a type it refuses.
-enum Scalar {
+/// A scalar of a dict record, by [`to_json`]'s rules.
+enum Scalar<'a> {
     Null,
     Cell(Cell),
+    Text(std::borrow::Cow<'a, str>),
 }
 
 impl RecordReader<'_> {
@@ -475,13 +493,12 @@ impl RecordReader<'_> {
         }
     }
 
-    /// Whether one more column stays within the bounds (see [`Columns::from_records`]).
-    fn room_for_a_column(&self) -> bool {
-        let n = self.columns.len() + 1;
-        let cells = n.saturating_mul(self.rows);
-        let mean_leaves = self.all_leaves / (self.row + 1);
-        n <= self.limits.max_fields
-            && (cells <= FREE_CELLS || (n <= 16 + 4 * mean_leaves && cells <= MAX_CELLS))
+    /// The cells the columns may hold once `rows` rows are read (see [`Columns::from_records`]).
+    fn budget(&self, rows: usize) -> usize {
+        let earned = CELLS_PER_ROW
+            .saturating_mul(rows)
+            .saturating_add(CELLS_PER_LEAF.saturating_mul(self.all_leaves));
+        FREE_CELLS.max(earned.min(MAX_CELLS))
     }
 
     /// Reads the entries of `dict` at depth `depth`; `false` when the record must be read as a record.
@@ -525,7 +542,7 @@ impl RecordReader<'_> {
         }
         match scalar(value)? {
             Some(Scalar::Null) => Ok(self.count()),
-            Some(Scalar::Cell(cell)) => self.set(cell, None),
+            Some(other) => self.set(other, None),
             None => Ok(false),
         }
     }
@@ -557,7 +574,7 @@ impl RecordReader<'_> {
             }
         }
         let len = items.len();
-        if !self.set(Cell::Number(len as f64), Some(".len"))? {
+        if !self.set(Scalar::Cell(Cell::Number(len as f64)), Some(".len"))? {
             return Ok(false);
         }
         let summaries = if all_numbers {
@@ -566,7 +583,7 @@ impl RecordReader<'_> {
             None
         };
         for (suffix, v) in summaries.into_iter().flatten() {
-            if !self.set(Cell::Number(v), Some(suffix))? {
+            if !self.set(Scalar::Cell(Cell::Number(v)), Some(suffix))? {
                 return Ok(false);
             }
         }
@@ -581,8 +598,8 @@ impl RecordReader<'_> {
     }
 
     /// Sets the current path's (with `suffix`) cell in the current row; `false` past the leaf limit or when the
-    /// path already has a value in this row.
-    fn set(&mut self, cell: Cell, suffix: Option<&str>) -> PyResult<bool> {
+    /// path already has a value in this row (and past the columns' bound, which sets `too_wide`).
+    fn set(&mut self, value: Scalar<'_>, suffix: Option<&str>) -> PyResult<bool> {
         if !self.count() {
             return Ok(false);
         }
@@ -591,65 +608,60 @@ impl RecordReader<'_> {
             self.path.push_str(s);
         }
         let c = match self.index.get(self.path.as_str()) {
-            Some(&c) => c,
-            None => {
-                if !self.room_for_a_column() {
-                    self.too_wide = true;
-                    self.path.truncate(len);
-                    return Ok(false);
-                }
+            Some(&c) => Some(c),
+            None if self.columns.len() < self.limits.max_fields => {
                 let c = self.columns.len();
                 self.index.insert(self.path.clone(), c);
                 self.names.push(self.path.clone());
                 self.columns.push(Filling {
                     text: String::new(),
-                    cells: vec![Cell::Null; self.rows],
+                    cells: Vec::new(),
                     last_row: None,
                 });
-                c
+                Some(c)
             }
+            None => None,
         };
         self.path.truncate(len);
-        let column = &mut self.columns[c];
-        if column.last_row == Some(self.row) {
+        let Some(c) = c else {
+            self.too_wide = true;
+            return Ok(false);
+        };
+        if self.columns[c].last_row == Some(self.row) {
             return Ok(false);
         }
+        // The column grows to this row: its rows since the last it set are missing.
+        let grown = self.row + 1 - self.columns[c].cells.len();
+        if self.cells + grown > self.budget(self.row + 1) {
+            self.too_wide = true;
+            return Ok(false);
+        }
+        self.cells += grown;
+        let column = &mut self.columns[c];
+        column.cells.resize(self.row, Cell::Null);
         column.last_row = Some(self.row);
         self.touched.push(c);
-        column.cells[self.row] = match cell {
-            Cell::Text(start, end) => {
-                // `cell` holds the text in `TEXT` (see `scalar`).
-                TEXT.with_borrow(|t| {
-                    let at = column.text.len();
-                    column.text.push_str(&t[start..end]);
-                    Cell::Text(at, column.text.len())
-                })
+        column.cells.push(match value {
+            Scalar::Text(text) => {
+                let start = column.text.len();
+                column.text.push_str(&text);
+                Cell::Text(start, column.text.len())
             }
-            other => other,
-        };
+            Scalar::Cell(cell) => cell,
+            Scalar::Null => Cell::Null,
+        });
         Ok(true)
     }
 }
 
-thread_local! {
-    /// The text of the last string [`scalar`] read.
-    static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// A scalar by [`to_json`]'s rules (a string's text in [`TEXT`]); `None` for a container or a type it refuses.
-fn scalar(v: &Bound<'_, PyAny>) -> PyResult<Option<Scalar>> {
+/// A scalar by [`to_json`]'s rules; `None` for a container or a type it refuses.
+fn scalar<'a>(v: &'a Bound<'_, PyAny>) -> PyResult<Option<Scalar<'a>>> {
     if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()
     {
         return Ok(None);
     }
     if let Ok(s) = v.cast::<PyString>() {
-        let text = s.to_cow()?;
-        let len = text.len();
-        TEXT.with_borrow_mut(|t| {
-            t.clear();
-            t.push_str(&text);
-        });
-        return Ok(Some(Scalar::Cell(Cell::Text(0, len))));
+        return Ok(Some(Scalar::Text(s.to_cow()?)));
     }
     let mut unused = String::new();
     match cell(v, &mut unused, false) {

@@ -75,9 +75,8 @@ impl NativeEngine {
     ) -> PyResult<ColumnScores<'py>> {
         let model = match outcomes.iter().find_map(Outcome::verdict) {
             Some(v) => Some((v.threshold, v.model_version)),
-            None => self
-                .engine
-                .model(key)
+            None => py
+                .detach(|| self.engine.model(key))
                 .py_err()?
                 .map(|m| (m.forest().threshold(), m.version())),
         };

@@ -54,22 +54,22 @@ def test_a_frame_scores_as_its_dicts_bit_for_bit(trained):
     frame = pd.json_normalize(probe)
     got = engine.score_frame("orders", frame)
     assert isinstance(got, anomaly.FrameScores)
-    np.testing.assert_array_equal(got.score, expected)
+    np.testing.assert_array_equal(got.scores, expected)
     np.testing.assert_array_equal(got.is_anomaly, flagged)
     assert got.threshold == engine.score("orders", probe[0])["threshold"]
     assert got.model_version == engine.model_info("orders")["version"]
     # Strings as Python objects (pandas 2's default), as categoricals, and a slice of Arrow strings (offsets that
     # do not start at zero).
     as_objects = frame.astype({c: object for c in ["price", "country", "created_at", "customer.tier"]})
-    np.testing.assert_array_equal(engine.score_frame("orders", as_objects).score, expected)
+    np.testing.assert_array_equal(engine.score_frame("orders", as_objects).scores, expected)
     as_categories = frame.astype({"country": "category", "customer.tier": "category"})
-    np.testing.assert_array_equal(engine.score_frame("orders", as_categories).score, expected)
+    np.testing.assert_array_equal(engine.score_frame("orders", as_categories).scores, expected)
     sliced = frame.iloc[100:]
-    np.testing.assert_array_equal(engine.score_frame("orders", sliced).score, expected[100:])
+    np.testing.assert_array_equal(engine.score_frame("orders", sliced).scores, expected[100:])
     # A mapping of plain arrays.
     mapping = {name: frame[name].to_numpy(dtype=object if frame[name].dtype == object else None) for name in frame}
     mapping = {name: np.asarray(values) for name, values in mapping.items()}
-    np.testing.assert_array_equal(engine.score_frame("orders", mapping).score, expected)
+    np.testing.assert_array_equal(engine.score_frame("orders", mapping).scores, expected)
 
 
 def test_dtypes_read_as_dict_values(trained):
@@ -89,12 +89,12 @@ def test_dtypes_read_as_dict_values(trained):
     rows[0]["country"] = None
     rows[1]["price"] = None
     np.testing.assert_array_equal(
-        engine.score_frame("orders", marked).score, scores_of(engine.score_many("orders", rows))[0]
+        engine.score_frame("orders", marked).scores, scores_of(engine.score_many("orders", rows))[0]
     )
     # pd.NA as None in the dicts: both are missing.
     rows = typed.astype(object).where(typed.notna(), None).to_dict("records")
     expected, _ = scores_of(engine.score_many("orders", rows))
-    np.testing.assert_array_equal(engine.score_frame("orders", typed).score, expected)
+    np.testing.assert_array_equal(engine.score_frame("orders", typed).scores, expected)
     # Date/times score as their ISO strings: whole seconds, fractions, time zones (local time and offset), dates
     # past 2262 (beyond nanoseconds), Arrow timestamps, and NaT as missing.
     stamps = pd.to_datetime(frame["created_at"]) + pd.to_timedelta(np.arange(50) * 123_457, unit="us")
@@ -108,7 +108,7 @@ def test_dtypes_read_as_dict_values(trained):
         for row, value in zip(rows, column):
             row["created_at"] = None if pd.isna(value) else pd.Timestamp(value).isoformat()
         expected, _ = scores_of(engine.score_many("orders", rows))
-        np.testing.assert_array_equal(engine.score_frame("orders", dated).score, expected, err_msg=str(column.dtype))
+        np.testing.assert_array_equal(engine.score_frame("orders", dated).scores, expected, err_msg=str(column.dtype))
     # Arrow strings in several chunks, and a uint64 column beyond int64.
     chunked = frame.copy()
     chunked["country"] = pd.Series(
@@ -121,7 +121,7 @@ def test_dtypes_read_as_dict_values(trained):
     for row, age in zip(rows, chunked["customer.age"]):
         row["customer.age"] = int(age)
     expected, _ = scores_of(engine.score_many("orders", rows))
-    np.testing.assert_array_equal(engine.score_frame("orders", chunked).score, expected)
+    np.testing.assert_array_equal(engine.score_frame("orders", chunked).scores, expected)
     # Arrow strings with bytes that are not UTF-8 under a null row (which Arrow allows).
     import pyarrow as pa
 
@@ -131,7 +131,7 @@ def test_dtypes_read_as_dict_values(trained):
     )
     small = {"country": pd.Series(pd.arrays.ArrowExtensionArray(garbled)), "amount": [100.0, 101.0, 102.0]}
     expected, _ = scores_of(engine.score_many("orders", [{"country": c, "amount": a} for c, a in zip(["FR", None, "DE"], small["amount"])]))
-    np.testing.assert_array_equal(engine.score_frame("orders", small).score, expected)
+    np.testing.assert_array_equal(engine.score_frame("orders", small).scores, expected)
 
 
 def test_dicts_read_natively_as_records(trained):
@@ -160,9 +160,9 @@ def test_dicts_read_natively_as_records(trained):
     del odd[7]["deep"]
     outcomes = engine.score_many("orders", odd)
     got = engine.score_frame("orders", odd)
-    np.testing.assert_array_equal(got.score, scores_of(outcomes)[0])
+    np.testing.assert_array_equal(got.scores, scores_of(outcomes)[0])
     for i in range(8):
-        assert engine.score("orders", odd[i])["score"] == got.score[i], i
+        assert engine.score("orders", odd[i])["score"] == got.scores[i], i
     # A record that contains itself, and a value of no JSON type, raise as they do one by one.
     loop: dict = {"a": 1}
     loop["self"] = loop
@@ -175,7 +175,7 @@ def test_dicts_read_natively_as_records(trained):
     # Sparse records, each with fields of its own, beyond the columns' bound: read as records.
     sparse = [{f"f{i}": 1.0, "amount": 100.0} for i in range(3000)]
     np.testing.assert_array_equal(
-        engine.score_frame("orders", sparse).score,
+        engine.score_frame("orders", sparse).scores,
         [engine.score("orders", r)["score"] for r in sparse],
     )
 
@@ -192,16 +192,16 @@ def test_record_model_scores_frames(trained):
 def test_learning_keys_and_empty_frames(trained):
     engine = anomaly.Engine(min_training_records=100)
     got = engine.score_frame("new", pd.DataFrame({"a": [1.0, 2.0]}))
-    assert np.isnan(got.score).all() and not got.is_anomaly.any()
+    assert np.isnan(got.scores).all() and not got.is_anomaly.any()
     assert got.threshold is None and got.model_version is None
     empty = engine.score_frame("new", pd.DataFrame({"a": np.array([], dtype=float)}))
-    assert empty.score.shape == (0,)
+    assert empty.scores.shape == (0,)
     # An empty frame for a trained key still names its model; a frame without columns scores each row as {}.
     trained_engine, _ = trained
     empty = trained_engine.score_frame("orders", pd.DataFrame({"amount": np.array([], dtype=float)}))
-    assert empty.score.shape == (0,) and empty.model_version == trained_engine.model_info("orders")["version"]
+    assert empty.scores.shape == (0,) and empty.model_version == trained_engine.model_info("orders")["version"]
     no_columns = trained_engine.score_frame("orders", pd.DataFrame(index=range(3)))
-    np.testing.assert_array_equal(no_columns.score, [trained_engine.score("orders", {})["score"]] * 3)
+    np.testing.assert_array_equal(no_columns.scores, [trained_engine.score("orders", {})["score"]] * 3)
 
 
 def test_bad_columns_are_refused_by_name(trained):
@@ -243,7 +243,7 @@ def test_dict_reading_follows_the_record_path_in_corner_cases(trained):
             return 5
 
     odd.append({"tags": Sneaky([9.0])})
-    assert list(engine.score_frame("orders", odd).score) == [one(r) for r in odd]
+    assert list(engine.score_frame("orders", odd).scores) == [one(r) for r in odd]
     # A generator that reuses one dict: each record as it was when yielded.
     def reused():
         r = dict(probe[0])
@@ -252,13 +252,25 @@ def test_dict_reading_follows_the_record_path_in_corner_cases(trained):
         yield r
 
     expected = [one(probe[0]), one({**probe[0], "amount": 10_000.0})]
-    assert list(engine.score_frame("orders", reused()).score) == expected
+    assert list(engine.score_frame("orders", reused()).scores) == expected
     assert [o["score"] for o in engine.score_many("orders", reused())] == expected
     # One record with thousands of fields among many small ones: read as records, not as a column each.
     many = [{"amount": float(i % 50)} for i in range(60_000)]
     many[0] = {f"f{i}": 1.0 for i in range(3_000)}
-    got = engine.score_frame("orders", many).score
+    got = engine.score_frame("orders", many).scores
     assert [got[0], got[1], got[-1]] == [one(many[0]), one(many[1]), one(many[-1])]
+    # A dict with more leaves than a record may have fails as it does one by one, naming it.
+    wide = {f"f{i}": 1.0 for i in range(10_001)}
+    with pytest.raises(anomaly.exceptions.InvalidRecordError) as one_by_one:
+        engine.score("orders", wide)
+    with pytest.raises(anomaly.exceptions.InvalidRecordError, match="record 1: ") as batch:
+        engine.score_frame("orders", [probe[0], wide])
+    assert str(batch.value).endswith(str(one_by_one.value).removeprefix("invalid record: "))
+    # Dicts for a key still learning: NaN scores, and a record the engine refuses is refused.
+    learning = engine.score_frame("still-learning", probe[:3])
+    assert np.isnan(learning.scores).all() and learning.model_version is None
+    with pytest.raises(anomaly.exceptions.InvalidRecordError, match="record 1: "):
+        engine.score_frame("still-learning", [probe[0], wide])
 
 
 def test_date_times_read_as_isoformat_gives_them():

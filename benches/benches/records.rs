@@ -155,6 +155,11 @@ fn bench_records(c: &mut Criterion) {
             .push(path, ColumnValues::Leaves(values))
             .expect("column");
     }
+    assert_eq!(
+        engine.score_columns("orders", &columns).expect("columns"),
+        engine.score_many("orders", &probe).expect("records"),
+        "the columns score as their records"
+    );
     group.bench_function(BenchmarkId::new("engine_score_columns", n), |b| {
         b.iter(|| {
             black_box(

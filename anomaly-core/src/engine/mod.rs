@@ -622,8 +622,8 @@ impl Engine {
     }
 
     /// Scores `records` as [`score`](Self::score) does one by one (the same outcomes, bit for bit), without
-    /// learning from them or counting them, several times faster per record: their vectors are built first and
-    /// the forest scores them in blocks, on the forest's threads. While the key is learning, every record is
+    /// learning from them or counting them, several times faster per record: chunk by chunk, each chunk's vectors
+    /// built and scored in a block by one of the forest's threads. While the key is learning, every record is
     /// checked and each outcome is [`Outcome::Learning`].
     ///
     /// # Errors

@@ -253,8 +253,8 @@ impl RecordModel {
         self.verdict(buf)
     }
 
-    /// Scores many records at once: their vectors first, then the forest over all of them in blocks (on the
-    /// forest's threads), which is several times faster per record than [`score`](Self::score) and gives the same
+    /// Scores many records at once, chunk by chunk, each chunk vectorised and scored in a block by one of the
+    /// forest's threads, which is several times faster per record than [`score`](Self::score) and gives the same
     /// verdicts, bit for bit. `range_rule(vector)` says whether the engine's range rule fires on a record.
     ///
     /// # Errors
@@ -385,7 +385,8 @@ impl RecordModel {
     }
 
     /// Scores many records at once, as [`score`](Self::score) does one by one (the same verdicts, bit for bit),
-    /// several times faster per record: their vectors first, then the forest over all of them in blocks.
+    /// several times faster per record: chunk by chunk, each chunk vectorised and scored in a block by one of the
+    /// forest's threads.
     ///
     /// # Errors
     /// As [`score_with`](Self::score_with), naming the first record that fails; nothing is scored then.

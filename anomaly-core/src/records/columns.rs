@@ -87,7 +87,8 @@ impl<'a> ColumnValues<'a> {
     /// The value in `row` as a leaf (a missing value as [`Leaf::Null`]).
     ///
     /// # Panics
-    /// If `row` is out of bounds.
+    /// If `row` is out of bounds, or for [`Strings`](ColumnValues::Strings) whose offsets are fewer than the rows
+    /// and one (which [`RecordColumns::push`] refuses); a string whose offsets are otherwise invalid reads as null.
     pub fn leaf(&self, row: usize) -> Leaf<'a> {
         let number = |v: f64| {
             if v.is_finite() {

@@ -107,10 +107,10 @@ pub(crate) fn for_each_leaf<'a>(
     walk.object(map, 1)
 }
 
-/// The leaves an array of (finite) numbers adds after its `.len`, as [`flatten`] lists them: `.min`, `.max` and
-/// `.mean`; `None` for no numbers.
+/// The leaves an array of numbers adds after its `.len`, as [`flatten`] lists them: `.min`, `.max` and `.mean`;
+/// `None` for no numbers, or for any that is not finite (JSON holds none).
 pub fn number_summaries(numbers: &[f64]) -> Option<[(&'static str, f64); 3]> {
-    if numbers.is_empty() {
+    if numbers.is_empty() || !numbers.iter().all(|v| v.is_finite()) {
         return None;
     }
     let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);

@@ -28,14 +28,14 @@ _INT64_MAX = np.iinfo(np.int64).max
 class FrameScores(NamedTuple):
     """What ``Engine.score_frame`` returns: one score and verdict per row, and the model that gave them."""
 
-    score: np.ndarray
+    scores: np.ndarray
     """Scores in (0, 1], higher is more anomalous (NaN while the key is learning)."""
     is_anomaly: np.ndarray
     """Whether a detector flagged the row (the forest or the range rule)."""
     threshold: Optional[float]
-    """The threshold the scores were compared with (``None`` while the key is learning)."""
+    """The threshold the scores are compared with (``None`` while the key has no model)."""
     model_version: Optional[int]
-    """The version of the model that scored the rows (``None`` while the key is learning)."""
+    """The version of the key's model (``None`` while the key has no model)."""
 
 
 def is_frame(records: Any) -> bool:

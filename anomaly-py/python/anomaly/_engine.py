@@ -137,17 +137,21 @@ class Engine:
         return self._native.score_many(key, records)
 
     def score_frame(self, key: str, frame: Any) -> FrameScores:
-        """``score_many`` answered as arrays, ``FrameScores(score, is_anomaly, threshold, model_version)``, for
-        records held as columns (a pandas DataFrame, or a mapping of column name to 1-D array) or given as dicts. It
-        learns nothing and counts nothing, and it is the fast path: no dict per record in or out, and the rows are
-        vectorised and scored on the forest's threads.
+        """``score_many`` answered as arrays, ``FrameScores(scores, is_anomaly, threshold, model_version)``: the
+        fast batch call. It learns nothing and counts nothing, builds no dict per outcome, and vectorises and scores
+        the rows on the forest's threads. ``frame`` is
 
-        A column's name is the field's dotted path (``customer.tier``, as ``pandas.json_normalize`` names it), and
-        each row scores as the dict of its values does, bit for bit, with NaN, ``pd.NA`` and ``NaT`` as ``None``
-        (missing), date/times as their ISO strings (``Timestamp.isoformat()``, to the microsecond) and durations as
-        seconds; a column of dicts or lists is refused (flatten it first). While the key is learning, scores are
-        NaN and nothing is an anomaly; ``threshold`` and ``model_version`` are the key's model's, ``None`` without
-        one."""
+        * a pandas DataFrame, or a mapping of column name to 1-D array: the fastest, no Python object per value for
+          numbers and Arrow-backed strings (pandas 3's default). A column's name is the field's dotted path
+          (``customer.tier``, as ``pandas.json_normalize`` names it), and each row scores as the dict of its values
+          does, bit for bit, with NaN, ``pd.NA`` and ``NaT`` as ``None`` (missing), date/times as their ISO strings
+          (``Timestamp.isoformat()``, to the microsecond) and durations as seconds; a column holding dicts or lists
+          is refused (flatten it first);
+        * or records as dicts, as ``score_many`` takes them: a list or tuple is read natively into columns, any
+          other iterable record by record as it yields.
+
+        While the key is learning, scores are NaN and nothing is an anomaly; ``threshold`` and ``model_version`` are
+        those of the key's model, ``None`` without one."""
         if is_frame(frame):
             names, arrays, rows = frame_columns(frame)
             return FrameScores(*self._native.score_columns(key, names, arrays, rows))
