@@ -9,11 +9,11 @@ use anomaly_core::records::flatten::{Leaf, Limits, MAX_DEPTH, number_summaries};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use serde_json::Value;
 
-use crate::convert::{MAX_RECORD_DEPTH, MAX_RECORD_VALUES, to_json};
-use crate::errors::named;
+use crate::convert::{MAX_RECORD_DEPTH, MAX_RECORD_VALUES, Scalar, scalar, to_json};
+use crate::errors::{IntoPyResult, named};
 
 /// Cells (rows × columns) that dicts read by [`Columns::from_records`] may always fill.
 pub(crate) const FREE_CELLS: usize = 1 << 20;
@@ -171,13 +171,24 @@ impl<'py> Columns<'py> {
         })
     }
 
+    /// `f` run on the core's view of the columns, without the GIL.
+    pub(crate) fn scored<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&RecordColumns<'_>) -> Result<R, anomaly_core::Error> + Send,
+    ) -> PyResult<R> {
+        let prepared = self.prepare().py_err()?;
+        let view = self.view(&prepared).py_err()?;
+        py.detach(|| f(&view)).py_err()
+    }
+
     /// What each column needs before [`view`](Self::view) can borrow it: the leaves of a column of objects, and
     /// for Arrow strings their bytes as text (or, when the bytes are not UTF-8 throughout, which Arrow allows
     /// under null rows, their leaves, each checked).
     ///
     /// # Errors
     /// [`anomaly_core::Error::InvalidParameter`] for Arrow strings whose offsets or bytes are not valid.
-    pub(crate) fn prepare(&self) -> Result<Vec<Prepared<'_>>, anomaly_core::Error> {
+    fn prepare(&self) -> Result<Vec<Prepared<'_>>, anomaly_core::Error> {
         self.names
             .iter()
             .zip(&self.columns)
@@ -216,7 +227,7 @@ impl<'py> Columns<'py> {
     }
 
     /// The core's view of the columns, with `prepared` from [`prepare`](Self::prepare).
-    pub(crate) fn view<'a>(
+    fn view<'a>(
         &'a self,
         prepared: &'a [Prepared<'a>],
     ) -> Result<RecordColumns<'a>, anomaly_core::Error> {
@@ -247,7 +258,7 @@ impl<'py> Columns<'py> {
 }
 
 /// What a column needs before the core can borrow it (see [`Columns::prepare`]).
-pub(crate) enum Prepared<'a> {
+enum Prepared<'a> {
     /// Nothing: numbers and booleans are borrowed as they are.
     Direct,
     /// Its values as leaves.
@@ -362,31 +373,11 @@ fn column<'py>(name: &str, a: &Bound<'py, PyAny>) -> PyResult<Column<'py>> {
     Ok(Column::Objects { text, cells })
 }
 
-/// A Python value as a cell, by the rules of a value in a dict record, and with `pandas_missing`, `pd.NA` and `NaT`
-/// missing (a DataFrame's object columns hold them; a dict record does not take them).
+/// A Python value as a cell, by the rules of a value in a dict record ([`scalar`]), and with `pandas_missing`,
+/// `pd.NA` and `NaT` missing (a DataFrame's object columns hold them; a dict record does not take them).
 fn cell(v: &Bound<'_, PyAny>, text: &mut String, pandas_missing: bool) -> PyResult<Cell> {
-    if v.is_none() {
-        return Ok(Cell::Null);
-    }
-    if let Ok(b) = v.cast::<PyBool>() {
-        return Ok(Cell::Bool(b.is_true()));
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        let start = text.len();
-        text.push_str(&s.to_cow()?);
-        return Ok(Cell::Text(start, text.len()));
-    }
-    if v.is_instance_of::<PyInt>() {
-        if let Ok(i) = v.extract::<i64>() {
-            return Ok(Cell::Number(i as f64));
-        }
-        if let Ok(u) = v.extract::<u64>() {
-            return Ok(Cell::Number(u as f64));
-        }
-        return Ok(Cell::Number(v.extract::<f64>()?));
-    }
-    if let Ok(f) = v.cast::<PyFloat>() {
-        return Ok(Cell::Number(f.value()));
+    if let Some(s) = scalar(v)? {
+        return Ok(s.into_cell(text));
     }
     if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()
     {
@@ -398,15 +389,6 @@ fn cell(v: &Bound<'_, PyAny>, text: &mut String, pandas_missing: bool) -> PyResu
                 .into(),
         ));
     }
-    // numpy scalars: integers through `__index__`, floats through `__float__`.
-    if v.hasattr("__index__")?
-        && let Ok(i) = v.extract::<i64>()
-    {
-        return Ok(Cell::Number(i as f64));
-    }
-    if let Ok(f) = v.extract::<f64>() {
-        return Ok(Cell::Number(f));
-    }
     if pandas_missing && is_pandas_missing(v)? {
         return Ok(Cell::Null);
     }
@@ -414,6 +396,43 @@ fn cell(v: &Bound<'_, PyAny>, text: &mut String, pandas_missing: bool) -> PyResu
         "cannot use a value of type {} in a record (expected str, bool, int, float or None)",
         v.get_type().name()?
     )))
+}
+
+impl Scalar<'_> {
+    /// The cell of the leaf the scalar's JSON value flattens to (a string's bytes appended to `text`).
+    fn into_cell(self, text: &mut String) -> Cell {
+        match self {
+            Scalar::Null => Cell::Null,
+            Scalar::Bool(b) => Cell::Bool(b),
+            Scalar::Text(t) => {
+                let start = text.len();
+                text.push_str(&t);
+                Cell::Text(start, text.len())
+            }
+            Scalar::Int(i) => Cell::Number(i as f64),
+            Scalar::UInt(u) => Cell::Number(u as f64),
+            Scalar::Float(f) => Cell::Number(f),
+        }
+    }
+
+    /// Whether JSON holds it as null: `None`, or a float that is not finite.
+    fn is_null(&self) -> bool {
+        match self {
+            Scalar::Null => true,
+            Scalar::Float(f) => !f.is_finite(),
+            _ => false,
+        }
+    }
+
+    /// The number an array's summaries count it as (`as_f64` of its JSON value): a finite int or float.
+    fn number(&self) -> Option<f64> {
+        match *self {
+            Scalar::Int(i) => Some(i as f64),
+            Scalar::UInt(u) => Some(u as f64),
+            Scalar::Float(f) if f.is_finite() => Some(f),
+            _ => None,
+        }
+    }
 }
 
 /// Whether `v` is pandas' `pd.NA` or `NaT`, the missing markers of a DataFrame's object columns.
@@ -468,13 +487,6 @@ struct RecordReader<'l> {
     cells: usize,
     /// Set when the columns would pass their bound: every row is then read as a record.
     too_wide: bool,
-}
-
-/// A scalar of a dict record, by [`to_json`]'s rules.
-enum Scalar<'a> {
-    Null,
-    Cell(Cell),
-    Text(std::borrow::Cow<'a, str>),
 }
 
 impl RecordReader<'_> {
@@ -540,10 +552,11 @@ impl RecordReader<'_> {
             }
             return self.array(value);
         }
-        match scalar(value)? {
-            Some(Scalar::Null) => Ok(self.count()),
-            Some(other) => self.set(other, None),
-            None => Ok(false),
+        match scalar(value) {
+            Ok(Some(s)) if s.is_null() => Ok(self.count()),
+            Ok(Some(s)) => self.set(s, None),
+            // A type `to_json` refuses, or cannot convert: it raises for the record.
+            Ok(None) | Err(_) => Ok(false),
         }
     }
 
@@ -566,15 +579,17 @@ impl RecordReader<'_> {
             if self.values > MAX_RECORD_VALUES {
                 return Ok(false);
             }
-            match scalar(item)? {
-                Some(Scalar::Cell(Cell::Number(v))) if v.is_finite() => numbers.push(v),
-                Some(_) => all_numbers = false,
-                // A container (which `to_json` converts and checks) or a type it refuses.
-                None => return Ok(false),
+            match scalar(item) {
+                Ok(Some(s)) => match s.number() {
+                    Some(v) => numbers.push(v),
+                    None => all_numbers = false,
+                },
+                // A container (which `to_json` converts and checks), or a type it refuses or cannot convert.
+                Ok(None) | Err(_) => return Ok(false),
             }
         }
         let len = items.len();
-        if !self.set(Scalar::Cell(Cell::Number(len as f64)), Some(".len"))? {
+        if !self.set(Scalar::Int(len as i64), Some(".len"))? {
             return Ok(false);
         }
         let summaries = if all_numbers {
@@ -583,7 +598,7 @@ impl RecordReader<'_> {
             None
         };
         for (suffix, v) in summaries.into_iter().flatten() {
-            if !self.set(Scalar::Cell(Cell::Number(v)), Some(suffix))? {
+            if !self.set(Scalar::Float(v), Some(suffix))? {
                 return Ok(false);
             }
         }
@@ -641,33 +656,7 @@ impl RecordReader<'_> {
         column.cells.resize(self.row, Cell::Null);
         column.last_row = Some(self.row);
         self.touched.push(c);
-        column.cells.push(match value {
-            Scalar::Text(text) => {
-                let start = column.text.len();
-                column.text.push_str(&text);
-                Cell::Text(start, column.text.len())
-            }
-            Scalar::Cell(cell) => cell,
-            Scalar::Null => Cell::Null,
-        });
+        column.cells.push(value.into_cell(&mut column.text));
         Ok(true)
-    }
-}
-
-/// A scalar by [`to_json`]'s rules; `None` for a container or a type it refuses.
-fn scalar<'a>(v: &'a Bound<'_, PyAny>) -> PyResult<Option<Scalar<'a>>> {
-    if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()
-    {
-        return Ok(None);
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Some(Scalar::Text(s.to_cow()?)));
-    }
-    let mut unused = String::new();
-    match cell(v, &mut unused, false) {
-        Ok(Cell::Null) => Ok(Some(Scalar::Null)),
-        Ok(Cell::Number(x)) if !x.is_finite() => Ok(Some(Scalar::Null)),
-        Ok(c) => Ok(Some(Scalar::Cell(c))),
-        Err(_) => Ok(None),
     }
 }

@@ -172,26 +172,15 @@ fn to_json_within(v: &Bound<'_, PyAny>, depth_left: usize, walk: &mut Walk) -> P
             ),
         ));
     }
-    if v.is_none() {
-        return Ok(Value::Null);
-    }
-    if let Ok(b) = v.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Value::String(s.to_cow()?.into_owned()));
-    }
-    if v.is_instance_of::<PyInt>() {
-        if let Ok(i) = v.extract::<i64>() {
-            return Ok(Value::from(i));
-        }
-        if let Ok(u) = v.extract::<u64>() {
-            return Ok(Value::from(u));
-        }
-        return Ok(Value::from(v.extract::<f64>()?));
-    }
-    if let Ok(f) = v.cast::<PyFloat>() {
-        return Ok(float(f.value()));
+    if let Some(s) = scalar(v)? {
+        return Ok(match s {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Text(t) => Value::String(t.into_owned()),
+            Scalar::Int(i) => Value::from(i),
+            Scalar::UInt(u) => Value::from(u),
+            Scalar::Float(f) => float(f),
+        });
     }
     let is_container = v.is_instance_of::<PyDict>()
         || v.is_instance_of::<PyList>()
@@ -219,19 +208,63 @@ fn to_json_within(v: &Bound<'_, PyAny>, depth_left: usize, walk: &mut Walk) -> P
         walk.path.pop();
         return converted;
     }
-    // numpy scalars: integers through `__index__`, floats through `__float__`.
-    if v.hasattr("__index__")?
-        && let Ok(i) = v.extract::<i64>()
-    {
-        return Ok(Value::from(i));
-    }
-    if let Ok(f) = v.extract::<f64>() {
-        return Ok(float(f));
-    }
     Err(PyTypeError::new_err(format!(
         "cannot use a value of type {} in a record (expected dict, list, str, bool, int, float or None)",
         v.get_type().name()?
     )))
+}
+
+/// A scalar of a record, as [`to_json`] reads it.
+pub(crate) enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Text(std::borrow::Cow<'a, str>),
+    Int(i64),
+    UInt(u64),
+    /// A float (or an int too large for 64 bits, as its nearest float); JSON holds a non-finite one as null.
+    Float(f64),
+}
+
+/// `v` as a record's scalar: `None`, `bool`, `str`, `int`, `float`, or a numpy scalar (integers through
+/// `__index__`, floats through `__float__`); `None` for a dict, list or tuple, or a value of another type.
+///
+/// # Errors
+/// An int that no float holds (`OverflowError`), a string that is not valid UTF-8.
+pub(crate) fn scalar<'a>(v: &'a Bound<'_, PyAny>) -> PyResult<Option<Scalar<'a>>> {
+    if v.is_none() {
+        return Ok(Some(Scalar::Null));
+    }
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Some(Scalar::Bool(b.is_true())));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Some(Scalar::Text(s.to_cow()?)));
+    }
+    if v.is_instance_of::<PyInt>() {
+        if let Ok(i) = v.extract::<i64>() {
+            return Ok(Some(Scalar::Int(i)));
+        }
+        if let Ok(u) = v.extract::<u64>() {
+            return Ok(Some(Scalar::UInt(u)));
+        }
+        return Ok(Some(Scalar::Float(v.extract::<f64>()?)));
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return Ok(Some(Scalar::Float(f.value())));
+    }
+    if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()
+    {
+        return Ok(None);
+    }
+    if v.hasattr("__index__")?
+        && let Ok(i) = v.extract::<i64>()
+    {
+        return Ok(Some(Scalar::Int(i)));
+    }
+    if let Ok(f) = v.extract::<f64>() {
+        return Ok(Some(Scalar::Float(f)));
+    }
+    Ok(None)
 }
 
 /// A dict, list or tuple as JSON.

@@ -60,9 +60,7 @@ impl NativeEngine {
         key: &str,
         columns: &Columns<'_>,
     ) -> PyResult<Vec<Outcome>> {
-        let prepared = columns.prepare().py_err()?;
-        let view = columns.view(&prepared).py_err()?;
-        py.detach(|| self.engine.score_columns(key, &view)).py_err()
+        columns.scored(py, |view| self.engine.score_columns(key, view))
     }
 
     /// Outcomes as `(scores, is_anomaly, threshold, model_version)`: NaN scores while the key is learning, and the

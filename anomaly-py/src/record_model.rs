@@ -29,9 +29,7 @@ fn scored<'py>(py: Python<'py>, verdicts: &[RecordVerdict]) -> Scored<'py> {
 impl NativeRecordModel {
     /// Scores columns read from Python, without the GIL.
     fn score_read<'py>(&self, py: Python<'py>, columns: &Columns<'_>) -> PyResult<Scored<'py>> {
-        let prepared = columns.prepare().py_err()?;
-        let view = columns.view(&prepared).py_err()?;
-        let verdicts = py.detach(|| self.model.score_columns(&view)).py_err()?;
+        let verdicts = columns.scored(py, |view| self.model.score_columns(view))?;
         Ok(scored(py, &verdicts))
     }
 }

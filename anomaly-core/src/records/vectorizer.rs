@@ -601,6 +601,9 @@ struct CategoryCode {
     frequency: f64,
 }
 
+/// Each field's learnt categories by value, with their [`CategoryCode`]s (empty for fields of other roles).
+type CategoryMaps = [HashMap<Box<str>, CategoryCode, foldhash::fast::FixedState>];
+
 /// Each field's learnt categories with their [`CategoryCode`]s (empty for fields of other roles), built from the
 /// fields on first use. Derived, so it is never serialized and never part of a vectoriser's equality.
 #[derive(Default)]
@@ -609,11 +612,7 @@ struct CategoryCodes(
 );
 
 impl CategoryCodes {
-    fn get(
-        &self,
-        fields: &[FieldSpec],
-        hash_width: usize,
-    ) -> &[HashMap<Box<str>, CategoryCode, foldhash::fast::FixedState>] {
+    fn get(&self, fields: &[FieldSpec], hash_width: usize) -> &CategoryMaps {
         self.0.get_or_init(|| {
             fields
                 .iter()
@@ -921,17 +920,9 @@ impl Vectorizer {
         if let Some(record) = columns.replaced(row) {
             return self.transform_into(record, out, notes);
         }
-        notes.clear();
-        out.clear();
-        out.extend_from_slice(&self.template);
-        let codes = self.codes.get(&self.fields, self.params.hash_width);
+        let codes = self.start_vector(out, notes);
         for ((path, values), field) in columns.columns().iter().zip(fields) {
-            let leaf = values.leaf(row);
-            match field {
-                Some(i) => self.encode_leaf(*i, &leaf, out, notes, codes),
-                None if !matches!(leaf, Leaf::Null) => notes.unseen(path),
-                None => {}
-            }
+            self.encode_at(*field, path, &values.leaf(row), out, notes, codes);
         }
         self.scale_in_place(out);
         Ok(())
@@ -975,18 +966,12 @@ impl Vectorizer {
     }
 
     fn encode(&self, record: &Value, out: &mut Vec<f64>, notes: &mut RecordNotes) -> Result<()> {
-        notes.clear();
-        out.clear();
-        out.extend_from_slice(&self.template);
-        let codes = self.codes.get(&self.fields, self.params.hash_width);
+        let codes = self.start_vector(out, notes);
         // Leaves come in about the fields' order: each lookup first tries the field after the last one found.
         let mut next = 0;
         let walked = for_each_leaf(record, &self.params.limits, |path, _, leaf| {
-            match self.field_from(path, &mut next) {
-                Some(i) => self.encode_leaf(i, &leaf, out, notes, codes),
-                None if !matches!(leaf, Leaf::Null) => notes.unseen(path),
-                None => {}
-            }
+            let field = self.field_from(path, &mut next);
+            self.encode_at(field, path, &leaf, out, notes, codes);
         });
         if walked.is_err() {
             // A refused record has no notes (nor a vector).
@@ -994,6 +979,33 @@ impl Vectorizer {
             out.clear();
         }
         walked
+    }
+
+    /// Starts a record's vector in `out` as the template (every field missing) and clears `notes`; returns the
+    /// learnt categories' columns.
+    fn start_vector(&self, out: &mut Vec<f64>, notes: &mut RecordNotes) -> &CategoryMaps {
+        notes.clear();
+        out.clear();
+        out.extend_from_slice(&self.template);
+        self.codes.get(&self.fields, self.params.hash_width)
+    }
+
+    /// Encodes the leaf at `path` into the columns of its field (`None`: a field the schema does not hold, noted
+    /// unless the leaf is null).
+    fn encode_at(
+        &self,
+        field: Option<usize>,
+        path: &str,
+        leaf: &Leaf<'_>,
+        out: &mut [f64],
+        notes: &mut RecordNotes,
+        codes: &CategoryMaps,
+    ) {
+        match field {
+            Some(i) => self.encode_leaf(i, leaf, out, notes, codes),
+            None if !matches!(leaf, Leaf::Null) => notes.unseen(path),
+            None => {}
+        }
     }
 
     /// Writes the columns of field `i` for `leaf` into `out` (a record's vector, the template's values where
@@ -1004,7 +1016,7 @@ impl Vectorizer {
         leaf: &Leaf<'_>,
         out: &mut [f64],
         notes: &mut RecordNotes,
-        codes: &[HashMap<Box<str>, CategoryCode, foldhash::fast::FixedState>],
+        codes: &CategoryMaps,
     ) {
         let f = &self.fields[i];
         if f.width == 0 {
